@@ -1,0 +1,29 @@
+//! Protocol constants and the product's hard limits, shared by client and
+//! server so both refuse the same things.
+
+use std::time::Duration;
+
+/// The protocol version this crate speaks; sent in `Hello` and `HelloOk`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts, checked before parsing.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// The most friends a user may have.
+pub const MAX_FRIENDS: usize = 20;
+
+/// The most friend requests a user may have sent and not yet had answered.
+pub const MAX_PENDING_OUTGOING: usize = 20;
+
+/// The most friend requests a user may have waiting for an answer.
+pub const MAX_PENDING_INCOMING: usize = 50;
+
+/// No message lives longer than this anywhere.
+pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Length of the nonces the server hands out (puzzles and login challenges).
+pub const NONCE_BYTES: usize = 32;
+
+/// The hardest proof-of-work a client agrees to solve; anything above would
+/// take a phone minutes, so a server asking for it is refused.
+pub const MAX_POW_DIFFICULTY: u32 = 28;
