@@ -1,0 +1,256 @@
+//! Server configuration: command-line flags, then `WISP_*` environment
+//! variables, then an optional TOML file, then defaults that run out of the
+//! box (127.0.0.1:7700, SQLite under ./wisp-data).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "wisp-data";
+/// Default proof-of-work difficulty in bits: about a quarter of a million
+/// hashes, well under a second on a phone.
+pub const DEFAULT_POW_DIFFICULTY: u32 = 18;
+/// Default registrations allowed per source address per minute.
+pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
+/// Default cap on simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration a server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address for the WebSocket and HTTP endpoints.
+    pub listen: SocketAddr,
+    /// Where the embedded store keeps its SQLite file.
+    pub data_dir: PathBuf,
+    /// The deployment's name; generated and stored on first start if unset.
+    pub server_name: Option<String>,
+    /// Proof-of-work bits required to register; 0 turns it off.
+    pub pow_difficulty: u32,
+    /// Registrations per source address per minute; 0 turns the limit off.
+    pub register_limit: u32,
+    /// Simultaneous connections before new ones are refused.
+    pub max_connections: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            server_name: None,
+            pow_difficulty: DEFAULT_POW_DIFFICULTY,
+            register_limit: DEFAULT_REGISTER_LIMIT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// `wisp-server`: the Wisp messenger server.
+///
+/// With no flags it listens on 127.0.0.1:7700 and keeps its state in
+/// ./wisp-data/wisp.sqlite3. Every flag can also be set by its environment
+/// variable or in the TOML file given with --config (flags win over the
+/// environment, which wins over the file).
+#[derive(Debug, Parser)]
+#[command(name = "wisp-server", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on for WebSocket clients and /healthz, /readyz, /metrics
+    /// [default: 127.0.0.1:7700]
+    #[arg(long, env = "WISP_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the embedded SQLite store [default: ./wisp-data]
+    #[arg(long, env = "WISP_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
+    /// register_limit, max_connections, log_format
+    #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The deployment's name, signed into every login. Set it the same on all
+    /// nodes of a deployment; if unset, a random name is generated on first
+    /// start and kept in the store
+    #[arg(long, env = "WISP_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// Proof-of-work bits a client must solve to register; 0 turns it off
+    /// [default: 18]
+    #[arg(long, env = "WISP_POW_DIFFICULTY", value_name = "BITS",
+          value_parser = clap::value_parser!(u32).range(0..=wisp_proto::limits::MAX_POW_DIFFICULTY as i64))]
+    pub pow_difficulty: Option<u32>,
+
+    /// Registrations allowed per source address per minute; 0 turns the limit
+    /// off [default: 10]
+    #[arg(long, env = "WISP_REGISTER_LIMIT", value_name = "PER_MINUTE")]
+    pub register_limit: Option<u32>,
+
+    /// Simultaneous connections before new ones are refused [default: 100000]
+    #[arg(long, env = "WISP_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
+    #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    server_name: Option<String>,
+    pow_difficulty: Option<u32>,
+    register_limit: Option<u32>,
+    max_connections: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+/// Why the configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Args {
+    /// Merges flags and environment (already in `self`) over the config file
+    /// and defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = Config::default();
+        let config = Config {
+            listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
+            server_name: self.server_name.or(file.server_name),
+            pow_difficulty: self
+                .pow_difficulty
+                .or(file.pow_difficulty)
+                .unwrap_or(defaults.pow_difficulty),
+            register_limit: self
+                .register_limit
+                .or(file.register_limit)
+                .unwrap_or(defaults.register_limit),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(defaults.log_format),
+        };
+        if config.pow_difficulty > wisp_proto::limits::MAX_POW_DIFFICULTY {
+            return Err(ConfigError::Invalid(format!(
+                "pow_difficulty {} is over the most clients will solve ({})",
+                config.pow_difficulty,
+                wisp_proto::limits::MAX_POW_DIFFICULTY
+            )));
+        }
+        if config.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_connections must be at least 1".into()));
+        }
+        if config.server_name.as_deref().is_some_and(|n| n.is_empty() || n.len() > 255) {
+            return Err(ConfigError::Invalid("server_name must be 1 to 255 bytes".into()));
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_gives_the_embedded_defaults() {
+        let config = Args::parse_from(["wisp-server"]).resolve().unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.pow_difficulty, DEFAULT_POW_DIFFICULTY);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(&file, "pow_difficulty = 4\nregister_limit = 7\n").unwrap();
+        let config = Args::parse_from([
+            "wisp-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--pow-difficulty",
+            "2",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(config.pow_difficulty, 2);
+        assert_eq!(config.register_limit, 7);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = Args::parse_from(["wisp-server", "--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn too_hard_a_puzzle_is_refused() {
+        assert!(Args::try_parse_from(["wisp-server", "--pow-difficulty", "40"]).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! The local delivery hub: which users have live connections on this node,
+//! and how to push a frame to each of them.
+//!
+//! A push never blocks and never drops silently: each connection has a
+//! bounded outbound queue, and a connection whose queue is full is told to
+//! close (it reconnects and fetches what it missed from the store).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wisp_proto::{ServerFrame, UserId};
+
+/// Frames a connection may have queued before it counts as too slow.
+pub(crate) const OUTBOUND_QUEUE: usize = 256;
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    outbound: mpsc::Sender<ServerFrame>,
+    kick: CancellationToken,
+}
+
+/// Live connections by user.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    users: Mutex<HashMap<UserId, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+}
+
+/// A connection's place in the hub; leaving the hub is dropping this.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    hub: Arc<Hub>,
+    user: UserId,
+    id: u64,
+}
+
+impl Hub {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<Subscriber>>> {
+        self.users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a logged-in connection. `kick` is cancelled if the
+    /// connection falls too far behind.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        user: UserId,
+        outbound: mpsc::Sender<ServerFrame>,
+        kick: CancellationToken,
+    ) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.users().entry(user).or_default().push(Subscriber {
+            id,
+            outbound,
+            kick,
+        });
+        Subscription {
+            hub: Arc::clone(self),
+            user,
+            id,
+        }
+    }
+
+    /// Queues `frame` on every live connection of `user`; returns how many
+    /// took it.
+    pub(crate) fn push(&self, user: UserId, frame: &ServerFrame) -> usize {
+        let users = self.users();
+        let Some(subscribers) = users.get(&user) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for subscriber in subscribers {
+            match subscriber.outbound.try_send(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!("wisp_slow_connections_closed_total").increment(1);
+                    subscriber.kick.cancel();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+
+    /// Whether `user` has a live connection here.
+    #[cfg(test)]
+    pub(crate) fn is_online(&self, user: UserId) -> bool {
+        self.users().contains_key(&user)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut users = self.hub.users();
+        if let Some(subscribers) = users.get_mut(&self.user) {
+            subscribers.retain(|s| s.id != self.id);
+            if subscribers.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wisp_proto::server_frame::Body;
+    use wisp_proto::frames::Pong;
+
+    fn pong() -> ServerFrame {
+        ServerFrame {
+            request_id: 0,
+            body: Some(Body::Pong(Pong {})),
+        }
+    }
+
+    #[tokio::test]
+    async fn pushes_reach_every_connection_and_stop_after_drop() {
+        let hub = Arc::new(Hub::default());
+        let user = UserId::from_ed25519(&[1; 32]);
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let s1 = hub.subscribe(user, tx1, CancellationToken::new());
+        let s2 = hub.subscribe(user, tx2, CancellationToken::new());
+        assert_eq!(hub.push(user, &pong()), 2);
+        assert!(rx1.recv().await.is_some());
+        assert!(rx2.recv().await.is_some());
+        drop(s1);
+        assert_eq!(hub.push(user, &pong()), 1);
+        drop(s2);
+        assert!(!hub.is_online(user));
+        assert_eq!(hub.push(user, &pong()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_the_connection_instead_of_dropping() {
+        let hub = Arc::new(Hub::default());
+        let user = UserId::from_ed25519(&[2; 32]);
+        let (tx, _rx) = mpsc::channel(1);
+        let kick = CancellationToken::new();
+        let _s = hub.subscribe(user, tx, kick.clone());
+        assert_eq!(hub.push(user, &pong()), 1);
+        assert!(!kick.is_cancelled());
+        assert_eq!(hub.push(user, &pong()), 0);
+        assert!(kick.is_cancelled());
+    }
+}

@@ -1,0 +1,61 @@
+//! `wisp-server`: runs the server until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wisp_server::{Args, LogFormat, Server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Args::parse().resolve()?;
+    init_logging(config.log_format);
+    let server = Server::start(&config)
+        .await
+        .context("wisp-server could not start")?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        pow_difficulty = config.pow_difficulty,
+        register_limit = config.register_limit,
+        "ready; connect clients to {}",
+        server.ws_url()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("WISP_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

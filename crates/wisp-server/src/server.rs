@@ -1,0 +1,203 @@
+//! Starting and stopping a server: bind, open the store, serve the
+//! WebSocket gateway and the operator endpoints, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{StoreError, Stores};
+
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another server running there?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    serving: JoinHandle<std::io::Result<()>>,
+    embedded: Option<SqliteStore>,
+}
+
+impl Server {
+    /// Opens the embedded store in `config.data_dir` and starts serving.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let store = SqliteStore::open(&config.data_dir).await?;
+        let stores = Stores {
+            accounts: Arc::new(store.clone()),
+            friends: Arc::new(store.clone()),
+        };
+        let mut server = Self::start_with(config, stores, Arc::new(SystemClock)).await?;
+        server.embedded = Some(store);
+        Ok(server)
+    }
+
+    /// Starts serving on the given stores and clock.
+    pub async fn start_with(
+        config: &Config,
+        stores: Stores,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let metrics = crate::metrics::install();
+        let proposed = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| format!("wisp-{}", hex(&crate::services::accounts::fresh_nonce()[..6])));
+        let server_name = stores.accounts.server_name(&proposed).await?;
+        if config.server_name.as_ref().is_some_and(|n| *n != server_name) {
+            tracing::warn!(
+                configured = ?config.server_name,
+                stored = %server_name,
+                "the store keeps the deployment name it was first given; the configured one is ignored"
+            );
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let state = Arc::new(AppState {
+            stores,
+            hub: Arc::new(Hub::default()),
+            clock,
+            server_name,
+            pow_difficulty: config.pow_difficulty,
+            register_limiter: RateLimiter::per_minute(config.register_limit),
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        });
+        let app = Router::new()
+            .route("/", get(crate::gateway::upgrade))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(move || render_metrics(metrics.clone())))
+            .with_state(Arc::clone(&state));
+        let shutdown = state.shutdown.clone();
+        let serving = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        });
+        tracing::info!(%addr, name = %state.server_name, "wisp-server listening");
+        Ok(Self {
+            addr,
+            state,
+            serving,
+            embedded: None,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL clients connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The deployment name clients sign into logins.
+    pub fn server_name(&self) -> &str {
+        &self.state.server_name
+    }
+
+    /// Stops accepting, closes every connection with "going away", waits
+    /// for them (up to a grace period) and closes the store.
+    pub async fn shutdown(self) {
+        self.state.shutdown.cancel();
+        self.state.connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period; closing anyway");
+        }
+        match self.serving.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "server loop failed"),
+            Err(error) => tracing::error!(%error, "server task failed"),
+        }
+        if let Some(store) = self.embedded {
+            store.close().await;
+        }
+        tracing::info!("wisp-server stopped");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match state.stores.accounts.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+        }
+    }
+}
+
+async fn render_metrics(
+    handle: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> impl IntoResponse {
+    let body = handle.map(|h| h.render()).unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}

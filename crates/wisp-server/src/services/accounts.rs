@@ -1,0 +1,165 @@
+//! Registration without a phone number, and challenge-response login.
+//!
+//! Registration: the server hands out a proof-of-work puzzle bound to the
+//! connection; the client answers with its public keys, the solution and an
+//! Ed25519 signature over the registration transcript (proving it holds the
+//! key). The user id is derived here from the key, never taken from the
+//! client.
+//!
+//! Login: the server hands out a fresh 32-byte nonce, single use; the client
+//! signs the login transcript (label, server name, nonce). A signature over
+//! any other nonce, by any other key, or for an unknown id fails the same way.
+
+use std::net::IpAddr;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use wisp_proto::limits::NONCE_BYTES;
+use wisp_proto::{ErrorCode, UserId, pow, transcript};
+
+use crate::error::WireError;
+use crate::state::AppState;
+use crate::store::IdentityKeys;
+
+/// A random single-use value from the OS's CSPRNG.
+pub(crate) fn fresh_nonce() -> [u8; NONCE_BYTES] {
+    use rand::Rng;
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand::rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// A puzzle handed to one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Puzzle {
+    pub(crate) nonce: [u8; NONCE_BYTES],
+    pub(crate) difficulty: u32,
+}
+
+pub(crate) fn new_puzzle(state: &AppState) -> Puzzle {
+    Puzzle {
+        nonce: fresh_nonce(),
+        difficulty: state.pow_difficulty,
+    }
+}
+
+/// What a client sent to register.
+#[derive(Debug)]
+pub(crate) struct Registration<'a> {
+    pub(crate) ed25519_key: &'a [u8],
+    pub(crate) curve25519_key: &'a [u8],
+    pub(crate) signature: &'a [u8],
+    pub(crate) pow_solution: u64,
+}
+
+fn key32(bytes: &[u8], what: &str) -> Result<[u8; 32], WireError> {
+    bytes.try_into().map_err(|_| {
+        WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} must be 32 bytes, got {}", bytes.len()),
+        )
+    })
+}
+
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    (!key.is_weak()).then_some(key)
+}
+
+fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    Signature::from_slice(signature)
+        .map(|sig| key.verify_strict(message, &sig).is_ok())
+        .unwrap_or(false)
+}
+
+/// Registers a new identity; `puzzle` is the one this connection was given
+/// (already taken out of the connection, so it cannot be reused).
+pub(crate) async fn register(
+    state: &AppState,
+    peer: IpAddr,
+    puzzle: Option<Puzzle>,
+    request: Registration<'_>,
+) -> Result<UserId, WireError> {
+    if let Err(retry_after) = state.register_limiter.check(peer) {
+        metrics::counter!("wisp_registrations_refused_total", "reason" => "rate_limited")
+            .increment(1);
+        return Err(WireError::rate_limited("registrations", retry_after));
+    }
+    let Some(puzzle) = puzzle else {
+        return Err(WireError::new(
+            ErrorCode::PowFailed,
+            "ask for a registration puzzle on this connection first",
+        ));
+    };
+    let ed25519 = key32(request.ed25519_key, "ed25519_key")?;
+    let curve25519 = key32(request.curve25519_key, "curve25519_key")?;
+    if !pow::check(&puzzle.nonce, &ed25519, puzzle.difficulty, request.pow_solution) {
+        metrics::counter!("wisp_registrations_refused_total", "reason" => "pow").increment(1);
+        return Err(WireError::new(
+            ErrorCode::PowFailed,
+            "the proof-of-work does not solve this connection's puzzle",
+        ));
+    }
+    let signed = transcript::registration(&state.server_name, &puzzle.nonce, &ed25519, &curve25519);
+    let valid = verifying_key(&ed25519).is_some_and(|key| verify(&key, &signed, request.signature));
+    if !valid {
+        metrics::counter!("wisp_registrations_refused_total", "reason" => "signature")
+            .increment(1);
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "the registration signature does not verify with the given identity key",
+        ));
+    }
+    let user = UserId::from_ed25519(&ed25519);
+    let keys = IdentityKeys {
+        ed25519,
+        curve25519,
+    };
+    state
+        .stores
+        .accounts
+        .create_account(user, &keys, state.clock.now_ms())
+        .await?;
+    metrics::counter!("wisp_registrations_total").increment(1);
+    tracing::info!(%user, "registered");
+    Ok(user)
+}
+
+/// A login challenge handed to one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct LoginChallenge {
+    pub(crate) user: UserId,
+    pub(crate) nonce: [u8; NONCE_BYTES],
+}
+
+/// Checks a login; `challenge` has already been taken out of the connection,
+/// so every nonce is good for one attempt only.
+pub(crate) async fn login(
+    state: &AppState,
+    challenge: Option<LoginChallenge>,
+    signature: &[u8],
+) -> Result<UserId, WireError> {
+    let outcome = check_login(state, challenge, signature).await;
+    let result = if outcome.is_ok() { "ok" } else { "refused" };
+    metrics::counter!("wisp_logins_total", "result" => result).increment(1);
+    outcome
+}
+
+async fn check_login(
+    state: &AppState,
+    challenge: Option<LoginChallenge>,
+    signature: &[u8],
+) -> Result<UserId, WireError> {
+    let Some(challenge) = challenge else {
+        return Err(WireError::auth_failed());
+    };
+    let Some(keys) = state.stores.accounts.identity(challenge.user).await? else {
+        return Err(WireError::auth_failed());
+    };
+    let signed = transcript::login(&state.server_name, &challenge.nonce);
+    let valid = verifying_key(&keys.ed25519).is_some_and(|key| verify(&key, &signed, signature));
+    if valid {
+        Ok(challenge.user)
+    } else {
+        Err(WireError::auth_failed())
+    }
+}

@@ -1,0 +1,29 @@
+//! What every connection shares: stores, the hub, settings, limits.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::ratelimit::RateLimiter;
+use crate::store::Stores;
+
+/// Shared by all connections of one server.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) stores: Stores,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The deployment's name, signed into registrations and logins.
+    pub(crate) server_name: String,
+    pub(crate) pow_difficulty: u32,
+    pub(crate) register_limiter: RateLimiter,
+    pub(crate) connection_slots: Arc<Semaphore>,
+    /// Cancelled when the server starts shutting down.
+    pub(crate) shutdown: CancellationToken,
+    /// Every live connection task, so shutdown can wait for them.
+    pub(crate) connections: TaskTracker,
+}

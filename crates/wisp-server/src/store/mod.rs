@@ -1,0 +1,234 @@
+//! Storage behind one trait per concern, so services never see a backend.
+//!
+//! - [`AccountStore`]: registered identities (public keys only) and the
+//!   deployment's name.
+//! - [`FriendStore`]: friendships, pending requests and blocks, with the
+//!   20-friend cap enforced atomically inside the backend.
+//!
+//! Backends live in their own modules with their own migrations:
+//! [`sqlite`] is the embedded default. Every backend must pass the shared
+//! conformance suite in [`conformance`], which is what "behind the same
+//! traits" means in practice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wisp_proto::UserId;
+
+pub mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+/// A backend failed. Carries no user data: the message is for operators'
+/// logs and is never sent to clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached or refused the query.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    /// The stored data does not have the shape this version expects.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Milliseconds since the Unix epoch; the unit every stored time uses.
+pub type UnixMillis = i64;
+
+/// A user's public identity keys as registered. Public keys only: the
+/// server never holds a private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityKeys {
+    /// Ed25519 signing key; the user id is its hash.
+    pub ed25519: [u8; 32],
+    /// Curve25519 key for end-to-end sessions, signed by the Ed25519 key.
+    pub curve25519: [u8; 32],
+}
+
+/// Why an account was not created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateAccountError {
+    /// An account with this id (hence these keys) exists.
+    #[error("already registered")]
+    AlreadyRegistered,
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Registered identities.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Stores a new account; refuses one whose id exists.
+    async fn create_account(
+        &self,
+        user: UserId,
+        keys: &IdentityKeys,
+        now: UnixMillis,
+    ) -> Result<(), CreateAccountError>;
+
+    /// The identity keys of a registered user.
+    async fn identity(&self, user: UserId) -> Result<Option<IdentityKeys>, StoreError>;
+
+    /// The deployment's name, signed into every login. The first caller's
+    /// `proposed` name is stored and every later call returns the stored one,
+    /// so all nodes of a deployment agree.
+    async fn server_name(&self, proposed: &str) -> Result<String, StoreError>;
+
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Which side of a friend operation hit a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The user who asked for the operation.
+    Me,
+    /// The other user.
+    Them,
+}
+
+/// Why a friend operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FriendError {
+    /// The other id is not registered.
+    #[error("no such user")]
+    NoSuchUser,
+    /// A user cannot befriend, block or remove themselves.
+    #[error("that is your own id")]
+    SelfTarget,
+    /// The two are friends already.
+    #[error("already friends")]
+    AlreadyFriends,
+    /// The two are not friends.
+    #[error("not friends")]
+    NotFriends,
+    /// Someone already has the maximum number of friends.
+    #[error("friend limit reached")]
+    FriendLimit(Side),
+    /// Someone has too many pending requests.
+    #[error("pending request limit reached")]
+    PendingLimit(Side),
+    /// There is no such pending request.
+    #[error("no such friend request")]
+    NoSuchRequest,
+    /// The asking user has blocked the other one.
+    #[error("you have blocked this user")]
+    Blocked,
+    /// There is no block to lift.
+    #[error("this user is not blocked")]
+    NotBlocked,
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a friend request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// The request waits for the other side.
+    Pending,
+    /// The other side had already asked: the two are now friends.
+    BecameFriends,
+    /// The other side has blocked the requester: nothing was stored, and the
+    /// requester is not told.
+    Dropped,
+}
+
+/// A friend, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendEntry {
+    /// Their id.
+    pub user: UserId,
+    /// When the friendship began.
+    pub since: UnixMillis,
+}
+
+/// A pending request, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEntry {
+    /// The other side of the request.
+    pub user: UserId,
+    /// When it was sent.
+    pub created: UnixMillis,
+}
+
+/// Everything pending for one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingRequests {
+    /// Requests others sent this user, oldest first.
+    pub incoming: Vec<RequestEntry>,
+    /// Requests this user sent, oldest first.
+    pub outgoing: Vec<RequestEntry>,
+    /// Users this user has blocked.
+    pub blocked: Vec<UserId>,
+}
+
+/// Friendships, requests and blocks.
+///
+/// Every mutating method is atomic, and the limits in
+/// [`wisp_proto::limits`] hold under any interleaving of concurrent calls:
+/// no one ever has more than [`wisp_proto::limits::MAX_FRIENDS`] friends.
+#[async_trait]
+pub trait FriendStore: Send + Sync + 'static {
+    /// `from` asks `to` to be friends. If `to` had already asked `from`, the
+    /// two become friends at once. Refused when either side is at the friend
+    /// limit, `from` has too many outgoing or `to` too many incoming
+    /// requests, or `from` has blocked `to`. Dropped silently when `to` has
+    /// blocked `from`. Asking again while a request is pending succeeds and
+    /// changes nothing.
+    async fn request(
+        &self,
+        from: UserId,
+        to: UserId,
+        now: UnixMillis,
+    ) -> Result<RequestOutcome, FriendError>;
+
+    /// `me` accepts `from`'s pending request. Refused when either side is at
+    /// the friend limit; the request then stays pending.
+    async fn accept(&self, me: UserId, from: UserId, now: UnixMillis) -> Result<(), FriendError>;
+
+    /// `me` declines `from`'s pending request.
+    async fn decline(&self, me: UserId, from: UserId) -> Result<(), FriendError>;
+
+    /// `me` withdraws the request it sent `to`.
+    async fn cancel(&self, me: UserId, to: UserId) -> Result<(), FriendError>;
+
+    /// Ends a friendship, for both sides.
+    async fn remove(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
+
+    /// Blocks `other`: ends any friendship and drops pending requests both
+    /// ways. Returns whether a friendship ended.
+    async fn block(&self, me: UserId, other: UserId, now: UnixMillis) -> Result<bool, FriendError>;
+
+    /// Lifts a block. Refused when there is none.
+    async fn unblock(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
+
+    /// `me`'s friends, oldest friendship first.
+    async fn friends(&self, me: UserId) -> Result<Vec<FriendEntry>, StoreError>;
+
+    /// `me`'s pending requests and blocks.
+    async fn pending(&self, me: UserId) -> Result<PendingRequests, StoreError>;
+
+    /// Whether the two are friends (the check every friends-only operation
+    /// makes).
+    async fn are_friends(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
+}
+
+/// The set of stores a server runs on.
+#[derive(Clone)]
+pub struct Stores {
+    /// Identities.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Friendships.
+    pub friends: Arc<dyn FriendStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
