@@ -1,0 +1,369 @@
+//! The typed async API: connect, register, log in, manage friends, and a
+//! stream of [`Event`]s the server pushes.
+
+use tokio::sync::mpsc;
+use wisp_proto::client_frame::Body as Request;
+use wisp_proto::frames::{
+    FriendOp, Hello, ListFriendRequests, ListFriends, Login, LoginChallengeRequest, Ping, Register,
+    RegisterChallengeRequest,
+};
+use wisp_proto::limits::MAX_POW_DIFFICULTY;
+use wisp_proto::server_frame::Body as Reply;
+use wisp_proto::{FriendAction, PROTOCOL_VERSION, UserId, pow};
+
+use crate::connection::{Connection, Push};
+use crate::error::ClientError;
+use crate::identity::Identity;
+
+/// Something the server told us without being asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Someone asked to be friends.
+    FriendRequest {
+        /// Who asked.
+        from: UserId,
+    },
+    /// Someone accepted our request (or asked while we had asked them).
+    FriendAccepted {
+        /// Who.
+        by: UserId,
+    },
+    /// Someone ended the friendship.
+    FriendRemoved {
+        /// Who.
+        by: UserId,
+    },
+    /// The server refused a frame it could not tie to a request.
+    ServerError {
+        /// Its explanation.
+        message: String,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// The server's reason, when it gave one.
+        reason: Option<String>,
+    },
+}
+
+/// The stream of [`Event`]s for one connection.
+#[derive(Debug)]
+pub struct Events {
+    pushes: mpsc::Receiver<Push>,
+}
+
+impl Events {
+    /// The next event; `None` once the connection is gone and every event
+    /// was read.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let push = self.pushes.recv().await?;
+            let event = match push {
+                Push::Closed(reason) => Some(Event::Disconnected { reason }),
+                Push::Frame(Reply::FriendRequestReceived(e)) => {
+                    UserId::from_bytes(&e.from).ok().map(|from| Event::FriendRequest { from })
+                }
+                Push::Frame(Reply::FriendAccepted(e)) => {
+                    UserId::from_bytes(&e.by).ok().map(|by| Event::FriendAccepted { by })
+                }
+                Push::Frame(Reply::FriendRemoved(e)) => {
+                    UserId::from_bytes(&e.by).ok().map(|by| Event::FriendRemoved { by })
+                }
+                Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
+                Push::Frame(other) => {
+                    tracing::debug!(?other, "ignoring a push this version does not know");
+                    None
+                }
+            };
+            if event.is_some() {
+                return event;
+            }
+        }
+    }
+}
+
+/// A friend, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendInfo {
+    /// Their id.
+    pub id: UserId,
+    /// When the friendship began, ms since the Unix epoch.
+    pub since_unix_ms: i64,
+}
+
+/// A pending request, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// The other side.
+    pub id: UserId,
+    /// When it was sent, ms since the Unix epoch.
+    pub created_unix_ms: i64,
+}
+
+/// Pending requests and blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingInfo {
+    /// Requests to us.
+    pub incoming: Vec<RequestInfo>,
+    /// Requests from us.
+    pub outgoing: Vec<RequestInfo>,
+    /// Users we blocked.
+    pub blocked: Vec<UserId>,
+}
+
+/// A connection to a Wisp server, after the version handshake.
+#[derive(Debug)]
+pub struct Client {
+    connection: Connection,
+    server_name: String,
+    user: Option<UserId>,
+}
+
+fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+fn user_from(bytes: &[u8]) -> Result<UserId, ClientError> {
+    UserId::from_bytes(bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+impl Client {
+    /// Connects to `url` (e.g. `ws://127.0.0.1:7700`) and exchanges protocol
+    /// versions.
+    pub async fn connect(url: &str) -> Result<(Self, Events), ClientError> {
+        let (connection, pushes) = Connection::open(url).await?;
+        let reply = connection
+            .request(Request::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client: concat!("wisp-client/", env!("CARGO_PKG_VERSION")).into(),
+            }))
+            .await?;
+        let Reply::HelloOk(ok) = reply else {
+            return Err(unexpected(&reply));
+        };
+        Ok((
+            Self {
+                connection,
+                server_name: ok.server_name,
+                user: None,
+            },
+            Events { pushes },
+        ))
+    }
+
+    /// The deployment name the server announced.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// The logged-in user, if any.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user
+    }
+
+    /// Registers `identity`: solves the server's proof-of-work and proves
+    /// possession of the keys. Returns the id the server derived, which
+    /// always equals `identity.user_id()`.
+    pub async fn register(&self, identity: &Identity) -> Result<UserId, ClientError> {
+        let reply = self
+            .connection
+            .request(Request::RegisterChallenge(RegisterChallengeRequest {}))
+            .await?;
+        let Reply::RegisterPuzzle(puzzle) = reply else {
+            return Err(unexpected(&reply));
+        };
+        if puzzle.difficulty_bits > MAX_POW_DIFFICULTY {
+            return Err(ClientError::PowTooHard(puzzle.difficulty_bits));
+        }
+        let key = identity.ed25519_key();
+        let nonce = puzzle.nonce.clone();
+        let difficulty = puzzle.difficulty_bits;
+        // 64 times the expected work: failing is a 1-in-e^64 event.
+        let attempts = 1u64 << (difficulty + 6).min(63);
+        let solution = tokio::task::spawn_blocking(move || pow::solve(&nonce, &key, difficulty, attempts))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("proof-of-work task failed: {e}")))?
+            .ok_or_else(|| ClientError::Protocol("no proof-of-work solution found".into()))?;
+        let signature = identity.sign_registration(&self.server_name, &puzzle.nonce);
+        let reply = self
+            .connection
+            .request(Request::Register(Register {
+                ed25519_key: key.to_vec(),
+                curve25519_key: identity.curve25519_key().to_vec(),
+                signature: signature.to_vec(),
+                pow_solution: solution,
+            }))
+            .await?;
+        let Reply::Registered(registered) = reply else {
+            return Err(unexpected(&reply));
+        };
+        let id = user_from(&registered.user_id)?;
+        if id != identity.user_id() {
+            return Err(ClientError::Protocol(
+                "the server derived a different user id from our key".into(),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// Logs in as `identity`, signing for `pinned_server_name`, the
+    /// deployment it registered with. Refuses before signing anything if
+    /// this server announces another name.
+    pub async fn login(
+        &mut self,
+        identity: &Identity,
+        pinned_server_name: &str,
+    ) -> Result<(), ClientError> {
+        if self.server_name != pinned_server_name {
+            return Err(ClientError::WrongServer {
+                expected: pinned_server_name.to_owned(),
+                actual: self.server_name.clone(),
+            });
+        }
+        let user = identity.user_id();
+        let reply = self
+            .connection
+            .request(Request::LoginChallenge(LoginChallengeRequest {
+                user_id: user.to_vec(),
+            }))
+            .await?;
+        let Reply::LoginChallenge(challenge) = reply else {
+            return Err(unexpected(&reply));
+        };
+        let signature = identity.sign_login(pinned_server_name, &challenge.nonce);
+        let reply = self
+            .connection
+            .request(Request::Login(Login {
+                signature: signature.to_vec(),
+            }))
+            .await?;
+        let Reply::LoggedIn(_) = reply else {
+            return Err(unexpected(&reply));
+        };
+        self.user = Some(user);
+        Ok(())
+    }
+
+    async fn friend_op(&self, action: FriendAction, other: UserId) -> Result<bool, ClientError> {
+        let reply = self
+            .connection
+            .request(Request::FriendOp(FriendOp {
+                action: action as i32,
+                user_id: other.to_vec(),
+            }))
+            .await?;
+        match reply {
+            Reply::FriendOpResult(result) => Ok(result.friends),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks `to` to be friends. Returns true if that made you friends at
+    /// once (they had asked you too).
+    pub async fn request_friend(&self, to: UserId) -> Result<bool, ClientError> {
+        self.friend_op(FriendAction::Request, to).await
+    }
+
+    /// Accepts `from`'s request.
+    pub async fn accept_friend(&self, from: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Accept, from).await.map(drop)
+    }
+
+    /// Declines `from`'s request.
+    pub async fn decline_friend(&self, from: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Decline, from).await.map(drop)
+    }
+
+    /// Withdraws your request to `to`.
+    pub async fn cancel_friend_request(&self, to: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Cancel, to).await.map(drop)
+    }
+
+    /// Ends the friendship with `other`.
+    pub async fn remove_friend(&self, other: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Remove, other).await.map(drop)
+    }
+
+    /// Blocks `other`: ends any friendship, drops requests both ways, and
+    /// silently drops their future requests.
+    pub async fn block(&self, other: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Block, other).await.map(drop)
+    }
+
+    /// Lifts a block.
+    pub async fn unblock(&self, other: UserId) -> Result<(), ClientError> {
+        self.friend_op(FriendAction::Unblock, other).await.map(drop)
+    }
+
+    /// Your friends, oldest friendship first.
+    pub async fn friends(&self) -> Result<Vec<FriendInfo>, ClientError> {
+        let reply = self
+            .connection
+            .request(Request::ListFriends(ListFriends {}))
+            .await?;
+        let Reply::FriendList(list) = reply else {
+            return Err(unexpected(&reply));
+        };
+        list.friends
+            .into_iter()
+            .map(|f| {
+                Ok(FriendInfo {
+                    id: user_from(&f.user_id)?,
+                    since_unix_ms: f.since_unix_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Your pending requests, both ways, and your blocks.
+    pub async fn friend_requests(&self) -> Result<PendingInfo, ClientError> {
+        let reply = self
+            .connection
+            .request(Request::ListFriendRequests(ListFriendRequests {}))
+            .await?;
+        let Reply::FriendRequests(requests) = reply else {
+            return Err(unexpected(&reply));
+        };
+        let convert = |list: Vec<wisp_proto::frames::PendingRequest>| {
+            list.into_iter()
+                .map(|r| {
+                    Ok(RequestInfo {
+                        id: user_from(&r.user_id)?,
+                        created_unix_ms: r.created_unix_ms,
+                    })
+                })
+                .collect::<Result<Vec<_>, ClientError>>()
+        };
+        Ok(PendingInfo {
+            incoming: convert(requests.incoming)?,
+            outgoing: convert(requests.outgoing)?,
+            blocked: requests
+                .blocked
+                .iter()
+                .map(|b| user_from(b))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// A round trip, to check the connection.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.connection.request(Request::Ping(Ping {})).await? {
+            Reply::Pong(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends a request frame as given, bypassing the typed API: for testing
+    /// how servers treat odd but well-formed input.
+    #[doc(hidden)]
+    pub async fn raw_request(&self, body: Request) -> Result<Reply, ClientError> {
+        self.connection.request(body).await
+    }
+
+    /// Sends arbitrary bytes as one binary frame: for testing how servers
+    /// treat malformed input.
+    #[doc(hidden)]
+    pub async fn raw_send(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.connection.send_raw(bytes).await
+    }
+}

@@ -1,0 +1,183 @@
+//! A WebSocket connection to a server: sends requests with fresh ids,
+//! matches replies to them, and hands server pushes to an event stream.
+//! Every frame goes through the `wisp_proto` codec.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wisp_proto::client_frame::Body as Request;
+use wisp_proto::server_frame::Body as Reply;
+use wisp_proto::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, decode_server_frame, encode};
+
+use crate::error::ClientError;
+
+/// How long a request waits for its reply.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Server pushes waiting for the application before reading pauses (and the
+/// server, seeing its queue fill, closes the connection: nothing is lost,
+/// the client reconnects).
+const EVENT_QUEUE: usize = 1024;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
+
+/// A frame the server pushed on its own (request id 0).
+#[derive(Debug)]
+pub(crate) enum Push {
+    Frame(Reply),
+    Closed(Option<String>),
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    outbound: mpsc::Sender<Message>,
+    pending: Pending,
+    next_id: AtomicU64,
+    close_reason: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Connection {
+    /// Connects; returns the connection and the receiver of pushes.
+    pub(crate) async fn open(url: &str) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let (mut sink, mut stream) = socket.split();
+        let (outbound, mut outbound_rx) = mpsc::channel::<Message>(64);
+        let (push_tx, push_rx) = mpsc::channel(EVENT_QUEUE);
+        let pending: Pending = Arc::default();
+        let close_reason: Arc<Mutex<Option<String>>> = Arc::default();
+
+        tokio::spawn(async move {
+            while let Some(message) = outbound_rx.recv().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+
+        let reader_pending = Arc::clone(&pending);
+        let reader_reason = Arc::clone(&close_reason);
+        tokio::spawn(async move {
+            let mut reason = None;
+            while let Some(message) = stream.next().await {
+                let bytes = match message {
+                    Ok(Message::Binary(bytes)) => bytes,
+                    Ok(Message::Close(frame)) => {
+                        reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        reason = Some(e.to_string());
+                        break;
+                    }
+                };
+                let frame = match decode_server_frame(&bytes) {
+                    Ok(frame) => frame,
+                    Err(error) => {
+                        tracing::warn!(%error, "server sent an undecodable frame");
+                        continue;
+                    }
+                };
+                if frame.request_id == 0 {
+                    if let Some(body) = frame.body {
+                        if push_tx.send(Push::Frame(body)).await.is_err() {
+                            // Nobody listens for events; replies still flow.
+                        }
+                    }
+                    continue;
+                }
+                let waiter = lock(&reader_pending).remove(&frame.request_id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(frame);
+                }
+            }
+            *lock(&reader_reason) = reason.clone();
+            // Dropping the waiters wakes every request still in flight.
+            lock(&reader_pending).clear();
+            let _ = push_tx.send(Push::Closed(reason)).await;
+        });
+
+        Ok((
+            Self {
+                outbound,
+                pending,
+                next_id: AtomicU64::new(1),
+                close_reason,
+            },
+            push_rx,
+        ))
+    }
+
+    fn closed(&self) -> ClientError {
+        ClientError::Closed(lock(&self.close_reason).clone())
+    }
+
+    /// Sends `body` and waits for its reply; a server refusal becomes
+    /// [`ClientError::Refused`].
+    pub(crate) async fn request(&self, body: Request) -> Result<Reply, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(request_id, tx);
+        let frame = ClientFrame {
+            request_id,
+            body: Some(body),
+        };
+        if self
+            .outbound
+            .send(Message::Binary(encode(&frame).into()))
+            .await
+            .is_err()
+        {
+            lock(&self.pending).remove(&request_id);
+            return Err(self.closed());
+        }
+        let reply = match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => return Err(self.closed()),
+            Err(_) => {
+                lock(&self.pending).remove(&request_id);
+                return Err(ClientError::Timeout(REQUEST_TIMEOUT));
+            }
+        };
+        match reply.body {
+            Some(Reply::Error(error)) => Err(ClientError::Refused {
+                code: ErrorCode::try_from(error.code).ok(),
+                message: error.message,
+                retry_after: (error.retry_after_ms > 0)
+                    .then(|| Duration::from_millis(error.retry_after_ms)),
+            }),
+            Some(body) => Ok(body),
+            None => Err(ClientError::Protocol("reply without a body".into())),
+        }
+    }
+
+    /// Sends raw bytes as one binary frame (for tests of the server's
+    /// handling of bad input).
+    #[doc(hidden)]
+    pub(crate) async fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.outbound
+            .send(Message::Binary(bytes.into()))
+            .await
+            .map_err(|_| self.closed())
+    }
+}

@@ -1,0 +1,101 @@
+//! A device's identity: a vodozemac [`Account`] holding an Ed25519 signing
+//! key and a Curve25519 key. The private halves never leave this type except
+//! into the encrypted [`KeyStore`](crate::keystore::KeyStore); `Debug`
+//! prints the user id only.
+
+use vodozemac::olm::{Account, AccountPickle};
+use wisp_proto::{UserId, transcript};
+
+/// This device's identity keys and the id they certify.
+pub struct Identity {
+    account: Account,
+    user_id: UserId,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A new identity with fresh random keys.
+    pub fn generate() -> Self {
+        Self::from_account(Account::new())
+    }
+
+    fn from_account(account: Account) -> Self {
+        let user_id = UserId::from_ed25519(account.ed25519_key().as_bytes());
+        Self { account, user_id }
+    }
+
+    pub(crate) fn from_pickle(pickle: AccountPickle) -> Self {
+        Self::from_account(Account::from_pickle(pickle))
+    }
+
+    pub(crate) fn pickle(&self) -> AccountPickle {
+        self.account.pickle()
+    }
+
+    /// The self-certifying id: a hash of the Ed25519 public key.
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    /// The Ed25519 public key.
+    pub fn ed25519_key(&self) -> [u8; 32] {
+        *self.account.ed25519_key().as_bytes()
+    }
+
+    /// The Curve25519 public key.
+    pub fn curve25519_key(&self) -> [u8; 32] {
+        self.account.curve25519_key().to_bytes()
+    }
+
+    /// Signs the registration transcript for `server_name` and the puzzle.
+    pub fn sign_registration(&self, server_name: &str, puzzle_nonce: &[u8]) -> [u8; 64] {
+        let message = transcript::registration(
+            server_name,
+            puzzle_nonce,
+            &self.ed25519_key(),
+            &self.curve25519_key(),
+        );
+        self.account.sign(message).to_bytes()
+    }
+
+    /// Signs the login transcript for `server_name` and the server's nonce.
+    pub fn sign_login(&self, server_name: &str, nonce: &[u8]) -> [u8; 64] {
+        self.account
+            .sign(transcript::login(server_name, nonce))
+            .to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_certifies_the_signing_key_and_debug_hides_keys() {
+        let identity = Identity::generate();
+        assert!(identity.user_id().is_of_key(&identity.ed25519_key()));
+        let debug = format!("{identity:?}");
+        assert!(debug.contains(&identity.user_id().to_string()));
+        assert!(!debug.to_lowercase().contains("key:"));
+    }
+
+    #[test]
+    fn login_signatures_verify_with_the_public_key() {
+        let identity = Identity::generate();
+        let signature = identity.sign_login("server", &[7; 32]);
+        let key = vodozemac::Ed25519PublicKey::from_slice(&identity.ed25519_key()).unwrap();
+        let signature = vodozemac::Ed25519Signature::from_slice(&signature).unwrap();
+        key.verify(&transcript::login("server", &[7; 32]), &signature)
+            .unwrap();
+        assert!(key
+            .verify(&transcript::login("other", &[7; 32]), &signature)
+            .is_err());
+    }
+}
