@@ -1,1 +1,38 @@
-//! placeholder
+//! `wisp`, the Wisp command line: one-shot commands for scripts and people
+//! (register, id, friends). Protocol logic lives in the SDK
+//! ([`wisp_client`]); this crate parses arguments, asks for the passphrase,
+//! prints results and maps failures to one-line errors and exit codes.
+//!
+//! # Layout
+//! - [`args`]: the command-line interface (clap).
+//! - [`commands`]: what each command does, on top of the SDK.
+//! - [`output`]: errors with exit codes, and JSON lines.
+
+pub mod args;
+pub mod commands;
+pub mod output;
+
+/// Parses the command line, runs the command, and returns the process exit
+/// code; errors are printed to stderr as one line.
+pub fn main_entry() -> std::process::ExitCode {
+    use clap::Parser;
+    let args = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(output::EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(error.exit_code())
+        }
+    }
+}

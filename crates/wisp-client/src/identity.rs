@@ -99,3 +99,49 @@ mod tests {
             .is_err());
     }
 }
+
+#[cfg(any(test, feature = "test-support"))]
+impl Identity {
+    /// Every 32- or 64-byte value in the account's serialized form that is
+    /// not one of its public keys: the private key material. For tests that
+    /// prove no secret reaches a server; compiled only with `test-support`.
+    #[doc(hidden)]
+    pub fn secret_key_material_for_tests(&self) -> Vec<Vec<u8>> {
+        fn walk(value: &serde_json::Value, out: &mut Vec<Vec<u8>>) {
+            match value {
+                serde_json::Value::Array(items) => {
+                    let bytes: Option<Vec<u8>> = items
+                        .iter()
+                        .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+                        .collect();
+                    match bytes {
+                        Some(bytes) if bytes.len() == 32 || bytes.len() == 64 => out.push(bytes),
+                        _ => items.iter().for_each(|v| walk(v, out)),
+                    }
+                }
+                serde_json::Value::Object(fields) => fields.values().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let json = serde_json::to_value(self.pickle()).unwrap_or_default();
+        let mut found = Vec::new();
+        walk(&json, &mut found);
+        let public = [self.ed25519_key(), self.curve25519_key()];
+        found.retain(|bytes| !public.iter().any(|p| bytes.as_slice() == p));
+        found
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secret_material_is_found_and_excludes_public_keys() {
+        let identity = Identity::generate();
+        let secrets = identity.secret_key_material_for_tests();
+        // At least the Ed25519 and Curve25519 private keys.
+        assert!(secrets.len() >= 2, "found {}", secrets.len());
+        assert!(!secrets.iter().any(|s| s.as_slice() == identity.ed25519_key()));
+    }
+}

@@ -120,7 +120,7 @@ pub(crate) async fn register(
         .create_account(user, &keys, state.clock.now_ms())
         .await?;
     metrics::counter!("wisp_registrations_total").increment(1);
-    tracing::info!(%user, "registered");
+    tracing::debug!(%user, "registered");
     Ok(user)
 }
 

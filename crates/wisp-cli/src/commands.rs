@@ -1,0 +1,222 @@
+//! What each command does, on top of the SDK.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use wisp_client::{
+    Client, ErrorCode, Identity, KdfParams, KeyStore, KeyStoreError, LocalState, UserId,
+};
+use zeroize::Zeroizing;
+
+use crate::args::{Cli, Command, FriendCommand};
+use crate::output::{CliError, json_line};
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let home = home_dir(cli.home)?;
+    match cli.command {
+        Command::Register => register(&home, &cli.server).await,
+        Command::Id => {
+            let (_, state) = open_store(&home).await?;
+            println!("{}", state.identity.user_id());
+            Ok(())
+        }
+        Command::Friend(command) => friend(&home, &cli.server, command).await,
+    }
+}
+
+fn home_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    if let Some(home) = flag {
+        return Ok(home);
+    }
+    directories::ProjectDirs::from("", "", "wisp")
+        .map(|dirs| dirs.data_dir().to_owned())
+        .ok_or_else(|| {
+            CliError::failed("cannot find a home directory for your keys; pass --home DIR")
+        })
+}
+
+/// The passphrase: `WISP_PASSPHRASE` when set, else a hidden prompt.
+fn passphrase(confirm: bool) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(value) = std::env::var("WISP_PASSPHRASE") {
+        return Ok(Zeroizing::new(value));
+    }
+    let prompt = |text: &str| {
+        rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
+            CliError::failed(format!(
+                "cannot read the passphrase ({e}); set WISP_PASSPHRASE or run in a terminal"
+            ))
+        })
+    };
+    let first = prompt("Passphrase for your Wisp keys: ")?;
+    if confirm {
+        let again = prompt("Repeat the passphrase: ")?;
+        if *again != *first {
+            return Err(CliError::failed("the two passphrases differ; nothing was created"));
+        }
+    }
+    Ok(first)
+}
+
+async fn open_store(home: &std::path::Path) -> Result<(KeyStore, LocalState), CliError> {
+    if !KeyStore::exists_in(home) {
+        return Err(KeyStoreError::Missing(home.to_owned()).into());
+    }
+    let secret = passphrase(false)?;
+    let home = home.to_owned();
+    tokio::task::spawn_blocking(move || KeyStore::open(&home, &secret))
+        .await
+        .map_err(|e| CliError::failed(format!("key store task failed: {e}")))?
+        .map_err(CliError::from)
+}
+
+async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> {
+    let (store, mut state) = if KeyStore::exists_in(home) {
+        open_store(home).await?
+    } else {
+        let secret = passphrase(true)?;
+        let owned_home = home.to_owned();
+        let created = tokio::task::spawn_blocking(move || {
+            let state = LocalState {
+                identity: Identity::generate(),
+                server_name: None,
+            };
+            KeyStore::create(&owned_home, &secret, KdfParams::default(), &state)
+                .map(|store| (store, state))
+        })
+        .await
+        .map_err(|e| CliError::failed(format!("key store task failed: {e}")))??;
+        eprintln!("created a new identity in {}", home.display());
+        created
+    };
+    let id = state.identity.user_id();
+    if let Some(name) = &state.server_name {
+        return Err(CliError::failed(format!(
+            "this identity is already registered (id {id}, server \"{name}\"); nothing to do"
+        )));
+    }
+    let (client, _events) = Client::connect(server).await?;
+    match client.register(&state.identity).await {
+        Ok(_) => {}
+        // Registration proves possession of the private key, so keys that
+        // are registered already were registered by us (an earlier run whose
+        // reply was lost).
+        Err(error) if error.code() == Some(ErrorCode::AlreadyRegistered) => {
+            eprintln!("this identity was registered already; recording that");
+        }
+        Err(error) => return Err(error.into()),
+    }
+    state.server_name = Some(client.server_name().to_owned());
+    store.save(&state)?;
+    eprintln!("registered with server \"{}\"; your id:", client.server_name());
+    println!("{id}");
+    Ok(())
+}
+
+/// Opens the store, connects and logs in.
+async fn logged_in(home: &std::path::Path, server: &str) -> Result<Client, CliError> {
+    let (_, state) = open_store(home).await?;
+    let Some(pinned) = state.server_name.as_deref() else {
+        return Err(CliError::failed(
+            "this identity is not registered yet; run `wisp register` first",
+        ));
+    };
+    let (mut client, _events) = Client::connect(server).await?;
+    client.login(&state.identity, pinned).await?;
+    Ok(client)
+}
+
+fn parse_id(text: &str) -> Result<UserId, CliError> {
+    text.parse()
+        .map_err(|e| CliError::failed(format!("\"{text}\" is not a user id: {e}")))
+}
+
+async fn friend(home: &std::path::Path, server: &str, command: FriendCommand) -> Result<(), CliError> {
+    // Check the argument before asking for a passphrase or connecting.
+    let target = match &command {
+        FriendCommand::Add { id }
+        | FriendCommand::Accept { id }
+        | FriendCommand::Decline { id }
+        | FriendCommand::Cancel { id }
+        | FriendCommand::Remove { id }
+        | FriendCommand::Block { id }
+        | FriendCommand::Unblock { id } => Some(parse_id(id)?),
+        FriendCommand::List { .. } | FriendCommand::Requests { .. } | FriendCommand::Blocked { .. } => None,
+    };
+    let client = logged_in(home, server).await?;
+    match (command, target) {
+        (FriendCommand::Add { .. }, Some(id)) => {
+            if client.request_friend(id).await? {
+                println!("you are now friends with {id}");
+            } else {
+                println!("friend request sent to {id}");
+            }
+        }
+        (FriendCommand::Accept { .. }, Some(id)) => {
+            client.accept_friend(id).await?;
+            println!("you are now friends with {id}");
+        }
+        (FriendCommand::Decline { .. }, Some(id)) => {
+            client.decline_friend(id).await?;
+            println!("declined the request from {id}");
+        }
+        (FriendCommand::Cancel { .. }, Some(id)) => {
+            client.cancel_friend_request(id).await?;
+            println!("withdrew your request to {id}");
+        }
+        (FriendCommand::Remove { .. }, Some(id)) => {
+            client.remove_friend(id).await?;
+            println!("{id} is no longer your friend");
+        }
+        (FriendCommand::Block { .. }, Some(id)) => {
+            client.block(id).await?;
+            println!("blocked {id}");
+        }
+        (FriendCommand::Unblock { .. }, Some(id)) => {
+            client.unblock(id).await?;
+            println!("unblocked {id}");
+        }
+        (FriendCommand::List { json }, _) => {
+            for friend in client.friends().await? {
+                if json {
+                    json_line(&json!({
+                        "id": friend.id.to_string(),
+                        "since_unix_ms": friend.since_unix_ms,
+                    }));
+                } else {
+                    println!("{}", friend.id);
+                }
+            }
+        }
+        (FriendCommand::Requests { json }, _) => {
+            let pending = client.friend_requests().await?;
+            let all = pending
+                .incoming
+                .iter()
+                .map(|r| ("incoming", r))
+                .chain(pending.outgoing.iter().map(|r| ("outgoing", r)));
+            for (direction, request) in all {
+                if json {
+                    json_line(&json!({
+                        "id": request.id.to_string(),
+                        "direction": direction,
+                        "created_unix_ms": request.created_unix_ms,
+                    }));
+                } else {
+                    println!("{direction} {}", request.id);
+                }
+            }
+        }
+        (FriendCommand::Blocked { json }, _) => {
+            for id in client.friend_requests().await?.blocked {
+                if json {
+                    json_line(&json!({ "id": id.to_string() }));
+                } else {
+                    println!("{id}");
+                }
+            }
+        }
+        (_, None) => return Err(CliError::failed("this command needs a user id")),
+    }
+    Ok(())
+}
