@@ -102,6 +102,13 @@ mod tests {
 
 #[cfg(any(test, feature = "test-support"))]
 impl Identity {
+    /// The same keys in a second value, for tests that log one identity in
+    /// on several connections at once.
+    #[doc(hidden)]
+    pub fn clone_for_tests(&self) -> Self {
+        Self::from_pickle(self.pickle())
+    }
+
     /// Every 32- or 64-byte value in the account's serialized form that is
     /// not one of its public keys: the private key material. For tests that
     /// prove no secret reaches a server; compiled only with `test-support`.
