@@ -42,17 +42,21 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>, CliError> {
         return Ok(Zeroizing::new(value));
     }
     let prompt = |text: &str| {
-        rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
-            CliError::failed(format!(
-                "cannot read the passphrase ({e}); set WISP_PASSPHRASE or run in a terminal"
-            ))
-        })
+        rpassword::prompt_password(text)
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                CliError::failed(format!(
+                    "cannot read the passphrase ({e}); set WISP_PASSPHRASE or run in a terminal"
+                ))
+            })
     };
     let first = prompt("Passphrase for your Wisp keys: ")?;
     if confirm {
         let again = prompt("Repeat the passphrase: ")?;
         if *again != *first {
-            return Err(CliError::failed("the two passphrases differ; nothing was created"));
+            return Err(CliError::failed(
+                "the two passphrases differ; nothing was created",
+            ));
         }
     }
     Ok(first)
@@ -108,7 +112,10 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
     }
     state.server_name = Some(client.server_name().to_owned());
     store.save(&state)?;
-    eprintln!("registered with server \"{}\"; your id:", client.server_name());
+    eprintln!(
+        "registered with server \"{}\"; your id:",
+        client.server_name()
+    );
     println!("{id}");
     Ok(())
 }
@@ -131,7 +138,11 @@ fn parse_id(text: &str) -> Result<UserId, CliError> {
         .map_err(|e| CliError::failed(format!("\"{text}\" is not a user id: {e}")))
 }
 
-async fn friend(home: &std::path::Path, server: &str, command: FriendCommand) -> Result<(), CliError> {
+async fn friend(
+    home: &std::path::Path,
+    server: &str,
+    command: FriendCommand,
+) -> Result<(), CliError> {
     // Check the argument before asking for a passphrase or connecting.
     let target = match &command {
         FriendCommand::Add { id }
@@ -141,7 +152,9 @@ async fn friend(home: &std::path::Path, server: &str, command: FriendCommand) ->
         | FriendCommand::Remove { id }
         | FriendCommand::Block { id }
         | FriendCommand::Unblock { id } => Some(parse_id(id)?),
-        FriendCommand::List { .. } | FriendCommand::Requests { .. } | FriendCommand::Blocked { .. } => None,
+        FriendCommand::List { .. }
+        | FriendCommand::Requests { .. }
+        | FriendCommand::Blocked { .. } => None,
     };
     let client = logged_in(home, server).await?;
     match (command, target) {

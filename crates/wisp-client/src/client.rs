@@ -60,15 +60,15 @@ impl Events {
             let push = self.pushes.recv().await?;
             let event = match push {
                 Push::Closed(reason) => Some(Event::Disconnected { reason }),
-                Push::Frame(Reply::FriendRequestReceived(e)) => {
-                    UserId::from_bytes(&e.from).ok().map(|from| Event::FriendRequest { from })
-                }
-                Push::Frame(Reply::FriendAccepted(e)) => {
-                    UserId::from_bytes(&e.by).ok().map(|by| Event::FriendAccepted { by })
-                }
-                Push::Frame(Reply::FriendRemoved(e)) => {
-                    UserId::from_bytes(&e.by).ok().map(|by| Event::FriendRemoved { by })
-                }
+                Push::Frame(Reply::FriendRequestReceived(e)) => UserId::from_bytes(&e.from)
+                    .ok()
+                    .map(|from| Event::FriendRequest { from }),
+                Push::Frame(Reply::FriendAccepted(e)) => UserId::from_bytes(&e.by)
+                    .ok()
+                    .map(|by| Event::FriendAccepted { by }),
+                Push::Frame(Reply::FriendRemoved(e)) => UserId::from_bytes(&e.by)
+                    .ok()
+                    .map(|by| Event::FriendRemoved { by }),
                 Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
                 Push::Frame(other) => {
                     tracing::debug!(?other, "ignoring a push this version does not know");
@@ -180,10 +180,11 @@ impl Client {
         let difficulty = puzzle.difficulty_bits;
         // 64 times the expected work: failing is a 1-in-e^64 event.
         let attempts = 1u64 << (difficulty + 6).min(63);
-        let solution = tokio::task::spawn_blocking(move || pow::solve(&nonce, &key, difficulty, attempts))
-            .await
-            .map_err(|e| ClientError::Protocol(format!("proof-of-work task failed: {e}")))?
-            .ok_or_else(|| ClientError::Protocol("no proof-of-work solution found".into()))?;
+        let solution =
+            tokio::task::spawn_blocking(move || pow::solve(&nonce, &key, difficulty, attempts))
+                .await
+                .map_err(|e| ClientError::Protocol(format!("proof-of-work task failed: {e}")))?
+                .ok_or_else(|| ClientError::Protocol("no proof-of-work solution found".into()))?;
         let signature = identity.sign_registration(&self.server_name, &puzzle.nonce);
         let reply = self
             .connection

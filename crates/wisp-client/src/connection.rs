@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::server_frame::Body as Reply;
-use wisp_proto::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, decode_server_frame, encode};
+use wisp_proto::{
+    ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, decode_server_frame, encode,
+};
 
 use crate::error::ClientError;
 
@@ -82,7 +84,9 @@ impl Connection {
                 let bytes = match message {
                     Ok(Message::Binary(bytes)) => bytes,
                     Ok(Message::Close(frame)) => {
-                        reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        reason = frame
+                            .map(|f| f.reason.to_string())
+                            .filter(|r| !r.is_empty());
                         break;
                     }
                     Ok(_) => continue,
@@ -99,10 +103,10 @@ impl Connection {
                     }
                 };
                 if frame.request_id == 0 {
+                    // If nobody listens for events the push is not needed;
+                    // replies still flow.
                     if let Some(body) = frame.body {
-                        if push_tx.send(Push::Frame(body)).await.is_err() {
-                            // Nobody listens for events; replies still flow.
-                        }
+                        let _ = push_tx.send(Push::Frame(body)).await;
                     }
                     continue;
                 }

@@ -94,9 +94,10 @@ mod tests {
         let signature = vodozemac::Ed25519Signature::from_slice(&signature).unwrap();
         key.verify(&transcript::login("server", &[7; 32]), &signature)
             .unwrap();
-        assert!(key
-            .verify(&transcript::login("other", &[7; 32]), &signature)
-            .is_err());
+        assert!(
+            key.verify(&transcript::login("other", &[7; 32]), &signature)
+                .is_err()
+        );
     }
 }
 
@@ -149,6 +150,10 @@ mod secret_tests {
         let secrets = identity.secret_key_material_for_tests();
         // At least the Ed25519 and Curve25519 private keys.
         assert!(secrets.len() >= 2, "found {}", secrets.len());
-        assert!(!secrets.iter().any(|s| s.as_slice() == identity.ed25519_key()));
+        assert!(
+            !secrets
+                .iter()
+                .any(|s| s.as_slice() == identity.ed25519_key())
+        );
     }
 }

@@ -267,10 +267,11 @@ impl KeyStore {
             nonce: nonce.to_vec(),
             ciphertext,
         };
-        let bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| KeyStoreError::Unreadable {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            serde_json::to_vec_pretty(&envelope).map_err(|e| KeyStoreError::Unreadable {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
         write_atomically(&self.path, &bytes)
     }
 
@@ -470,7 +471,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let store = KeyStore::create(home.path(), "pw", TEST_KDF, &state()).unwrap();
-        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

@@ -9,7 +9,7 @@
 //! - [`client`]: [`Client`], the typed async API over one connection, and
 //!   the [`Events`] stream of server pushes.
 //! - `connection`: the WebSocket transport: request ids, reply matching.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the SDK's error type, [`ClientError`].
 
 pub mod client;
 mod connection;

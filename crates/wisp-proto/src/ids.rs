@@ -114,7 +114,10 @@ mod tests {
         let id = UserId::from_ed25519(&[7u8; 32]);
         let text = id.to_string();
         assert_eq!(text.len(), UserId::TEXT_LEN);
-        assert!(text.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert!(
+            text.chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+        );
         assert_eq!(text.parse::<UserId>().unwrap(), id);
         assert_eq!(text.to_ascii_uppercase().parse::<UserId>().unwrap(), id);
     }

@@ -25,7 +25,10 @@ pub fn solve(nonce: &[u8], ed25519_key: &[u8], difficulty: u32, max_attempts: u6
         .chain_update(nonce)
         .chain_update(ed25519_key);
     (0..max_attempts).find(|candidate| {
-        let hash = prefix.clone().chain_update(candidate.to_le_bytes()).finalize();
+        let hash = prefix
+            .clone()
+            .chain_update(candidate.to_le_bytes())
+            .finalize();
         leading_zero_bits(&hash) >= difficulty
     })
 }

@@ -18,7 +18,12 @@ pub fn registration(
 ) -> Vec<u8> {
     build(
         REGISTER_LABEL,
-        &[server_name.as_bytes(), puzzle_nonce, ed25519_key, curve25519_key],
+        &[
+            server_name.as_bytes(),
+            puzzle_nonce,
+            ed25519_key,
+            curve25519_key,
+        ],
     )
 }
 
@@ -28,7 +33,8 @@ pub fn login(server_name: &str, nonce: &[u8]) -> Vec<u8> {
 }
 
 fn build(label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(label.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(label.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
     out.extend_from_slice(label);
     for part in parts {
         // Parts are protocol-bounded (names, 32-byte keys and nonces), far
@@ -49,9 +55,6 @@ mod tests {
         let nonce = [1u8; 32];
         assert_ne!(login("a", &nonce), login("b", &nonce));
         assert_ne!(login("ab", &nonce[..31]), login("a", &[b'b'; 32]));
-        assert_ne!(
-            login("s", &nonce),
-            registration("s", &nonce, &[], &[])
-        );
+        assert_ne!(login("s", &nonce), registration("s", &nonce, &[], &[]));
     }
 }

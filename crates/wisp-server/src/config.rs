@@ -188,10 +188,18 @@ impl Args {
             )));
         }
         if config.max_connections == 0 {
-            return Err(ConfigError::Invalid("max_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
         }
-        if config.server_name.as_deref().is_some_and(|n| n.is_empty() || n.len() > 255) {
-            return Err(ConfigError::Invalid("server_name must be 1 to 255 bytes".into()));
+        if config
+            .server_name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.len() > 255)
+        {
+            return Err(ConfigError::Invalid(
+                "server_name must be 1 to 255 bytes".into(),
+            ));
         }
         Ok(config)
     }

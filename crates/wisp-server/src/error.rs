@@ -89,10 +89,14 @@ impl From<FriendError> for WireError {
     fn from(error: FriendError) -> Self {
         use ErrorCode as C;
         match error {
-            FriendError::NoSuchUser => Self::new(C::NoSuchUser, "no user with that id is registered"),
+            FriendError::NoSuchUser => {
+                Self::new(C::NoSuchUser, "no user with that id is registered")
+            }
             FriendError::SelfTarget => Self::new(C::InvalidArgument, "that is your own id"),
             FriendError::AlreadyFriends => Self::new(C::AlreadyFriends, "you are already friends"),
-            FriendError::NotFriends => Self::new(C::NotFriends, "you are not friends with that user"),
+            FriendError::NotFriends => {
+                Self::new(C::NotFriends, "you are not friends with that user")
+            }
             FriendError::FriendLimit(Side::Me) => Self::new(
                 C::FriendLimit,
                 format!("friend limit reached ({MAX_FRIENDS}); remove a friend first"),
@@ -111,9 +115,10 @@ impl From<FriendError> for WireError {
                 C::PendingLimit,
                 format!("that user has {MAX_PENDING_INCOMING} friend requests waiting already"),
             ),
-            FriendError::NoSuchRequest => {
-                Self::new(C::NoSuchRequest, "there is no pending friend request to act on")
-            }
+            FriendError::NoSuchRequest => Self::new(
+                C::NoSuchRequest,
+                "there is no pending friend request to act on",
+            ),
             FriendError::Blocked => {
                 Self::new(C::Blocked, "you have blocked this user; unblock them first")
             }

@@ -54,11 +54,10 @@ impl Hub {
         kick: CancellationToken,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.users().entry(user).or_default().push(Subscriber {
-            id,
-            outbound,
-            kick,
-        });
+        self.users()
+            .entry(user)
+            .or_default()
+            .push(Subscriber { id, outbound, kick });
         Subscription {
             hub: Arc::clone(self),
             user,
@@ -109,8 +108,8 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wisp_proto::server_frame::Body;
     use wisp_proto::frames::Pong;
+    use wisp_proto::server_frame::Body;
 
     fn pong() -> ServerFrame {
         ServerFrame {

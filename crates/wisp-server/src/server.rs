@@ -73,24 +73,31 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let metrics = crate::metrics::install();
-        let proposed = config
-            .server_name
-            .clone()
-            .unwrap_or_else(|| format!("wisp-{}", hex(&crate::services::accounts::fresh_nonce()[..6])));
+        let proposed = config.server_name.clone().unwrap_or_else(|| {
+            format!(
+                "wisp-{}",
+                hex(&crate::services::accounts::fresh_nonce()[..6])
+            )
+        });
         let server_name = stores.accounts.server_name(&proposed).await?;
-        if config.server_name.as_ref().is_some_and(|n| *n != server_name) {
+        if config
+            .server_name
+            .as_ref()
+            .is_some_and(|n| *n != server_name)
+        {
             tracing::warn!(
                 configured = ?config.server_name,
                 stored = %server_name,
                 "the store keeps the deployment name it was first given; the configured one is ignored"
             );
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,

@@ -1,9 +1,10 @@
 //! Registration without a phone number, and challenge-response login,
 //! against a real server on a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{Received, RawConnection, TestServer, code_of};
+use common::{RawConnection, Received, TestServer, code_of};
 use wisp_client::{Client, Identity};
 use wisp_proto::ErrorCode;
 use wisp_proto::client_frame::Body as Request;
@@ -68,7 +69,9 @@ async fn proof_of_work_is_enforced() {
     let mut conn = RawConnection::open_with_hello(&server.url()).await;
 
     // No puzzle asked for: refused.
-    let reply = conn.request(registration(&identity, &server.name(), &[0; 32], 0)).await;
+    let reply = conn
+        .request(registration(&identity, &server.name(), &[0; 32], 0))
+        .await;
     assert_eq!(error_code(reply), ErrorCode::PowFailed);
 
     // A wrong solution: refused, and the puzzle is used up.
@@ -78,11 +81,19 @@ async fn proof_of_work_is_enforced() {
     let wrong = (0u64..)
         .find(|s| !wisp_proto::pow::check(&nonce, &key, bits, *s))
         .unwrap();
-    let reply = conn.request(registration(&identity, &server.name(), &nonce, wrong)).await;
+    let reply = conn
+        .request(registration(&identity, &server.name(), &nonce, wrong))
+        .await;
     assert_eq!(error_code(reply), ErrorCode::PowFailed);
     let right = wisp_proto::pow::solve(&nonce, &key, bits, 1 << 24).unwrap();
-    let reply = conn.request(registration(&identity, &server.name(), &nonce, right)).await;
-    assert_eq!(error_code(reply), ErrorCode::PowFailed, "a puzzle is good for one attempt");
+    let reply = conn
+        .request(registration(&identity, &server.name(), &nonce, right))
+        .await;
+    assert_eq!(
+        error_code(reply),
+        ErrorCode::PowFailed,
+        "a puzzle is good for one attempt"
+    );
 
     // A solution for another key does not carry over.
     let (nonce, _) = puzzle(&mut conn).await;
@@ -93,13 +104,17 @@ async fn proof_of_work_is_enforced() {
     {
         borrowed += 1;
     }
-    let reply = conn.request(registration(&identity, &server.name(), &nonce, borrowed)).await;
+    let reply = conn
+        .request(registration(&identity, &server.name(), &nonce, borrowed))
+        .await;
     assert_eq!(error_code(reply), ErrorCode::PowFailed);
 
     // The right work on a fresh puzzle registers.
     let (nonce, _) = puzzle(&mut conn).await;
     let right = wisp_proto::pow::solve(&nonce, &key, bits, 1 << 24).unwrap();
-    let reply = conn.request(registration(&identity, &server.name(), &nonce, right)).await;
+    let reply = conn
+        .request(registration(&identity, &server.name(), &nonce, right))
+        .await;
     assert!(matches!(reply, Reply::Registered(_)), "{reply:?}");
 }
 
@@ -117,7 +132,10 @@ async fn a_signature_that_does_not_match_the_keys_is_refused() {
         signature: impostor.sign_registration(&server.name(), &nonce).to_vec(),
         pow_solution: 0,
     });
-    assert_eq!(error_code(conn.request(request).await), ErrorCode::InvalidArgument);
+    assert_eq!(
+        error_code(conn.request(request).await),
+        ErrorCode::InvalidArgument
+    );
 }
 
 #[tokio::test]
@@ -173,12 +191,18 @@ async fn replayed_foreign_and_unknown_logins_are_refused() {
     let mut first = RawConnection::open_with_hello(&server.url()).await;
     let nonce = challenge(&mut first, &alice).await;
     let recorded = alice.sign_login(&name, &nonce);
-    assert!(matches!(first.request(login(recorded)).await, Reply::LoggedIn(_)));
+    assert!(matches!(
+        first.request(login(recorded)).await,
+        Reply::LoggedIn(_)
+    ));
 
     // Replayed on a new connection, against a fresh challenge.
     let mut replay = RawConnection::open_with_hello(&server.url()).await;
     challenge(&mut replay, &alice).await;
-    assert_eq!(error_code(replay.request(login(recorded)).await), ErrorCode::AuthFailed);
+    assert_eq!(
+        error_code(replay.request(login(recorded)).await),
+        ErrorCode::AuthFailed
+    );
     // The failed connection can do nothing else.
     let reply = replay.request(Request::ListFriends(ListFriends {})).await;
     assert_eq!(error_code(reply), ErrorCode::AuthRequired);
@@ -187,9 +211,15 @@ async fn replayed_foreign_and_unknown_logins_are_refused() {
     let nonce = challenge(&mut replay, &alice).await;
     let mut wrong = alice.sign_login(&name, &nonce);
     wrong[0] ^= 1;
-    assert_eq!(error_code(replay.request(login(wrong)).await), ErrorCode::AuthFailed);
+    assert_eq!(
+        error_code(replay.request(login(wrong)).await),
+        ErrorCode::AuthFailed
+    );
     let right = alice.sign_login(&name, &nonce);
-    assert_eq!(error_code(replay.request(login(right)).await), ErrorCode::AuthFailed);
+    assert_eq!(
+        error_code(replay.request(login(right)).await),
+        ErrorCode::AuthFailed
+    );
     // Three failures close the connection.
     match replay.receive().await {
         Received::Closed { code, .. } => assert_eq!(code, 1008),
@@ -219,13 +249,20 @@ async fn replayed_foreign_and_unknown_logins_are_refused() {
     let mut unknown = RawConnection::open_with_hello(&server.url()).await;
     let nonce = challenge(&mut unknown, &stranger).await;
     assert_eq!(
-        error_code(unknown.request(login(stranger.sign_login(&name, &nonce))).await),
+        error_code(
+            unknown
+                .request(login(stranger.sign_login(&name, &nonce)))
+                .await
+        ),
         ErrorCode::AuthFailed
     );
 
     // A login with no challenge at all.
     let mut blind = RawConnection::open_with_hello(&server.url()).await;
-    assert_eq!(error_code(blind.request(login(recorded)).await), ErrorCode::AuthFailed);
+    assert_eq!(
+        error_code(blind.request(login(recorded)).await),
+        ErrorCode::AuthFailed
+    );
 }
 
 #[tokio::test]
@@ -240,7 +277,15 @@ async fn nothing_but_hello_register_and_login_before_logging_in() {
         }))
         .await;
     assert_eq!(error_code(reply), ErrorCode::AuthRequired);
-    assert!(someone.client.friend_requests().await.unwrap().incoming.is_empty());
+    assert!(
+        someone
+            .client
+            .friend_requests()
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Malformed, truncated, oversized, out-of-order and wrong-version frames
 //! each get their typed error, and nobody else's session notices.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -26,8 +27,16 @@ async fn each_bad_frame_gets_its_typed_error_and_others_are_unaffected() {
     let bob = server.user().await;
     befriend(&alice, &bob).await;
     let bystander_is_fine = || async {
-        alice.client.ping().await.expect("bystander still connected");
-        let friends = alice.client.friends().await.expect("bystander can still list");
+        alice
+            .client
+            .ping()
+            .await
+            .expect("bystander still connected");
+        let friends = alice
+            .client
+            .friends()
+            .await
+            .expect("bystander can still list");
         assert_eq!(friends.len(), 1);
         assert_eq!(friends[0].id, bob.id());
     };

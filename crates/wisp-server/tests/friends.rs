@@ -1,5 +1,6 @@
 //! Friends over the wire: requests, accept/decline/cancel/remove/block,
 //! the 20-friend cap (including a race for the last places), and pushes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -24,14 +25,23 @@ async fn request_accept_list_with_pushes() {
     let mut bob = server.user().await;
 
     assert!(!alice.client.request_friend(bob.id()).await.unwrap());
-    assert_eq!(next_event(&mut bob).await, Event::FriendRequest { from: alice.id() });
+    assert_eq!(
+        next_event(&mut bob).await,
+        Event::FriendRequest { from: alice.id() }
+    );
     let pending = bob.client.friend_requests().await.unwrap();
     assert_eq!(pending.incoming.len(), 1);
     assert_eq!(pending.incoming[0].id, alice.id());
-    assert_eq!(alice.client.friend_requests().await.unwrap().outgoing[0].id, bob.id());
+    assert_eq!(
+        alice.client.friend_requests().await.unwrap().outgoing[0].id,
+        bob.id()
+    );
 
     bob.client.accept_friend(alice.id()).await.unwrap();
-    assert_eq!(next_event(&mut alice).await, Event::FriendAccepted { by: bob.id() });
+    assert_eq!(
+        next_event(&mut alice).await,
+        Event::FriendAccepted { by: bob.id() }
+    );
     assert_eq!(alice.client.friends().await.unwrap()[0].id, bob.id());
     assert_eq!(bob.client.friends().await.unwrap()[0].id, alice.id());
     assert_eq!(
@@ -40,7 +50,10 @@ async fn request_accept_list_with_pushes() {
     );
 
     bob.client.remove_friend(alice.id()).await.unwrap();
-    assert_eq!(next_event(&mut alice).await, Event::FriendRemoved { by: bob.id() });
+    assert_eq!(
+        next_event(&mut alice).await,
+        Event::FriendRemoved { by: bob.id() }
+    );
     assert!(alice.client.friends().await.unwrap().is_empty());
 }
 
@@ -51,14 +64,29 @@ async fn decline_cancel_and_errors_name_what_happened() {
     let bob = server.user().await;
     alice.client.request_friend(bob.id()).await.unwrap();
     bob.client.decline_friend(alice.id()).await.unwrap();
-    assert!(alice.client.friend_requests().await.unwrap().outgoing.is_empty());
+    assert!(
+        alice
+            .client
+            .friend_requests()
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
     assert_eq!(
         code_of(bob.client.accept_friend(alice.id()).await),
         ErrorCode::NoSuchRequest
     );
     alice.client.request_friend(bob.id()).await.unwrap();
     alice.client.cancel_friend_request(bob.id()).await.unwrap();
-    assert!(bob.client.friend_requests().await.unwrap().incoming.is_empty());
+    assert!(
+        bob.client
+            .friend_requests()
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert_eq!(
         code_of(alice.client.remove_friend(bob.id()).await),
         ErrorCode::NotFriends
@@ -91,16 +119,33 @@ async fn blocking_ends_the_friendship_and_drops_requests_silently() {
     let mut bob = server.user().await;
     befriend(&alice, &bob).await;
     // Drain Bob's events so far: the FriendRequest push.
-    assert!(matches!(next_event(&mut bob).await, Event::FriendRequest { .. }));
+    assert!(matches!(
+        next_event(&mut bob).await,
+        Event::FriendRequest { .. }
+    ));
 
     alice.client.block(bob.id()).await.unwrap();
-    assert_eq!(next_event(&mut bob).await, Event::FriendRemoved { by: alice.id() });
+    assert_eq!(
+        next_event(&mut bob).await,
+        Event::FriendRemoved { by: alice.id() }
+    );
     assert!(bob.client.friends().await.unwrap().is_empty());
-    assert_eq!(alice.client.friend_requests().await.unwrap().blocked, vec![bob.id()]);
+    assert_eq!(
+        alice.client.friend_requests().await.unwrap().blocked,
+        vec![bob.id()]
+    );
 
     // Bob's new request "succeeds" for Bob, and Alice never sees it.
     assert!(!bob.client.request_friend(alice.id()).await.unwrap());
-    assert!(alice.client.friend_requests().await.unwrap().incoming.is_empty());
+    assert!(
+        alice
+            .client
+            .friend_requests()
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert_eq!(
         code_of(alice.client.request_friend(bob.id()).await),
         ErrorCode::Blocked

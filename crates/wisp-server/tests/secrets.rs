@@ -1,6 +1,7 @@
 //! The server's database never holds a client's private key bytes: the
 //! test registers users, makes them friends, then scans the SQLite file and
 //! its WAL for every byte string of each user's private keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -35,7 +36,10 @@ async fn no_private_key_bytes_reach_the_server_database() {
     for user in [&alice, &bob] {
         // Sanity: the scan does find what is there, the public key.
         let public = user.identity.ed25519_key();
-        assert!(contents.iter().any(|c| contains(c, &public)), "public key is stored");
+        assert!(
+            contents.iter().any(|c| contains(c, &public)),
+            "public key is stored"
+        );
         let secrets = user.identity.secret_key_material_for_tests();
         assert!(secrets.len() >= 2);
         for secret in secrets {

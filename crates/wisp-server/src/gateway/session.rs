@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use wisp_proto::client_frame::Body as In;
 use wisp_proto::frames::{
-    Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, LoggedIn, LoginChallenge, Pong,
-    PendingRequest, RegisterPuzzle, Registered,
+    Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, LoggedIn, LoginChallenge,
+    PendingRequest, Pong, RegisterPuzzle, Registered,
 };
 use wisp_proto::server_frame::Body as Out;
 use wisp_proto::{
@@ -294,12 +294,13 @@ impl Session {
                     blocked: pending.blocked.iter().map(UserId::to_vec).collect(),
                 }))
             }
-            (Phase::Anonymous, In::FriendOp(_) | In::ListFriends(_) | In::ListFriendRequests(_)) => {
-                Err(WireError::new(
-                    ErrorCode::AuthRequired,
-                    "log in before using this request",
-                ))
-            }
+            (
+                Phase::Anonymous,
+                In::FriendOp(_) | In::ListFriends(_) | In::ListFriendRequests(_),
+            ) => Err(WireError::new(
+                ErrorCode::AuthRequired,
+                "log in before using this request",
+            )),
         }
     }
 }

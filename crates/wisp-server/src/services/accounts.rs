@@ -92,7 +92,12 @@ pub(crate) async fn register(
     };
     let ed25519 = key32(request.ed25519_key, "ed25519_key")?;
     let curve25519 = key32(request.curve25519_key, "curve25519_key")?;
-    if !pow::check(&puzzle.nonce, &ed25519, puzzle.difficulty, request.pow_solution) {
+    if !pow::check(
+        &puzzle.nonce,
+        &ed25519,
+        puzzle.difficulty,
+        request.pow_solution,
+    ) {
         metrics::counter!("wisp_registrations_refused_total", "reason" => "pow").increment(1);
         return Err(WireError::new(
             ErrorCode::PowFailed,
@@ -102,8 +107,7 @@ pub(crate) async fn register(
     let signed = transcript::registration(&state.server_name, &puzzle.nonce, &ed25519, &curve25519);
     let valid = verifying_key(&ed25519).is_some_and(|key| verify(&key, &signed, request.signature));
     if !valid {
-        metrics::counter!("wisp_registrations_refused_total", "reason" => "signature")
-            .increment(1);
+        metrics::counter!("wisp_registrations_refused_total", "reason" => "signature").increment(1);
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
             "the registration signature does not verify with the given identity key",

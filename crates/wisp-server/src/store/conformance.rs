@@ -47,18 +47,33 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     let a = user(accounts, 1).await;
     let b = user(accounts, 2).await;
     let ghost = UserId::from_ed25519(&[0x66; 32]);
-    assert!(matches!(friends.request(a, ghost, 10).await, Err(FriendError::NoSuchUser)));
-    assert!(matches!(friends.request(a, a, 10).await, Err(FriendError::SelfTarget)));
-    assert_eq!(friends.request(a, b, 10).await.unwrap(), RequestOutcome::Pending);
+    assert!(matches!(
+        friends.request(a, ghost, 10).await,
+        Err(FriendError::NoSuchUser)
+    ));
+    assert!(matches!(
+        friends.request(a, a, 10).await,
+        Err(FriendError::SelfTarget)
+    ));
+    assert_eq!(
+        friends.request(a, b, 10).await.unwrap(),
+        RequestOutcome::Pending
+    );
     // Asking twice changes nothing.
-    assert_eq!(friends.request(a, b, 11).await.unwrap(), RequestOutcome::Pending);
+    assert_eq!(
+        friends.request(a, b, 11).await.unwrap(),
+        RequestOutcome::Pending
+    );
     let pending_b = friends.pending(b).await.unwrap();
     assert_eq!(pending_b.incoming.len(), 1);
     assert_eq!(pending_b.incoming[0].user, a);
     assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
     assert!(!friends.are_friends(a, b).await.unwrap());
     // Only the recipient can accept.
-    assert!(matches!(friends.accept(a, b, 12).await, Err(FriendError::NoSuchRequest)));
+    assert!(matches!(
+        friends.accept(a, b, 12).await,
+        Err(FriendError::NoSuchRequest)
+    ));
     friends.accept(b, a, 12).await.unwrap();
     assert!(friends.are_friends(a, b).await.unwrap());
     assert!(friends.are_friends(b, a).await.unwrap());
@@ -67,12 +82,21 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     assert_eq!(friends.friends(b).await.unwrap()[0].since, 12);
     assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
-    assert!(matches!(friends.request(b, a, 13).await, Err(FriendError::AlreadyFriends)));
+    assert!(matches!(
+        friends.request(b, a, 13).await,
+        Err(FriendError::AlreadyFriends)
+    ));
 
     // Crossing requests make friends at once.
     let c = user(accounts, 3).await;
-    assert_eq!(friends.request(a, c, 20).await.unwrap(), RequestOutcome::Pending);
-    assert_eq!(friends.request(c, a, 21).await.unwrap(), RequestOutcome::BecameFriends);
+    assert_eq!(
+        friends.request(a, c, 20).await.unwrap(),
+        RequestOutcome::Pending
+    );
+    assert_eq!(
+        friends.request(c, a, 21).await.unwrap(),
+        RequestOutcome::BecameFriends
+    );
     assert!(friends.are_friends(a, c).await.unwrap());
     assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
 }
@@ -83,15 +107,27 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
     friends.request(a, b, 1).await.unwrap();
     friends.decline(b, a).await.unwrap();
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
-    assert!(matches!(friends.decline(b, a).await, Err(FriendError::NoSuchRequest)));
-    assert!(matches!(friends.accept(b, a, 2).await, Err(FriendError::NoSuchRequest)));
+    assert!(matches!(
+        friends.decline(b, a).await,
+        Err(FriendError::NoSuchRequest)
+    ));
+    assert!(matches!(
+        friends.accept(b, a, 2).await,
+        Err(FriendError::NoSuchRequest)
+    ));
 
     friends.request(a, b, 3).await.unwrap();
     friends.cancel(a, b).await.unwrap();
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
-    assert!(matches!(friends.cancel(a, b).await, Err(FriendError::NoSuchRequest)));
+    assert!(matches!(
+        friends.cancel(a, b).await,
+        Err(FriendError::NoSuchRequest)
+    ));
 
-    assert!(matches!(friends.remove(a, b).await, Err(FriendError::NotFriends)));
+    assert!(matches!(
+        friends.remove(a, b).await,
+        Err(FriendError::NotFriends)
+    ));
     friends.request(a, b, 4).await.unwrap();
     friends.accept(b, a, 5).await.unwrap();
     friends.remove(b, a).await.unwrap();
@@ -110,18 +146,33 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     assert!(!friends.are_friends(a, b).await.unwrap());
     assert_eq!(friends.pending(b).await.unwrap().blocked, vec![a]);
     // The blocked user's requests are dropped without a trace.
-    assert_eq!(friends.request(a, b, 4).await.unwrap(), RequestOutcome::Dropped);
+    assert_eq!(
+        friends.request(a, b, 4).await.unwrap(),
+        RequestOutcome::Dropped
+    );
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
     // The blocker must unblock before asking.
-    assert!(matches!(friends.request(b, a, 5).await, Err(FriendError::Blocked)));
+    assert!(matches!(
+        friends.request(b, a, 5).await,
+        Err(FriendError::Blocked)
+    ));
     friends.unblock(b, a).await.unwrap();
-    assert!(matches!(friends.unblock(b, a).await, Err(FriendError::NotBlocked)));
-    assert_eq!(friends.request(a, b, 6).await.unwrap(), RequestOutcome::Pending);
+    assert!(matches!(
+        friends.unblock(b, a).await,
+        Err(FriendError::NotBlocked)
+    ));
+    assert_eq!(
+        friends.request(a, b, 6).await.unwrap(),
+        RequestOutcome::Pending
+    );
     // Blocking drops pending requests both ways.
     assert!(!friends.block(b, a, 7).await.unwrap());
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
-    assert!(matches!(friends.block(a, a, 8).await, Err(FriendError::SelfTarget)));
+    assert!(matches!(
+        friends.block(a, a, 8).await,
+        Err(FriendError::SelfTarget)
+    ));
 }
 
 async fn friend_limit_at_request_and_accept(

@@ -1,7 +1,13 @@
 //! Test harness: real servers on loopback port 0 over a real SQLite file in
 //! a temporary directory, real clients from the SDK, and a raw WebSocket
 //! connection for feeding the server bytes no SDK would send.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,10 +74,7 @@ impl TestServer {
     /// A fresh connection logged in as `identity`.
     pub async fn login(&self, identity: Identity) -> TestUser {
         let (mut client, events) = Client::connect(&self.url()).await.expect("connect");
-        client
-            .login(&identity, &self.name())
-            .await
-            .expect("login");
+        client.login(&identity, &self.name()).await.expect("login");
         TestUser {
             client,
             events,
@@ -115,7 +118,9 @@ pub enum Received {
 
 impl RawConnection {
     pub async fn open(url: &str) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Self { socket, next_id: 1 }
     }
 

@@ -44,7 +44,10 @@ impl SqliteStore {
     /// schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::Backend(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite:")
@@ -145,11 +148,13 @@ impl AccountStore for SqliteStore {
     }
 
     async fn server_name(&self, proposed: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('server_name', ?) ON CONFLICT DO NOTHING")
-            .bind(proposed)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('server_name', ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(proposed)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_name'")
             .fetch_one(&self.writer)
             .await
@@ -179,7 +184,12 @@ impl Tx<'_> {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    async fn exists(&mut self, sql: &'static str, a: UserId, b: UserId) -> Result<bool, StoreError> {
+    async fn exists(
+        &mut self,
+        sql: &'static str,
+        a: UserId,
+        b: UserId,
+    ) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(sql)
             .bind(a.as_bytes().as_slice())
             .bind(b.as_bytes().as_slice())
@@ -209,8 +219,12 @@ impl Tx<'_> {
     }
 
     async fn has_blocked(&mut self, owner: UserId, other: UserId) -> Result<bool, StoreError> {
-        self.exists("SELECT 1 FROM blocks WHERE owner = ? AND blocked = ?", owner, other)
-            .await
+        self.exists(
+            "SELECT 1 FROM blocks WHERE owner = ? AND blocked = ?",
+            owner,
+            other,
+        )
+        .await
     }
 
     async fn are_friends(&mut self, a: UserId, b: UserId) -> Result<bool, StoreError> {
@@ -311,7 +325,11 @@ impl SqliteStore {
         }
     }
 
-    async fn list(&self, sql: &'static str, user: UserId) -> Result<Vec<(UserId, UnixMillis)>, StoreError> {
+    async fn list(
+        &self,
+        sql: &'static str,
+        user: UserId,
+    ) -> Result<Vec<(UserId, UnixMillis)>, StoreError> {
         let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(sql)
             .bind(user.as_bytes().as_slice())
             .fetch_all(&self.readers)
@@ -362,7 +380,10 @@ impl FriendStore for SqliteStore {
                     return Err(FriendError::FriendLimit(Side::Them));
                 }
                 let outgoing = tx
-                    .count("SELECT count(*) FROM friend_requests WHERE from_user = ?", from)
+                    .count(
+                        "SELECT count(*) FROM friend_requests WHERE from_user = ?",
+                        from,
+                    )
                     .await?;
                 if outgoing >= MAX_PENDING_OUTGOING {
                     return Err(FriendError::PendingLimit(Side::Me));
@@ -466,7 +487,11 @@ impl FriendStore for SqliteStore {
         self.write(|tx| {
             Box::pin(async move {
                 let removed = tx
-                    .run("DELETE FROM blocks WHERE owner = ? AND blocked = ?", me, other)
+                    .run(
+                        "DELETE FROM blocks WHERE owner = ? AND blocked = ?",
+                        me,
+                        other,
+                    )
                     .await?;
                 if removed == 0 {
                     return Err(FriendError::NotBlocked);

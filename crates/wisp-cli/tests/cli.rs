@@ -1,0 +1,332 @@
+//! The `wisp` binary against a real server (in-process, loopback port 0,
+//! real SQLite): the two-user walkthrough of the README, the friend
+//! commands, and the one-line errors and exit codes scripts rely on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wisp_client::{Client, Identity, KeyStore};
+use wisp_server::{Config, Server};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+
+struct Env {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("server"),
+            pow_difficulty: 8,
+            register_limit: 0,
+            ..Config::default()
+        };
+        let server = Server::start(&config).await.unwrap();
+        Self { server, dir }
+    }
+
+    fn home(&self, user: &str) -> PathBuf {
+        self.dir.path().join(user)
+    }
+
+    /// Runs `wisp` as `user` (a home directory of its own).
+    async fn wisp(&self, user: &str, args: &[&str]) -> Output {
+        let home = self.home(user);
+        let server = self.server.ws_url();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+                .args(&args)
+                .env("WISP_HOME", &home)
+                .env("WISP_SERVER", &server)
+                .env("WISP_PASSPHRASE", PASSPHRASE)
+                .output()
+                .unwrap();
+            Output {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8(output.stdout).unwrap(),
+                stderr: String::from_utf8(output.stderr).unwrap(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn ok(&self, user: &str, args: &[&str]) -> String {
+        let out = self.wisp(user, args).await;
+        assert_eq!(out.code, 0, "wisp {args:?} failed: {}", out.stderr);
+        out.stdout
+    }
+
+    async fn register(&self, user: &str) -> String {
+        let stdout = self.ok(user, &["register"]).await;
+        stdout.lines().last().unwrap().to_owned()
+    }
+}
+
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn ids(stdout: &str) -> Vec<String> {
+    json_lines(stdout)
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_register_befriend_and_list_each_other() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    assert_eq!(alice.len(), 32);
+    assert_ne!(alice, bob);
+    assert_eq!(env.ok("alice", &["id"]).await.trim(), alice);
+
+    let sent = env.ok("alice", &["friend", "add", &bob]).await;
+    assert_eq!(sent.trim(), format!("friend request sent to {bob}"));
+    let requests = json_lines(&env.ok("bob", &["friend", "requests", "--json"]).await);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["id"], alice.as_str());
+    assert_eq!(requests[0]["direction"], "incoming");
+    let outgoing = json_lines(&env.ok("alice", &["friend", "requests", "--json"]).await);
+    assert_eq!(outgoing[0]["direction"], "outgoing");
+
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    assert_eq!(
+        ids(&env.ok("alice", &["friend", "list", "--json"]).await),
+        vec![bob.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok("bob", &["friend", "list", "--json"]).await),
+        vec![alice.clone()]
+    );
+    assert_eq!(env.ok("bob", &["friend", "list"]).await.trim(), alice);
+    assert!(env.ok("bob", &["friend", "requests"]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decline_remove_and_block_behave() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    let carol = env.register("carol").await;
+
+    // Decline.
+    env.ok("carol", &["friend", "add", &alice]).await;
+    env.ok("alice", &["friend", "decline", &carol]).await;
+    assert!(
+        env.ok("carol", &["friend", "requests", "--json"])
+            .await
+            .is_empty()
+    );
+    let again = env.wisp("alice", &["friend", "accept", &carol]).await;
+    assert_eq!(again.code, 1);
+    assert_eq!(
+        again.stderr.trim(),
+        "error: there is no pending friend request to act on"
+    );
+
+    // Remove.
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    env.ok("alice", &["friend", "remove", &bob]).await;
+    assert!(
+        env.ok("alice", &["friend", "list", "--json"])
+            .await
+            .is_empty()
+    );
+    assert!(
+        env.ok("bob", &["friend", "list", "--json"])
+            .await
+            .is_empty()
+    );
+
+    // Block: ends the friendship, and the blocked user's requests vanish.
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    env.ok("alice", &["friend", "block", &bob]).await;
+    assert!(
+        env.ok("bob", &["friend", "list", "--json"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&env.ok("alice", &["friend", "blocked", "--json"]).await),
+        vec![bob.clone()]
+    );
+    env.ok("bob", &["friend", "add", &alice]).await;
+    assert!(
+        env.ok("alice", &["friend", "requests", "--json"])
+            .await
+            .is_empty()
+    );
+    let blocked = env.wisp("alice", &["friend", "add", &bob]).await;
+    assert_eq!(blocked.code, 1);
+    assert_eq!(
+        blocked.stderr.trim(),
+        "error: you have blocked this user; unblock them first"
+    );
+    env.ok("alice", &["friend", "unblock", &bob]).await;
+    env.ok("alice", &["friend", "add", &bob]).await;
+}
+
+/// Logs an SDK client in as the CLI user in `home`.
+async fn sdk_login(env: &Env, home: &Path) -> (Client, Identity) {
+    let (_, state) = KeyStore::open(home, PASSPHRASE).unwrap();
+    let (mut client, _) = Client::connect(&env.server.ws_url()).await.unwrap();
+    client
+        .login(&state.identity, state.server_name.as_deref().unwrap())
+        .await
+        .unwrap();
+    (client, state.identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_21st_friend_is_refused_with_a_one_line_reason() {
+    let env = Env::start().await;
+    env.register("popular").await;
+    let waiting = env.register("waiting").await;
+    env.ok(
+        "waiting",
+        &["friend", "add", env.ok("popular", &["id"]).await.trim()],
+    )
+    .await;
+    let (popular, popular_id) = sdk_login(&env, &env.home("popular")).await;
+    // Twenty friends, made through the SDK to keep the test quick.
+    for _ in 0..20 {
+        let friend = Identity::generate();
+        let (mut client, _) = Client::connect(&env.server.ws_url()).await.unwrap();
+        client.register(&friend).await.unwrap();
+        client
+            .login(&friend, env.server.server_name())
+            .await
+            .unwrap();
+        client.request_friend(popular_id.user_id()).await.unwrap();
+        popular.accept_friend(friend.user_id()).await.unwrap();
+    }
+    let late = env.register("late").await;
+
+    let at_request = env.wisp("popular", &["friend", "add", &late]).await;
+    assert_eq!(at_request.code, 1);
+    assert_eq!(
+        at_request.stderr.trim(),
+        "error: friend limit reached (20); remove a friend first"
+    );
+    let at_accept = env.wisp("popular", &["friend", "accept", &waiting]).await;
+    assert_eq!(at_accept.code, 1);
+    assert_eq!(
+        at_accept.stderr.trim(),
+        "error: friend limit reached (20); remove a friend first"
+    );
+    let theirs = env
+        .wisp(
+            "late",
+            &["friend", "add", &popular_id.user_id().to_string()],
+        )
+        .await;
+    assert_eq!(theirs.code, 1);
+    assert!(
+        theirs.stderr.contains("most friends allowed (20)"),
+        "{}",
+        theirs.stderr
+    );
+    assert_eq!(
+        json_lines(&env.ok("popular", &["friend", "list", "--json"]).await).len(),
+        20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_have_one_line_reasons_and_distinct_exit_codes() {
+    let env = Env::start().await;
+
+    let none = env.wisp("nobody", &["id"]).await;
+    assert_eq!(none.code, 4);
+    assert!(
+        none.stderr.contains("run `wisp register` first"),
+        "{}",
+        none.stderr
+    );
+
+    env.register("alice").await;
+    let twice = env.wisp("alice", &["register"]).await;
+    assert_eq!(twice.code, 1);
+    assert!(
+        twice.stderr.contains("already registered"),
+        "{}",
+        twice.stderr
+    );
+
+    let bad_id = env.wisp("alice", &["friend", "add", "not-an-id"]).await;
+    assert_eq!(bad_id.code, 1);
+    assert_eq!(bad_id.stderr.lines().count(), 1);
+    assert!(
+        bad_id
+            .stderr
+            .starts_with("error: \"not-an-id\" is not a user id")
+    );
+
+    let ghost = Identity::generate().user_id().to_string();
+    let stranger = env.wisp("alice", &["friend", "add", &ghost]).await;
+    assert_eq!(stranger.code, 1);
+    assert_eq!(
+        stranger.stderr.trim(),
+        "error: no user with that id is registered"
+    );
+
+    let wrong = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["friend", "list"])
+        .env("WISP_HOME", env.home("alice"))
+        .env("WISP_SERVER", env.server.ws_url())
+        .env("WISP_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["friend", "list"])
+        .env("WISP_HOME", env.home("alice"))
+        .env("WISP_SERVER", "ws://127.0.0.1:1")
+        .env("WISP_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).starts_with("error: cannot connect to"));
+}
+
+#[test]
+fn help_explains_the_passphrase_and_exit_codes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "WISP_PASSPHRASE",
+        "WISP_HOME",
+        "WISP_SERVER",
+        "Exit codes",
+        "register",
+        "friend",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The `wisp-server` binary as an operator runs it: defaults to ./wisp-data,
+//! answers /healthz, /readyz and /metrics, and shuts down gracefully on
+//! SIGTERM, saying goodbye to connected clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{RawConnection, Received};
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The server process, killed if the test ends before it exits.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary and reads its JSON log until it says where it listens.
+fn spawn(cwd: &std::path::Path) -> (ServerProcess, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_wisp-server"))
+        .current_dir(cwd)
+        // Port 0: the defaults are checked by the config tests; here the
+        // test must not collide with a server someone runs on 7700.
+        .env("WISP_LISTEN", "127.0.0.1:0")
+        .env("WISP_LOG_FORMAT", "json")
+        .env("WISP_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ServerProcess(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server logs that it listens within 30 s");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if json["fields"]["message"] == "wisp-server listening" {
+            let addr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            return (child, addr, rx);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_with_defaults_and_stops_gracefully_on_sigterm() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut child, addr, logs) = spawn(cwd.path());
+    assert!(cwd.path().join("wisp-data/wisp.sqlite3").exists());
+
+    let health = tokio::task::spawn_blocking(move || {
+        (
+            http_get(addr, "/healthz"),
+            http_get(addr, "/readyz"),
+            http_get(addr, "/metrics"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(health.0.starts_with("HTTP/1.1 200"), "{}", health.0);
+    assert!(health.1.starts_with("HTTP/1.1 200"), "{}", health.1);
+    assert!(health.2.starts_with("HTTP/1.1 200"), "{}", health.2);
+
+    let mut client = RawConnection::open_with_hello(&format!("ws://{addr}")).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    match client.receive().await {
+        Received::Closed { code, reason } => {
+            assert_eq!(code, 1001);
+            assert_eq!(reason, "server shutting down");
+        }
+        other => panic!("expected a going-away close, got {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server exits within 20 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let logged: Vec<String> = logs.try_iter().collect();
+    assert!(
+        logged.iter().any(|l| l.contains("wisp-server stopped")),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn help_names_every_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "WISP_LISTEN",
+        "--data-dir",
+        "WISP_DATA_DIR",
+        "--config",
+        "--pow-difficulty",
+        "--register-limit",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[test]
+fn a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wisp.toml");
+    std::fs::write(&file, "pow_dificulty = 3\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp-server"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("pow_dificulty"), "{stderr}");
+}
