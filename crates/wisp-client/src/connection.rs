@@ -103,10 +103,18 @@ impl Connection {
                     }
                 };
                 if frame.request_id == 0 {
-                    // If nobody listens for events the push is not needed;
-                    // replies still flow.
+                    // Pushes never hold up replies. An application that
+                    // stopped reading events (but still holds the stream)
+                    // gets a disconnect rather than a silent gap; one that
+                    // dropped the stream does not want them.
                     if let Some(body) = frame.body {
-                        let _ = push_tx.send(Push::Frame(body)).await;
+                        match push_tx.try_send(Push::Frame(body)) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                reason = Some("events were not read; reconnect".to_owned());
+                                break;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -118,7 +126,7 @@ impl Connection {
             *lock(&reader_reason) = reason.clone();
             // Dropping the waiters wakes every request still in flight.
             lock(&reader_pending).clear();
-            let _ = push_tx.send(Push::Closed(reason)).await;
+            let _ = push_tx.try_send(Push::Closed(reason));
         });
 
         Ok((

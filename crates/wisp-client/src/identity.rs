@@ -83,7 +83,11 @@ mod tests {
         assert!(identity.user_id().is_of_key(&identity.ed25519_key()));
         let debug = format!("{identity:?}");
         assert!(debug.contains(&identity.user_id().to_string()));
-        assert!(!debug.to_lowercase().contains("key:"));
+        for secret in identity.secret_key_material_for_tests() {
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!debug.contains(&hex));
+            assert!(!debug.contains(&format!("{:?}", &secret[..8])));
+        }
     }
 
     #[test]

@@ -315,11 +315,26 @@ fn associated_data(header: &Header) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Parameters a file may ask for before it is authenticated; anything larger
+/// is refused rather than allowed to exhaust memory or time.
+const MAX_KDF: KdfParams = KdfParams {
+    m_kib: 1024 * 1024,
+    t: 16,
+    p: 8,
+};
+
 fn derive_key(
     passphrase: &str,
     header: &Header,
     path: &Path,
 ) -> Result<Zeroizing<[u8; 32]>, KeyStoreError> {
+    let kdf = header.kdf;
+    if kdf.m_kib > MAX_KDF.m_kib || kdf.t > MAX_KDF.t || kdf.p > MAX_KDF.p {
+        return Err(KeyStoreError::Unreadable {
+            path: path.to_owned(),
+            reason: format!("key derivation parameters {kdf:?} are beyond what this client allows"),
+        });
+    }
     let params = argon2::Params::new(header.kdf.m_kib, header.kdf.t, header.kdf.p, Some(32))
         .map_err(|e| KeyStoreError::Unreadable {
             path: path.to_owned(),
@@ -442,6 +457,10 @@ mod tests {
         }
         assert!(!contains(&file, &public));
         assert!(!contains(&file, base64(&public).as_bytes()));
+        for secret in original.identity.secret_key_material_for_tests() {
+            assert!(!contains(&file, &secret));
+            assert!(!contains(&file, base64(&secret).as_bytes()));
+        }
     }
 
     #[test]

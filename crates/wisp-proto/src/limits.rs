@@ -18,6 +18,9 @@ pub const MAX_PENDING_OUTGOING: usize = 20;
 /// The most friend requests a user may have waiting for an answer.
 pub const MAX_PENDING_INCOMING: usize = 50;
 
+/// The most users one user may block.
+pub const MAX_BLOCKS: usize = 1000;
+
 /// No message lives longer than this anywhere.
 pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(60 * 60);
 

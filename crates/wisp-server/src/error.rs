@@ -31,7 +31,7 @@ impl WireError {
         Self {
             code: ErrorCode::RateLimited,
             message: format!(
-                "too many {what} from your address; try again in {} s",
+                "too many {what}; try again in {} s",
                 retry_after.as_secs().max(1)
             ),
             retry_after: Some(retry_after),
@@ -122,6 +122,13 @@ impl From<FriendError> for WireError {
             FriendError::Blocked => {
                 Self::new(C::Blocked, "you have blocked this user; unblock them first")
             }
+            FriendError::BlockLimit => Self::new(
+                C::BlockLimit,
+                format!(
+                    "you have blocked {} users already; unblock some first",
+                    wisp_proto::limits::MAX_BLOCKS
+                ),
+            ),
             FriendError::NotBlocked => {
                 Self::new(C::InvalidArgument, "you have not blocked this user")
             }

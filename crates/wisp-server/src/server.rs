@@ -24,6 +24,9 @@ use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, Stores};
 
+/// Friend operations one user may make per minute (bursts up to the same).
+const FRIEND_OPS_PER_MINUTE: u32 = 120;
+
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -109,6 +112,7 @@ impl Server {
             server_name,
             pow_difficulty: config.pow_difficulty,
             register_limiter: RateLimiter::per_minute(config.register_limit),
+            friend_op_limiter: RateLimiter::per_minute(FRIEND_OPS_PER_MINUTE),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

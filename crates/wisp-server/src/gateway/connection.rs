@@ -16,8 +16,12 @@ use super::session::{Close, Session};
 use crate::hub::{OUTBOUND_QUEUE, Subscription};
 use crate::state::AppState;
 
-/// A connection must log in within this time or be closed.
-const LOGIN_DEADLINE: Duration = Duration::from_secs(120);
+/// A connection must log in within this time or be closed (registration's
+/// proof-of-work takes well under a second).
+const LOGIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A peer that does not take a frame within this time is gone or stalling.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 const GOING_AWAY: u16 = 1001;
 const TRY_AGAIN_LATER: u16 = 1013;
@@ -35,7 +39,7 @@ where
             reason: close.reason.into(),
         };
         // The peer may be gone already; there is nobody left to tell.
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
     }
     metrics::gauge!("wisp_connections").decrement(1.0);
 }
@@ -97,8 +101,13 @@ async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    socket
-        .send(Message::Binary(encode(frame).into()))
-        .await
-        .map_err(|_| ())
+    match tokio::time::timeout(
+        SEND_TIMEOUT,
+        socket.send(Message::Binary(encode(frame).into())),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(()),
+    }
 }

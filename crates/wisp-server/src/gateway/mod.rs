@@ -15,10 +15,10 @@ use crate::state::AppState;
 pub(crate) mod connection;
 pub(crate) mod session;
 
-/// The transport accepts frames up to this size, so that frames between
-/// [`MAX_FRAME_BYTES`] and this get a typed FRAME_TOO_LARGE reply; anything
-/// larger closes the connection with 1009 (message too big).
-const TRANSPORT_MAX_MESSAGE: usize = 16 * MAX_FRAME_BYTES;
+/// The transport accepts messages up to this size, so that frames a little
+/// over [`MAX_FRAME_BYTES`] get a typed FRAME_TOO_LARGE reply; anything
+/// larger closes the connection (1009, message too big).
+const TRANSPORT_MAX_MESSAGE: usize = 2 * MAX_FRAME_BYTES;
 
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,

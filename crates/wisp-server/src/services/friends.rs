@@ -18,11 +18,14 @@ pub(crate) async fn apply(
     action: FriendAction,
     other: UserId,
 ) -> Result<bool, WireError> {
+    if let Err(retry_after) = state.friend_op_limiter.check(me) {
+        return Err(WireError::rate_limited("friend operations", retry_after));
+    }
     let store = &state.stores.friends;
     let now = state.clock.now_ms();
     let (friends, event) = match action {
         FriendAction::Request => match store.request(me, other, now).await? {
-            RequestOutcome::Pending => (
+            RequestOutcome::Sent => (
                 false,
                 Some(Body::FriendRequestReceived(FriendRequestReceived {
                     from: me.to_vec(),
@@ -32,7 +35,8 @@ pub(crate) async fn apply(
                 true,
                 Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
             ),
-            RequestOutcome::Dropped => (false, None),
+            // Nothing new to tell anyone; a shadowed request looks sent.
+            RequestOutcome::AlreadyPending | RequestOutcome::Shadowed => (false, None),
         },
         FriendAction::Accept => {
             store.accept(me, other, now).await?;

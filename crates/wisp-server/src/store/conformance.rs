@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wisp_proto::UserId;
-use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_OUTGOING};
+use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
 
 use super::{
     AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys, RequestOutcome, Side,
@@ -57,12 +57,12 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     ));
     assert_eq!(
         friends.request(a, b, 10).await.unwrap(),
-        RequestOutcome::Pending
+        RequestOutcome::Sent
     );
     // Asking twice changes nothing.
     assert_eq!(
         friends.request(a, b, 11).await.unwrap(),
-        RequestOutcome::Pending
+        RequestOutcome::AlreadyPending
     );
     let pending_b = friends.pending(b).await.unwrap();
     assert_eq!(pending_b.incoming.len(), 1);
@@ -91,7 +91,7 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     let c = user(accounts, 3).await;
     assert_eq!(
         friends.request(a, c, 20).await.unwrap(),
-        RequestOutcome::Pending
+        RequestOutcome::Sent
     );
     assert_eq!(
         friends.request(c, a, 21).await.unwrap(),
@@ -145,13 +145,18 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     assert!(friends.block(b, a, 3).await.unwrap());
     assert!(!friends.are_friends(a, b).await.unwrap());
     assert_eq!(friends.pending(b).await.unwrap().blocked, vec![a]);
-    // The blocked user's requests are dropped without a trace.
+    // The blocked user's request looks sent to them, and the blocker never
+    // sees it: not listed, not acceptable.
     assert_eq!(
         friends.request(a, b, 4).await.unwrap(),
-        RequestOutcome::Dropped
+        RequestOutcome::Shadowed
     );
+    assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
+    assert!(matches!(
+        friends.accept(b, a, 4).await,
+        Err(FriendError::NoSuchRequest)
+    ));
     // The blocker must unblock before asking.
     assert!(matches!(
         friends.request(b, a, 5).await,
@@ -162,9 +167,12 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         friends.unblock(b, a).await,
         Err(FriendError::NotBlocked)
     ));
+    // Lifting the block forgets what was sent meanwhile.
+    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
+    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert_eq!(
         friends.request(a, b, 6).await.unwrap(),
-        RequestOutcome::Pending
+        RequestOutcome::Sent
     );
     // Blocking drops pending requests both ways.
     assert!(!friends.block(b, a, 7).await.unwrap());
@@ -229,6 +237,47 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         friends.request(asker, one_more, 2).await,
         Err(FriendError::PendingLimit(Side::Me))
     ));
+
+    // Incoming: a user can have MAX_PENDING_INCOMING requests waiting.
+    let target = user(accounts, 600).await;
+    for n in 0..MAX_PENDING_INCOMING as u32 {
+        let other = user(accounts, 601 + n).await;
+        friends.request(other, target, 1).await.unwrap();
+    }
+    let late = user(accounts, 699).await;
+    assert!(matches!(
+        friends.request(late, target, 2).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    // Requests from blocked users take none of the room: blocking one of
+    // the askers (which drops its request) frees a place.
+    let first = friends.pending(target).await.unwrap().incoming[0].user;
+    friends.block(target, first, 3).await.unwrap();
+    assert_eq!(
+        friends.request(late, target, 4).await.unwrap(),
+        RequestOutcome::Sent
+    );
+    // The blocked asker sees exactly what anyone else would: first that
+    // the target is full...
+    assert!(matches!(
+        friends.request(first, target, 5).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    // ...then, once there is room, a request that looks sent but is shadowed
+    // and takes none of the room.
+    friends.decline(target, late).await.unwrap();
+    assert_eq!(
+        friends.request(first, target, 6).await.unwrap(),
+        RequestOutcome::Shadowed
+    );
+    assert_eq!(
+        friends.pending(target).await.unwrap().incoming.len(),
+        MAX_PENDING_INCOMING - 1
+    );
+    assert_eq!(
+        friends.request(late, target, 7).await.unwrap(),
+        RequestOutcome::Sent
+    );
 }
 
 /// 30 users have asked one user to be friends; 30 accepts race for the 20

@@ -97,6 +97,9 @@ pub enum FriendError {
     /// The other id is not registered.
     #[error("no such user")]
     NoSuchUser,
+    /// Too many users blocked.
+    #[error("block limit reached")]
+    BlockLimit,
     /// A user cannot befriend, block or remove themselves.
     #[error("that is your own id")]
     SelfTarget,
@@ -129,13 +132,17 @@ pub enum FriendError {
 /// What a friend request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestOutcome {
-    /// The request waits for the other side.
-    Pending,
+    /// A new request waits for the other side.
+    Sent,
+    /// The same request was pending already; nothing changed.
+    AlreadyPending,
     /// The other side had already asked: the two are now friends.
     BecameFriends,
-    /// The other side has blocked the requester: nothing was stored, and the
-    /// requester is not told.
-    Dropped,
+    /// The other side has blocked the requester. The request is stored so
+    /// the requester sees exactly what any request looks like (listed,
+    /// cancellable, same limits), but the blocker never sees it: it is not
+    /// listed, counted or acceptable, and is deleted if the block is lifted.
+    Shadowed,
 }
 
 /// A friend, as listed.
@@ -177,9 +184,9 @@ pub trait FriendStore: Send + Sync + 'static {
     /// `from` asks `to` to be friends. If `to` had already asked `from`, the
     /// two become friends at once. Refused when either side is at the friend
     /// limit, `from` has too many outgoing or `to` too many incoming
-    /// requests, or `from` has blocked `to`. Dropped silently when `to` has
-    /// blocked `from`. Asking again while a request is pending succeeds and
-    /// changes nothing.
+    /// requests, or `from` has blocked `to`. When `to` has blocked `from` the
+    /// request is [shadowed](RequestOutcome::Shadowed): `from` cannot tell.
+    /// Asking again while a request is pending succeeds and changes nothing.
     async fn request(
         &self,
         from: UserId,
@@ -200,11 +207,13 @@ pub trait FriendStore: Send + Sync + 'static {
     /// Ends a friendship, for both sides.
     async fn remove(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
 
-    /// Blocks `other`: ends any friendship and drops pending requests both
-    /// ways. Returns whether a friendship ended.
+    /// Blocks `other` (a registered user): ends any friendship and drops
+    /// pending requests both ways. Returns whether a friendship ended.
+    /// Refused past [`wisp_proto::limits::MAX_BLOCKS`].
     async fn block(&self, me: UserId, other: UserId, now: UnixMillis) -> Result<bool, FriendError>;
 
-    /// Lifts a block. Refused when there is none.
+    /// Lifts a block, and forgets requests `other` sent while blocked.
+    /// Refused when there is none.
     async fn unblock(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
 
     /// `me`'s friends, oldest friendship first.

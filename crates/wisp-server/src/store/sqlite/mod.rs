@@ -17,7 +17,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use wisp_proto::UserId;
-use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
+use wisp_proto::limits::{MAX_BLOCKS, MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
 
 use super::{
     AccountStore, CreateAccountError, FriendEntry, FriendError, FriendStore, IdentityKeys,
@@ -43,7 +43,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and brings its
     /// schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        create_private_dir(data_dir).map_err(|e| {
             StoreError::Backend(format!(
                 "cannot create data directory {}: {e}",
                 data_dir.display()
@@ -90,6 +90,19 @@ impl SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// Creates the data directory readable by its owner only: it holds the
+/// social graph.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 fn backend(error: sqlx::Error) -> StoreError {
@@ -319,7 +332,9 @@ impl SqliteStore {
                 Ok(value)
             }
             Err(error) => {
-                tx.rollback().await.map_err(backend)?;
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::error!(%rollback, "rollback failed; the connection is reset");
+                }
                 Err(error)
             }
         }
@@ -360,9 +375,6 @@ impl FriendStore for SqliteStore {
                 if tx.has_blocked(from, to).await? {
                     return Err(FriendError::Blocked);
                 }
-                if tx.has_blocked(to, from).await? {
-                    return Ok(RequestOutcome::Dropped);
-                }
                 if tx.are_friends(from, to).await? {
                     return Err(FriendError::AlreadyFriends);
                 }
@@ -371,7 +383,7 @@ impl FriendStore for SqliteStore {
                     return Ok(RequestOutcome::BecameFriends);
                 }
                 if tx.has_request(from, to).await? {
-                    return Ok(RequestOutcome::Pending);
+                    return Ok(RequestOutcome::AlreadyPending);
                 }
                 if tx.friend_count(from).await? >= MAX_FRIENDS {
                     return Err(FriendError::FriendLimit(Side::Me));
@@ -388,8 +400,14 @@ impl FriendStore for SqliteStore {
                 if outgoing >= MAX_PENDING_OUTGOING {
                     return Err(FriendError::PendingLimit(Side::Me));
                 }
+                // Requests from users `to` blocked are invisible to `to` and
+                // take none of its room.
                 let incoming = tx
-                    .count("SELECT count(*) FROM friend_requests WHERE to_user = ?", to)
+                    .count(
+                        "SELECT count(*) FROM friend_requests WHERE to_user = ?1 \
+                         AND from_user NOT IN (SELECT blocked FROM blocks WHERE owner = ?1)",
+                        to,
+                    )
                     .await?;
                 if incoming >= MAX_PENDING_INCOMING {
                     return Err(FriendError::PendingLimit(Side::Them));
@@ -403,7 +421,11 @@ impl FriendStore for SqliteStore {
                 .execute(&mut *tx.0)
                 .await
                 .map_err(backend)?;
-                Ok(RequestOutcome::Pending)
+                if tx.has_blocked(to, from).await? {
+                    Ok(RequestOutcome::Shadowed)
+                } else {
+                    Ok(RequestOutcome::Sent)
+                }
             })
         })
         .await
@@ -412,7 +434,7 @@ impl FriendStore for SqliteStore {
     async fn accept(&self, me: UserId, from: UserId, now: UnixMillis) -> Result<(), FriendError> {
         self.write(|tx| {
             Box::pin(async move {
-                if !tx.has_request(from, me).await? {
+                if !tx.has_request(from, me).await? || tx.has_blocked(me, from).await? {
                     return Err(FriendError::NoSuchRequest);
                 }
                 tx.befriend(me, from, now).await
@@ -465,6 +487,17 @@ impl FriendStore for SqliteStore {
         }
         self.write(|tx| {
             Box::pin(async move {
+                if !tx.account_exists(other).await? {
+                    return Err(FriendError::NoSuchUser);
+                }
+                if !tx.has_blocked(me, other).await?
+                    && tx
+                        .count("SELECT count(*) FROM blocks WHERE owner = ?", me)
+                        .await?
+                        >= MAX_BLOCKS
+                {
+                    return Err(FriendError::BlockLimit);
+                }
                 let ended = tx.unfriend(me, other).await?;
                 tx.clear_requests(me, other).await?;
                 sqlx::query(
@@ -496,6 +529,12 @@ impl FriendStore for SqliteStore {
                 if removed == 0 {
                     return Err(FriendError::NotBlocked);
                 }
+                tx.run(
+                    "DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?",
+                    other,
+                    me,
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -523,7 +562,8 @@ impl FriendStore for SqliteStore {
         };
         let incoming = self
             .list(
-                "SELECT from_user, created_ms FROM friend_requests WHERE to_user = ? \
+                "SELECT from_user, created_ms FROM friend_requests WHERE to_user = ?1 \
+                 AND from_user NOT IN (SELECT blocked FROM blocks WHERE owner = ?1) \
                  ORDER BY created_ms, from_user",
                 me,
             )
