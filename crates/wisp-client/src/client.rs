@@ -193,6 +193,7 @@ impl Client {
                 curve25519_key: identity.curve25519_key().to_vec(),
                 signature: signature.to_vec(),
                 pow_solution: solution,
+                identity_signature: identity.sign_identity_key().to_vec(),
             }))
             .await?;
         let Reply::Registered(registered) = reply else {

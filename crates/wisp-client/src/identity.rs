@@ -65,6 +65,14 @@ impl Identity {
         self.account.sign(message).to_bytes()
     }
 
+    /// Signs the identity-key transcript: vouches for the Curve25519 key to
+    /// anyone who holds the user id.
+    pub fn sign_identity_key(&self) -> [u8; 64] {
+        self.account
+            .sign(transcript::identity_key(&self.curve25519_key()))
+            .to_bytes()
+    }
+
     /// Signs the login transcript for `server_name` and the server's nonce.
     pub fn sign_login(&self, server_name: &str, nonce: &[u8]) -> [u8; 64] {
         self.account

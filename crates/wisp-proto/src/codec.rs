@@ -60,6 +60,12 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, CodecError> {
     Ok(frame)
 }
 
+/// Decodes any other message of the protocol (the end-to-end payloads) with
+/// the same strictness as frames.
+pub fn decode_message<M: Message + Default>(bytes: &[u8]) -> Result<M, CodecError> {
+    decode_strict(bytes)
+}
+
 fn decode_strict<M: Message + Default>(bytes: &[u8]) -> Result<M, CodecError> {
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(CodecError::TooLarge {

@@ -7,7 +7,7 @@
 //!   `proto/wisp.proto`, which is the contract.
 //! - [`codec`]: the one encode/decode path for every frame, with the size
 //!   limit checked before parsing and unknown or trailing data refused.
-//! - [`ids`]: [`UserId`], the self-certifying user id.
+//! - [`ids`]: [`UserId`], the self-certifying user id, and [`MessageId`].
 //! - [`limits`]: protocol version, frame size and the product's limits
 //!   (20 friends, 60 minutes).
 //! - [`error`]: [`ErrorCode`] helpers: stable names and human text.
@@ -36,5 +36,5 @@ pub mod frames {
 
 pub use codec::{CodecError, decode_client_frame, decode_server_frame, encode};
 pub use frames::{ClientFrame, ErrorCode, FriendAction, ServerFrame, client_frame, server_frame};
-pub use ids::{ParseUserIdError, UserId};
+pub use ids::{MessageId, ParseUserIdError, UserId};
 pub use limits::{MAX_FRAME_BYTES, PROTOCOL_VERSION};

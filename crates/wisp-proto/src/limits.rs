@@ -21,6 +21,24 @@ pub const MAX_PENDING_INCOMING: usize = 50;
 /// The most users one user may block.
 pub const MAX_BLOCKS: usize = 1000;
 
+/// The largest ciphertext a message may carry.
+pub const MAX_CIPHERTEXT_BYTES: usize = 16 * 1024;
+
+/// The longest text a client will send (the ciphertext of the longest text
+/// stays well under [`MAX_CIPHERTEXT_BYTES`]).
+pub const MAX_TEXT_BYTES: usize = 4 * 1024;
+
+/// One-time keys a client may upload at once, and the most the server keeps
+/// per user.
+pub const MAX_KEYS_PER_UPLOAD: usize = 100;
+/// The server keeps at most this many unclaimed one-time keys per user.
+pub const MAX_STORED_ONE_TIME_KEYS: usize = 100;
+/// Below this many one-time keys the server asks the client to top up.
+pub const LOW_ONE_TIME_KEYS: usize = 10;
+
+/// Message ids one `Ack` may carry.
+pub const MAX_ACK_BATCH: usize = 1024;
+
 /// No message lives longer than this anywhere.
 pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(60 * 60);
 

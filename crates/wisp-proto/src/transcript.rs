@@ -7,6 +7,8 @@
 
 const REGISTER_LABEL: &[u8] = b"wisp-register-v1";
 const LOGIN_LABEL: &[u8] = b"wisp-login-v1";
+const IDENTITY_KEY_LABEL: &[u8] = b"wisp-identity-key-v1";
+const ONE_TIME_KEY_LABEL: &[u8] = b"wisp-one-time-key-v1";
 
 /// What a client signs to register: it proves the client holds the Ed25519
 /// key and vouches for the Curve25519 key registered beside it.
@@ -30,6 +32,17 @@ pub fn registration(
 /// What a client signs to log in: the server's fresh, single-use nonce.
 pub fn login(server_name: &str, nonce: &[u8]) -> Vec<u8> {
     build(LOGIN_LABEL, &[server_name.as_bytes(), nonce])
+}
+
+/// What a client signs to vouch for its Curve25519 identity key, so anyone
+/// holding its user id can check the key the server hands out.
+pub fn identity_key(curve25519_key: &[u8]) -> Vec<u8> {
+    build(IDENTITY_KEY_LABEL, &[curve25519_key])
+}
+
+/// What a client signs for each one-time (and fallback) key it uploads.
+pub fn one_time_key(public_key: &[u8]) -> Vec<u8> {
+    build(ONE_TIME_KEY_LABEL, &[public_key])
 }
 
 fn build(label: &[u8], parts: &[&[u8]]) -> Vec<u8> {

@@ -23,3 +23,27 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// A clock that moves only when told to: for tests of expiry that must not
+/// sleep for minutes.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock showing the system time now.
+    pub fn starting_now() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(SystemClock.now_ms()))
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> UnixMillis {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -17,6 +17,8 @@ pub const DEFAULT_DATA_DIR: &str = "wisp-data";
 pub const DEFAULT_POW_DIFFICULTY: u32 = 18;
 /// Default registrations allowed per source address per minute.
 pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
+/// Default messages one user may send per minute.
+pub const DEFAULT_SEND_LIMIT: u32 = 600;
 /// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
@@ -44,6 +46,9 @@ pub struct Config {
     pub pow_difficulty: u32,
     /// Registrations per source address per minute; 0 turns the limit off.
     pub register_limit: u32,
+    /// Messages one user may send per minute (bursts up to the same); 0
+    /// turns the limit off.
+    pub send_limit: u32,
     /// Simultaneous connections before new ones are refused.
     pub max_connections: usize,
     /// Log format.
@@ -58,6 +63,7 @@ impl Default for Config {
             server_name: None,
             pow_difficulty: DEFAULT_POW_DIFFICULTY,
             register_limit: DEFAULT_REGISTER_LIMIT,
+            send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             log_format: LogFormat::Text,
         }
@@ -83,7 +89,7 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
-    /// register_limit, max_connections, log_format
+    /// register_limit, send_limit, max_connections, log_format
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -104,6 +110,11 @@ pub struct Args {
     #[arg(long, env = "WISP_REGISTER_LIMIT", value_name = "PER_MINUTE")]
     pub register_limit: Option<u32>,
 
+    /// Messages one user may send per minute; 0 turns the limit off
+    /// [default: 600]
+    #[arg(long, env = "WISP_SEND_LIMIT", value_name = "PER_MINUTE")]
+    pub send_limit: Option<u32>,
+
     /// Simultaneous connections before new ones are refused [default: 100000]
     #[arg(long, env = "WISP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -121,6 +132,7 @@ struct FileConfig {
     server_name: Option<String>,
     pow_difficulty: Option<u32>,
     register_limit: Option<u32>,
+    send_limit: Option<u32>,
     max_connections: Option<usize>,
     log_format: Option<LogFormat>,
 }
@@ -171,6 +183,10 @@ impl Args {
                 .register_limit
                 .or(file.register_limit)
                 .unwrap_or(defaults.register_limit),
+            send_limit: self
+                .send_limit
+                .or(file.send_limit)
+                .unwrap_or(defaults.send_limit),
             max_connections: self
                 .max_connections
                 .or(file.max_connections)

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId};
 
@@ -21,6 +21,8 @@ struct Subscriber {
     id: u64,
     outbound: mpsc::Sender<ServerFrame>,
     kick: CancellationToken,
+    /// Set when the user's mailbox may hold something new; wakes coalesce.
+    wake: Arc<Notify>,
 }
 
 /// Live connections by user.
@@ -46,18 +48,22 @@ impl Hub {
     }
 
     /// Registers a logged-in connection. `kick` is cancelled if the
-    /// connection falls too far behind.
+    /// connection falls too far behind; `wake` is notified when its mailbox
+    /// may hold something new.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         user: UserId,
         outbound: mpsc::Sender<ServerFrame>,
         kick: CancellationToken,
+        wake: Arc<Notify>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.users()
-            .entry(user)
-            .or_default()
-            .push(Subscriber { id, outbound, kick });
+        self.users().entry(user).or_default().push(Subscriber {
+            id,
+            outbound,
+            kick,
+            wake,
+        });
         Subscription {
             hub: Arc::clone(self),
             user,
@@ -84,6 +90,16 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// Tells every live connection of `user` to look in its mailbox. Wakes
+    /// coalesce: many messages arriving at once cost one look each.
+    pub(crate) fn wake(&self, user: UserId) {
+        if let Some(subscribers) = self.users().get(&user) {
+            for subscriber in subscribers {
+                subscriber.wake.notify_one();
+            }
+        }
     }
 
     /// Whether `user` has a live connection here.
@@ -124,8 +140,8 @@ mod tests {
         let user = UserId::from_ed25519(&[1; 32]);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
-        let s1 = hub.subscribe(user, tx1, CancellationToken::new());
-        let s2 = hub.subscribe(user, tx2, CancellationToken::new());
+        let s1 = hub.subscribe(user, tx1, CancellationToken::new(), Arc::default());
+        let s2 = hub.subscribe(user, tx2, CancellationToken::new(), Arc::default());
         assert_eq!(hub.push(user, &pong()), 2);
         assert!(rx1.recv().await.is_some());
         assert!(rx2.recv().await.is_some());
@@ -142,7 +158,7 @@ mod tests {
         let user = UserId::from_ed25519(&[2; 32]);
         let (tx, _rx) = mpsc::channel(1);
         let kick = CancellationToken::new();
-        let _s = hub.subscribe(user, tx, kick.clone());
+        let _s = hub.subscribe(user, tx, kick.clone(), Arc::default());
         assert_eq!(hub.push(user, &pong()), 1);
         assert!(!kick.is_cancelled());
         assert_eq!(hub.push(user, &pong()), 0);

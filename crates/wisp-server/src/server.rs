@@ -27,6 +27,9 @@ use crate::store::{StoreError, Stores};
 /// Friend operations one user may make per minute (bursts up to the same).
 const FRIEND_OPS_PER_MINUTE: u32 = 120;
 
+/// How often expired messages are deleted.
+const REAPER_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -59,12 +62,23 @@ pub struct Server {
 impl Server {
     /// Opens the embedded store in `config.data_dir` and starts serving.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::start`], reading time from `clock` (tests move time
+    /// instead of sleeping).
+    pub async fn start_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         let store = SqliteStore::open(&config.data_dir).await?;
         let stores = Stores {
             accounts: Arc::new(store.clone()),
             friends: Arc::new(store.clone()),
+            prekeys: Arc::new(store.clone()),
+            mailbox: Arc::new(store.clone()),
         };
-        let mut server = Self::start_with(config, stores, Arc::new(SystemClock)).await?;
+        let mut server = Self::start_with(config, stores, clock).await?;
         server.embedded = Some(store);
         Ok(server)
     }
@@ -113,6 +127,7 @@ impl Server {
             pow_difficulty: config.pow_difficulty,
             register_limiter: RateLimiter::per_minute(config.register_limit),
             friend_op_limiter: RateLimiter::per_minute(FRIEND_OPS_PER_MINUTE),
+            send_limiter: RateLimiter::per_minute(config.send_limit),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -123,6 +138,7 @@ impl Server {
             .route("/readyz", get(readyz))
             .route("/metrics", get(move || render_metrics(metrics.clone())))
             .with_state(Arc::clone(&state));
+        tokio::spawn(reaper(Arc::clone(&state)));
         let shutdown = state.shutdown.clone();
         let serving = tokio::spawn(async move {
             axum::serve(
@@ -176,6 +192,24 @@ impl Server {
             store.close().await;
         }
         tracing::info!("wisp-server stopped");
+    }
+}
+
+/// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown.
+/// Delivery never hands out an expired message however late this runs; the
+/// reaper is what makes expired ciphertext leave the disk.
+async fn reaper(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REAPER_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(error) = crate::services::messages::reap(&state).await {
+                    tracing::warn!(?error, "reaper pass failed; retrying next tick");
+                }
+            }
+        }
     }
 }
 

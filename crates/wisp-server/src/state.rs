@@ -22,6 +22,7 @@ pub(crate) struct AppState {
     pub(crate) pow_difficulty: u32,
     pub(crate) register_limiter: RateLimiter,
     pub(crate) friend_op_limiter: RateLimiter<wisp_proto::UserId>,
+    pub(crate) send_limiter: RateLimiter<wisp_proto::UserId>,
     pub(crate) connection_slots: Arc<Semaphore>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,

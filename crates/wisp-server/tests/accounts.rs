@@ -52,6 +52,7 @@ fn registration(identity: &Identity, server: &str, nonce: &[u8], solution: u64) 
         curve25519_key: identity.curve25519_key().to_vec(),
         signature: identity.sign_registration(server, nonce).to_vec(),
         pow_solution: solution,
+        identity_signature: identity.sign_identity_key().to_vec(),
     })
 }
 
@@ -131,6 +132,7 @@ async fn a_signature_that_does_not_match_the_keys_is_refused() {
         curve25519_key: impostor.curve25519_key().to_vec(),
         signature: impostor.sign_registration(&server.name(), &nonce).to_vec(),
         pow_solution: 0,
+        identity_signature: impostor.sign_identity_key().to_vec(),
     });
     assert_eq!(
         error_code(conn.request(request).await),

@@ -1,6 +1,16 @@
 //! One connection's loop: reads frames, hands them to the [`Session`],
-//! writes replies and pushed events, and closes with a reason. Written
-//! against `Stream + Sink` so tests can drive it without a socket.
+//! writes replies and pushed events, delivers the mailbox, and closes with a
+//! reason. Written against `Stream + Sink` so tests can drive it without a
+//! socket.
+//!
+//! Delivery: once logged in, the connection keeps a cursor (the last message
+//! id it delivered) and, whenever it is woken (at login, and whenever a
+//! message for its user is stored), fetches what is stored after the cursor,
+//! oldest first. The store hands out ids in storing order, so nothing is
+//! skipped and each conversation stays in order; the push is only a wake-up,
+//! so a busy connection loses nothing, it just fetches more at once. After a
+//! reconnect the cursor starts again from zero: what was delivered but not
+//! acknowledged comes again, and the client recognises it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,12 +18,16 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+use wisp_proto::frames::{Deliver, MailboxDrained};
+use wisp_proto::server_frame::Body;
+use wisp_proto::{MessageId, UserId};
 use wisp_proto::{ServerFrame, encode};
 
 use super::session::{Close, Session};
 use crate::hub::{OUTBOUND_QUEUE, Subscription};
+use crate::services::messages;
 use crate::state::AppState;
 
 /// A connection must log in within this time or be closed (registration's
@@ -23,7 +37,21 @@ const LOGIN_DEADLINE: Duration = Duration::from_secs(30);
 /// A peer that does not take a frame within this time is gone or stalling.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Messages fetched and delivered at a time.
+const DELIVERY_PAGE: usize = 256;
+
+/// After a store failure, delivery is retried this much later.
+const DELIVERY_RETRY: Duration = Duration::from_millis(200);
+
 const GOING_AWAY: u16 = 1001;
+
+/// Where a logged-in connection is in its user's mailbox.
+#[derive(Debug)]
+struct Delivery {
+    user: UserId,
+    cursor: MessageId,
+    drained_announced: bool,
+}
 const TRY_AGAIN_LATER: u16 = 1013;
 
 pub(crate) async fn serve<S>(mut socket: S, state: Arc<AppState>, peer: IpAddr)
@@ -52,6 +80,8 @@ where
     let kick = CancellationToken::new();
     let mut session = Session::new(Arc::clone(state), peer);
     let mut _subscription: Option<Subscription> = None;
+    let wake = Arc::new(Notify::new());
+    let mut delivery: Option<Delivery> = None;
     let login_deadline = tokio::time::sleep(LOGIN_DEADLINE);
     tokio::pin!(login_deadline);
 
@@ -75,6 +105,13 @@ where
                     return None;
                 }
             }
+            () = wake.notified(), if delivery.is_some() => {
+                if let Some(delivery) = delivery.as_mut()
+                    && deliver(socket, state, delivery, &wake).await.is_err()
+                {
+                    return None;
+                }
+            }
             incoming = socket.next() => {
                 let outcome = match incoming {
                     Some(Ok(Message::Binary(bytes))) => session.handle(&bytes).await,
@@ -83,8 +120,20 @@ where
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
                 };
                 if let Some(user) = outcome.logged_in {
-                    _subscription =
-                        Some(state.hub.subscribe(user, outbound_tx.clone(), kick.clone()));
+                    _subscription = Some(state.hub.subscribe(
+                        user,
+                        outbound_tx.clone(),
+                        kick.clone(),
+                        Arc::clone(&wake),
+                    ));
+                    delivery = Some(Delivery {
+                        user,
+                        cursor: MessageId(0),
+                        drained_announced: false,
+                    });
+                    // Subscribed first, then woken: a message stored from now
+                    // on wakes us again, one stored before is fetched now.
+                    wake.notify_one();
                 }
                 if send(socket, &outcome.reply).await.is_err() {
                     return None;
@@ -95,6 +144,54 @@ where
             }
         }
     }
+}
+
+/// Delivers the next page of the mailbox; wakes itself again if there may
+/// be more, and says when the mailbox has been emptied for the first time.
+async fn deliver<S>(
+    socket: &mut S,
+    state: &AppState,
+    delivery: &mut Delivery,
+    wake: &Notify,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    let page = match messages::pending(state, delivery.user, delivery.cursor, DELIVERY_PAGE).await {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::warn!(code = ?error.code, "delivery failed; retrying");
+            tokio::time::sleep(DELIVERY_RETRY).await;
+            wake.notify_one();
+            return Ok(());
+        }
+    };
+    let full = page.len() == DELIVERY_PAGE;
+    for message in page {
+        delivery.cursor = message.id;
+        let frame = ServerFrame {
+            request_id: 0,
+            body: Some(Body::Deliver(Deliver {
+                message_id: message.id.0,
+                from: message.sender.to_vec(),
+                ciphertext: message.ciphertext,
+                sent_unix_ms: message.sent_at,
+                expires_unix_ms: message.expires_at,
+            })),
+        };
+        send(socket, &frame).await?;
+    }
+    if full {
+        wake.notify_one();
+    } else if !delivery.drained_announced {
+        delivery.drained_announced = true;
+        let frame = ServerFrame {
+            request_id: 0,
+            body: Some(Body::MailboxDrained(MailboxDrained {})),
+        };
+        send(socket, &frame).await?;
+    }
+    Ok(())
 }
 
 async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>

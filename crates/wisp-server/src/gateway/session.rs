@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use wisp_proto::client_frame::Body as In;
 use wisp_proto::frames::{
-    Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, LoggedIn, LoginChallenge,
-    PendingRequest, Pong, RegisterPuzzle, Registered,
+    Acked, Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, KeysUploaded, LoggedIn,
+    LoginChallenge, PendingRequest, Pong, RegisterPuzzle, Registered, SendAck,
 };
 use wisp_proto::server_frame::Body as Out;
 use wisp_proto::{
@@ -20,7 +20,7 @@ use wisp_proto::{
 
 use crate::error::WireError;
 use crate::services::accounts::{self, Puzzle, Registration};
-use crate::services::friends;
+use crate::services::{friends, keys, messages};
 use crate::state::AppState;
 
 /// Bad frames a connection may send before it is closed.
@@ -228,6 +228,7 @@ impl Session {
                         curve25519_key: &register.curve25519_key,
                         signature: &register.signature,
                         pow_solution: register.pow_solution,
+                        identity_signature: &register.identity_signature,
                     },
                 )
                 .await?;
@@ -251,6 +252,7 @@ impl Session {
                 tracing::debug!(%user, "logged in");
                 Ok(Out::LoggedIn(LoggedIn {
                     user_id: user.to_vec(),
+                    one_time_keys_remaining: keys::remaining(&self.state, user).await?,
                 }))
             }
             (Phase::LoggedIn(_), In::RegisterChallenge(_) | In::Register(_))
@@ -294,9 +296,39 @@ impl Session {
                     blocked: pending.blocked.iter().map(UserId::to_vec).collect(),
                 }))
             }
+            (Phase::LoggedIn(me), In::UploadKeys(upload)) => {
+                let remaining = keys::upload(&self.state, me, upload).await?;
+                Ok(Out::KeysUploaded(KeysUploaded {
+                    one_time_keys_remaining: remaining,
+                }))
+            }
+            (Phase::LoggedIn(me), In::ClaimKeys(claim)) => {
+                let other = user_arg(&claim.user_id)?;
+                Ok(Out::KeyBundle(keys::claim(&self.state, me, other).await?))
+            }
+            (Phase::LoggedIn(me), In::Send(send)) => {
+                let accepted = messages::send(&self.state, me, &send).await?;
+                Ok(Out::SendAck(SendAck {
+                    message_id: accepted.id.0,
+                    expires_unix_ms: accepted.expires_at,
+                    duplicate: accepted.duplicate,
+                }))
+            }
+            (Phase::LoggedIn(me), In::Ack(ack)) => {
+                let burned = messages::ack(&self.state, me, &ack.message_ids).await?;
+                Ok(Out::Acked(Acked {
+                    burned: u32::try_from(burned).unwrap_or(u32::MAX),
+                }))
+            }
             (
                 Phase::Anonymous,
-                In::FriendOp(_) | In::ListFriends(_) | In::ListFriendRequests(_),
+                In::FriendOp(_)
+                | In::ListFriends(_)
+                | In::ListFriendRequests(_)
+                | In::UploadKeys(_)
+                | In::ClaimKeys(_)
+                | In::Send(_)
+                | In::Ack(_),
             ) => Err(WireError::new(
                 ErrorCode::AuthRequired,
                 "log in before using this request",

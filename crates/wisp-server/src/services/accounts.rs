@@ -49,6 +49,7 @@ pub(crate) struct Registration<'a> {
     pub(crate) curve25519_key: &'a [u8],
     pub(crate) signature: &'a [u8],
     pub(crate) pow_solution: u64,
+    pub(crate) identity_signature: &'a [u8],
 }
 
 fn key32(bytes: &[u8], what: &str) -> Result<[u8; 32], WireError> {
@@ -60,12 +61,12 @@ fn key32(bytes: &[u8], what: &str) -> Result<[u8; 32], WireError> {
     })
 }
 
-fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+pub(crate) fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     let key = VerifyingKey::from_bytes(bytes).ok()?;
     (!key.is_weak()).then_some(key)
 }
 
-fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
     Signature::from_slice(signature)
         .map(|sig| key.verify_strict(message, &sig).is_ok())
         .unwrap_or(false)
@@ -108,18 +109,23 @@ pub(crate) async fn register(
         ));
     }
     let signed = transcript::registration(&state.server_name, &puzzle.nonce, &ed25519, &curve25519);
-    let valid = verifying_key(&ed25519).is_some_and(|key| verify(&key, &signed, request.signature));
+    let vouched = transcript::identity_key(&curve25519);
+    let valid = verifying_key(&ed25519).is_some_and(|key| {
+        verify(&key, &signed, request.signature)
+            && verify(&key, &vouched, request.identity_signature)
+    });
     if !valid {
         metrics::counter!("wisp_registrations_refused_total", "reason" => "signature").increment(1);
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
-            "the registration signature does not verify with the given identity key",
+            "the registration or identity-key signature does not verify with the given identity key",
         ));
     }
     let user = UserId::from_ed25519(&ed25519);
     let keys = IdentityKeys {
         ed25519,
         curve25519,
+        curve25519_signature: request.identity_signature.to_vec(),
     };
     state
         .stores

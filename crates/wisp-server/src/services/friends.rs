@@ -55,6 +55,7 @@ pub(crate) async fn apply(
         }
         FriendAction::Remove => {
             store.remove(me, other).await?;
+            drop_undelivered(state, me, other).await?;
             (
                 false,
                 Some(Body::FriendRemoved(FriendRemoved { by: me.to_vec() })),
@@ -62,6 +63,7 @@ pub(crate) async fn apply(
         }
         FriendAction::Block => {
             let ended = store.block(me, other, now).await?;
+            drop_undelivered(state, me, other).await?;
             // The blocked side learns the friendship ended, not that it was
             // a block.
             let event = ended.then(|| Body::FriendRemoved(FriendRemoved { by: me.to_vec() }));
@@ -90,6 +92,13 @@ pub(crate) async fn apply(
         );
     }
     Ok(friends)
+}
+
+/// Removing or blocking a friend drops what they have not read yet, both ways.
+async fn drop_undelivered(state: &AppState, me: UserId, other: UserId) -> Result<(), WireError> {
+    let dropped = state.stores.mailbox.drop_conversation(me, other).await?;
+    metrics::counter!("wisp_messages_dropped_total").increment(dropped);
+    Ok(())
 }
 
 pub(crate) async fn list(state: &AppState, me: UserId) -> Result<Vec<FriendEntry>, WireError> {

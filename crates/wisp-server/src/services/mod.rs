@@ -4,3 +4,5 @@
 
 pub(crate) mod accounts;
 pub(crate) mod friends;
+pub(crate) mod keys;
+pub(crate) mod messages;

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use wisp_proto::UserId;
 use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
 
+use wisp_proto::MessageId;
+use wisp_proto::limits::MAX_STORED_ONE_TIME_KEYS;
+
 use super::{
-    AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys, RequestOutcome, Side,
+    AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys, MailboxStore,
+    NewMessage, PreKeyStore, RequestOutcome, Side, SignedKey, Stores, UnixMillis,
 };
 
 /// A registered user with made-up keys; `n` makes it distinct.
@@ -18,20 +22,160 @@ pub(crate) async fn user(accounts: &dyn AccountStore, n: u32) -> UserId {
     let keys = IdentityKeys {
         ed25519,
         curve25519: [0xcu8; 32],
+        curve25519_signature: vec![0x5; 64],
     };
     let id = UserId::from_ed25519(&ed25519);
     accounts.create_account(id, &keys, 1).await.unwrap();
     id
 }
 
-pub(crate) async fn run_all(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
+pub(crate) async fn run_all(stores: &Stores) {
+    let accounts = &*stores.accounts;
+    let friends = &*stores.friends;
     accounts_are_unique(accounts).await;
     request_accept_list(accounts, friends).await;
     decline_cancel_remove(accounts, friends).await;
     blocking(accounts, friends).await;
     friend_limit_at_request_and_accept(accounts, friends).await;
     pending_limit(accounts, friends).await;
+    one_time_keys(accounts, &*stores.prekeys).await;
+    mailbox_lifecycle(accounts, &*stores.mailbox).await;
 }
+
+fn signed(n: u8) -> SignedKey {
+    SignedKey {
+        public_key: [n; 32],
+        signature: vec![n; 64],
+    }
+}
+
+async fn one_time_keys(accounts: &dyn AccountStore, prekeys: &dyn PreKeyStore) {
+    let owner = user(accounts, 800).await;
+    assert_eq!(prekeys.claim(owner).await.unwrap(), None);
+    let added = prekeys
+        .add_keys(owner, &[signed(1), signed(2), signed(3)], Some(&signed(9)))
+        .await
+        .unwrap();
+    assert_eq!(added, 3);
+    // Uploading a key twice stores it once.
+    assert_eq!(
+        prekeys.add_keys(owner, &[signed(3)], None).await.unwrap(),
+        3
+    );
+    // Oldest first, each handed out once.
+    for n in 1..=3 {
+        let claimed = prekeys.claim(owner).await.unwrap().unwrap();
+        assert_eq!(claimed.key, signed(n));
+        assert!(!claimed.fallback);
+        assert_eq!(
+            prekeys.one_time_key_count(owner).await.unwrap(),
+            3 - n as usize
+        );
+    }
+    // Then the fallback key, as often as needed.
+    for _ in 0..2 {
+        let claimed = prekeys.claim(owner).await.unwrap().unwrap();
+        assert_eq!(claimed.key, signed(9));
+        assert!(claimed.fallback);
+    }
+    // A new fallback replaces the old.
+    prekeys
+        .add_keys(owner, &[], Some(&signed(10)))
+        .await
+        .unwrap();
+    assert_eq!(prekeys.claim(owner).await.unwrap().unwrap().key, signed(10));
+    // The store keeps at most MAX_STORED_ONE_TIME_KEYS.
+    let many: Vec<SignedKey> = (0..=255u8).map(signed).collect();
+    let stored = prekeys.add_keys(owner, &many, None).await.unwrap();
+    assert_eq!(stored, MAX_STORED_ONE_TIME_KEYS);
+}
+
+async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore) {
+    let a = user(accounts, 900).await;
+    let b = user(accounts, 901).await;
+    let c = user(accounts, 902).await;
+    let message = |id: u8, to: UserId, expires_at: UnixMillis| NewMessage {
+        sender: a,
+        recipient: to,
+        client_msg_id: CLIENT_IDS[id as usize],
+        ciphertext: b"opaque",
+        sent_at: 1_000,
+        expires_at,
+    };
+    let first = mailbox.put(message(0, b, 10_000)).await.unwrap();
+    assert!(!first.duplicate);
+    let second = mailbox.put(message(1, b, 20_000)).await.unwrap();
+    assert!(second.id > first.id);
+    // A retry is recognised, and nothing new is stored.
+    let retry = mailbox.put(message(1, b, 99_000)).await.unwrap();
+    assert_eq!(
+        (retry.id, retry.duplicate, retry.expires_at),
+        (second.id, true, 20_000)
+    );
+    mailbox.put(message(2, c, 20_000)).await.unwrap();
+    assert_eq!(mailbox.stored_count().await.unwrap(), 3);
+
+    // Oldest first, only the recipient's, only after the cursor.
+    let all = mailbox.fetch(b, MessageId(0), 5_000, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![first.id, second.id]
+    );
+    assert_eq!(all[0].sender, a);
+    assert_eq!(all[0].ciphertext, b"opaque");
+    let after = mailbox.fetch(b, first.id, 5_000, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        mailbox
+            .fetch(b, MessageId(0), 5_000, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Nothing is handed out once expired, purged or not.
+    let late = mailbox.fetch(b, MessageId(0), 10_000, 10).await.unwrap();
+    assert_eq!(
+        late.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![second.id]
+    );
+
+    // Burning is the recipient's alone.
+    assert_eq!(mailbox.burn(c, &[first.id]).await.unwrap(), 0);
+    assert_eq!(mailbox.burn(b, &[first.id, first.id]).await.unwrap(), 1);
+    assert_eq!(mailbox.burn(b, &[first.id]).await.unwrap(), 0);
+
+    // The reaper removes what expired, and the retry record with it...
+    assert_eq!(mailbox.purge_expired(20_000, 100).await.unwrap(), 2);
+    assert_eq!(mailbox.stored_count().await.unwrap(), 0);
+    let again = mailbox.put(message(1, b, 40_000)).await.unwrap();
+    assert!(!again.duplicate);
+    // ...and ids are never reused, even after the newest was deleted.
+    assert!(again.id > second.id);
+
+    // Dropping a conversation empties it both ways, and nothing else.
+    mailbox
+        .put(NewMessage {
+            sender: b,
+            recipient: a,
+            client_msg_id: CLIENT_IDS[3],
+            ciphertext: b"x",
+            sent_at: 1,
+            expires_at: 50_000,
+        })
+        .await
+        .unwrap();
+    mailbox.put(message(4, c, 50_000)).await.unwrap();
+    assert_eq!(mailbox.drop_conversation(b, a).await.unwrap(), 2);
+    assert_eq!(mailbox.stored_count().await.unwrap(), 1);
+    assert_eq!(
+        mailbox.fetch(c, MessageId(0), 0, 10).await.unwrap().len(),
+        1
+    );
+    mailbox.drop_conversation(a, c).await.unwrap();
+}
+
+const CLIENT_IDS: [&[u8]; 5] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16]];
 
 async fn accounts_are_unique(accounts: &dyn AccountStore) {
     let id = user(accounts, 1_000_000).await;
@@ -282,7 +426,9 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
 
 /// 30 users have asked one user to be friends; 30 accepts race for the 20
 /// places. Exactly 20 win, whatever the interleaving.
-pub(crate) async fn friend_cap_race(friends: Arc<dyn FriendStore>, accounts: &dyn AccountStore) {
+pub(crate) async fn friend_cap_race(stores: &Stores) {
+    let friends = Arc::clone(&stores.friends);
+    let accounts = &*stores.accounts;
     let popular = user(accounts, 9_000).await;
     let mut askers = Vec::new();
     for n in 0..30 {

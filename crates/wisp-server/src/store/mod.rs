@@ -4,6 +4,8 @@
 //!   deployment's name.
 //! - [`FriendStore`]: friendships, pending requests and blocks, with the
 //!   20-friend cap enforced atomically inside the backend.
+//! - [`PreKeyStore`]: one-time and fallback keys for end-to-end sessions.
+//! - [`MailboxStore`]: ciphertext waiting for its recipient, with expiry.
 //!
 //! Backends live in their own modules with their own migrations:
 //! [`sqlite`] is the embedded default. Every backend must pass the shared
@@ -13,7 +15,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use wisp_proto::UserId;
+use wisp_proto::{MessageId, UserId};
 
 pub mod sqlite;
 
@@ -44,6 +46,130 @@ pub struct IdentityKeys {
     pub ed25519: [u8; 32],
     /// Curve25519 key for end-to-end sessions, signed by the Ed25519 key.
     pub curve25519: [u8; 32],
+    /// The Ed25519 signature over the Curve25519 key (identity-key
+    /// transcript), for clients to check.
+    pub curve25519_signature: Vec<u8>,
+}
+
+/// A public one-time (or fallback) key with its owner's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedKey {
+    /// Curve25519 public key.
+    pub public_key: [u8; 32],
+    /// Ed25519 signature over the one-time-key transcript.
+    pub signature: Vec<u8>,
+}
+
+/// A claimed key: a one-time key (now deleted), or the fallback key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKey {
+    /// The key.
+    pub key: SignedKey,
+    /// True when no one-time key was left and this is the fallback key.
+    pub fallback: bool,
+}
+
+/// One-time and fallback keys for starting end-to-end sessions.
+#[async_trait]
+pub trait PreKeyStore: Send + Sync + 'static {
+    /// Adds one-time keys (keys already stored are skipped; the total is
+    /// capped at [`wisp_proto::limits::MAX_STORED_ONE_TIME_KEYS`], extra
+    /// keys are not stored) and replaces the fallback key if one is given.
+    /// Returns how many one-time keys the owner now has.
+    async fn add_keys(
+        &self,
+        owner: UserId,
+        one_time: &[SignedKey],
+        fallback: Option<&SignedKey>,
+    ) -> Result<usize, StoreError>;
+
+    /// Takes one of `owner`'s one-time keys (oldest first, deleted as it is
+    /// handed out), or else its fallback key; `None` when it has neither.
+    async fn claim(&self, owner: UserId) -> Result<Option<ClaimedKey>, StoreError>;
+
+    /// How many one-time keys `owner` has left.
+    async fn one_time_key_count(&self, owner: UserId) -> Result<usize, StoreError>;
+}
+
+/// A message to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Who sent it.
+    pub sender: UserId,
+    /// Whose mailbox it goes to.
+    pub recipient: UserId,
+    /// The sender's id for it; a second message with the same id from the
+    /// same sender is a retry.
+    pub client_msg_id: &'a [u8],
+    /// Opaque end-to-end ciphertext.
+    pub ciphertext: &'a [u8],
+    /// When the server accepted it.
+    pub sent_at: UnixMillis,
+    /// When it must be gone, delivered or not.
+    pub expires_at: UnixMillis,
+}
+
+/// The outcome of storing a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its id.
+    pub id: MessageId,
+    /// When it expires.
+    pub expires_at: UnixMillis,
+    /// True when this was a retry of a message stored before (nothing new
+    /// was stored).
+    pub duplicate: bool,
+}
+
+/// A stored message, as delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// Who sent it.
+    pub sender: UserId,
+    /// Opaque ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// When the server accepted it.
+    pub sent_at: UnixMillis,
+    /// When it expires.
+    pub expires_at: UnixMillis,
+}
+
+/// Mailboxes of short-lived ciphertext.
+///
+/// Ids increase in the order messages become visible to `fetch`, so a
+/// reader that remembers the last id it saw never misses one.
+#[async_trait]
+pub trait MailboxStore: Send + Sync + 'static {
+    /// Stores a message durably, or recognises a retry. Returns only once
+    /// the message would survive a crash.
+    async fn put(&self, message: NewMessage<'_>) -> Result<Accepted, StoreError>;
+
+    /// Up to `limit` of `recipient`'s messages with ids after `after`,
+    /// oldest first, leaving out any that expired by `now`.
+    async fn fetch(
+        &self,
+        recipient: UserId,
+        after: MessageId,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Deletes read messages from `recipient`'s mailbox (burn); ids that are
+    /// not there (already burned, expired, someone else's) are ignored.
+    /// Returns how many were deleted.
+    async fn burn(&self, recipient: UserId, ids: &[MessageId]) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` messages (and retry records) that expired by
+    /// `now`; returns how many messages went.
+    async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes every undelivered message between `a` and `b`, both ways.
+    async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError>;
+
+    /// How many messages are stored in all (for tests and metrics).
+    async fn stored_count(&self) -> Result<u64, StoreError>;
 }
 
 /// Why an account was not created.
@@ -234,6 +360,10 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     /// Friendships.
     pub friends: Arc<dyn FriendStore>,
+    /// One-time and fallback keys.
+    pub prekeys: Arc<dyn PreKeyStore>,
+    /// Mailboxes.
+    pub mailbox: Arc<dyn MailboxStore>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -7,11 +7,18 @@ use super::backend;
 use crate::store::StoreError;
 
 /// `(version, name, sql)`, in order. Append only; never edit a shipped one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts_and_friends",
-    include_str!("../../../migrations/sqlite/0001_accounts_and_friends.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts_and_friends",
+        include_str!("../../../migrations/sqlite/0001_accounts_and_friends.sql"),
+    ),
+    (
+        2,
+        "keys_and_mailboxes",
+        include_str!("../../../migrations/sqlite/0002_keys_and_mailboxes.sql"),
+    ),
+];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query(

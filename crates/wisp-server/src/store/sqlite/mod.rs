@@ -24,7 +24,9 @@ use super::{
     PendingRequests, RequestEntry, RequestOutcome, Side, StoreError, UnixMillis,
 };
 
+mod mailbox;
 mod migrations;
+mod prekeys;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "wisp.sqlite3";
@@ -128,12 +130,14 @@ impl AccountStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<(), CreateAccountError> {
         let done = sqlx::query(
-            "INSERT INTO accounts (user_id, ed25519_key, curve25519_key, created_ms) \
-             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO accounts \
+             (user_id, ed25519_key, curve25519_key, identity_signature, created_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(user.as_bytes().as_slice())
         .bind(keys.ed25519.as_slice())
         .bind(keys.curve25519.as_slice())
+        .bind(keys.curve25519_signature.as_slice())
         .bind(now)
         .execute(&self.writer)
         .await
@@ -145,16 +149,18 @@ impl AccountStore for SqliteStore {
     }
 
     async fn identity(&self, user: UserId) -> Result<Option<IdentityKeys>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>)> =
-            sqlx::query_as("SELECT ed25519_key, curve25519_key FROM accounts WHERE user_id = ?")
-                .bind(user.as_bytes().as_slice())
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(backend)?;
-        row.map(|(ed, curve)| {
+        let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT ed25519_key, curve25519_key, identity_signature FROM accounts WHERE user_id = ?",
+        )
+        .bind(user.as_bytes().as_slice())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend)?;
+        row.map(|(ed, curve, signature)| {
             Ok(IdentityKeys {
                 ed25519: key_from_row(&ed)?,
                 curve25519: key_from_row(&curve)?,
+                curve25519_signature: signature,
             })
         })
         .transpose()
@@ -604,23 +610,32 @@ impl FriendStore for SqliteStore {
 mod tests {
     use super::*;
 
-    async fn open() -> (tempfile::TempDir, SqliteStore) {
+    use std::sync::Arc;
+
+    use crate::store::Stores;
+
+    async fn open() -> (tempfile::TempDir, Stores) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        (dir, store)
+        let stores = Stores {
+            accounts: Arc::new(store.clone()),
+            friends: Arc::new(store.clone()),
+            prekeys: Arc::new(store.clone()),
+            mailbox: Arc::new(store),
+        };
+        (dir, stores)
     }
 
     #[tokio::test]
     async fn conformance() {
-        let (_dir, store) = open().await;
-        crate::store::conformance::run_all(&store, &store).await;
+        let (_dir, stores) = open().await;
+        crate::store::conformance::run_all(&stores).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn friend_cap_holds_under_concurrent_accepts() {
-        let (_dir, store) = open().await;
-        crate::store::conformance::friend_cap_race(std::sync::Arc::new(store.clone()), &store)
-            .await;
+        let (_dir, stores) = open().await;
+        crate::store::conformance::friend_cap_race(&stores).await;
     }
 
     #[tokio::test]

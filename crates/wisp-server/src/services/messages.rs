@@ -1,0 +1,161 @@
+//! The message lifecycle on the server: accept (checks, durable store with
+//! its expiry), wake the recipient's connections, hand out what is pending
+//! in order, burn on acknowledgement. The server sees ciphertext and routing
+//! fields only.
+
+use std::time::Duration;
+
+use wisp_proto::frames::Send;
+use wisp_proto::limits::{MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL};
+use wisp_proto::{ErrorCode, MessageId, UserId};
+
+use crate::error::WireError;
+use crate::state::AppState;
+use crate::store::{Accepted, NewMessage, StoredMessage};
+
+/// Length of a client message id.
+pub(crate) const CLIENT_MSG_ID_BYTES: usize = 16;
+
+fn refused(reason: &'static str, error: WireError) -> WireError {
+    metrics::counter!("wisp_messages_refused_total", "reason" => reason).increment(1);
+    error
+}
+
+/// Accepts a message from `me`: checks, stores it durably, wakes the
+/// recipient. Returns once the message is safe.
+pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Accepted, WireError> {
+    let to = UserId::from_bytes(&send.to).map_err(|e| {
+        refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, e.to_string()),
+        )
+    })?;
+    if send.client_msg_id.len() != CLIENT_MSG_ID_BYTES {
+        return Err(refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, "client_msg_id must be 16 bytes"),
+        ));
+    }
+    if send.ciphertext.is_empty() {
+        return Err(refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, "a message needs a ciphertext"),
+        ));
+    }
+    if send.ciphertext.len() > MAX_CIPHERTEXT_BYTES {
+        return Err(refused(
+            "too_large",
+            WireError::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {} bytes is over the {MAX_CIPHERTEXT_BYTES}-byte limit",
+                    send.ciphertext.len()
+                ),
+            ),
+        ));
+    }
+    let ttl = Duration::from_secs(u64::from(send.ttl_seconds));
+    if ttl.is_zero() {
+        return Err(refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, "ttl_seconds must be at least 1"),
+        ));
+    }
+    if ttl > MAX_MESSAGE_TTL {
+        return Err(refused(
+            "ttl",
+            WireError::new(
+                ErrorCode::TtlTooLong,
+                format!(
+                    "a message may live at most {} s, not {} s",
+                    MAX_MESSAGE_TTL.as_secs(),
+                    ttl.as_secs()
+                ),
+            ),
+        ));
+    }
+    if let Err(retry_after) = state.send_limiter.check(me) {
+        return Err(refused(
+            "rate_limited",
+            WireError::rate_limited("messages", retry_after),
+        ));
+    }
+    if !state.stores.friends.are_friends(me, to).await? {
+        return Err(refused(
+            "not_friends",
+            WireError::new(
+                ErrorCode::NotFriends,
+                "you can only send messages to friends",
+            ),
+        ));
+    }
+    let now = state.clock.now_ms();
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let accepted = state
+        .stores
+        .mailbox
+        .put(NewMessage {
+            sender: me,
+            recipient: to,
+            client_msg_id: &send.client_msg_id,
+            ciphertext: &send.ciphertext,
+            sent_at: now,
+            expires_at: now.saturating_add(ttl_ms),
+        })
+        .await?;
+    if accepted.duplicate {
+        metrics::counter!("wisp_messages_duplicate_total").increment(1);
+    } else {
+        metrics::counter!("wisp_messages_sent_total").increment(1);
+        state.hub.wake(to);
+    }
+    Ok(accepted)
+}
+
+/// Burns messages `me` has read.
+pub(crate) async fn ack(state: &AppState, me: UserId, ids: &[u64]) -> Result<u64, WireError> {
+    if ids.len() > MAX_ACK_BATCH {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("acknowledge at most {MAX_ACK_BATCH} messages at once"),
+        ));
+    }
+    let ids: Vec<MessageId> = ids.iter().copied().map(MessageId).collect();
+    let burned = state.stores.mailbox.burn(me, &ids).await?;
+    metrics::counter!("wisp_messages_burned_total").increment(burned);
+    Ok(burned)
+}
+
+/// The next page of `me`'s messages after `after`, oldest first, none
+/// expired.
+pub(crate) async fn pending(
+    state: &AppState,
+    me: UserId,
+    after: MessageId,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, WireError> {
+    let now = state.clock.now_ms();
+    let messages = state.stores.mailbox.fetch(me, after, now, limit).await?;
+    for message in &messages {
+        let waited = Duration::from_millis(u64::try_from(now - message.sent_at).unwrap_or(0));
+        metrics::histogram!("wisp_delivery_latency_seconds").record(waited.as_secs_f64());
+    }
+    metrics::counter!("wisp_messages_delivered_total").increment(messages.len() as u64);
+    Ok(messages)
+}
+
+/// Deletes what expired; run periodically by the reaper.
+pub(crate) async fn reap(state: &AppState) -> Result<u64, WireError> {
+    const BATCH: usize = 10_000;
+    let now = state.clock.now_ms();
+    let mut total = 0;
+    loop {
+        let purged = state.stores.mailbox.purge_expired(now, BATCH).await?;
+        total += purged;
+        if purged < BATCH as u64 {
+            break;
+        }
+    }
+    metrics::counter!("wisp_messages_expired_total").increment(total);
+    Ok(total)
+}

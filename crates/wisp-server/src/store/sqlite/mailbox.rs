@@ -1,0 +1,179 @@
+//! Mailboxes in SQLite: one row per undelivered message, deleted on burn or
+//! expiry (with `secure_delete`, so the ciphertext is overwritten).
+
+use async_trait::async_trait;
+use wisp_proto::{MessageId, UserId};
+
+use super::{SqliteStore, backend, user_from_row};
+use crate::store::{Accepted, MailboxStore, NewMessage, StoreError, StoredMessage, UnixMillis};
+
+fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
+    u64::try_from(id)
+        .map(MessageId)
+        .map_err(|_| StoreError::Corrupt(format!("message id {id}")))
+}
+
+fn id_to_row(id: MessageId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl MailboxStore for SqliteStore {
+    async fn put(&self, message: NewMessage<'_>) -> Result<Accepted, StoreError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let earlier: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT message_id, expires_ms FROM sent_ids WHERE sender = ? AND client_msg_id = ?",
+        )
+        .bind(message.sender.as_bytes().as_slice())
+        .bind(message.client_msg_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some((id, expires_at)) = earlier {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(Accepted {
+                id: id_from_row(id)?,
+                expires_at,
+                duplicate: true,
+            });
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (recipient, sender, ciphertext, sent_ms, expires_ms) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(message.recipient.as_bytes().as_slice())
+        .bind(message.sender.as_bytes().as_slice())
+        .bind(message.ciphertext)
+        .bind(message.sent_at)
+        .bind(message.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO sent_ids (sender, client_msg_id, message_id, expires_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(message.sender.as_bytes().as_slice())
+        .bind(message.client_msg_id)
+        .bind(id)
+        .bind(message.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Accepted {
+            id: id_from_row(id)?,
+            expires_at: message.expires_at,
+            duplicate: false,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        recipient: UserId,
+        after: MessageId,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT id, sender, ciphertext, sent_ms, expires_ms FROM messages \
+             WHERE recipient = ? AND id > ? AND expires_ms > ? ORDER BY id LIMIT ?",
+        )
+        .bind(recipient.as_bytes().as_slice())
+        .bind(id_to_row(after))
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, sender, ciphertext, sent_at, expires_at)| {
+                Ok(StoredMessage {
+                    id: id_from_row(id)?,
+                    sender: user_from_row(&sender)?,
+                    ciphertext,
+                    sent_at,
+                    expires_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn burn(&self, recipient: UserId, ids: &[MessageId]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let mut burned = 0;
+        for id in ids {
+            burned += sqlx::query("DELETE FROM messages WHERE id = ? AND recipient = ?")
+                .bind(id_to_row(*id))
+                .bind(recipient.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(burned)
+    }
+
+    async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let purged = sqlx::query(
+            "DELETE FROM messages WHERE id IN \
+             (SELECT id FROM messages WHERE expires_ms <= ? LIMIT ?)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM sent_ids WHERE (sender, client_msg_id) IN \
+             (SELECT sender, client_msg_id FROM sent_ids WHERE expires_ms <= ? LIMIT ?)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(purged)
+    }
+
+    async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
+        let dropped = sqlx::query(
+            "DELETE FROM messages WHERE (recipient = ?1 AND sender = ?2) \
+             OR (recipient = ?2 AND sender = ?1)",
+        )
+        .bind(a.as_bytes().as_slice())
+        .bind(b.as_bytes().as_slice())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(dropped)
+    }
+
+    async fn stored_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
