@@ -48,6 +48,31 @@ pub enum Command {
     /// Manage your circle of friends (at most 20)
     #[command(subcommand)]
     Friend(FriendCommand),
+    /// Send an end-to-end encrypted message to a friend; exits 0 once the
+    /// server has stored it
+    Send {
+        /// Your friend's user id
+        id: String,
+        /// The message
+        text: String,
+        /// Seconds the message may live, read or not (at most 3600)
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        ttl: u64,
+        /// Seconds the message stays visible once read (0: until it expires)
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        view: u64,
+    },
+    /// Print the messages waiting for you and burn them (a second recv
+    /// prints nothing)
+    Recv {
+        /// Keep listening this many seconds after the waiting messages
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
+        /// One JSON object per line: {"id", "from", "text", "sent_at",
+        /// "expires_at", "sent_unix_ms", "expires_unix_ms", "view_seconds"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `wisp friend ...`

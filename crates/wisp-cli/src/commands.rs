@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 
 use serde_json::json;
+use std::time::Duration;
+
 use wisp_client::{
-    Client, ErrorCode, Identity, KdfParams, KeyStore, KeyStoreError, LocalState, UserId,
+    Client, ClientError, ErrorCode, Event, Identity, KdfParams, KeyStore, KeyStoreError,
+    LocalState, Messenger, UserId,
 };
+use wisp_proto::limits::MAX_MESSAGE_TTL;
 use zeroize::Zeroizing;
 
 use crate::args::{Cli, Command, FriendCommand};
@@ -22,7 +26,111 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Friend(command) => friend(&home, &cli.server, command).await,
+        Command::Send {
+            id,
+            text,
+            ttl,
+            view,
+        } => send(&home, &cli.server, &id, &text, ttl, view).await,
+        Command::Recv { wait, json } => recv(&home, &cli.server, wait, json).await,
     }
+}
+
+async fn messenger(home: &std::path::Path, server: &str) -> Result<Messenger, CliError> {
+    let (store, state) = open_store(home).await?;
+    if state.server_name.is_none() {
+        return Err(CliError::failed(
+            "this identity is not registered yet; run `wisp register` first",
+        ));
+    }
+    Ok(Messenger::connect(server, store, state).await?)
+}
+
+async fn send(
+    home: &std::path::Path,
+    server: &str,
+    to: &str,
+    text: &str,
+    ttl: u64,
+    view: u64,
+) -> Result<(), CliError> {
+    let to = parse_id(to)?;
+    if ttl == 0 || ttl > MAX_MESSAGE_TTL.as_secs() {
+        return Err(CliError::failed(format!(
+            "--ttl must be 1 to {} seconds (messages never live longer than an hour)",
+            MAX_MESSAGE_TTL.as_secs()
+        )));
+    }
+    let mut messenger = messenger(home, server).await?;
+    let view = (view > 0).then(|| Duration::from_secs(view));
+    let sent = messenger
+        .send_text(to, text, Duration::from_secs(ttl), view)
+        .await?;
+    println!(
+        "sent to {to}; it burns once read and expires at {}",
+        rfc3339(sent.expires_unix_ms)
+    );
+    Ok(())
+}
+
+async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Result<(), CliError> {
+    let mut messenger = messenger(home, server).await?;
+    // Until the mailbox is drained, wait as long as it takes (bounded by
+    // the request timeout of the connection); then `wait` seconds more.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            None => tokio::time::timeout(Duration::from_secs(60), messenger.next_event()).await,
+            Some(at) => tokio::time::timeout_at(at, messenger.next_event()).await,
+        };
+        let event = match next {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(CliError::from(ClientError::Closed(None))),
+            Err(_) if deadline.is_some() => return Ok(()),
+            Err(_) => {
+                return Err(CliError::from(ClientError::Timeout(Duration::from_secs(
+                    60,
+                ))));
+            }
+        };
+        match event {
+            Event::MailboxDrained => {
+                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(wait));
+            }
+            Event::Message(message) => {
+                if json {
+                    json_line(&json!({
+                        "id": message.id,
+                        "from": message.from.to_string(),
+                        "text": message.text.as_str(),
+                        "sent_at": rfc3339(message.sent_unix_ms),
+                        "expires_at": rfc3339(message.expires_unix_ms),
+                        "sent_unix_ms": message.sent_unix_ms,
+                        "expires_unix_ms": message.expires_unix_ms,
+                        "view_seconds": message.view_timer.map_or(0, |d| d.as_secs()),
+                    }));
+                } else {
+                    println!("{}: {}", message.from, message.text.as_str());
+                }
+                messenger.mark_read(&message).await?;
+            }
+            Event::Undecryptable { from, reason, .. } => {
+                eprintln!(
+                    "warning: a message from {from} could not be decrypted ({reason}); a new session has been set up, ask them to send it again"
+                );
+            }
+            Event::Disconnected { reason } => {
+                return Err(CliError::from(ClientError::Closed(reason)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-23T22:49:46.123Z.
+fn rfc3339(unix_ms: i64) -> String {
+    let ms = u64::try_from(unix_ms).unwrap_or(0);
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 fn home_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -81,10 +189,7 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
         let secret = passphrase(true)?;
         let owned_home = home.to_owned();
         let created = tokio::task::spawn_blocking(move || {
-            let state = LocalState {
-                identity: Identity::generate(),
-                server_name: None,
-            };
+            let state = LocalState::new(Identity::generate());
             KeyStore::create(&owned_home, &secret, KdfParams::default(), &state)
                 .map(|store| (store, state))
         })
@@ -110,12 +215,14 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
         }
         Err(error) => return Err(error.into()),
     }
-    state.server_name = Some(client.server_name().to_owned());
+    let server_name = client.server_name().to_owned();
+    state.server_name = Some(server_name.clone());
     store.save(&state)?;
-    eprintln!(
-        "registered with server \"{}\"; your id:",
-        client.server_name()
-    );
+    drop(client);
+    // Log in once to put one-time keys on the server, so friends can start
+    // end-to-end sessions with us while we are away.
+    Messenger::connect(server, store, state).await?;
+    eprintln!("registered with server \"{server_name}\"; your id:");
     println!("{id}");
     Ok(())
 }

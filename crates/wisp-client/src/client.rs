@@ -4,8 +4,8 @@
 use tokio::sync::mpsc;
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
-    FriendOp, Hello, ListFriendRequests, ListFriends, Login, LoginChallengeRequest, Ping, Register,
-    RegisterChallengeRequest,
+    Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
+    LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, SendAck, UploadKeys,
 };
 use wisp_proto::limits::MAX_POW_DIFFICULTY;
 use wisp_proto::server_frame::Body as Reply;
@@ -44,6 +44,88 @@ pub enum Event {
         /// The server's reason, when it gave one.
         reason: Option<String>,
     },
+    /// An encrypted message arrived (the [`Messenger`](crate::Messenger)
+    /// turns these into [`Event::Message`] and friends).
+    Delivery(Delivery),
+    /// Everything waiting at login has been delivered.
+    MailboxDrained,
+    /// The server is running out of this user's one-time keys.
+    KeysLow {
+        /// How many are left.
+        remaining: u32,
+    },
+    /// A friend's message, decrypted. Its text lives in memory only.
+    Message(ReceivedMessage),
+    /// A friend read a message you sent (an end-to-end read receipt); drop
+    /// your copy.
+    Read {
+        /// Who read it.
+        by: UserId,
+        /// Your id for the message.
+        client_msg_id: [u8; 16],
+    },
+    /// A message you sent expired before any read receipt came.
+    ExpiredUnread {
+        /// To whom.
+        to: UserId,
+        /// Your id for the message.
+        client_msg_id: [u8; 16],
+    },
+    /// A message arrived that could not be decrypted. It is reported, never
+    /// silently dropped, and a fresh session with the sender is set up.
+    Undecryptable {
+        /// Who sent it.
+        from: UserId,
+        /// The server's id for it.
+        message_id: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An encrypted message as the server delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The server's id for it.
+    pub message_id: u64,
+    /// Who sent it.
+    pub from: UserId,
+    /// The end-to-end ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// When the server accepted it (ms since the epoch).
+    pub sent_unix_ms: i64,
+    /// When it expires (ms since the epoch).
+    pub expires_unix_ms: i64,
+}
+
+/// A decrypted message. `Debug` does not print the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The server's id for it.
+    pub id: u64,
+    /// The sender's id for it.
+    pub client_msg_id: [u8; 16],
+    /// Who sent it.
+    pub from: UserId,
+    /// The text, in memory only; drop it once read.
+    pub text: zeroize::Zeroizing<String>,
+    /// When the server accepted it (ms since the epoch).
+    pub sent_unix_ms: i64,
+    /// The hard ceiling: gone from the screen by then, read or not.
+    pub expires_unix_ms: i64,
+    /// The burn-on-read timer the sender chose, started when it is read.
+    pub view_timer: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for ReceivedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedMessage")
+            .field("id", &self.id)
+            .field("from", &self.from)
+            .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .field("expires_unix_ms", &self.expires_unix_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The stream of [`Event`]s for one connection.
@@ -70,6 +152,19 @@ impl Events {
                     .ok()
                     .map(|by| Event::FriendRemoved { by }),
                 Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
+                Push::Frame(Reply::Deliver(d)) => UserId::from_bytes(&d.from).ok().map(|from| {
+                    Event::Delivery(Delivery {
+                        message_id: d.message_id,
+                        from,
+                        ciphertext: d.ciphertext,
+                        sent_unix_ms: d.sent_unix_ms,
+                        expires_unix_ms: d.expires_unix_ms,
+                    })
+                }),
+                Push::Frame(Reply::MailboxDrained(_)) => Some(Event::MailboxDrained),
+                Push::Frame(Reply::KeysLow(k)) => Some(Event::KeysLow {
+                    remaining: k.one_time_keys_remaining,
+                }),
                 Push::Frame(other) => {
                     tracing::debug!(?other, "ignoring a push this version does not know");
                     None
@@ -117,6 +212,7 @@ pub struct Client {
     connection: Connection,
     server_name: String,
     user: Option<UserId>,
+    keys_remaining: u32,
 }
 
 fn unexpected(reply: &Reply) -> ClientError {
@@ -146,6 +242,7 @@ impl Client {
                 connection,
                 server_name: ok.server_name,
                 user: None,
+                keys_remaining: 0,
             },
             Events { pushes },
         ))
@@ -239,10 +336,11 @@ impl Client {
                 signature: signature.to_vec(),
             }))
             .await?;
-        let Reply::LoggedIn(_) = reply else {
+        let Reply::LoggedIn(logged_in) = reply else {
             return Err(unexpected(&reply));
         };
         self.user = Some(user);
+        self.keys_remaining = logged_in.one_time_keys_remaining;
         Ok(())
     }
 
@@ -345,6 +443,73 @@ impl Client {
                 .map(|b| user_from(b))
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// One-time keys the server held for us at login.
+    pub fn keys_remaining_at_login(&self) -> u32 {
+        self.keys_remaining
+    }
+
+    /// Uploads signed one-time keys (and a fallback key); returns how many
+    /// one-time keys the server now holds.
+    pub async fn upload_keys(&self, upload: UploadKeys) -> Result<u32, ClientError> {
+        match self.connection.request(Request::UploadKeys(upload)).await? {
+            Reply::KeysUploaded(done) => Ok(done.one_time_keys_remaining),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Claims one of a friend's keys, to start a session. Check it with
+    /// [`crate::e2e::verify_bundle`] (the [`crate::LocalState`] does) before
+    /// use.
+    pub async fn claim_keys(&self, friend: UserId) -> Result<KeyBundle, ClientError> {
+        match self
+            .connection
+            .request(Request::ClaimKeys(ClaimKeys {
+                user_id: friend.to_vec(),
+            }))
+            .await?
+        {
+            Reply::KeyBundle(bundle) => Ok(bundle),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hands the server an encrypted message; returns once it is stored
+    /// durably. Retrying with the same `client_msg_id` never stores twice.
+    pub async fn send_ciphertext(
+        &self,
+        to: UserId,
+        client_msg_id: [u8; 16],
+        ciphertext: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<SendAck, ClientError> {
+        let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
+        match self
+            .connection
+            .request(Request::Send(Send {
+                to: to.to_vec(),
+                client_msg_id: client_msg_id.to_vec(),
+                ciphertext,
+                ttl_seconds,
+            }))
+            .await?
+        {
+            Reply::SendAck(ack) => Ok(ack),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Tells the server these messages were received: it deletes them.
+    pub async fn ack(&self, message_ids: Vec<u64>) -> Result<u32, ClientError> {
+        match self
+            .connection
+            .request(Request::Ack(Ack { message_ids }))
+            .await?
+        {
+            Reply::Acked(done) => Ok(done.burned),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// A round trip, to check the connection.

@@ -39,6 +39,18 @@ impl Identity {
         self.account.pickle()
     }
 
+    pub(crate) fn account(&self) -> &Account {
+        &self.account
+    }
+
+    pub(crate) fn account_mut(&mut self) -> &mut Account {
+        &mut self.account
+    }
+
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.account.sign(message).to_bytes()
+    }
+
     /// The self-certifying id: a hash of the Ed25519 public key.
     pub fn user_id(&self) -> UserId {
         self.user_id

@@ -16,9 +16,12 @@ use std::path::{Path, PathBuf};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use vodozemac::olm::AccountPickle;
+use std::collections::BTreeMap;
+
+use vodozemac::olm::{AccountPickle, Session, SessionPickle};
 use zeroize::Zeroizing;
 
+use crate::e2e::SessionBook;
 use crate::identity::Identity;
 
 /// The file name inside the client's home directory.
@@ -104,20 +107,59 @@ struct Envelope {
 }
 
 /// What is sealed inside. Holds private keys: never logged, zeroized.
+/// Never message text: that lives in memory only.
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     account: AccountPickle,
     /// The deployment this identity registered with; logins sign this name.
     server_name: Option<String>,
+    /// End-to-end sessions, per friend, preferred first.
+    #[serde(default)]
+    sessions: Vec<StoredSession>,
+    /// Server message ids already handled, with their expiry.
+    #[serde(default)]
+    seen: Vec<(u64, i64)>,
 }
 
-/// A device's identity plus what the client remembers about its server.
-#[derive(Debug)]
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    peer: String,
+    session: SessionPickle,
+}
+
+/// A device's identity plus what the client remembers: its server, its
+/// end-to-end sessions, the messages it has handled. No message text.
 pub struct LocalState {
     /// The identity keys.
     pub identity: Identity,
     /// The deployment name pinned at registration (None until registered).
     pub server_name: Option<String>,
+    /// End-to-end sessions per friend, preferred first.
+    pub(crate) sessions: SessionBook,
+    /// Server message ids handled, with their expiry (ms since the epoch).
+    pub(crate) seen: BTreeMap<u64, i64>,
+}
+
+impl std::fmt::Debug for LocalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalState")
+            .field("identity", &self.identity)
+            .field("server_name", &self.server_name)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalState {
+    /// A fresh state for a new identity, not yet registered.
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            server_name: None,
+            sessions: SessionBook::new(),
+            seen: BTreeMap::new(),
+        }
+    }
 }
 
 /// An open key store: the file and the key derived from the passphrase.
@@ -222,9 +264,22 @@ impl KeyStore {
         );
         let sealed: Sealed =
             serde_json::from_slice(&plaintext).map_err(|e| unreadable(e.to_string()))?;
+        let mut sessions = SessionBook::new();
+        for stored in sealed.sessions {
+            let peer: wisp_proto::UserId = stored
+                .peer
+                .parse()
+                .map_err(|e: wisp_proto::ParseUserIdError| unreadable(e.to_string()))?;
+            sessions
+                .entry(peer)
+                .or_default()
+                .push(Session::from_pickle(stored.session));
+        }
         let state = LocalState {
             identity: Identity::from_pickle(sealed.account),
             server_name: sealed.server_name,
+            sessions,
+            seen: sealed.seen.into_iter().collect(),
         };
         let store = Self {
             path,
@@ -239,6 +294,17 @@ impl KeyStore {
         let sealed = Sealed {
             account: state.identity.pickle(),
             server_name: state.server_name.clone(),
+            sessions: state
+                .sessions
+                .iter()
+                .flat_map(|(peer, sessions)| {
+                    sessions.iter().map(|s| StoredSession {
+                        peer: peer.to_string(),
+                        session: s.pickle(),
+                    })
+                })
+                .collect(),
+            seen: state.seen.iter().map(|(id, exp)| (*id, *exp)).collect(),
         };
         let plaintext = serialize_zeroizing(&sealed);
         let mut nonce = [0u8; NONCE_BYTES];
@@ -412,10 +478,9 @@ mod tests {
     };
 
     fn state() -> LocalState {
-        LocalState {
-            identity: Identity::generate(),
-            server_name: Some("wisp-test".into()),
-        }
+        let mut state = LocalState::new(Identity::generate());
+        state.server_name = Some("wisp-test".into());
+        state
     }
 
     #[test]

@@ -167,6 +167,12 @@ impl Server {
         format!("ws://{}", self.addr)
     }
 
+    /// How many messages the server stores right now (undelivered or
+    /// delivered but not yet acknowledged).
+    pub async fn stored_message_count(&self) -> Result<u64, StoreError> {
+        self.state.stores.mailbox.stored_count().await
+    }
+
     /// The deployment name clients sign into logins.
     pub fn server_name(&self) -> &str {
         &self.state.server_name

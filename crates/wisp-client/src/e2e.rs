@@ -1,0 +1,461 @@
+//! End-to-end encryption, sans IO: Olm sessions (vodozemac) per friend,
+//! one-time key batches, and the checks that keep the server from swapping
+//! keys. Bytes in, bytes out; the [`Messenger`](crate::messenger::Messenger)
+//! moves them over the network and persists the state.
+//!
+//! Trust: a friend is their user id, the hash of their Ed25519 key. Every
+//! Curve25519 key used for them (identity key, one-time key) must carry a
+//! signature by that Ed25519 key, checked here; anything else is refused.
+//!
+//! Sessions: each friend may have a few sessions, the preferred one first.
+//! A pre-key message from a friend that opens a new session moves it to the
+//! front (the friend started afresh, e.g. after losing state); normal
+//! messages are tried against each. vodozemac commits ratchet state only
+//! when a message decrypts, so a bad message leaves the sessions unharmed.
+
+use std::collections::BTreeMap;
+
+use vodozemac::olm::{OlmMessage, PreKeyMessage, Session, SessionConfig};
+use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
+use wisp_proto::frames::{KeyBundle, OlmEnvelope, Sealed, SignedKey, UploadKeys};
+use wisp_proto::{UserId, codec, transcript};
+
+use crate::keystore::LocalState;
+
+/// Sessions kept per friend; older ones are dropped.
+const SESSIONS_PER_FRIEND: usize = 3;
+
+/// One-time keys the client keeps on the server.
+pub const ONE_TIME_KEY_TARGET: usize = 50;
+
+/// Why a key or message was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum E2eError {
+    /// A key does not carry a valid signature by the friend's identity key,
+    /// or that identity key does not hash to the friend's id: the server (or
+    /// someone) handed out a key that is not theirs.
+    #[error("a key for {0} is not signed by their identity; refusing it")]
+    ForgedKey(UserId),
+    /// There is no session with this friend yet.
+    #[error("no end-to-end session with {0} yet")]
+    NoSession(UserId),
+    /// The message is not a well-formed Olm message.
+    #[error("malformed encrypted message: {0}")]
+    Malformed(String),
+    /// No session could decrypt the message.
+    #[error("a message from {0} could not be decrypted")]
+    Undecryptable(UserId),
+    /// Encryption failed (a broken session).
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+}
+
+fn curve_key(bytes: &[u8], peer: UserId) -> Result<Curve25519PublicKey, E2eError> {
+    let array: [u8; 32] = bytes.try_into().map_err(|_| E2eError::ForgedKey(peer))?;
+    Ok(Curve25519PublicKey::from_bytes(array))
+}
+
+/// Checks that `ed25519` is `peer`'s identity key and that it signed
+/// `message`.
+fn check_signed(
+    peer: UserId,
+    ed25519: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), E2eError> {
+    let ed: [u8; 32] = ed25519.try_into().map_err(|_| E2eError::ForgedKey(peer))?;
+    if !peer.is_of_key(&ed) {
+        return Err(E2eError::ForgedKey(peer));
+    }
+    let key = Ed25519PublicKey::from_slice(&ed).map_err(|_| E2eError::ForgedKey(peer))?;
+    let signature =
+        Ed25519Signature::from_slice(signature).map_err(|_| E2eError::ForgedKey(peer))?;
+    key.verify(message, &signature)
+        .map_err(|_| E2eError::ForgedKey(peer))
+}
+
+/// Checks a key bundle the server handed out for `peer`: the identity key
+/// hashes to the id, and it signed both the Curve25519 identity key and the
+/// one-time key.
+pub fn verify_bundle(peer: UserId, bundle: &KeyBundle) -> Result<(), E2eError> {
+    if bundle.user_id != peer.to_vec() {
+        return Err(E2eError::ForgedKey(peer));
+    }
+    check_signed(
+        peer,
+        &bundle.ed25519_key,
+        &transcript::identity_key(&bundle.curve25519_key),
+        &bundle.identity_signature,
+    )?;
+    let one_time = bundle
+        .one_time_key
+        .as_ref()
+        .ok_or(E2eError::ForgedKey(peer))?;
+    check_signed(
+        peer,
+        &bundle.ed25519_key,
+        &transcript::one_time_key(&one_time.public_key),
+        &one_time.signature,
+    )
+}
+
+impl LocalState {
+    /// Keys to upload so the server holds [`ONE_TIME_KEY_TARGET`] one-time
+    /// keys (it reports `server_has`), plus a fresh fallback key. The caller
+    /// must persist the state *before* uploading (the private halves must
+    /// survive a crash), then call [`LocalState::keys_published`].
+    pub fn prepare_key_upload(&mut self, server_has: usize) -> Option<UploadKeys> {
+        let missing = ONE_TIME_KEY_TARGET.saturating_sub(server_has);
+        if missing == 0 {
+            return None;
+        }
+        let account = self.identity.account_mut();
+        account.generate_one_time_keys(missing);
+        account.generate_fallback_key();
+        let sign = |key: &Curve25519PublicKey| SignedKey {
+            public_key: key.to_bytes().to_vec(),
+            signature: self
+                .identity
+                .sign_raw(&transcript::one_time_key(&key.to_bytes()))
+                .to_vec(),
+        };
+        let account = self.identity.account();
+        let mut one_time: Vec<_> = account.one_time_keys().into_iter().collect();
+        one_time.sort_by_key(|(id, _)| *id);
+        let one_time_keys = one_time
+            .iter()
+            .take(wisp_proto::limits::MAX_KEYS_PER_UPLOAD)
+            .map(|(_, key)| sign(key))
+            .collect();
+        let fallback_key = account.fallback_key().values().next().map(sign);
+        Some(UploadKeys {
+            one_time_keys,
+            fallback_key,
+        })
+    }
+
+    /// Marks the keys of the last upload as on the server.
+    pub fn keys_published(&mut self) {
+        self.identity.account_mut().mark_keys_as_published();
+    }
+
+    /// Whether a session with `peer` exists.
+    pub fn has_session(&self, peer: UserId) -> bool {
+        self.sessions.get(&peer).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Starts a session with `peer` from a bundle the server handed out,
+    /// after checking every signature in it. The new session becomes the
+    /// preferred one.
+    pub fn start_session(&mut self, peer: UserId, bundle: &KeyBundle) -> Result<(), E2eError> {
+        verify_bundle(peer, bundle)?;
+        let identity_key = curve_key(&bundle.curve25519_key, peer)?;
+        let one_time = bundle
+            .one_time_key
+            .as_ref()
+            .ok_or(E2eError::ForgedKey(peer))?;
+        let one_time_key = curve_key(&one_time.public_key, peer)?;
+        let session = self
+            .identity
+            .account()
+            .create_outbound_session(SessionConfig::version_1(), identity_key, one_time_key)
+            .map_err(|e| E2eError::Encrypt(e.to_string()))?;
+        self.prefer(peer, session);
+        Ok(())
+    }
+
+    fn prefer(&mut self, peer: UserId, session: Session) {
+        let sessions = self.sessions.entry(peer).or_default();
+        sessions.insert(0, session);
+        sessions.truncate(SESSIONS_PER_FRIEND);
+    }
+
+    /// Encrypts `sealed` for `peer` with the preferred session; returns the
+    /// bytes to send as the message's ciphertext.
+    pub fn encrypt(&mut self, peer: UserId, sealed: &Sealed) -> Result<Vec<u8>, E2eError> {
+        let plaintext = zeroize::Zeroizing::new(codec::encode(sealed));
+        let session = self
+            .sessions
+            .get_mut(&peer)
+            .and_then(|s| s.first_mut())
+            .ok_or(E2eError::NoSession(peer))?;
+        let message = session
+            .encrypt(plaintext.as_slice())
+            .map_err(|e| E2eError::Encrypt(e.to_string()))?;
+        let (message_type, body) = message.to_parts();
+        let mut envelope = OlmEnvelope {
+            message_type: u32::try_from(message_type).unwrap_or(u32::MAX),
+            body,
+            ..OlmEnvelope::default()
+        };
+        if matches!(message, OlmMessage::PreKey(_)) {
+            envelope.sender_ed25519 = self.identity.ed25519_key().to_vec();
+            envelope.sender_identity_signature = self.identity.sign_identity_key().to_vec();
+        }
+        Ok(codec::encode(&envelope))
+    }
+
+    /// Decrypts a message from `peer`. A pre-key message that no existing
+    /// session accepts opens a new session, after the sender's identity is
+    /// checked against `peer`.
+    pub fn decrypt(&mut self, peer: UserId, ciphertext: &[u8]) -> Result<Sealed, E2eError> {
+        let envelope: OlmEnvelope =
+            codec::decode_message(ciphertext).map_err(|e| E2eError::Malformed(e.to_string()))?;
+        let message_type = usize::try_from(envelope.message_type).unwrap_or(usize::MAX);
+        let message = OlmMessage::from_parts(message_type, &envelope.body)
+            .map_err(|e| E2eError::Malformed(e.to_string()))?;
+        let plaintext = match &message {
+            OlmMessage::Normal(_) => self.decrypt_existing(peer, &message)?,
+            OlmMessage::PreKey(pre_key) => match self.decrypt_existing(peer, &message) {
+                Ok(plaintext) => plaintext,
+                Err(_) => self.accept_new_session(peer, &envelope, pre_key)?,
+            },
+        };
+        codec::decode_message(&plaintext).map_err(|e| E2eError::Malformed(e.to_string()))
+    }
+
+    fn decrypt_existing(
+        &mut self,
+        peer: UserId,
+        message: &OlmMessage,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, E2eError> {
+        let sessions = self
+            .sessions
+            .get_mut(&peer)
+            .ok_or(E2eError::Undecryptable(peer))?;
+        if let OlmMessage::PreKey(pre_key) = message {
+            // Only the session this pre-key message belongs to may take it.
+            let id = pre_key.session_id();
+            let session = sessions
+                .iter_mut()
+                .find(|s| s.session_id() == id)
+                .ok_or(E2eError::Undecryptable(peer))?;
+            return session
+                .decrypt(message)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| E2eError::Undecryptable(peer));
+        }
+        for session in sessions.iter_mut() {
+            if let Ok(plaintext) = session.decrypt(message) {
+                return Ok(zeroize::Zeroizing::new(plaintext));
+            }
+        }
+        Err(E2eError::Undecryptable(peer))
+    }
+
+    fn accept_new_session(
+        &mut self,
+        peer: UserId,
+        envelope: &OlmEnvelope,
+        pre_key: &PreKeyMessage,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, E2eError> {
+        let their_identity = pre_key.identity_key();
+        check_signed(
+            peer,
+            &envelope.sender_ed25519,
+            &transcript::identity_key(&their_identity.to_bytes()),
+            &envelope.sender_identity_signature,
+        )?;
+        let created = self
+            .identity
+            .account_mut()
+            .create_inbound_session(SessionConfig::version_1(), their_identity, pre_key)
+            .map_err(|_| E2eError::Undecryptable(peer))?;
+        self.prefer(peer, created.session);
+        Ok(zeroize::Zeroizing::new(created.plaintext))
+    }
+
+    /// Remembers that server message `id` was handled, until `expires_at`.
+    pub fn mark_seen(&mut self, id: u64, expires_at: i64) {
+        self.seen.insert(id, expires_at);
+    }
+
+    /// Whether server message `id` was handled already.
+    pub fn is_seen(&self, id: u64) -> bool {
+        self.seen.contains_key(&id)
+    }
+
+    /// Forgets handled ids whose messages have expired (the server can no
+    /// longer deliver them).
+    pub fn prune_seen(&mut self, now_ms: i64) {
+        self.seen.retain(|_, expires| *expires > now_ms);
+    }
+}
+
+/// Sessions of each friend, preferred first.
+pub(crate) type SessionBook = BTreeMap<UserId, Vec<Session>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use wisp_proto::frames::{Text, sealed::Kind};
+
+    fn state() -> LocalState {
+        LocalState::new(Identity::generate())
+    }
+
+    fn text(body: &str) -> Sealed {
+        Sealed {
+            client_msg_id: vec![1; 16],
+            sent_unix_ms: 1,
+            expires_unix_ms: 2,
+            kind: Some(Kind::Text(Text {
+                body: body.into(),
+                view_seconds: 0,
+            })),
+        }
+    }
+
+    fn body(sealed: &Sealed) -> &str {
+        match &sealed.kind {
+            Some(Kind::Text(t)) => &t.body,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What a server would hand out for `owner`: its identity and one key.
+    fn bundle(owner: &mut LocalState) -> KeyBundle {
+        let upload = owner.prepare_key_upload(0).unwrap();
+        owner.keys_published();
+        KeyBundle {
+            user_id: owner.identity.user_id().to_vec(),
+            ed25519_key: owner.identity.ed25519_key().to_vec(),
+            curve25519_key: owner.identity.curve25519_key().to_vec(),
+            identity_signature: owner.identity.sign_identity_key().to_vec(),
+            one_time_key: upload.one_time_keys.into_iter().next(),
+            fallback: false,
+        }
+    }
+
+    #[test]
+    fn a_conversation_round_trips_both_ways() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        let first = alice.encrypt(b, &text("hello bob")).unwrap();
+        assert_eq!(body(&bob.decrypt(a, &first).unwrap()), "hello bob");
+        let reply = bob.encrypt(a, &text("hi alice")).unwrap();
+        assert_eq!(body(&alice.decrypt(b, &reply).unwrap()), "hi alice");
+        for n in 0..5 {
+            let m = alice.encrypt(b, &text(&format!("m{n}"))).unwrap();
+            assert_eq!(body(&bob.decrypt(a, &m).unwrap()), format!("m{n}"));
+        }
+    }
+
+    #[test]
+    fn a_key_the_friend_did_not_sign_is_refused() {
+        let (mut alice, mut bob) = (state(), state());
+        let b = bob.identity.user_id();
+        let good = bundle(&mut bob);
+
+        // The server swaps in its own one-time key.
+        let mut swapped = good.clone();
+        swapped.one_time_key.as_mut().unwrap().public_key = vec![9; 32];
+        assert!(matches!(
+            alice.start_session(b, &swapped),
+            Err(E2eError::ForgedKey(_))
+        ));
+
+        // ...or its own identity key, signed by another Ed25519 key.
+        let mallory = Identity::generate();
+        let mut impostor = good.clone();
+        impostor.ed25519_key = mallory.ed25519_key().to_vec();
+        impostor.curve25519_key = mallory.curve25519_key().to_vec();
+        impostor.identity_signature = mallory.sign_identity_key().to_vec();
+        assert!(matches!(
+            alice.start_session(b, &impostor),
+            Err(E2eError::ForgedKey(_))
+        ));
+
+        // ...or a bundle for someone else.
+        assert!(matches!(
+            alice.start_session(alice.identity.user_id(), &good),
+            Err(E2eError::ForgedKey(_))
+        ));
+        assert!(!alice.has_session(b));
+        alice.start_session(b, &good).unwrap();
+    }
+
+    #[test]
+    fn forward_secrecy_an_early_ciphertext_cannot_be_read_later() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        let opener = alice.encrypt(b, &text("opener")).unwrap();
+        bob.decrypt(a, &opener).unwrap();
+        let early = alice.encrypt(b, &text("early secret")).unwrap();
+        // The recipient reads it once...
+        assert_eq!(body(&bob.decrypt(a, &early).unwrap()), "early secret");
+        // ...then the ratchet moves on, both ways.
+        for n in 0..3 {
+            let r = bob.encrypt(a, &text(&format!("r{n}"))).unwrap();
+            alice.decrypt(b, &r).unwrap();
+            let m = alice.encrypt(b, &text(&format!("m{n}"))).unwrap();
+            bob.decrypt(a, &m).unwrap();
+        }
+        // Bob's current state, even a full copy of it, cannot open the
+        // captured ciphertext again: its message key is gone.
+        assert!(matches!(
+            bob.decrypt(a, &early),
+            Err(E2eError::Undecryptable(_))
+        ));
+    }
+
+    #[test]
+    fn a_new_session_from_the_friend_replaces_a_lost_one() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        bob.decrypt(a, &alice.encrypt(b, &text("one")).unwrap())
+            .unwrap();
+        // Bob loses his session state (say, restored from an old backup).
+        bob.sessions.clear();
+        let lost = alice.encrypt(b, &text("two")).unwrap();
+        assert!(matches!(
+            bob.decrypt(a, &lost),
+            Err(E2eError::Undecryptable(_))
+        ));
+        // Bob starts a fresh session with Alice; she accepts it and prefers it.
+        bob.start_session(a, &bundle(&mut alice)).unwrap();
+        let renewal = bob.encrypt(a, &text("renew")).unwrap();
+        assert_eq!(body(&alice.decrypt(b, &renewal).unwrap()), "renew");
+        let three = alice.encrypt(b, &text("three")).unwrap();
+        assert_eq!(body(&bob.decrypt(a, &three).unwrap()), "three");
+    }
+
+    #[test]
+    fn a_pre_key_message_from_an_impostor_is_refused() {
+        let (mut alice, mut bob, mut mallory) = (state(), state(), state());
+        let a = alice.identity.user_id();
+        // Mallory opens a session to Bob but claims to be Alice.
+        mallory
+            .start_session(bob.identity.user_id(), &bundle(&mut bob))
+            .unwrap();
+        let forged = mallory
+            .encrypt(bob.identity.user_id(), &text("it is me, alice"))
+            .unwrap();
+        assert!(matches!(
+            bob.decrypt(a, &forged),
+            Err(E2eError::ForgedKey(_))
+        ));
+        let _ = &mut alice;
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let mut bob = state();
+        let a = Identity::generate().user_id();
+        assert!(matches!(
+            bob.decrypt(a, b"\xff\xff"),
+            Err(E2eError::Malformed(_))
+        ));
+        let envelope = codec::encode(&OlmEnvelope {
+            message_type: 1,
+            body: vec![1, 2, 3],
+            ..OlmEnvelope::default()
+        });
+        assert!(bob.decrypt(a, &envelope).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! The messenger: a logged-in connection plus this device's encrypted state,
+//! speaking end-to-end encrypted messages that burn.
+//!
+//! Sending: check the limits, make sure there is a session with the friend
+//! (claiming and checking one of their keys if not), encrypt, *persist the
+//! ratchet*, then hand the ciphertext to the server; a lost connection is
+//! retried with the same client message id, which the server stores once.
+//!
+//! Receiving: each delivery is checked against the messages already handled
+//! (a redelivery after a reconnect is acknowledged, never shown twice),
+//! decrypted, persisted, acknowledged (the server burns it), and handed to
+//! the application as [`Event::Message`], in memory only. A message that
+//! cannot be decrypted is reported as [`Event::Undecryptable`] and a fresh
+//! session is set up with the sender, so the next message gets through.
+//!
+//! Timers: the hard ceiling (at most 60 minutes, enforced here as well as on
+//! the server) and the sender's burn-on-read timer travel inside the
+//! encryption. The sender's device tracks what it sent: a read receipt
+//! becomes [`Event::Read`], no receipt by the ceiling becomes
+//! [`Event::ExpiredUnread`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wisp_proto::frames::sealed::Kind;
+use wisp_proto::frames::{ReadReceipt, Sealed, SessionRenewal, Text};
+use wisp_proto::limits::{LOW_ONE_TIME_KEYS, MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
+use wisp_proto::{ErrorCode, UserId};
+
+use crate::client::{Client, Delivery, Event, Events, ReceivedMessage};
+use crate::error::ClientError;
+use crate::keystore::{KeyStore, LocalState};
+
+/// Sending attempts over fresh connections before giving up.
+const SEND_ATTEMPTS: usize = 3;
+
+/// A session is renewed at most this often per friend.
+const RENEWAL_INTERVAL: Duration = Duration::from_secs(60);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn random_id() -> [u8; 16] {
+    use rand::Rng;
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    id
+}
+
+/// A message the server accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The server's id for it.
+    pub message_id: u64,
+    /// Our id for it (read receipts name it).
+    pub client_msg_id: [u8; 16],
+    /// When it expires, read or not (ms since the epoch).
+    pub expires_unix_ms: i64,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    to: UserId,
+    expires_unix_ms: i64,
+}
+
+/// A logged-in device that sends and receives end-to-end encrypted messages.
+#[derive(Debug)]
+pub struct Messenger {
+    url: String,
+    client: Client,
+    events: Events,
+    store: KeyStore,
+    state: LocalState,
+    outgoing: BTreeMap<[u8; 16], Outgoing>,
+    pending_events: VecDeque<Event>,
+    renewed: HashMap<UserId, Instant>,
+}
+
+impl Messenger {
+    /// Connects to `url`, logs in with the registered identity in `state`,
+    /// and tops up the one-time keys on the server.
+    pub async fn connect(
+        url: &str,
+        store: KeyStore,
+        state: LocalState,
+    ) -> Result<Self, ClientError> {
+        let (client, events) = login(url, &state).await?;
+        let mut messenger = Self {
+            url: url.to_owned(),
+            client,
+            events,
+            store,
+            state,
+            outgoing: BTreeMap::new(),
+            pending_events: VecDeque::new(),
+            renewed: HashMap::new(),
+        };
+        let remaining = messenger.client.keys_remaining_at_login();
+        messenger.top_up_keys(remaining).await?;
+        Ok(messenger)
+    }
+
+    /// The underlying connection, for friend management.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// This device's user id.
+    pub fn user_id(&self) -> UserId {
+        self.state.identity.user_id()
+    }
+
+    /// Connects again (after [`Event::Disconnected`]); what was pending is
+    /// delivered again and recognised.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let (client, events) = login(&self.url, &self.state).await?;
+        self.client = client;
+        self.events = events;
+        let remaining = self.client.keys_remaining_at_login();
+        self.top_up_keys(remaining).await
+    }
+
+    async fn top_up_keys(&mut self, server_has: u32) -> Result<(), ClientError> {
+        if (server_has as usize) >= LOW_ONE_TIME_KEYS {
+            return Ok(());
+        }
+        let Some(upload) = self.state.prepare_key_upload(server_has as usize) else {
+            return Ok(());
+        };
+        // The private halves must be on disk before the public ones are out.
+        self.store.save(&self.state)?;
+        self.client.upload_keys(upload).await?;
+        self.state.keys_published();
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    /// Encrypts and sends `text` to friend `to`. It lives at most `ttl`
+    /// (≤ 60 minutes) and, once read, `view_timer` (if any). Returns when the
+    /// server has stored it.
+    pub async fn send_text(
+        &mut self,
+        to: UserId,
+        text: &str,
+        ttl: Duration,
+        view_timer: Option<Duration>,
+    ) -> Result<SentMessage, ClientError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(ClientError::Refused {
+                code: Some(ErrorCode::MessageTooLarge),
+                message: format!("a message may have at most {MAX_TEXT_BYTES} bytes of text"),
+                retry_after: None,
+            });
+        }
+        let kind = Kind::Text(Text {
+            body: text.to_owned(),
+            view_seconds: view_timer.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+        });
+        let sent = self.send_sealed(to, kind, ttl, random_id()).await?;
+        self.outgoing.insert(
+            sent.client_msg_id,
+            Outgoing {
+                to,
+                expires_unix_ms: sent.expires_unix_ms,
+            },
+        );
+        Ok(sent)
+    }
+
+    async fn send_sealed(
+        &mut self,
+        to: UserId,
+        kind: Kind,
+        ttl: Duration,
+        client_msg_id: [u8; 16],
+    ) -> Result<SentMessage, ClientError> {
+        if ttl > MAX_MESSAGE_TTL || ttl.is_zero() {
+            return Err(ClientError::Refused {
+                code: Some(ErrorCode::TtlTooLong),
+                message: format!(
+                    "a message lives between 1 s and {} s, not {} s",
+                    MAX_MESSAGE_TTL.as_secs(),
+                    ttl.as_secs()
+                ),
+                retry_after: None,
+            });
+        }
+        if !self.state.has_session(to) {
+            let bundle = self.client.claim_keys(to).await?;
+            self.state
+                .start_session(to, &bundle)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        }
+        let sent_unix_ms = now_ms();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let sealed = Sealed {
+            client_msg_id: client_msg_id.to_vec(),
+            sent_unix_ms,
+            expires_unix_ms: sent_unix_ms.saturating_add(ttl_ms),
+            kind: Some(kind),
+        };
+        let ciphertext = self
+            .state
+            .encrypt(to, &sealed)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // The ratchet moved: persist before anything leaves the device, so a
+        // crash can never make us reuse a message key.
+        self.store.save(&self.state)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .client
+                .send_ciphertext(to, client_msg_id, ciphertext.clone(), ttl)
+                .await
+            {
+                Ok(ack) => {
+                    return Ok(SentMessage {
+                        message_id: ack.message_id,
+                        client_msg_id,
+                        expires_unix_ms: ack.expires_unix_ms,
+                    });
+                }
+                Err(ClientError::Closed(_) | ClientError::Timeout(_))
+                    if attempt < SEND_ATTEMPTS =>
+                {
+                    // Same id, same ciphertext: the server stores it once.
+                    tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
+                    self.reconnect().await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Tells the sender `message` was read (an end-to-end read receipt), so
+    /// their device burns its copy.
+    pub async fn mark_read(&mut self, message: &ReceivedMessage) -> Result<(), ClientError> {
+        let remaining = message.expires_unix_ms - now_ms();
+        if remaining <= 0 {
+            return Ok(());
+        }
+        let ttl = Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
+            .max(Duration::from_secs(1));
+        let kind = Kind::ReadReceipt(ReadReceipt {
+            client_msg_ids: vec![message.client_msg_id.to_vec()],
+        });
+        self.send_sealed(message.from, kind, ttl.min(MAX_MESSAGE_TTL), random_id())
+            .await
+            .map(drop)
+    }
+
+    /// The next thing to tell the application: a message, a receipt, an
+    /// expiry, a friend event, a disconnect. `None` once the connection is
+    /// gone and everything was told.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending_events.pop_front() {
+                return Some(event);
+            }
+            let next_expiry = self.outgoing.values().map(|o| o.expires_unix_ms).min();
+            let wait = next_expiry
+                .map(|at| Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)));
+            let event = tokio::select! {
+                event = self.events.next() => event?,
+                () = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
+                    self.expire_outgoing();
+                    continue;
+                }
+            };
+            match event {
+                Event::Delivery(delivery) => {
+                    if let Some(event) = self.receive(delivery).await {
+                        return Some(event);
+                    }
+                }
+                Event::KeysLow { remaining } => {
+                    if let Err(error) = self.top_up_keys(remaining).await {
+                        tracing::warn!(%error, "could not top up one-time keys");
+                    }
+                }
+                other => return Some(other),
+            }
+        }
+    }
+
+    fn expire_outgoing(&mut self) {
+        let now = now_ms();
+        let expired: Vec<[u8; 16]> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.expires_unix_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for client_msg_id in expired {
+            if let Some(outgoing) = self.outgoing.remove(&client_msg_id) {
+                self.pending_events.push_back(Event::ExpiredUnread {
+                    to: outgoing.to,
+                    client_msg_id,
+                });
+            }
+        }
+    }
+
+    async fn receive(&mut self, delivery: Delivery) -> Option<Event> {
+        let id = delivery.message_id;
+        let now = now_ms();
+        if self.state.is_seen(id) || delivery.expires_unix_ms <= now {
+            // Handled before (a redelivery after reconnect), or expired: burn
+            // it without showing it again.
+            self.burn(id).await;
+            return None;
+        }
+        let outcome = self.state.decrypt(delivery.from, &delivery.ciphertext);
+        self.state.mark_seen(id, delivery.expires_unix_ms);
+        self.state.prune_seen(now);
+        if let Err(error) = self.store.save(&self.state) {
+            tracing::error!(%error, "could not persist the session state");
+        }
+        self.burn(id).await;
+        let sealed = match outcome {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                self.renew_session(delivery.from).await;
+                return Some(Event::Undecryptable {
+                    from: delivery.from,
+                    message_id: id,
+                    reason: error.to_string(),
+                });
+            }
+        };
+        // The recipient enforces the ceiling too: never later than the
+        // server's expiry, never more than 60 minutes after sending.
+        let ceiling = delivery
+            .sent_unix_ms
+            .saturating_add(i64::try_from(MAX_MESSAGE_TTL.as_millis()).unwrap_or(i64::MAX));
+        let expires_unix_ms = sealed
+            .expires_unix_ms
+            .min(delivery.expires_unix_ms)
+            .min(ceiling);
+        if expires_unix_ms <= now {
+            return None;
+        }
+        match sealed.kind {
+            Some(Kind::Text(text)) => {
+                let client_msg_id: [u8; 16] = sealed.client_msg_id.as_slice().try_into().ok()?;
+                Some(Event::Message(ReceivedMessage {
+                    id,
+                    client_msg_id,
+                    from: delivery.from,
+                    text: zeroize::Zeroizing::new(text.body),
+                    sent_unix_ms: delivery.sent_unix_ms,
+                    expires_unix_ms,
+                    view_timer: (text.view_seconds > 0)
+                        .then(|| Duration::from_secs(u64::from(text.view_seconds))),
+                }))
+            }
+            Some(Kind::ReadReceipt(receipt)) => {
+                for raw in receipt.client_msg_ids {
+                    let Ok(client_msg_id) = <[u8; 16]>::try_from(raw.as_slice()) else {
+                        continue;
+                    };
+                    let ours = self
+                        .outgoing
+                        .get(&client_msg_id)
+                        .is_some_and(|o| o.to == delivery.from);
+                    if ours {
+                        self.outgoing.remove(&client_msg_id);
+                        self.pending_events.push_back(Event::Read {
+                            by: delivery.from,
+                            client_msg_id,
+                        });
+                    }
+                }
+                None
+            }
+            Some(Kind::Renewal(_)) | None => None,
+        }
+    }
+
+    async fn burn(&self, id: u64) {
+        if let Err(error) = self.client.ack(vec![id]).await {
+            // The message stays on the server; it comes again after a
+            // reconnect and is recognised then.
+            tracing::warn!(%error, "could not acknowledge a message");
+        }
+    }
+
+    /// Starts a fresh session with `peer` and tells them with a message that
+    /// carries no content, so their next message reaches us.
+    async fn renew_session(&mut self, peer: UserId) {
+        if self
+            .renewed
+            .get(&peer)
+            .is_some_and(|at| at.elapsed() < RENEWAL_INTERVAL)
+        {
+            return;
+        }
+        self.renewed.insert(peer, Instant::now());
+        let result = async {
+            let bundle = self.client.claim_keys(peer).await?;
+            self.state
+                .start_session(peer, &bundle)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.send_sealed(
+                peer,
+                Kind::Renewal(SessionRenewal {}),
+                MAX_MESSAGE_TTL,
+                random_id(),
+            )
+            .await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not renew the session");
+        }
+    }
+}
+
+async fn login(url: &str, state: &LocalState) -> Result<(Client, Events), ClientError> {
+    let Some(pinned) = state.server_name.as_deref() else {
+        return Err(ClientError::Protocol(
+            "this identity is not registered yet; register it first".into(),
+        ));
+    };
+    let (mut client, events) = Client::connect(url).await?;
+    client.login(&state.identity, pinned).await?;
+    Ok((client, events))
+}
