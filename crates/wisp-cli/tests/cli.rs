@@ -30,6 +30,7 @@ impl Env {
             data_dir: dir.path().join("server"),
             pow_difficulty: 8,
             register_limit: 0,
+            send_limit: 0,
             ..Config::default()
         };
         let server = Server::start(&config).await.unwrap();
@@ -329,4 +330,85 @@ fn help_explains_the_passphrase_and_exit_codes() {
     ] {
         assert!(help.contains(needle), "--help mentions {needle}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_then_recv_prints_once_and_burns() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+
+    let sent = env
+        .ok("alice", &["send", &bob, "hello bob", "--ttl", "600"])
+        .await;
+    assert!(sent.starts_with(&format!("sent to {bob}")), "{sent}");
+    env.ok("alice", &["send", &bob, "second"]).await;
+
+    let received = json_lines(&env.ok("bob", &["recv", "--json"]).await);
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["text"], "hello bob");
+    assert_eq!(received[1]["text"], "second");
+    for message in &received {
+        assert_eq!(message["from"], alice.as_str());
+        for field in ["id", "sent_at", "expires_at"] {
+            assert!(!message[field].is_null(), "{field} in {message}");
+        }
+    }
+    let sent_ms = received[0]["sent_unix_ms"].as_i64().unwrap();
+    let expires_ms = received[0]["expires_unix_ms"].as_i64().unwrap();
+    assert!(
+        (expires_ms - sent_ms - 600_000).abs() < 5_000,
+        "ttl 600 s honoured"
+    );
+    assert!(received[0]["sent_at"].as_str().unwrap().ends_with('Z'));
+
+    // Burned: a second recv prints nothing.
+    assert_eq!(env.ok("bob", &["recv"]).await, "");
+    assert_eq!(
+        env.server.stored_message_count().await.unwrap(),
+        2,
+        "two read receipts for Alice"
+    );
+    assert_eq!(
+        env.ok("alice", &["recv"]).await,
+        "",
+        "receipts are not messages"
+    );
+    assert_eq!(env.server.stored_message_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refusals_say_why() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+
+    let stranger = env.wisp("alice", &["send", &bob, "hi"]).await;
+    assert_eq!(stranger.code, 1);
+    assert_eq!(
+        stranger.stderr.trim(),
+        "error: that user is not your friend; only friends can exchange keys and messages"
+    );
+
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    let too_long = env
+        .wisp("alice", &["send", &bob, "hi", "--ttl", "3601"])
+        .await;
+    assert_eq!(too_long.code, 1);
+    assert_eq!(
+        too_long.stderr.trim(),
+        "error: --ttl must be 1 to 3600 seconds (messages never live longer than an hour)"
+    );
+    let big = "x".repeat(5000);
+    let too_big = env.wisp("alice", &["send", &bob, &big]).await;
+    assert_eq!(too_big.code, 1);
+    assert!(
+        too_big.stderr.contains("at most 4096 bytes"),
+        "{}",
+        too_big.stderr
+    );
+    assert_eq!(env.server.stored_message_count().await.unwrap(), 0);
 }

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{RawConnection, Received};
+use common::{RawConnection, Received, spawn};
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -27,58 +27,10 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
-/// The server process, killed if the test ends before it exits.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and reads its JSON log until it says where it listens.
-fn spawn(cwd: &std::path::Path) -> (ServerProcess, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_wisp-server"))
-        .current_dir(cwd)
-        // Port 0: the defaults are checked by the config tests; here the
-        // test must not collide with a server someone runs on 7700.
-        .env("WISP_LISTEN", "127.0.0.1:0")
-        .env("WISP_LOG_FORMAT", "json")
-        .env("WISP_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ServerProcess(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("server logs that it listens within 30 s");
-        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if json["fields"]["message"] == "wisp-server listening" {
-            let addr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
-            return (child, addr, rx);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_with_defaults_and_stops_gracefully_on_sigterm() {
     let cwd = tempfile::tempdir().unwrap();
-    let (mut child, addr, logs) = spawn(cwd.path());
+    let (mut child, addr, logs) = spawn(cwd.path(), &[]);
     assert!(cwd.path().join("wisp-data/wisp.sqlite3").exists());
 
     let health = tokio::task::spawn_blocking(move || {

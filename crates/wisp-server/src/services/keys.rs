@@ -82,7 +82,7 @@ pub(crate) async fn claim(
     if !state.stores.friends.are_friends(me, other).await? {
         return Err(WireError::new(
             ErrorCode::NotFriends,
-            "keys are handed out to friends only",
+            "that user is not your friend; only friends can exchange keys and messages",
         ));
     }
     let Some(identity) = state.stores.accounts.identity(other).await? else {

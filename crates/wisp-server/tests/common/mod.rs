@@ -9,16 +9,23 @@
     clippy::panic
 )]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
-use wisp_client::{Client, Events, Identity};
+
+use wisp_client::{Client, Event, Events, Identity, KdfParams, KeyStore, LocalState, Messenger};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::Hello;
 use wisp_proto::server_frame::Body as Reply;
 use wisp_proto::{ClientFrame, ServerFrame, decode_server_frame, encode};
+use wisp_server::clock::SystemClock;
 use wisp_server::{Config, Server};
 
 /// Test servers use an easy puzzle and no registration limit unless a test
@@ -37,21 +44,72 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(tweak, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        tweak: impl FnOnce(&mut Config),
+        clock: Arc<dyn wisp_server::clock::Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("data"),
             pow_difficulty: TEST_POW_BITS,
             register_limit: 0,
+            send_limit: 0,
             ..Config::default()
         };
         tweak(&mut config);
-        let server = Server::start(&config).await.expect("server starts");
+        let server = Server::start_with_clock(&config, clock)
+            .await
+            .expect("server starts");
         Self {
             server,
             data_dir: config.data_dir,
             _dir: dir,
         }
+    }
+
+    /// Wraps a server started some other way; `dir` holds its data.
+    pub fn wrap(server: Server, dir: tempfile::TempDir) -> Self {
+        Self {
+            server,
+            data_dir: dir.path().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// A new registered device with its own encrypted key store, logged in
+    /// as a [`Messenger`] (which puts its one-time keys on the server).
+    pub async fn device(&self) -> Device {
+        device_at(&self.url()).await
+    }
+
+    /// Opens `device`'s key store again and logs in anew (a restart).
+    pub async fn reopen(&self, home: tempfile::TempDir) -> Device {
+        reopen_at(&self.url(), home).await
+    }
+
+    /// A second plain connection logged in as `device`'s identity.
+    pub async fn login_same(&self, device: &Device) -> Client {
+        self.raw_login(&device.home).await.0
+    }
+
+    /// A plain SDK connection (no Messenger) logged in with the identity in
+    /// `home`.
+    pub async fn raw_login(&self, home: &tempfile::TempDir) -> (Client, Events) {
+        let (_, state) = KeyStore::open(home.path(), "pw").expect("open");
+        let (mut client, events) = Client::connect(&self.url()).await.expect("connect");
+        client
+            .login(&state.identity, &self.name())
+            .await
+            .expect("login");
+        (client, events)
+    }
+
+    pub async fn stored(&self) -> u64 {
+        self.server.stored_message_count().await.expect("count")
     }
 
     pub fn url(&self) -> String {
@@ -81,6 +139,87 @@ impl TestServer {
             identity,
         }
     }
+}
+
+/// Cheap key derivation for test key stores; the format is the real one.
+pub const TEST_KDF: KdfParams = KdfParams {
+    m_kib: 1024,
+    t: 1,
+    p: 1,
+};
+
+/// A device: a messenger and the home holding its encrypted state.
+pub struct Device {
+    pub messenger: Messenger,
+    pub home: tempfile::TempDir,
+}
+
+impl Device {
+    pub fn id(&self) -> wisp_proto::UserId {
+        self.messenger.user_id()
+    }
+
+    /// The next event, within 10 s.
+    pub async fn event(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), self.messenger.next_event())
+            .await
+            .expect("an event within 10 s")
+            .expect("connection open")
+    }
+
+    /// Texts of received messages until the mailbox is drained, reading
+    /// each (sending a read receipt).
+    pub async fn read_all(&mut self) -> Vec<String> {
+        let mut texts = Vec::new();
+        loop {
+            match self.event().await {
+                Event::Message(message) => {
+                    texts.push(message.text.to_string());
+                    self.messenger.mark_read(&message).await.expect("receipt");
+                }
+                Event::MailboxDrained => return texts,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A new device registered with the server at `url`.
+pub async fn device_at(url: &str) -> Device {
+    let home = tempfile::tempdir().expect("home");
+    let identity = Identity::generate();
+    let (client, _) = Client::connect(url).await.expect("connect");
+    client.register(&identity).await.expect("register");
+    let mut state = LocalState::new(identity);
+    state.server_name = Some(client.server_name().to_owned());
+    let store = KeyStore::create(home.path(), "pw", TEST_KDF, &state).expect("key store");
+    let messenger = Messenger::connect(url, store, state)
+        .await
+        .expect("messenger");
+    Device { messenger, home }
+}
+
+/// `home`'s device, logged in anew at `url` (after a restart of either).
+pub async fn reopen_at(url: &str, home: tempfile::TempDir) -> Device {
+    let (store, state) = KeyStore::open(home.path(), "pw").expect("reopen");
+    let messenger = Messenger::connect(url, store, state)
+        .await
+        .expect("messenger");
+    Device { messenger, home }
+}
+
+/// Makes two devices friends.
+pub async fn befriend_devices(a: &Device, b: &Device) {
+    a.messenger
+        .client()
+        .request_friend(b.id())
+        .await
+        .expect("request");
+    b.messenger
+        .client()
+        .accept_friend(a.id())
+        .await
+        .expect("accept");
 }
 
 pub struct TestUser {
@@ -231,5 +370,59 @@ pub fn code_of<T: std::fmt::Debug>(
             .code()
             .unwrap_or_else(|| panic!("not a refusal: {error}")),
         Ok(value) => panic!("expected a refusal, got {value:?}"),
+    }
+}
+
+/// The server process, killed if the test ends before it exits.
+pub struct ServerProcess(pub Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary and reads its JSON log until it says where it listens.
+/// Starts the `wisp-server` binary in `cwd` on a free loopback port, with
+/// JSON logs and `env` on top; returns once it logs where it listens.
+pub fn spawn(
+    cwd: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (ServerProcess, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_wisp-server"))
+        .current_dir(cwd)
+        // Port 0: the defaults are checked by the config tests; here the
+        // test must not collide with a server someone runs on 7700.
+        .env("WISP_LISTEN", "127.0.0.1:0")
+        .env("WISP_LOG_FORMAT", "json")
+        .env("WISP_LOG", "info")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ServerProcess(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server logs that it listens within 30 s");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if json["fields"]["message"] == "wisp-server listening" {
+            let addr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            return (child, addr, rx);
+        }
     }
 }

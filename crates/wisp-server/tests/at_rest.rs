@@ -1,0 +1,144 @@
+//! What survives on the server's disk, with the real binary: acknowledged
+//! messages survive `kill -9`; message text never reaches the disk or the
+//! logs, only ciphertext, and burned ciphertext is gone.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{befriend_devices, device_at, reopen_at, spawn};
+use wisp_client::Event;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file of the store: the database, its WAL and shared memory.
+fn store_files(data_dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+async fn messages_in(data_dir: &std::path::Path) -> i64 {
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        data_dir.join("wisp.sqlite3").display()
+    );
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_message_survives_kill_9_and_arrives_once() {
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [("WISP_POW_DIFFICULTY", "4"), ("WISP_REGISTER_LIMIT", "0")];
+    let (mut first, addr, _logs) = spawn(cwd.path(), &env);
+    let url = format!("ws://{addr}");
+    let mut alice = device_at(&url).await;
+    let bob = device_at(&url).await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    let bob_home = bob.home;
+    drop(bob.messenger);
+
+    alice
+        .messenger
+        .send_text(b, "survives a crash", HOUR, None)
+        .await
+        .expect("acknowledged");
+    // SIGKILL: no shutdown, no checkpoint, nothing flushed but what the
+    // acknowledgement promised.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    drop(first);
+    drop(alice);
+
+    let (mut second, addr, _logs) = spawn(cwd.path(), &env);
+    let url = format!("ws://{addr}");
+    let mut bob = reopen_at(&url, bob_home).await;
+    assert_eq!(bob.read_all().await, vec!["survives a crash"]);
+    // Once: a restart of the device brings nothing again.
+    let home = bob.home;
+    drop(bob.messenger);
+    let mut bob = reopen_at(&url, home).await;
+    assert!(bob.read_all().await.is_empty());
+    drop(bob);
+    std::process::Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap();
+    second.0.wait().unwrap();
+    // Only Bob's read receipt to Alice is left (Alice is offline).
+    assert_eq!(messages_in(&cwd.path().join("wisp-data")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_text_never_reaches_the_server_disk_or_logs() {
+    let cwd = tempfile::tempdir().unwrap();
+    // Trace logging: the most the server will ever write about anything.
+    let env = [
+        ("WISP_POW_DIFFICULTY", "4"),
+        ("WISP_REGISTER_LIMIT", "0"),
+        ("WISP_LOG", "trace"),
+    ];
+    let (mut server, addr, logs) = spawn(cwd.path(), &env);
+    let url = format!("ws://{addr}");
+    let data_dir = cwd.path().join("wisp-data");
+    let marker = format!("MARKER-{}", wisp_client::Identity::generate().user_id());
+
+    let mut alice = device_at(&url).await;
+    let bob = device_at(&url).await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    let bob_home = bob.home;
+    drop(bob.messenger);
+    alice
+        .messenger
+        .send_text(b, &marker, HOUR, None)
+        .await
+        .unwrap();
+
+    // Stored, undelivered: the database holds a ciphertext, not the text.
+    assert_eq!(messages_in(&data_dir).await, 1);
+    for (path, bytes) in store_files(&data_dir) {
+        assert!(!contains(&bytes, marker.as_bytes()), "marker in {path}");
+    }
+
+    let mut bob = reopen_at(&url, bob_home).await;
+    assert_eq!(bob.read_all().await, vec![marker.clone()]);
+    // Alice's device takes the read receipt, which burns it too.
+    while !matches!(alice.event().await, Event::Read { .. }) {}
+    drop(bob);
+    drop(alice);
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    server.0.wait().unwrap();
+
+    for (path, bytes) in store_files(&data_dir) {
+        assert!(!contains(&bytes, marker.as_bytes()), "marker in {path}");
+    }
+    let logged: Vec<String> = logs.try_iter().collect();
+    assert!(logged.len() > 10, "trace logs were captured");
+    assert!(
+        !logged.iter().any(|line| line.contains(&marker)),
+        "marker in the server's logs"
+    );
+    assert_eq!(
+        messages_in(&data_dir).await,
+        0,
+        "read and receipt both burned"
+    );
+}

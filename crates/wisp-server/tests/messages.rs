@@ -1,0 +1,520 @@
+//! The message lifecycle end to end, against a real server on a real SQLite
+//! file with real SDK devices: encrypt, store, deliver, burn; exactly once,
+//! in order; expiry; refusals; retries; renewal after a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Device, TestServer, befriend_devices, code_of};
+use wisp_client::Event;
+use wisp_proto::ErrorCode;
+use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
+use wisp_proto::{MessageId, UserId};
+use wisp_server::clock::{Clock, ManualClock, SystemClock};
+use wisp_server::store::{Accepted, MailboxStore, NewMessage, StoreError, StoredMessage, Stores};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Receives `n` messages, reading each, and returns their texts in order.
+async fn receive(device: &mut Device, n: usize) -> Vec<String> {
+    let mut texts = Vec::with_capacity(n);
+    while texts.len() < n {
+        if let Event::Message(message) = device.event().await {
+            texts.push(message.text.to_string());
+        }
+    }
+    texts
+}
+
+/// Waits (bounded) until the server stores `n` messages.
+async fn stored_becomes(server: &TestServer, n: u64) {
+    for _ in 0..100 {
+        if server.stored().await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the server still stores {} messages, not {n}",
+        server.stored().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let mut bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+
+    let receiving = tokio::spawn(async move {
+        let texts = receive(&mut bob, 1000).await;
+        (bob, texts)
+    });
+    for n in 0..1000 {
+        alice
+            .messenger
+            .send_text(b, &format!("message {n}"), HOUR, None)
+            .await
+            .unwrap();
+    }
+    let (mut bob, texts) = tokio::time::timeout(Duration::from_secs(120), receiving)
+        .await
+        .expect("all delivered within 2 minutes")
+        .unwrap();
+    let expected: Vec<String> = (0..1000).map(|n| format!("message {n}")).collect();
+    assert_eq!(texts, expected, "each exactly once, in order");
+    stored_becomes(&server, 0).await;
+    // Nothing more comes: a ping round trip after any stray delivery.
+    bob.messenger.client().ping().await.unwrap();
+    let extra = tokio::time::timeout(Duration::from_millis(300), bob.messenger.next_event()).await;
+    assert!(
+        !matches!(extra, Ok(Some(Event::Message(_)))),
+        "no duplicate: {extra:?}"
+    );
+    let _ = &mut alice;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_recipient_gets_its_messages_at_login_oldest_first() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    let bob_home = bob.home;
+    drop(bob.messenger);
+
+    for text in ["one", "two", "three"] {
+        alice
+            .messenger
+            .send_text(b, text, HOUR, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.stored().await, 3);
+
+    let mut bob = server.reopen(bob_home).await;
+    assert_eq!(bob.read_all().await, vec!["one", "two", "three"]);
+    stored_becomes(&server, 3).await; // the three read receipts, for Alice
+    assert_eq!(
+        alice_reads(&mut alice, 3).await,
+        3,
+        "Alice's device learns each message was read"
+    );
+    stored_becomes(&server, 0).await;
+}
+
+/// Counts read receipts until `n` arrived.
+async fn alice_reads(alice: &mut Device, n: usize) -> usize {
+    let mut reads = 0;
+    while reads < n {
+        if let Event::Read { .. } = alice.event().await {
+            reads += 1;
+        }
+    }
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let server = TestServer::start_with_clock(|_| {}, clock.clone() as Arc<dyn Clock>).await;
+    let mut alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    let bob_home = bob.home;
+    drop(bob.messenger);
+
+    alice
+        .messenger
+        .send_text(b, "short-lived", Duration::from_secs(2), None)
+        .await
+        .unwrap();
+    alice
+        .messenger
+        .send_text(b, "long-lived", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(server.stored().await, 2);
+
+    // Bob comes back 3 s later (server time).
+    clock.advance(Duration::from_secs(3));
+    let mut bob = server.reopen(bob_home).await;
+    assert_eq!(bob.read_all().await, vec!["long-lived"]);
+    // The reaper (every 500 ms) has removed the expired one; the read one
+    // burned; the read receipt for Alice is all that is left.
+    stored_becomes(&server, 1).await;
+    let _ = &mut alice;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_learns_a_message_expired_unread() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let sent = alice
+        .messenger
+        .send_text(bob.id(), "nobody reads this", Duration::from_secs(1), None)
+        .await
+        .unwrap();
+    loop {
+        match alice.event().await {
+            Event::ExpiredUnread { to, client_msg_id } => {
+                assert_eq!((to, client_msg_id), (bob.id(), sent.client_msg_id));
+                break;
+            }
+            Event::Read { .. } => panic!("nobody read it"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_messages_get_their_typed_error_and_store_nothing() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let mut bob = server.device().await;
+    let stranger = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let client = alice.messenger.client();
+
+    // To a stranger.
+    let result = client
+        .send_ciphertext(stranger.id(), [1; 16], vec![1, 2, 3], HOUR)
+        .await;
+    assert_eq!(code_of(result), ErrorCode::NotFriends);
+    // Keys are friends-only too.
+    assert_eq!(
+        code_of(client.claim_keys(stranger.id()).await),
+        ErrorCode::NotFriends
+    );
+    // A TTL over an hour.
+    let result = client
+        .send_ciphertext(bob.id(), [2; 16], vec![1, 2, 3], Duration::from_secs(3601))
+        .await;
+    assert_eq!(code_of(result), ErrorCode::TtlTooLong);
+    // Over the size limit.
+    let result = client
+        .send_ciphertext(bob.id(), [3; 16], vec![0; MAX_CIPHERTEXT_BYTES + 1], HOUR)
+        .await;
+    assert_eq!(code_of(result), ErrorCode::MessageTooLarge);
+    // The SDK refuses a long TTL itself, before anything is encrypted.
+    let result = alice
+        .messenger
+        .send_text(bob.id(), "x", Duration::from_secs(4000), None)
+        .await;
+    assert_eq!(code_of(result), ErrorCode::TtlTooLong);
+    assert_eq!(server.stored().await, 0);
+
+    // To a removed friend: refused, and what was waiting is dropped.
+    bob.messenger.client().ping().await.unwrap();
+    let b = bob.id();
+    let bob_home = bob.home;
+    drop(bob.messenger);
+    alice
+        .messenger
+        .send_text(b, "before", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(server.stored().await, 1);
+    alice.messenger.client().remove_friend(b).await.unwrap();
+    assert_eq!(
+        server.stored().await,
+        0,
+        "removal drops undelivered messages"
+    );
+    let result = alice.messenger.send_text(b, "after", HOUR, None).await;
+    assert_eq!(code_of(result), ErrorCode::NotFriends);
+    assert_eq!(server.stored().await, 0);
+    bob = server.reopen(bob_home).await;
+    assert!(bob.read_all().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_client_message_id_is_stored_and_delivered_once() {
+    let server = TestServer::start().await;
+    let alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    drop(bob.messenger);
+
+    // The sender's first attempt is stored, then its connection drops
+    // before it sees the acknowledgement; it retries on a new connection.
+    let first = alice
+        .messenger
+        .client()
+        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .await
+        .unwrap();
+    let again = server.login_same(&alice).await;
+    let retry = again
+        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert!(retry.duplicate);
+    assert_eq!(retry.message_id, first.message_id);
+    assert_eq!(server.stored().await, 1);
+
+    // The recipient sees exactly one delivery.
+    let (client, mut events) = server.raw_login(&bob.home).await;
+    let mut deliveries = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Delivery(d) => {
+                deliveries += 1;
+                client.ack(vec![d.message_id]).await.unwrap();
+            }
+            Event::MailboxDrained => break,
+            _ => {}
+        }
+    }
+    assert_eq!(deliveries, 1);
+    assert_eq!(server.stored().await, 0);
+    // Even after the burn, a late retry is recognised, not stored anew.
+    let late = again
+        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .await
+        .unwrap();
+    assert!(late.duplicate);
+    assert_eq!(server.stored().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let mut bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let (a, b) = (alice.id(), bob.id());
+    alice
+        .messenger
+        .send_text(b, "first", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut bob, 1).await, vec!["first"]);
+
+    // Something arrives that no session can open (corrupted, or sent from
+    // state the sender lost).
+    alice
+        .messenger
+        .client()
+        .send_ciphertext(b, [9; 16], b"\x08\x01\x12\x03abc".to_vec(), HOUR)
+        .await
+        .unwrap();
+    loop {
+        match bob.event().await {
+            Event::Undecryptable { from, .. } => {
+                assert_eq!(from, a);
+                break;
+            }
+            Event::Message(m) => panic!("unexpected message {m:?}"),
+            _ => {}
+        }
+    }
+    // Bob's device set up a fresh session and told Alice's; her next
+    // message gets through, and so does his reply.
+    // Alice's device takes in the renewal (it carries no content).
+    let quiet = tokio::time::timeout(Duration::from_millis(500), alice.event()).await;
+    assert!(!matches!(quiet, Ok(Event::Message(_))), "{quiet:?}");
+    alice
+        .messenger
+        .send_text(b, "after renewal", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut bob, 1).await, vec!["after renewal"]);
+    bob.messenger
+        .send_text(a, "reply", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut alice, 1).await, vec!["reply"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    alice
+        .messenger
+        .send_text(bob.id(), "to the old phone", HOUR, None)
+        .await
+        .unwrap();
+    // Bob reinstalls: everything local is gone, he is a new identity.
+    let old_bob = bob.id();
+    drop(bob);
+    let mut new_bob = server.device().await;
+    assert_ne!(new_bob.id(), old_bob);
+    befriend_devices(&new_bob, &alice).await;
+    alice
+        .messenger
+        .client()
+        .remove_friend(old_bob)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.stored().await,
+        0,
+        "the old identity's mail is dropped"
+    );
+    alice
+        .messenger
+        .send_text(new_bob.id(), "hello again", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut new_bob, 1).await, vec!["hello again"]);
+    new_bob
+        .messenger
+        .send_text(alice.id(), "hi", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut alice, 1).await, vec!["hi"]);
+}
+
+/// The real SQLite mailbox, except that acknowledgements get lost on the
+/// way: every message stays stored and comes again at the next login.
+struct LostAcks(wisp_server::store::sqlite::SqliteStore);
+
+#[async_trait::async_trait]
+impl MailboxStore for LostAcks {
+    async fn put(&self, m: NewMessage<'_>) -> Result<Accepted, StoreError> {
+        self.0.put(m).await
+    }
+    async fn fetch(
+        &self,
+        r: UserId,
+        after: MessageId,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.0.fetch(r, after, now, limit).await
+    }
+    async fn burn(&self, _: UserId, _: &[MessageId]) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn purge_expired(&self, now: i64, limit: usize) -> Result<u64, StoreError> {
+        self.0.purge_expired(now, limit).await
+    }
+    async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
+        self.0.drop_conversation(a, b).await
+    }
+    async fn stored_count(&self) -> Result<u64, StoreError> {
+        self.0.stored_count().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = wisp_server::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    let stores = Stores {
+        accounts: Arc::new(sqlite.clone()),
+        friends: Arc::new(sqlite.clone()),
+        prekeys: Arc::new(sqlite.clone()),
+        mailbox: Arc::new(LostAcks(sqlite)),
+    };
+    let config = wisp_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..wisp_server::Config::default()
+    };
+    let server = TestServer::wrap(
+        wisp_server::Server::start_with(&config, stores, Arc::new(SystemClock))
+            .await
+            .unwrap(),
+        dir,
+    );
+    let mut alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    let b = bob.id();
+    let home = bob.home;
+    drop(bob.messenger);
+    alice
+        .messenger
+        .send_text(b, "once", HOUR, None)
+        .await
+        .unwrap();
+
+    let mut bob = server.reopen(home).await;
+    assert_eq!(bob.read_all().await, vec!["once"]);
+    assert!(server.stored().await >= 1, "the ack was lost");
+    // Bob's device restarts; the server delivers the message again.
+    let home = bob.home;
+    drop(bob.messenger);
+    let mut bob = server.reopen(home).await;
+    loop {
+        match bob.event().await {
+            Event::MailboxDrained => break,
+            Event::Message(_) => panic!("shown twice"),
+            Event::Undecryptable { .. } => panic!("a handled message reported as undecryptable"),
+            _ => {}
+        }
+    }
+    let _ = &mut alice;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_is_counted_in_metrics() {
+    let server = TestServer::start().await;
+    let mut alice = server.device().await;
+    let mut bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    alice
+        .messenger
+        .send_text(bob.id(), "counted", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut bob, 1).await, vec!["counted"]);
+    let refused = alice
+        .messenger
+        .client()
+        .send_ciphertext(bob.id(), [4; 16], vec![1], Duration::from_secs(7200))
+        .await;
+    assert_eq!(code_of(refused), ErrorCode::TtlTooLong);
+    tokio::time::sleep(Duration::from_millis(600)).await; // a reaper pass
+
+    let addr = server.server.local_addr();
+    let metrics = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    for name in [
+        "wisp_messages_sent_total",
+        "wisp_messages_delivered_total",
+        "wisp_messages_burned_total",
+        "wisp_messages_expired_total",
+        "wisp_messages_refused_total{reason=\"ttl\"}",
+        "wisp_delivery_latency_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
+    let _ = &mut alice;
+}
