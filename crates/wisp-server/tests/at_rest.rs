@@ -117,6 +117,13 @@ async fn message_text_never_reaches_the_server_disk_or_logs() {
 
     let mut bob = reopen_at(&url, bob_home).await;
     assert_eq!(bob.read_all().await, vec![marker.clone()]);
+    // Nor does it reach either device's disk: their stores hold keys and
+    // sessions, never text.
+    for home in [alice.home.path(), bob.home.path()] {
+        for (path, bytes) in store_files(home) {
+            assert!(!contains(&bytes, marker.as_bytes()), "marker in {path}");
+        }
+    }
     // Alice's device takes the read receipt, which burns it too.
     while !matches!(alice.event().await, Event::Read { .. }) {}
     drop(bob);
