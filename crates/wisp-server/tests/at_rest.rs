@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{befriend_devices, device_at, reopen_at, spawn};
+use common::{friends_one_offline, reopen_at, spawn};
 use wisp_client::Event;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -45,12 +45,7 @@ async fn an_acknowledged_message_survives_kill_9_and_arrives_once() {
     let env = [("WISP_POW_DIFFICULTY", "4"), ("WISP_REGISTER_LIMIT", "0")];
     let (mut first, addr, _logs) = spawn(cwd.path(), &env);
     let url = format!("ws://{addr}");
-    let mut alice = device_at(&url).await;
-    let bob = device_at(&url).await;
-    befriend_devices(&alice, &bob).await;
-    let b = bob.id();
-    let bob_home = bob.home;
-    drop(bob.messenger);
+    let (mut alice, b, bob_home) = friends_one_offline(&url).await;
 
     alice
         .messenger
@@ -97,12 +92,7 @@ async fn message_text_never_reaches_the_server_disk_or_logs() {
     let data_dir = cwd.path().join("wisp-data");
     let marker = format!("MARKER-{}", wisp_client::Identity::generate().user_id());
 
-    let mut alice = device_at(&url).await;
-    let bob = device_at(&url).await;
-    befriend_devices(&alice, &bob).await;
-    let b = bob.id();
-    let bob_home = bob.home;
-    drop(bob.messenger);
+    let (mut alice, b, bob_home) = friends_one_offline(&url).await;
     alice
         .messenger
         .send_text(b, &marker, HOUR, None)

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, TestServer, befriend_devices, code_of};
+use common::{Device, TestServer, befriend_devices, code_of, friends_one_offline, http_get};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
@@ -82,12 +82,7 @@ async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_recipient_gets_its_messages_at_login_oldest_first() {
     let server = TestServer::start().await;
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
-    let b = bob.id();
-    let bob_home = bob.home;
-    drop(bob.messenger);
+    let (mut alice, b, bob_home) = friends_one_offline(&server.url()).await;
 
     for text in ["one", "two", "three"] {
         alice
@@ -124,12 +119,7 @@ async fn alice_reads(alice: &mut Device, n: usize) -> usize {
 async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it() {
     let clock = Arc::new(ManualClock::starting_now());
     let server = TestServer::start_with_clock(|_| {}, clock.clone() as Arc<dyn Clock>).await;
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
-    let b = bob.id();
-    let bob_home = bob.home;
-    drop(bob.messenger);
+    let (mut alice, b, bob_home) = friends_one_offline(&server.url()).await;
 
     alice
         .messenger
@@ -441,12 +431,7 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
             .unwrap(),
         dir,
     );
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
-    let b = bob.id();
-    let home = bob.home;
-    drop(bob.messenger);
+    let (mut alice, b, home) = friends_one_offline(&server.url()).await;
     alice
         .messenger
         .send_text(b, "once", HOUR, None)
@@ -492,20 +477,9 @@ async fn the_lifecycle_is_counted_in_metrics() {
     tokio::time::sleep(Duration::from_millis(600)).await; // a reaper pass
 
     let addr = server.server.local_addr();
-    let metrics = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
+    let metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
         .unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).unwrap();
-        body
-    })
-    .await
-    .unwrap();
     for name in [
         "wisp_messages_sent_total",
         "wisp_messages_delivered_total",

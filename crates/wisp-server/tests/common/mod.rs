@@ -208,6 +208,33 @@ pub async fn reopen_at(url: &str, home: tempfile::TempDir) -> Device {
     Device { messenger, home }
 }
 
+/// Two new friends at `url`, the second gone offline: returns the first,
+/// the second's id, and the home that holds the second's state.
+pub async fn friends_one_offline(url: &str) -> (Device, wisp_proto::UserId, tempfile::TempDir) {
+    let alice = device_at(url).await;
+    let bob = device_at(url).await;
+    befriend_devices(&alice, &bob).await;
+    let id = bob.id();
+    (alice, id, bob.home)
+}
+
+/// `GET path` on a server's HTTP port; the whole response as text.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
 /// Makes two devices friends.
 pub async fn befriend_devices(a: &Device, b: &Device) {
     a.messenger

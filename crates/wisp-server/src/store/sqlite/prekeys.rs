@@ -1,11 +1,21 @@
 //! One-time and fallback keys in SQLite.
 
 use async_trait::async_trait;
+use sqlx::SqliteConnection;
 use wisp_proto::UserId;
 use wisp_proto::limits::MAX_STORED_ONE_TIME_KEYS;
 
 use super::{SqliteStore, backend, key_from_row};
 use crate::store::{ClaimedKey, PreKeyStore, SignedKey, StoreError};
+
+async fn count(conn: &mut SqliteConnection, owner: UserId) -> Result<usize, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_keys WHERE owner = ?")
+        .bind(owner.as_bytes().as_slice())
+        .fetch_one(conn)
+        .await
+        .map_err(backend)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
 
 #[async_trait]
 impl PreKeyStore for SqliteStore {
@@ -20,12 +30,7 @@ impl PreKeyStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)?;
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_keys WHERE owner = ?")
-            .bind(owner.as_bytes().as_slice())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let room = MAX_STORED_ONE_TIME_KEYS.saturating_sub(usize::try_from(stored).unwrap_or(0));
+        let room = MAX_STORED_ONE_TIME_KEYS.saturating_sub(count(&mut tx, owner).await?);
         for key in one_time.iter().take(room) {
             sqlx::query(
                 "INSERT INTO one_time_keys (owner, public_key, signature) VALUES (?, ?, ?) \
@@ -51,13 +56,9 @@ impl PreKeyStore for SqliteStore {
             .await
             .map_err(backend)?;
         }
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_keys WHERE owner = ?")
-            .bind(owner.as_bytes().as_slice())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let total = count(&mut tx, owner).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(usize::try_from(total).unwrap_or(0))
+        Ok(total)
     }
 
     async fn claim(&self, owner: UserId) -> Result<Option<ClaimedKey>, StoreError> {
@@ -101,11 +102,7 @@ impl PreKeyStore for SqliteStore {
     }
 
     async fn one_time_key_count(&self, owner: UserId) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_keys WHERE owner = ?")
-            .bind(owner.as_bytes().as_slice())
-            .fetch_one(&self.readers)
-            .await
-            .map_err(backend)?;
-        Ok(usize::try_from(n).unwrap_or(0))
+        let mut conn = self.readers.acquire().await.map_err(backend)?;
+        count(&mut conn, owner).await
     }
 }
