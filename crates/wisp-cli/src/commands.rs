@@ -21,7 +21,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Register => register(&home, &cli.server).await,
         Command::Id => {
-            let (_, state) = open_store(&home).await?;
+            let state = peek_store(&home).await?;
             println!("{}", state.identity.user_id());
             Ok(())
         }
@@ -66,6 +66,7 @@ async fn send(
     let sent = messenger
         .send_text(to, text, Duration::from_secs(ttl), view)
         .await?;
+    messenger.confirm().await?;
     println!(
         "sent to {to}; it burns once read and expires at {}",
         rfc3339(sent.expires_unix_ms)
@@ -86,7 +87,10 @@ async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Re
         let event = match next {
             Ok(Some(event)) => event,
             Ok(None) => return Err(CliError::from(ClientError::Closed(None))),
-            Err(_) if deadline.is_some() => return Ok(()),
+            Err(_) if deadline.is_some() => {
+                messenger.confirm().await?;
+                return Ok(());
+            }
             Err(_) => {
                 return Err(CliError::from(ClientError::Timeout(Duration::from_secs(
                     60,
@@ -227,9 +231,23 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
     Ok(())
 }
 
-/// Opens the store, connects and logs in.
+/// Reads the identity without locking the store (for commands that change
+/// nothing local, so they work while `wisp chat` holds it).
+async fn peek_store(home: &std::path::Path) -> Result<LocalState, CliError> {
+    if !KeyStore::exists_in(home) {
+        return Err(KeyStoreError::Missing(home.to_owned()).into());
+    }
+    let secret = passphrase(false)?;
+    let home = home.to_owned();
+    tokio::task::spawn_blocking(move || KeyStore::peek(&home, &secret))
+        .await
+        .map_err(|e| CliError::failed(format!("key store task failed: {e}")))?
+        .map_err(CliError::from)
+}
+
+/// Reads the identity, connects and logs in.
 async fn logged_in(home: &std::path::Path, server: &str) -> Result<Client, CliError> {
-    let (_, state) = open_store(home).await?;
+    let state = peek_store(home).await?;
     let Some(pinned) = state.server_name.as_deref() else {
         return Err(CliError::failed(
             "this identity is not registered yet; run `wisp register` first",

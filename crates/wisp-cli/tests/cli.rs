@@ -189,7 +189,7 @@ async fn decline_remove_and_block_behave() {
 
 /// Logs an SDK client in as the CLI user in `home`.
 async fn sdk_login(env: &Env, home: &Path) -> (Client, Identity) {
-    let (_, state) = KeyStore::open(home, PASSPHRASE).unwrap();
+    let state = KeyStore::peek(home, PASSPHRASE).unwrap();
     let (mut client, _) = Client::connect(&env.server.ws_url()).await.unwrap();
     client
         .login(&state.identity, state.server_name.as_deref().unwrap())

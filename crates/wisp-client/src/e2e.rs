@@ -28,6 +28,9 @@ const SESSIONS_PER_FRIEND: usize = 3;
 /// One-time keys the client keeps on the server.
 pub const ONE_TIME_KEY_TARGET: usize = 50;
 
+/// How long a fallback key serves before a new one replaces it (a week).
+pub const FALLBACK_ROTATION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// Why a key or message was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -102,17 +105,28 @@ pub fn verify_bundle(peer: UserId, bundle: &KeyBundle) -> Result<(), E2eError> {
 
 impl LocalState {
     /// Keys to upload so the server holds [`ONE_TIME_KEY_TARGET`] one-time
-    /// keys (it reports `server_has`), plus a fresh fallback key. The caller
-    /// must persist the state *before* uploading (the private halves must
-    /// survive a crash), then call [`LocalState::keys_published`].
-    pub fn prepare_key_upload(&mut self, server_has: usize) -> Option<UploadKeys> {
+    /// keys (it reports `server_has`), plus a new fallback key when the last
+    /// one is older than [`FALLBACK_ROTATION_MS`] (rotating on every upload
+    /// would strand pre-key messages built on older fallbacks: vodozemac
+    /// keeps only the current and the previous one). The caller must persist
+    /// the state *before* uploading (the private halves must survive a
+    /// crash), then call [`LocalState::keys_published`].
+    pub fn prepare_key_upload(&mut self, server_has: usize, now_ms: i64) -> Option<UploadKeys> {
         let missing = ONE_TIME_KEY_TARGET.saturating_sub(server_has);
         if missing == 0 {
             return None;
         }
+        let rotate = self
+            .fallback_rotated_ms
+            .is_none_or(|at| now_ms.saturating_sub(at) >= FALLBACK_ROTATION_MS);
         let account = self.identity.account_mut();
-        account.generate_one_time_keys(missing);
-        account.generate_fallback_key();
+        // Never more unpublished keys than one upload carries.
+        let unpublished = account.one_time_keys().len();
+        account.generate_one_time_keys(missing.saturating_sub(unpublished));
+        if rotate {
+            account.generate_fallback_key();
+            self.fallback_rotated_ms = Some(now_ms);
+        }
         let sign = |key: &Curve25519PublicKey| SignedKey {
             public_key: key.to_bytes().to_vec(),
             signature: self
@@ -207,10 +221,18 @@ impl LocalState {
             .map_err(|e| E2eError::Malformed(e.to_string()))?;
         let plaintext = match &message {
             OlmMessage::Normal(_) => self.decrypt_existing(peer, &message)?,
-            OlmMessage::PreKey(pre_key) => match self.decrypt_existing(peer, &message) {
-                Ok(plaintext) => plaintext,
-                Err(_) => self.accept_new_session(peer, &envelope, pre_key)?,
-            },
+            OlmMessage::PreKey(pre_key) => {
+                let known = self
+                    .sessions
+                    .get(&peer)
+                    .is_some_and(|s| s.iter().any(|s| s.session_id() == pre_key.session_id()));
+                if known {
+                    // A replay of a session we have never opens a second one.
+                    self.decrypt_existing(peer, &message)?
+                } else {
+                    self.accept_new_session(peer, &envelope, pre_key)?
+                }
+            }
         };
         codec::decode_message(&plaintext).map_err(|e| E2eError::Malformed(e.to_string()))
     }
@@ -276,10 +298,19 @@ impl LocalState {
         self.seen.contains_key(&id)
     }
 
+    /// Remembers that `peer`'s message `client_msg_id` was shown, until
+    /// `expires_at`; returns false if it had been shown already (a replay).
+    pub fn first_sight(&mut self, peer: UserId, client_msg_id: [u8; 16], expires_at: i64) -> bool {
+        self.seen_messages
+            .insert((peer, client_msg_id), expires_at)
+            .is_none()
+    }
+
     /// Forgets handled ids whose messages have expired (the server can no
     /// longer deliver them).
     pub fn prune_seen(&mut self, now_ms: i64) {
         self.seen.retain(|_, expires| *expires > now_ms);
+        self.seen_messages.retain(|_, expires| *expires > now_ms);
     }
 }
 
@@ -317,7 +348,7 @@ mod tests {
 
     /// What a server would hand out for `owner`: its identity and one key.
     fn bundle(owner: &mut LocalState) -> KeyBundle {
-        let upload = owner.prepare_key_upload(0).unwrap();
+        let upload = owner.prepare_key_upload(0, 0).unwrap();
         owner.keys_published();
         KeyBundle {
             user_id: owner.identity.user_id().to_vec(),
@@ -441,6 +472,37 @@ mod tests {
             Err(E2eError::ForgedKey(_))
         ));
         let _ = &mut alice;
+    }
+
+    #[test]
+    fn a_replayed_pre_key_message_opens_no_second_session() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        let opener = alice.encrypt(b, &text("once")).unwrap();
+        bob.decrypt(a, &opener).unwrap();
+        assert!(bob.decrypt(a, &opener).is_err());
+        assert_eq!(bob.sessions[&a].len(), 1);
+    }
+
+    #[test]
+    fn the_fallback_key_rotates_weekly_not_per_upload() {
+        let mut bob = state();
+        let first = bob.prepare_key_upload(0, 0).unwrap().fallback_key;
+        bob.keys_published();
+        assert!(first.is_some());
+        assert!(
+            bob.prepare_key_upload(0, 1000)
+                .unwrap()
+                .fallback_key
+                .is_none()
+        );
+        bob.keys_published();
+        let later = bob
+            .prepare_key_upload(0, FALLBACK_ROTATION_MS)
+            .unwrap()
+            .fallback_key;
+        assert!(later.is_some() && later != first);
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub enum KeyStoreError {
     /// No identity exists in this home yet.
     #[error("no identity in {0}; run `wisp register` first")]
     Missing(PathBuf),
+    /// Another process has this identity open.
+    #[error("another wisp process is using the identity in {0}; close it first")]
+    InUse(PathBuf),
     /// An identity exists already, so a new one is not created over it.
     #[error("an identity already exists in {0}")]
     Exists(PathBuf),
@@ -119,6 +122,9 @@ struct Sealed {
     /// Server message ids already handled, with their expiry.
     #[serde(default)]
     seen: Vec<(u64, i64)>,
+    /// When the fallback key was last replaced.
+    #[serde(default)]
+    fallback_rotated_ms: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,6 +144,13 @@ pub struct LocalState {
     pub(crate) sessions: SessionBook,
     /// Server message ids handled, with their expiry (ms since the epoch).
     pub(crate) seen: BTreeMap<u64, i64>,
+    /// Friends' message ids shown in this process, with their expiry: a
+    /// replayed message is not shown twice. Kept in memory only (persisting
+    /// it would grow every save); across restarts, replays of known
+    /// sessions are refused by the session checks in [`crate::e2e`].
+    pub(crate) seen_messages: BTreeMap<(wisp_proto::UserId, [u8; 16]), i64>,
+    /// When the fallback key was last replaced.
+    pub(crate) fallback_rotated_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for LocalState {
@@ -158,15 +171,24 @@ impl LocalState {
             server_name: None,
             sessions: SessionBook::new(),
             seen: BTreeMap::new(),
+            seen_messages: BTreeMap::new(),
+            fallback_rotated_ms: None,
         }
     }
 }
 
 /// An open key store: the file and the key derived from the passphrase.
+///
+/// It holds an exclusive lock on the home while open: two processes working
+/// on the same ratchet would reuse message keys and lose each other's
+/// writes, so a second one is refused ([`KeyStoreError::InUse`]).
+/// [`KeyStore::peek`] reads without locking, for commands that change
+/// nothing.
 pub struct KeyStore {
     path: PathBuf,
     header: Header,
     key: Zeroizing<[u8; 32]>,
+    _lock: fs::File,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -215,14 +237,42 @@ impl KeyStore {
             kdf,
             salt,
         };
+        let lock = lock_home(home)?;
         let key = derive_key(passphrase, &header, &path)?;
-        let store = Self { path, header, key };
+        let store = Self {
+            path,
+            header,
+            key,
+            _lock: lock,
+        };
         store.save(state)?;
         Ok(store)
     }
 
-    /// Opens the store in `home` and decrypts it.
+    /// Opens the store in `home`, locking it, and decrypts it.
     pub fn open(home: &Path, passphrase: &str) -> Result<(Self, LocalState), KeyStoreError> {
+        let lock = lock_home(home)?;
+        let (path, header, key, state) = Self::read(home, passphrase)?;
+        let store = Self {
+            path,
+            header,
+            key,
+            _lock: lock,
+        };
+        Ok((store, state))
+    }
+
+    /// Decrypts the store in `home` without locking it or keeping the key:
+    /// for reading the identity while another process may hold the store.
+    pub fn peek(home: &Path, passphrase: &str) -> Result<LocalState, KeyStoreError> {
+        Self::read(home, passphrase).map(|(_, _, _, state)| state)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read(
+        home: &Path,
+        passphrase: &str,
+    ) -> Result<(PathBuf, Header, Zeroizing<[u8; 32]>, LocalState), KeyStoreError> {
         let path = Self::path_in(home);
         let text = match fs::read(&path) {
             Ok(text) => text,
@@ -280,13 +330,10 @@ impl KeyStore {
             server_name: sealed.server_name,
             sessions,
             seen: sealed.seen.into_iter().collect(),
+            seen_messages: BTreeMap::new(),
+            fallback_rotated_ms: sealed.fallback_rotated_ms,
         };
-        let store = Self {
-            path,
-            header: envelope.header,
-            key,
-        };
-        Ok((store, state))
+        Ok((path, envelope.header, key, state))
     }
 
     /// Seals `state` and replaces the file atomically.
@@ -305,6 +352,7 @@ impl KeyStore {
                 })
                 .collect(),
             seen: state.seen.iter().map(|(id, exp)| (*id, *exp)).collect(),
+            fallback_rotated_ms: state.fallback_rotated_ms,
         };
         let plaintext = serialize_zeroizing(&sealed);
         let mut nonce = [0u8; NONCE_BYTES];
@@ -417,6 +465,25 @@ fn derive_key(
     Ok(key)
 }
 
+/// Takes the home's lock file, or says another process holds it.
+fn lock_home(home: &Path) -> Result<fs::File, KeyStoreError> {
+    let path = home.join(format!("{KEYSTORE_FILE}.lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| KeyStoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(KeyStoreError::InUse(home.to_owned())),
+        Err(fs::TryLockError::Error(source)) => Err(KeyStoreError::Io { path, source }),
+    }
+}
+
 fn random(buf: &mut [u8]) {
     use rand::Rng;
     rand::rng().fill_bytes(buf);
@@ -427,7 +494,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("wisp.tmp");
+    let tmp = path.with_extension(format!("wisp.tmp.{}", std::process::id()));
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -499,9 +566,41 @@ mod tests {
     }
 
     #[test]
+    fn a_second_process_is_refused_but_may_peek() {
+        let home = tempfile::tempdir().unwrap();
+        let original = state();
+        let id = original.identity.user_id();
+        let held = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
+        assert!(matches!(
+            KeyStore::open(home.path(), "pw"),
+            Err(KeyStoreError::InUse(_))
+        ));
+        assert_eq!(
+            KeyStore::peek(home.path(), "pw")
+                .unwrap()
+                .identity
+                .user_id(),
+            id
+        );
+        drop(held);
+        assert!(KeyStore::open(home.path(), "pw").is_ok());
+    }
+
+    #[test]
+    fn sessions_and_handled_ids_survive_a_reopen() {
+        let home = tempfile::tempdir().unwrap();
+        let mut original = state();
+        original.mark_seen(42, i64::MAX);
+        let store = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
+        drop(store);
+        let (_, reopened) = KeyStore::open(home.path(), "pw").unwrap();
+        assert!(reopened.is_seen(42));
+    }
+
+    #[test]
     fn never_overwrites_an_identity() {
         let home = tempfile::tempdir().unwrap();
-        KeyStore::create(home.path(), "pw", TEST_KDF, &state()).unwrap();
+        drop(KeyStore::create(home.path(), "pw", TEST_KDF, &state()).unwrap());
         assert!(matches!(
             KeyStore::create(home.path(), "pw", TEST_KDF, &state()),
             Err(KeyStoreError::Exists(_))
@@ -532,10 +631,12 @@ mod tests {
     fn tampered_parameters_are_detected() {
         let home = tempfile::tempdir().unwrap();
         let store = KeyStore::create(home.path(), "pw", TEST_KDF, &state()).unwrap();
-        let text = std::fs::read_to_string(store.path()).unwrap();
+        let path = store.path().to_owned();
+        drop(store);
+        let text = std::fs::read_to_string(&path).unwrap();
         let mut envelope: serde_json::Value = serde_json::from_str(&text).unwrap();
         envelope["kdf"]["t"] = 2.into();
-        std::fs::write(store.path(), envelope.to_string()).unwrap();
+        std::fs::write(&path, envelope.to_string()).unwrap();
         assert!(matches!(
             KeyStore::open(home.path(), "pw"),
             Err(KeyStoreError::WrongPassphrase)

@@ -8,10 +8,15 @@
 //!
 //! Receiving: each delivery is checked against the messages already handled
 //! (a redelivery after a reconnect is acknowledged, never shown twice),
-//! decrypted, persisted, acknowledged (the server burns it), and handed to
-//! the application as [`Event::Message`], in memory only. A message that
-//! cannot be decrypted is reported as [`Event::Undecryptable`] and a fresh
-//! session is set up with the sender, so the next message gets through.
+//! decrypted in memory and handed to the application as [`Event::Message`].
+//! Only once the application has taken it (its next call to
+//! [`Messenger::next_event`], [`Messenger::mark_read`], a send, or
+//! [`Messenger::confirm`]) is the new state persisted and the message
+//! acknowledged, so the server burns it. A crash in between loses nothing:
+//! the state on disk is the one before the message, which comes again and
+//! decrypts again. A message that cannot be decrypted is reported as
+//! [`Event::Undecryptable`] and a fresh session is set up with the sender,
+//! so the next message gets through.
 //!
 //! Timers: the hard ceiling (at most 60 minutes, enforced here as well as on
 //! the server) and the sender's burn-on-read timer travel inside the
@@ -79,6 +84,8 @@ pub struct Messenger {
     outgoing: BTreeMap<[u8; 16], Outgoing>,
     pending_events: VecDeque<Event>,
     renewed: HashMap<UserId, Instant>,
+    /// Received and handed out, not yet persisted and acknowledged.
+    unconfirmed: Vec<u64>,
 }
 
 impl Messenger {
@@ -99,6 +106,7 @@ impl Messenger {
             outgoing: BTreeMap::new(),
             pending_events: VecDeque::new(),
             renewed: HashMap::new(),
+            unconfirmed: Vec::new(),
         };
         let remaining = messenger.client.keys_remaining_at_login();
         messenger.top_up_keys(remaining).await?;
@@ -129,7 +137,7 @@ impl Messenger {
         if (server_has as usize) >= LOW_ONE_TIME_KEYS {
             return Ok(());
         }
-        let Some(upload) = self.state.prepare_key_upload(server_has as usize) else {
+        let Some(upload) = self.state.prepare_key_upload(server_has as usize, now_ms()) else {
             return Ok(());
         };
         // The private halves must be on disk before the public ones are out.
@@ -179,6 +187,8 @@ impl Messenger {
         ttl: Duration,
         client_msg_id: [u8; 16],
     ) -> Result<SentMessage, ClientError> {
+        // What was received is in the state about to be saved: acknowledge it.
+        self.confirm().await?;
         if ttl > MAX_MESSAGE_TTL || ttl.is_zero() {
             return Err(ClientError::Refused {
                 code: Some(ErrorCode::TtlTooLong),
@@ -241,6 +251,7 @@ impl Messenger {
     /// Tells the sender `message` was read (an end-to-end read receipt), so
     /// their device burns its copy.
     pub async fn mark_read(&mut self, message: &ReceivedMessage) -> Result<(), ClientError> {
+        self.confirm().await?;
         let remaining = message.expires_unix_ms - now_ms();
         if remaining <= 0 {
             return Ok(());
@@ -259,6 +270,10 @@ impl Messenger {
     /// expiry, a friend event, a disconnect. `None` once the connection is
     /// gone and everything was told.
     pub async fn next_event(&mut self) -> Option<Event> {
+        // The application has taken every event handed out before.
+        if let Err(error) = self.confirm().await {
+            tracing::warn!(%error, "could not confirm received messages; they will come again");
+        }
         loop {
             if let Some(event) = self.pending_events.pop_front() {
                 return Some(event);
@@ -307,22 +322,37 @@ impl Messenger {
         }
     }
 
+    /// Persists what was received and handed out so far, then acknowledges
+    /// it to the server, which burns it. Runs by itself at the next
+    /// [`Messenger::next_event`], [`Messenger::mark_read`] or send; call it
+    /// before dropping the messenger. If persisting fails nothing is
+    /// acknowledged: the messages come again.
+    pub async fn confirm(&mut self) -> Result<(), ClientError> {
+        if self.unconfirmed.is_empty() {
+            return Ok(());
+        }
+        self.state.prune_seen(now_ms());
+        self.store.save(&self.state)?;
+        let ids = std::mem::take(&mut self.unconfirmed);
+        if let Err(error) = self.client.ack(ids).await {
+            // They stay on the server, come again after a reconnect, and are
+            // recognised as handled then.
+            tracing::warn!(%error, "could not acknowledge messages");
+        }
+        Ok(())
+    }
+
     async fn receive(&mut self, delivery: Delivery) -> Option<Event> {
         let id = delivery.message_id;
         let now = now_ms();
+        self.unconfirmed.push(id);
         if self.state.is_seen(id) || delivery.expires_unix_ms <= now {
             // Handled before (a redelivery after reconnect), or expired: burn
             // it without showing it again.
-            self.burn(id).await;
             return None;
         }
         let outcome = self.state.decrypt(delivery.from, &delivery.ciphertext);
         self.state.mark_seen(id, delivery.expires_unix_ms);
-        self.state.prune_seen(now);
-        if let Err(error) = self.store.save(&self.state) {
-            tracing::error!(%error, "could not persist the session state");
-        }
-        self.burn(id).await;
         let sealed = match outcome {
             Ok(sealed) => sealed,
             Err(error) => {
@@ -344,6 +374,14 @@ impl Messenger {
             .min(delivery.expires_unix_ms)
             .min(ceiling);
         if expires_unix_ms <= now {
+            return None;
+        }
+        if let Ok(client_msg_id) = <[u8; 16]>::try_from(sealed.client_msg_id.as_slice())
+            && !self
+                .state
+                .first_sight(delivery.from, client_msg_id, expires_unix_ms)
+        {
+            // The same message under a new server id: a replay.
             return None;
         }
         match sealed.kind {
@@ -380,14 +418,6 @@ impl Messenger {
                 None
             }
             Some(Kind::Renewal(_)) | None => None,
-        }
-    }
-
-    async fn burn(&self, id: u64) {
-        if let Err(error) = self.client.ack(vec![id]).await {
-            // The message stays on the server; it comes again after a
-            // reconnect and is recognised then.
-            tracing::warn!(%error, "could not acknowledge a message");
         }
     }
 

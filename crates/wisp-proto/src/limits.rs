@@ -36,6 +36,12 @@ pub const MAX_STORED_ONE_TIME_KEYS: usize = 100;
 /// Below this many one-time keys the server asks the client to top up.
 pub const LOW_ONE_TIME_KEYS: usize = 10;
 
+/// Unread messages one user may have waiting in one friend's mailbox.
+pub const MAX_PENDING_PER_CONVERSATION: u64 = 1000;
+
+/// Messages a connection is handed before it acknowledges some.
+pub const DELIVERY_WINDOW: usize = 256;
+
 /// Message ids one `Ack` may carry.
 pub const MAX_ACK_BATCH: usize = 1024;
 

@@ -24,6 +24,12 @@ use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, Stores};
 
+/// Key uploads and claims one user may make per minute.
+const KEY_OPS_PER_MINUTE: u32 = 60;
+
+/// Reaper ticks between store maintenance passes (when anything was deleted).
+const MAINTAIN_EVERY_TICKS: u32 = 4;
+
 /// Friend operations one user may make per minute (bursts up to the same).
 const FRIEND_OPS_PER_MINUTE: u32 = 120;
 
@@ -128,6 +134,11 @@ impl Server {
             register_limiter: RateLimiter::per_minute(config.register_limit),
             friend_op_limiter: RateLimiter::per_minute(FRIEND_OPS_PER_MINUTE),
             send_limiter: RateLimiter::per_minute(config.send_limit),
+            // Acknowledgements follow deliveries, so they get ten times the
+            // send allowance (and are unlimited when sends are).
+            ack_limiter: RateLimiter::per_minute(config.send_limit.saturating_mul(10)),
+            key_op_limiter: RateLimiter::per_minute(KEY_OPS_PER_MINUTE),
+            mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -207,12 +218,25 @@ impl Server {
 async fn reaper(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {
                 if let Err(error) = crate::services::messages::reap(&state).await {
                     tracing::warn!(?error, "reaper pass failed; retrying next tick");
+                }
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(MAINTAIN_EVERY_TICKS)
+                    && state.mailbox_dirty.swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    let done = state.stores.mailbox.maintain().await.unwrap_or_else(|error| {
+                        tracing::warn!(%error, "store maintenance failed; retrying later");
+                        false
+                    });
+                    if !done {
+                        state.mailbox_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         }

@@ -23,6 +23,10 @@ pub(crate) struct AppState {
     pub(crate) register_limiter: RateLimiter,
     pub(crate) friend_op_limiter: RateLimiter<wisp_proto::UserId>,
     pub(crate) send_limiter: RateLimiter<wisp_proto::UserId>,
+    pub(crate) ack_limiter: RateLimiter<wisp_proto::UserId>,
+    pub(crate) key_op_limiter: RateLimiter<wisp_proto::UserId>,
+    /// Set when messages were deleted since the last store maintenance.
+    pub(crate) mailbox_dirty: std::sync::atomic::AtomicBool,
     pub(crate) connection_slots: Arc<Semaphore>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,

@@ -26,6 +26,8 @@ async fn receive(device: &mut Device, n: usize) -> Vec<String> {
             texts.push(message.text.to_string());
         }
     }
+    // Shown: let the device persist and acknowledge (burn) them.
+    device.messenger.confirm().await.unwrap();
     texts
 }
 
@@ -112,6 +114,7 @@ async fn alice_reads(alice: &mut Device, n: usize) -> usize {
             reads += 1;
         }
     }
+    alice.messenger.confirm().await.unwrap();
     reads
 }
 
@@ -133,8 +136,25 @@ async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it() {
         .unwrap();
     assert_eq!(server.stored().await, 2);
 
-    // Bob comes back 3 s later (server time).
+    // Bob comes back 3 s later (server time). Looking at the raw frames (no
+    // client-side filtering): only the long-lived message is delivered.
     clock.advance(Duration::from_secs(3));
+    let (raw, mut events) = server.raw_login(&bob_home).await;
+    let mut delivered = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Delivery(d) => delivered.push(d),
+            Event::MailboxDrained => break,
+            _ => {}
+        }
+    }
+    assert_eq!(delivered.len(), 1, "the expired message is not delivered");
+    assert!(delivered[0].expires_unix_ms > clock.now_ms());
+    drop((raw, events));
     let mut bob = server.reopen(bob_home).await;
     assert_eq!(bob.read_all().await, vec!["long-lived"]);
     // The reaper (every 500 ms) has removed the expired one; the read one
@@ -286,22 +306,38 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once() {
 async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
     let server = TestServer::start().await;
     let mut alice = server.device().await;
-    let mut bob = server.device().await;
+    let bob = server.device().await;
     befriend_devices(&alice, &bob).await;
     let (a, b) = (alice.id(), bob.id());
+    // A copy of Bob's key store from before any session: what a restore
+    // from an old backup brings back.
+    let store_file = wisp_client::KeyStore::path_in(bob.home.path());
+    let backup = std::fs::read(&store_file).unwrap();
+    let mut bob = bob;
+
     alice
         .messenger
         .send_text(b, "first", HOUR, None)
         .await
         .unwrap();
     assert_eq!(receive(&mut bob, 1).await, vec!["first"]);
+    bob.messenger
+        .send_text(a, "got it", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut alice, 1).await, vec!["got it"]);
 
-    // Something arrives that no session can open (corrupted, or sent from
-    // state the sender lost).
+    // Bob's device loses its session state.
+    let home = bob.home;
+    drop(bob.messenger);
+    std::fs::write(&store_file, &backup).unwrap();
+    let mut bob = server.reopen(home).await;
+
+    // Alice's next message rides the old session: Bob cannot read it, and
+    // is told so rather than left in silence.
     alice
         .messenger
-        .client()
-        .send_ciphertext(b, [9; 16], b"\x08\x01\x12\x03abc".to_vec(), HOUR)
+        .send_text(b, "lost", HOUR, None)
         .await
         .unwrap();
     loop {
@@ -314,9 +350,8 @@ async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
             _ => {}
         }
     }
-    // Bob's device set up a fresh session and told Alice's; her next
-    // message gets through, and so does his reply.
-    // Alice's device takes in the renewal (it carries no content).
+    // Bob's device set up a fresh session and told Alice's; once hers has
+    // taken that in, her messages get through again, and so do his.
     let quiet = tokio::time::timeout(Duration::from_millis(500), alice.event()).await;
     assert!(!matches!(quiet, Ok(Event::Message(_))), "{quiet:?}");
     alice
@@ -330,6 +365,48 @@ async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
         .await
         .unwrap();
     assert_eq!(receive(&mut alice, 1).await, vec!["reply"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows() {
+    let server = TestServer::start().await;
+    let (alice, b, bob_home) = friends_one_offline(&server.url()).await;
+    let client = alice.messenger.client();
+    // Raw ciphertexts: this is about the server's limits, not encryption.
+    for n in 0..wisp_proto::limits::MAX_PENDING_PER_CONVERSATION {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        client
+            .send_ciphertext(b, id, vec![1; 32], HOUR)
+            .await
+            .unwrap();
+    }
+    let full = client
+        .send_ciphertext(b, [0xff; 16], vec![1; 32], HOUR)
+        .await;
+    assert_eq!(code_of(full), ErrorCode::MailboxFull);
+
+    // Bob is handed at most a window's worth until he acknowledges.
+    let (raw, mut events) = server.raw_login(&bob_home).await;
+    let mut delivered = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), events.next()).await
+    {
+        if let Event::Delivery(d) = event {
+            delivered.push(d.message_id);
+        }
+    }
+    assert_eq!(delivered.len(), wisp_proto::limits::DELIVERY_WINDOW);
+    raw.ack(delivered[..10].to_vec()).await.unwrap();
+    let mut more = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), events.next()).await
+    {
+        if let Event::Delivery(_) = event {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 10, "ten acknowledged, ten more delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,6 +480,9 @@ impl MailboxStore for LostAcks {
     }
     async fn stored_count(&self) -> Result<u64, StoreError> {
         self.0.stored_count().await
+    }
+    async fn pending_between(&self, s: UserId, r: UserId) -> Result<u64, StoreError> {
+        self.0.pending_between(s, r).await
     }
 }
 

@@ -12,6 +12,7 @@
 //! reconnect the cursor starts again from zero: what was delivered but not
 //! acknowledged comes again, and the client recognises it.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::frames::{Deliver, MailboxDrained};
+use wisp_proto::limits::DELIVERY_WINDOW;
 use wisp_proto::server_frame::Body;
 use wisp_proto::{MessageId, UserId};
 use wisp_proto::{ServerFrame, encode};
@@ -51,6 +53,9 @@ struct Delivery {
     user: UserId,
     cursor: MessageId,
     drained_announced: bool,
+    /// Delivered here and not yet acknowledged; at most [`DELIVERY_WINDOW`],
+    /// so a flood waits on the server, not in the client's memory.
+    in_flight: HashSet<u64>,
 }
 const TRY_AGAIN_LATER: u16 = 1013;
 
@@ -130,10 +135,22 @@ where
                         user,
                         cursor: MessageId(0),
                         drained_announced: false,
+                        in_flight: HashSet::new(),
                     });
                     // Subscribed first, then woken: a message stored from now
                     // on wakes us again, one stored before is fetched now.
                     wake.notify_one();
+                }
+                if let Some(delivery) = delivery.as_mut()
+                    && !outcome.acked.is_empty()
+                {
+                    let was_full = delivery.in_flight.len() >= DELIVERY_WINDOW;
+                    for id in &outcome.acked {
+                        delivery.in_flight.remove(id);
+                    }
+                    if was_full && delivery.in_flight.len() < DELIVERY_WINDOW {
+                        wake.notify_one();
+                    }
                 }
                 if send(socket, &outcome.reply).await.is_err() {
                     return None;
@@ -157,7 +174,13 @@ async fn deliver<S>(
 where
     S: Sink<Message> + Unpin,
 {
-    let page = match messages::pending(state, delivery.user, delivery.cursor, DELIVERY_PAGE).await {
+    let room = DELIVERY_WINDOW.saturating_sub(delivery.in_flight.len());
+    if room == 0 {
+        // Acknowledgements reopen the window and wake us.
+        return Ok(());
+    }
+    let limit = room.min(DELIVERY_PAGE);
+    let page = match messages::pending(state, delivery.user, delivery.cursor, limit).await {
         Ok(page) => page,
         Err(error) => {
             tracing::warn!(code = ?error.code, "delivery failed; retrying");
@@ -166,9 +189,10 @@ where
             return Ok(());
         }
     };
-    let full = page.len() == DELIVERY_PAGE;
+    let full = page.len() == limit;
     for message in page {
         delivery.cursor = message.id;
+        delivery.in_flight.insert(message.id.0);
         let frame = ServerFrame {
             request_id: 0,
             body: Some(Body::Deliver(Deliver {

@@ -55,6 +55,8 @@ pub(crate) struct Outcome {
     pub(crate) logged_in: Option<UserId>,
     /// Set when the connection must close after the reply.
     pub(crate) close: Option<Close>,
+    /// Message ids this frame acknowledged (they leave the delivery window).
+    pub(crate) acked: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ pub(crate) struct Session {
     login_challenge: Option<accounts::LoginChallenge>,
     failed_logins: u32,
     protocol_errors: u32,
+    acked: Vec<u64>,
 }
 
 fn reply(request_id: u64, body: Out) -> ServerFrame {
@@ -89,6 +92,7 @@ impl Session {
             login_challenge: None,
             failed_logins: 0,
             protocol_errors: 0,
+            acked: Vec::new(),
         }
     }
 
@@ -136,6 +140,7 @@ impl Session {
             reply: reply(request_id, body),
             logged_in,
             close,
+            acked: std::mem::take(&mut self.acked),
         }
     }
 
@@ -151,6 +156,7 @@ impl Session {
             reply: reply(0, Out::Error(error.to_frame())),
             logged_in: None,
             close,
+            acked: Vec::new(),
         }
     }
 
@@ -316,6 +322,7 @@ impl Session {
             }
             (Phase::LoggedIn(me), In::Ack(ack)) => {
                 let burned = messages::ack(&self.state, me, &ack.message_ids).await?;
+                self.acked = ack.message_ids;
                 Ok(Out::Acked(Acked {
                     burned: u32::try_from(burned).unwrap_or(u32::MAX),
                 }))

@@ -98,6 +98,11 @@ pub(crate) async fn apply(
 async fn drop_undelivered(state: &AppState, me: UserId, other: UserId) -> Result<(), WireError> {
     let dropped = state.stores.mailbox.drop_conversation(me, other).await?;
     metrics::counter!("wisp_messages_dropped_total").increment(dropped);
+    if dropped > 0 {
+        state
+            .mailbox_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(())
 }
 

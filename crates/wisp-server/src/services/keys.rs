@@ -38,11 +38,19 @@ fn checked(key: &WireKey, owner_key: &ed25519_dalek::VerifyingKey) -> Result<Sig
 }
 
 /// Stores `me`'s new keys; returns how many one-time keys it now has.
+fn limit(state: &AppState, me: UserId) -> Result<(), WireError> {
+    state
+        .key_op_limiter
+        .check(me)
+        .map_err(|retry_after| WireError::rate_limited("key requests", retry_after))
+}
+
 pub(crate) async fn upload(
     state: &AppState,
     me: UserId,
     upload: UploadKeys,
 ) -> Result<u32, WireError> {
+    limit(state, me)?;
     if upload.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
@@ -79,6 +87,7 @@ pub(crate) async fn claim(
     me: UserId,
     other: UserId,
 ) -> Result<KeyBundle, WireError> {
+    limit(state, me)?;
     if !state.stores.friends.are_friends(me, other).await? {
         return Err(WireError::new(
             ErrorCode::NotFriends,
@@ -100,7 +109,9 @@ pub(crate) async fn claim(
     metrics::counter!("wisp_one_time_keys_claimed_total", "fallback" => if claimed.fallback { "yes" } else { "no" })
         .increment(1);
     let remaining = state.stores.prekeys.one_time_key_count(other).await?;
-    if remaining < LOW_ONE_TIME_KEYS {
+    // Tell the owner once as the count falls below the mark, and once more
+    // when it runs out, not on every claim.
+    if remaining + 1 == LOW_ONE_TIME_KEYS || remaining == 0 {
         state.hub.push(
             other,
             &ServerFrame {

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use wisp_proto::frames::Send;
-use wisp_proto::limits::{MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL};
+use wisp_proto::limits::{
+    MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL, MAX_PENDING_PER_CONVERSATION,
+};
 use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
@@ -81,11 +83,16 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
         ));
     }
     if !state.stores.friends.are_friends(me, to).await? {
+        return Err(not_friends());
+    }
+    if state.stores.mailbox.pending_between(me, to).await? >= MAX_PENDING_PER_CONVERSATION {
         return Err(refused(
-            "not_friends",
+            "mailbox_full",
             WireError::new(
-                ErrorCode::NotFriends,
-                "you can only send messages to friends",
+                ErrorCode::MailboxFull,
+                format!(
+                    "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
+                ),
             ),
         ));
     }
@@ -103,6 +110,12 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
             expires_at: now.saturating_add(ttl_ms),
         })
         .await?;
+    // A removal that ran between the check above and the store has already
+    // dropped the conversation; take this message back out too.
+    if !accepted.duplicate && !state.stores.friends.are_friends(me, to).await? {
+        state.stores.mailbox.drop_conversation(me, to).await?;
+        return Err(not_friends());
+    }
     if accepted.duplicate {
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
     } else {
@@ -112,8 +125,21 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
     Ok(accepted)
 }
 
+fn not_friends() -> WireError {
+    refused(
+        "not_friends",
+        WireError::new(
+            ErrorCode::NotFriends,
+            "you can only send messages to friends",
+        ),
+    )
+}
+
 /// Burns messages `me` has read.
 pub(crate) async fn ack(state: &AppState, me: UserId, ids: &[u64]) -> Result<u64, WireError> {
+    if let Err(retry_after) = state.ack_limiter.check(me) {
+        return Err(WireError::rate_limited("acknowledgements", retry_after));
+    }
     if ids.len() > MAX_ACK_BATCH {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
@@ -123,6 +149,11 @@ pub(crate) async fn ack(state: &AppState, me: UserId, ids: &[u64]) -> Result<u64
     let ids: Vec<MessageId> = ids.iter().copied().map(MessageId).collect();
     let burned = state.stores.mailbox.burn(me, &ids).await?;
     metrics::counter!("wisp_messages_burned_total").increment(burned);
+    if burned > 0 {
+        state
+            .mailbox_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(burned)
 }
 
@@ -157,5 +188,10 @@ pub(crate) async fn reap(state: &AppState) -> Result<u64, WireError> {
         }
     }
     metrics::counter!("wisp_messages_expired_total").increment(total);
+    if total > 0 {
+        state
+            .mailbox_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(total)
 }

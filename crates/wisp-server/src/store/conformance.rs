@@ -114,6 +114,8 @@ async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxSto
     );
     mailbox.put(message(2, c, 20_000)).await.unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 3);
+    assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 2);
+    assert_eq!(mailbox.pending_between(b, a).await.unwrap(), 0);
 
     // Oldest first, only the recipient's, only after the cursor.
     let all = mailbox.fetch(b, MessageId(0), 5_000, 10).await.unwrap();
@@ -147,6 +149,7 @@ async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxSto
 
     // The reaper removes what expired, and the retry record with it...
     assert_eq!(mailbox.purge_expired(20_000, 100).await.unwrap(), 2);
+    mailbox.maintain().await.unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 0);
     let again = mailbox.put(message(1, b, 40_000)).await.unwrap();
     assert!(!again.duplicate);

@@ -170,6 +170,16 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// How many messages are stored in all (for tests and metrics).
     async fn stored_count(&self) -> Result<u64, StoreError>;
+
+    /// How many of `sender`'s messages wait in `recipient`'s mailbox.
+    async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError>;
+
+    /// Housekeeping after deletions, so deleted ciphertext leaves the disk
+    /// (SQLite: checkpoint and truncate the WAL). Returns false when it could
+    /// not finish now and should be tried again. Default: nothing to do.
+    async fn maintain(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Why an account was not created.

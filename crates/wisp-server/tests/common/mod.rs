@@ -99,7 +99,7 @@ impl TestServer {
     /// A plain SDK connection (no Messenger) logged in with the identity in
     /// `home`.
     pub async fn raw_login(&self, home: &tempfile::TempDir) -> (Client, Events) {
-        let (_, state) = KeyStore::open(home.path(), "pw").expect("open");
+        let state = KeyStore::peek(home.path(), "pw").expect("peek");
         let (mut client, events) = Client::connect(&self.url()).await.expect("connect");
         client
             .login(&state.identity, &self.name())
