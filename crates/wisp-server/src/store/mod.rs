@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use wisp_proto::{MessageId, UserId};
 
+mod friend_rules;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -17,11 +17,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use wisp_proto::UserId;
-use wisp_proto::limits::{MAX_BLOCKS, MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
 
+use super::friend_rules::{self, FriendTx};
 use super::{
     AccountStore, CreateAccountError, FriendEntry, FriendError, FriendStore, IdentityKeys,
-    PendingRequests, RequestEntry, RequestOutcome, Side, StoreError, UnixMillis,
+    PendingRequests, RequestEntry, RequestOutcome, StoreError, UnixMillis,
 };
 
 mod mailbox;
@@ -189,8 +189,8 @@ impl AccountStore for SqliteStore {
     }
 }
 
-/// The read-check-write steps of the friend operations, run on the writer
-/// connection inside a transaction.
+/// The friend rules' primitive steps on the writer connection, inside a
+/// transaction.
 struct Tx<'c>(&'c mut SqliteConnection);
 
 impl Tx<'_> {
@@ -228,13 +228,31 @@ impl Tx<'_> {
         Ok(done.rows_affected())
     }
 
-    async fn account_exists(&mut self, user: UserId) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE user_id = ?")
-            .bind(user.as_bytes().as_slice())
-            .fetch_optional(&mut *self.0)
+    async fn insert(
+        &mut self,
+        sql: &'static str,
+        a: UserId,
+        b: UserId,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql)
+            .bind(a.as_bytes().as_slice())
+            .bind(b.as_bytes().as_slice())
+            .bind(now)
+            .execute(&mut *self.0)
             .await
             .map_err(backend)?;
-        Ok(found.is_some())
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FriendTx for Tx<'_> {
+    async fn account_exists(&mut self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .count("SELECT count(*) FROM accounts WHERE user_id = ?", user)
+            .await?
+            > 0)
     }
 
     async fn has_blocked(&mut self, owner: UserId, other: UserId) -> Result<bool, StoreError> {
@@ -265,49 +283,100 @@ impl Tx<'_> {
             .await
     }
 
-    /// Makes `a` and `b` friends if both have room, clearing requests both
-    /// ways. The caller holds the write transaction, so the counts cannot
-    /// change between the check and the insert.
-    async fn befriend(&mut self, a: UserId, b: UserId, now: UnixMillis) -> Result<(), FriendError> {
-        if self.friend_count(a).await? >= MAX_FRIENDS {
-            return Err(FriendError::FriendLimit(Side::Me));
-        }
-        if self.friend_count(b).await? >= MAX_FRIENDS {
-            return Err(FriendError::FriendLimit(Side::Them));
-        }
-        for (owner, friend) in [(a, b), (b, a)] {
-            sqlx::query("INSERT INTO friends (owner, friend, since_ms) VALUES (?, ?, ?)")
-                .bind(owner.as_bytes().as_slice())
-                .bind(friend.as_bytes().as_slice())
-                .bind(now)
-                .execute(&mut *self.0)
-                .await
-                .map_err(backend)?;
-        }
-        self.clear_requests(a, b).await?;
-        Ok(())
-    }
-
-    async fn clear_requests(&mut self, a: UserId, b: UserId) -> Result<(), StoreError> {
-        self.run(
-            "DELETE FROM friend_requests WHERE (from_user = ?1 AND to_user = ?2) \
-             OR (from_user = ?2 AND to_user = ?1)",
-            a,
-            b,
+    async fn outgoing_count(&mut self, user: UserId) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT count(*) FROM friend_requests WHERE from_user = ?",
+            user,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
-    async fn unfriend(&mut self, a: UserId, b: UserId) -> Result<bool, StoreError> {
-        let removed = self
+    async fn visible_incoming_count(&mut self, user: UserId) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT count(*) FROM friend_requests WHERE to_user = ?1 \
+             AND from_user NOT IN (SELECT blocked FROM blocks WHERE owner = ?1)",
+            user,
+        )
+        .await
+    }
+
+    async fn block_count(&mut self, user: UserId) -> Result<usize, StoreError> {
+        self.count("SELECT count(*) FROM blocks WHERE owner = ?", user)
+            .await
+    }
+
+    async fn insert_request(
+        &mut self,
+        from: UserId,
+        to: UserId,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.insert(
+            "INSERT INTO friend_requests (from_user, to_user, created_ms) VALUES (?, ?, ?)",
+            from,
+            to,
+            now,
+        )
+        .await
+    }
+
+    async fn delete_request(&mut self, from: UserId, to: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .run(
+                "DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?",
+                from,
+                to,
+            )
+            .await?
+            > 0)
+    }
+
+    async fn insert_friendship(
+        &mut self,
+        a: UserId,
+        b: UserId,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO friends (owner, friend, since_ms) VALUES (?, ?, ?)";
+        self.insert(sql, a, b, now).await?;
+        self.insert(sql, b, a, now).await
+    }
+
+    async fn delete_friendship(&mut self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+        Ok(self
             .run(
                 "DELETE FROM friends WHERE (owner = ?1 AND friend = ?2) OR (owner = ?2 AND friend = ?1)",
                 a,
                 b,
             )
-            .await?;
-        Ok(removed > 0)
+            .await?
+            > 0)
+    }
+
+    async fn insert_block(
+        &mut self,
+        owner: UserId,
+        other: UserId,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.insert(
+            "INSERT INTO blocks (owner, blocked, created_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            owner,
+            other,
+            now,
+        )
+        .await
+    }
+
+    async fn delete_block(&mut self, owner: UserId, other: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .run(
+                "DELETE FROM blocks WHERE owner = ? AND blocked = ?",
+                owner,
+                other,
+            )
+            .await?
+            > 0)
     }
 }
 
@@ -370,102 +439,18 @@ impl FriendStore for SqliteStore {
         to: UserId,
         now: UnixMillis,
     ) -> Result<RequestOutcome, FriendError> {
-        if from == to {
-            return Err(FriendError::SelfTarget);
-        }
-        self.write(|tx| {
-            Box::pin(async move {
-                if !tx.account_exists(to).await? {
-                    return Err(FriendError::NoSuchUser);
-                }
-                if tx.has_blocked(from, to).await? {
-                    return Err(FriendError::Blocked);
-                }
-                if tx.are_friends(from, to).await? {
-                    return Err(FriendError::AlreadyFriends);
-                }
-                if tx.has_request(to, from).await? {
-                    tx.befriend(from, to, now).await?;
-                    return Ok(RequestOutcome::BecameFriends);
-                }
-                if tx.has_request(from, to).await? {
-                    return Ok(RequestOutcome::AlreadyPending);
-                }
-                if tx.friend_count(from).await? >= MAX_FRIENDS {
-                    return Err(FriendError::FriendLimit(Side::Me));
-                }
-                if tx.friend_count(to).await? >= MAX_FRIENDS {
-                    return Err(FriendError::FriendLimit(Side::Them));
-                }
-                let outgoing = tx
-                    .count(
-                        "SELECT count(*) FROM friend_requests WHERE from_user = ?",
-                        from,
-                    )
-                    .await?;
-                if outgoing >= MAX_PENDING_OUTGOING {
-                    return Err(FriendError::PendingLimit(Side::Me));
-                }
-                // Requests from users `to` blocked are invisible to `to` and
-                // take none of its room.
-                let incoming = tx
-                    .count(
-                        "SELECT count(*) FROM friend_requests WHERE to_user = ?1 \
-                         AND from_user NOT IN (SELECT blocked FROM blocks WHERE owner = ?1)",
-                        to,
-                    )
-                    .await?;
-                if incoming >= MAX_PENDING_INCOMING {
-                    return Err(FriendError::PendingLimit(Side::Them));
-                }
-                sqlx::query(
-                    "INSERT INTO friend_requests (from_user, to_user, created_ms) VALUES (?, ?, ?)",
-                )
-                .bind(from.as_bytes().as_slice())
-                .bind(to.as_bytes().as_slice())
-                .bind(now)
-                .execute(&mut *tx.0)
-                .await
-                .map_err(backend)?;
-                if tx.has_blocked(to, from).await? {
-                    Ok(RequestOutcome::Shadowed)
-                } else {
-                    Ok(RequestOutcome::Sent)
-                }
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::request(tx, from, to, now)))
+            .await
     }
 
     async fn accept(&self, me: UserId, from: UserId, now: UnixMillis) -> Result<(), FriendError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                if !tx.has_request(from, me).await? || tx.has_blocked(me, from).await? {
-                    return Err(FriendError::NoSuchRequest);
-                }
-                tx.befriend(me, from, now).await
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::accept(tx, me, from, now)))
+            .await
     }
 
     async fn decline(&self, me: UserId, from: UserId) -> Result<(), FriendError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                let removed = tx
-                    .run(
-                        "DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?",
-                        from,
-                        me,
-                    )
-                    .await?;
-                if removed == 0 {
-                    return Err(FriendError::NoSuchRequest);
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::decline(tx, me, from)))
+            .await
     }
 
     async fn cancel(&self, me: UserId, to: UserId) -> Result<(), FriendError> {
@@ -473,78 +458,18 @@ impl FriendStore for SqliteStore {
     }
 
     async fn remove(&self, me: UserId, other: UserId) -> Result<(), FriendError> {
-        if me == other {
-            return Err(FriendError::SelfTarget);
-        }
-        self.write(|tx| {
-            Box::pin(async move {
-                if !tx.unfriend(me, other).await? {
-                    return Err(FriendError::NotFriends);
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::remove(tx, me, other)))
+            .await
     }
 
     async fn block(&self, me: UserId, other: UserId, now: UnixMillis) -> Result<bool, FriendError> {
-        if me == other {
-            return Err(FriendError::SelfTarget);
-        }
-        self.write(|tx| {
-            Box::pin(async move {
-                if !tx.account_exists(other).await? {
-                    return Err(FriendError::NoSuchUser);
-                }
-                if !tx.has_blocked(me, other).await?
-                    && tx
-                        .count("SELECT count(*) FROM blocks WHERE owner = ?", me)
-                        .await?
-                        >= MAX_BLOCKS
-                {
-                    return Err(FriendError::BlockLimit);
-                }
-                let ended = tx.unfriend(me, other).await?;
-                tx.clear_requests(me, other).await?;
-                sqlx::query(
-                    "INSERT INTO blocks (owner, blocked, created_ms) VALUES (?, ?, ?) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(me.as_bytes().as_slice())
-                .bind(other.as_bytes().as_slice())
-                .bind(now)
-                .execute(&mut *tx.0)
-                .await
-                .map_err(backend)?;
-                Ok(ended)
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::block(tx, me, other, now)))
+            .await
     }
 
     async fn unblock(&self, me: UserId, other: UserId) -> Result<(), FriendError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                let removed = tx
-                    .run(
-                        "DELETE FROM blocks WHERE owner = ? AND blocked = ?",
-                        me,
-                        other,
-                    )
-                    .await?;
-                if removed == 0 {
-                    return Err(FriendError::NotBlocked);
-                }
-                tx.run(
-                    "DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?",
-                    other,
-                    me,
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(friend_rules::unblock(tx, me, other)))
+            .await
     }
 
     async fn friends(&self, me: UserId) -> Result<Vec<FriendEntry>, StoreError> {
