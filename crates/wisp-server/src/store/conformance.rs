@@ -30,16 +30,24 @@ pub(crate) async fn user(accounts: &dyn AccountStore, n: u32) -> UserId {
 }
 
 pub(crate) async fn run_all(stores: &Stores) {
-    let accounts = &*stores.accounts;
-    let friends = &*stores.friends;
+    run_relational(&*stores.accounts, &*stores.friends, &*stores.prekeys).await;
+    mailbox_lifecycle(&*stores.accounts, &*stores.mailbox).await;
+}
+
+/// Accounts, friends and keys: what the relational store of every backend
+/// must do.
+pub(crate) async fn run_relational(
+    accounts: &dyn AccountStore,
+    friends: &dyn FriendStore,
+    prekeys: &dyn PreKeyStore,
+) {
     accounts_are_unique(accounts).await;
     request_accept_list(accounts, friends).await;
     decline_cancel_remove(accounts, friends).await;
     blocking(accounts, friends).await;
     friend_limit_at_request_and_accept(accounts, friends).await;
     pending_limit(accounts, friends).await;
-    one_time_keys(accounts, &*stores.prekeys).await;
-    mailbox_lifecycle(accounts, &*stores.mailbox).await;
+    one_time_keys(accounts, prekeys).await;
 }
 
 fn signed(n: u8) -> SignedKey {
@@ -429,9 +437,7 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
 
 /// 30 users have asked one user to be friends; 30 accepts race for the 20
 /// places. Exactly 20 win, whatever the interleaving.
-pub(crate) async fn friend_cap_race(stores: &Stores) {
-    let friends = Arc::clone(&stores.friends);
-    let accounts = &*stores.accounts;
+pub(crate) async fn friend_cap_race(friends: Arc<dyn FriendStore>, accounts: &dyn AccountStore) {
     let popular = user(accounts, 9_000).await;
     let mut askers = Vec::new();
     for n in 0..30 {

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use wisp_proto::{MessageId, UserId};
 
 mod friend_rules;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]

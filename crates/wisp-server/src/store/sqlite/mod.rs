@@ -560,7 +560,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn friend_cap_holds_under_concurrent_accepts() {
         let (_dir, stores) = open().await;
-        crate::store::conformance::friend_cap_race(&stores).await;
+        crate::store::conformance::friend_cap_race(Arc::clone(&stores.friends), &*stores.accounts)
+            .await;
     }
 
     #[tokio::test]

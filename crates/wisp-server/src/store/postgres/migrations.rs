@@ -1,0 +1,57 @@
+//! Schema migrations for PostgreSQL: numbered SQL files compiled into the
+//! binary, applied once each, in order. An advisory lock serialises nodes
+//! that start at the same moment.
+
+use sqlx::PgPool;
+
+use super::backend;
+use crate::store::StoreError;
+
+/// `(version, name, sql)`, in order. Append only; never edit a shipped one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts_friends_keys",
+    include_str!("../../../migrations/postgres/0001_accounts_friends_keys.sql"),
+)];
+
+/// Any fixed number: the key of the advisory lock migrations hold.
+const MIGRATION_LOCK: i64 = 0x7769_7370; // "wisp"
+
+pub(super) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+         version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    for (version, name, sql) in MIGRATIONS {
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if applied.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(|e| {
+            StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
+        })?;
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tracing::info!(version, name, "applied schema migration");
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(())
+}

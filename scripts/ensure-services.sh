@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes sure the services the cluster-backend tests use are up on loopback:
+# PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Starts the
+# machine's own installations if they are down; installs nothing. Tests of
+# the cluster backend say "skipped: no PostgreSQL at ..." outside CI when a
+# service is missing, and fail with CI=true.
+set -uo pipefail
+
+say() { printf 'ensure-services: %s\n' "$*"; }
+
+if command -v pg_isready >/dev/null 2>&1; then
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    say "PostgreSQL is down; starting it"
+    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+      for version in $(ls /etc/postgresql); do
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+      done
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 && say "PostgreSQL is up" || say "PostgreSQL is NOT reachable on 127.0.0.1:5432"
+else
+  say "no PostgreSQL client tools here (pg_isready); cluster tests will report it"
+fi
+
+if command -v redis-cli >/dev/null 2>&1; then
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    say "Redis is down; starting it"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && say "Redis is up" || say "Redis is NOT reachable on 127.0.0.1:6379"
+else
+  say "no Redis tools here (redis-cli); cluster tests will report it"
+fi
+exit 0
