@@ -98,68 +98,82 @@ async fn one_time_keys(accounts: &dyn AccountStore, prekeys: &dyn PreKeyStore) {
     assert_eq!(stored, MAX_STORED_ONE_TIME_KEYS);
 }
 
-async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore) {
+pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore) {
+    use crate::clock::{Clock, SystemClock};
     let a = user(accounts, 900).await;
     let b = user(accounts, 901).await;
     let c = user(accounts, 902).await;
+    // Real time: a backend may expire messages by its own clock (Redis).
+    let t0 = SystemClock.now_ms();
     let message = |id: u8, to: UserId, expires_at: UnixMillis| NewMessage {
         sender: a,
         recipient: to,
         client_msg_id: CLIENT_IDS[id as usize],
         ciphertext: b"opaque",
-        sent_at: 1_000,
+        sent_at: t0,
         expires_at,
     };
-    let first = mailbox.put(message(0, b, 10_000)).await.unwrap();
-    assert!(!first.duplicate);
-    let second = mailbox.put(message(1, b, 20_000)).await.unwrap();
-    assert!(second.id > first.id);
+    let short = mailbox.put(message(0, b, t0 + 1_500)).await.unwrap();
+    assert!(!short.duplicate);
+    let second = mailbox.put(message(1, b, t0 + 60_000)).await.unwrap();
+    assert!(second.id > short.id);
     // A retry is recognised, and nothing new is stored.
-    let retry = mailbox.put(message(1, b, 99_000)).await.unwrap();
+    let retry = mailbox.put(message(1, b, t0 + 99_000)).await.unwrap();
     assert_eq!(
         (retry.id, retry.duplicate, retry.expires_at),
-        (second.id, true, 20_000)
+        (second.id, true, t0 + 60_000)
     );
-    mailbox.put(message(2, c, 20_000)).await.unwrap();
+    mailbox.put(message(2, c, t0 + 60_000)).await.unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 3);
     assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 2);
     assert_eq!(mailbox.pending_between(b, a).await.unwrap(), 0);
 
     // Oldest first, only the recipient's, only after the cursor.
-    let all = mailbox.fetch(b, MessageId(0), 5_000, 10).await.unwrap();
+    let all = mailbox.fetch(b, MessageId(0), t0, 10).await.unwrap();
     assert_eq!(
         all.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![first.id, second.id]
+        vec![short.id, second.id]
     );
     assert_eq!(all[0].sender, a);
     assert_eq!(all[0].ciphertext, b"opaque");
-    let after = mailbox.fetch(b, first.id, 5_000, 10).await.unwrap();
-    assert_eq!(after.len(), 1);
+    assert_eq!(mailbox.fetch(b, short.id, t0, 10).await.unwrap().len(), 1);
     assert_eq!(
-        mailbox
-            .fetch(b, MessageId(0), 5_000, 1)
-            .await
-            .unwrap()
-            .len(),
+        mailbox.fetch(b, MessageId(0), t0, 1).await.unwrap().len(),
         1
     );
     // Nothing is handed out once expired, purged or not.
-    let late = mailbox.fetch(b, MessageId(0), 10_000, 10).await.unwrap();
+    let late = mailbox
+        .fetch(b, MessageId(0), t0 + 1_500, 10)
+        .await
+        .unwrap();
     assert_eq!(
         late.iter().map(|m| m.id).collect::<Vec<_>>(),
         vec![second.id]
     );
 
     // Burning is the recipient's alone.
-    assert_eq!(mailbox.burn(c, &[first.id]).await.unwrap(), 0);
-    assert_eq!(mailbox.burn(b, &[first.id, first.id]).await.unwrap(), 1);
-    assert_eq!(mailbox.burn(b, &[first.id]).await.unwrap(), 0);
+    assert_eq!(mailbox.burn(c, &[second.id]).await.unwrap(), 0);
+    assert_eq!(mailbox.burn(b, &[second.id, second.id]).await.unwrap(), 1);
+    assert_eq!(mailbox.burn(b, &[second.id]).await.unwrap(), 0);
 
-    // The reaper removes what expired, and the retry record with it...
-    assert_eq!(mailbox.purge_expired(20_000, 100).await.unwrap(), 2);
+    // Once the short one's time is up, the reaper (or the backend's own
+    // expiry) removes it and its retry record...
+    let wait = t0 + 1_600 - SystemClock.now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        u64::try_from(wait).unwrap_or(0),
+    ))
+    .await;
+    mailbox
+        .purge_expired(SystemClock.now_ms(), 100)
+        .await
+        .unwrap();
     mailbox.maintain().await.unwrap();
-    assert_eq!(mailbox.stored_count().await.unwrap(), 0);
-    let again = mailbox.put(message(1, b, 40_000)).await.unwrap();
+    assert_eq!(
+        mailbox.stored_count().await.unwrap(),
+        1,
+        "only c's message is left"
+    );
+    let again = mailbox.put(message(0, b, t0 + 60_000)).await.unwrap();
     assert!(!again.duplicate);
     // ...and ids are never reused, even after the newest was deleted.
     assert!(again.id > second.id);
@@ -171,19 +185,21 @@ async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxSto
             recipient: a,
             client_msg_id: CLIENT_IDS[3],
             ciphertext: b"x",
-            sent_at: 1,
-            expires_at: 50_000,
+            sent_at: t0,
+            expires_at: t0 + 60_000,
         })
         .await
         .unwrap();
-    mailbox.put(message(4, c, 50_000)).await.unwrap();
+    mailbox.put(message(4, c, t0 + 60_000)).await.unwrap();
     assert_eq!(mailbox.drop_conversation(b, a).await.unwrap(), 2);
-    assert_eq!(mailbox.stored_count().await.unwrap(), 1);
+    assert_eq!(mailbox.stored_count().await.unwrap(), 2);
     assert_eq!(
-        mailbox.fetch(c, MessageId(0), 0, 10).await.unwrap().len(),
-        1
+        mailbox.fetch(c, MessageId(0), t0, 10).await.unwrap().len(),
+        2
     );
+    assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 0);
     mailbox.drop_conversation(a, c).await.unwrap();
+    assert_eq!(mailbox.stored_count().await.unwrap(), 0);
 }
 
 const CLIENT_IDS: [&[u8]; 5] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16]];

@@ -19,6 +19,7 @@ use wisp_proto::{MessageId, UserId};
 
 mod friend_rules;
 pub mod postgres;
+pub mod redis_mailbox;
 pub mod sqlite;
 
 #[cfg(test)]
