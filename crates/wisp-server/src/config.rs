@@ -53,6 +53,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// PostgreSQL for accounts, friends and keys (cluster backend).
+    pub postgres_url: Option<String>,
+    /// Redis for mailboxes and cross-node notifications (cluster backend).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -66,6 +72,9 @@ impl Default for Config {
             send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             log_format: LogFormat::Text,
+            postgres_url: None,
+            redis_url: None,
+            redis_prefix: "wisp".to_owned(),
         }
     }
 }
@@ -89,7 +98,8 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
-    /// register_limit, send_limit, max_connections, log_format
+    /// register_limit, send_limit, max_connections, log_format,
+    /// postgres_url, redis_url, redis_prefix
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -122,6 +132,22 @@ pub struct Args {
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Cluster backend: PostgreSQL for accounts, friends and keys, e.g.
+    /// postgres://wisp@db/wisp (give --redis-url too). Without both, the
+    /// embedded SQLite store is used
+    #[arg(long, env = "WISP_POSTGRES_URL", value_name = "URL")]
+    pub postgres_url: Option<String>,
+
+    /// Cluster backend: Redis for mailboxes and cross-node notifications,
+    /// e.g. redis://cache:6379 (give --postgres-url too)
+    #[arg(long, env = "WISP_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, to share one Redis between
+    /// deployments [default: wisp]
+    #[arg(long, env = "WISP_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +161,9 @@ struct FileConfig {
     send_limit: Option<u32>,
     max_connections: Option<usize>,
     log_format: Option<LogFormat>,
+    postgres_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
 }
 
 /// Why the configuration could not be resolved.
@@ -195,7 +224,18 @@ impl Args {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(defaults.log_format),
+            postgres_url: self.postgres_url.or(file.postgres_url),
+            redis_url: self.redis_url.or(file.redis_url),
+            redis_prefix: self
+                .redis_prefix
+                .or(file.redis_prefix)
+                .unwrap_or(defaults.redis_prefix),
         };
+        if config.postgres_url.is_some() != config.redis_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "the cluster backend needs both --postgres-url and --redis-url".into(),
+            ));
+        }
         if config.pow_difficulty > wisp_proto::limits::MAX_POW_DIFFICULTY {
             return Err(ConfigError::Invalid(format!(
                 "pow_difficulty {} is over the most clients will solve ({})",

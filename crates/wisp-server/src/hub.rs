@@ -30,6 +30,9 @@ struct Subscriber {
 pub(crate) struct Hub {
     users: Mutex<HashMap<UserId, Vec<Subscriber>>>,
     next_id: AtomicU64,
+    /// Told when a user's first connection arrives or last one leaves (the
+    /// cross-node bus subscribes and unsubscribes accordingly).
+    presence: Option<mpsc::UnboundedSender<crate::bus::Presence>>,
 }
 
 /// A connection's place in the hub; leaving the hub is dropping this.
@@ -47,6 +50,28 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A hub that reports presence changes to `presence`.
+    pub(crate) fn with_presence(presence: mpsc::UnboundedSender<crate::bus::Presence>) -> Self {
+        Self {
+            presence: Some(presence),
+            ..Self::default()
+        }
+    }
+
+    /// Users with a live connection here.
+    pub(crate) fn online_users(&self) -> Vec<UserId> {
+        self.users().keys().copied().collect()
+    }
+
+    /// Wakes every connection here.
+    pub(crate) fn wake_all(&self) {
+        for subscribers in self.users().values() {
+            for subscriber in subscribers {
+                subscriber.wake.notify_one();
+            }
+        }
+    }
+
     /// Registers a logged-in connection. `kick` is cancelled if the
     /// connection falls too far behind; `wake` is notified when its mailbox
     /// may hold something new.
@@ -58,12 +83,20 @@ impl Hub {
         wake: Arc<Notify>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.users().entry(user).or_default().push(Subscriber {
+        let mut users = self.users();
+        let connections = users.entry(user).or_default();
+        if connections.is_empty()
+            && let Some(presence) = &self.presence
+        {
+            let _ = presence.send(crate::bus::Presence::Arrived(user));
+        }
+        connections.push(Subscriber {
             id,
             outbound,
             kick,
             wake,
         });
+        drop(users);
         Subscription {
             hub: Arc::clone(self),
             user,
@@ -116,6 +149,9 @@ impl Drop for Subscription {
             subscribers.retain(|s| s.id != self.id);
             if subscribers.is_empty() {
                 users.remove(&self.user);
+                if let Some(presence) = &self.hub.presence {
+                    let _ = presence.send(crate::bus::Presence::Left(self.user));
+                }
             }
         }
     }

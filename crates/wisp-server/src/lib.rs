@@ -16,6 +16,7 @@
 //! - `error`: the one mapping from failures to wire error codes.
 //! - `ratelimit`, [`clock`], `metrics`: supporting pieces.
 
+mod bus;
 pub mod clock;
 pub mod config;
 mod error;

@@ -21,6 +21,8 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
+use crate::store::postgres::PgStore;
+use crate::store::redis_mailbox::RedisMailbox;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, Stores};
 
@@ -77,6 +79,18 @@ impl Server {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        if let (Some(postgres), Some(redis)) = (&config.postgres_url, &config.redis_url) {
+            let relational = PgStore::connect(postgres).await?;
+            let mailbox = RedisMailbox::connect_with_prefix(redis, &config.redis_prefix).await?;
+            let stores = Stores {
+                accounts: Arc::new(relational.clone()),
+                friends: Arc::new(relational.clone()),
+                prekeys: Arc::new(relational),
+                mailbox: Arc::new(mailbox),
+            };
+            tracing::info!("cluster backend: PostgreSQL and Redis");
+            return Self::start_with(config, stores, clock).await;
+        }
         let store = SqliteStore::open(&config.data_dir).await?;
         let stores = Stores {
             accounts: Arc::new(store.clone()),
@@ -125,9 +139,27 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let shutdown = CancellationToken::new();
+        let (hub, bus) = match &config.redis_url {
+            Some(url) => {
+                let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+                let hub = Arc::new(Hub::with_presence(presence_tx));
+                let bus = crate::bus::Bus::start(
+                    url,
+                    &config.redis_prefix,
+                    Arc::clone(&hub),
+                    presence_rx,
+                    shutdown.clone(),
+                )
+                .await?;
+                (hub, Some(bus))
+            }
+            None => (Arc::new(Hub::default()), None),
+        };
         let state = Arc::new(AppState {
             stores,
-            hub: Arc::new(Hub::default()),
+            hub,
+            bus,
             clock,
             server_name,
             pow_difficulty: config.pow_difficulty,
@@ -140,7 +172,7 @@ impl Server {
             key_op_limiter: RateLimiter::per_minute(KEY_OPS_PER_MINUTE),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
-            shutdown: CancellationToken::new(),
+            shutdown,
             connections: TaskTracker::new(),
         });
         let app = Router::new()

@@ -32,4 +32,25 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Every live connection task, so shutdown can wait for them.
     pub(crate) connections: TaskTracker,
+    /// Notifications to other nodes (cluster deployments only).
+    pub(crate) bus: Option<crate::bus::Bus>,
+}
+
+impl AppState {
+    /// Tells `user`'s connections, here and on every other node, to look in
+    /// the mailbox.
+    pub(crate) async fn wake(&self, user: wisp_proto::UserId) {
+        self.hub.wake(user);
+        if let Some(bus) = &self.bus {
+            bus.wake(user).await;
+        }
+    }
+
+    /// Pushes `frame` to `user`'s connections, here and on every other node.
+    pub(crate) async fn push(&self, user: wisp_proto::UserId, frame: &wisp_proto::ServerFrame) {
+        self.hub.push(user, frame);
+        if let Some(bus) = &self.bus {
+            bus.push(user, frame).await;
+        }
+    }
 }

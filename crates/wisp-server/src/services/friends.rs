@@ -83,13 +83,15 @@ pub(crate) async fn apply(
     metrics::counter!("wisp_friend_operations_total", "action" => action.as_str_name())
         .increment(1);
     if let Some(body) = event {
-        state.hub.push(
-            other,
-            &ServerFrame {
-                request_id: 0,
-                body: Some(body),
-            },
-        );
+        state
+            .push(
+                other,
+                &ServerFrame {
+                    request_id: 0,
+                    body: Some(body),
+                },
+            )
+            .await;
     }
     Ok(friends)
 }

@@ -112,15 +112,17 @@ pub(crate) async fn claim(
     // Tell the owner once as the count falls below the mark, and once more
     // when it runs out, not on every claim.
     if remaining + 1 == LOW_ONE_TIME_KEYS || remaining == 0 {
-        state.hub.push(
-            other,
-            &ServerFrame {
-                request_id: 0,
-                body: Some(Body::KeysLow(KeysLow {
-                    one_time_keys_remaining: u32::try_from(remaining).unwrap_or(0),
-                })),
-            },
-        );
+        state
+            .push(
+                other,
+                &ServerFrame {
+                    request_id: 0,
+                    body: Some(Body::KeysLow(KeysLow {
+                        one_time_keys_remaining: u32::try_from(remaining).unwrap_or(0),
+                    })),
+                },
+            )
+            .await;
     }
     Ok(KeyBundle {
         user_id: other.to_vec(),

@@ -120,7 +120,7 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
     } else {
         metrics::counter!("wisp_messages_sent_total").increment(1);
-        state.hub.wake(to);
+        state.wake(to).await;
     }
     Ok(accepted)
 }

@@ -169,6 +169,10 @@ impl MailboxStore for RedisMailbox {
             )
             .await
             .map_err(backend)?;
+        if ids.is_empty() {
+            // (An empty pipeline would wait for replies that never come.)
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HMGET")

@@ -1,0 +1,220 @@
+//! Cross-node notifications over Redis pub/sub, for deployments of many
+//! nodes. A message stored through node B must wake its recipient's
+//! connection on node A; a friend event likewise.
+//!
+//! Each node subscribes to the channel of every user connected to it
+//! (`<prefix>:user:<id>`) and unsubscribes when the last connection leaves.
+//! Publishing carries the sending node's id, so a node skips its own
+//! publications (it already delivered locally). Pub/sub is only a wake-up:
+//! the message itself is in the mailbox, so a lost notification delays a
+//! delivery until the next wake or reconnect, and never loses it. After the
+//! subscription connection drops, the bus reconnects, resubscribes, and wakes
+//! every local user to fetch whatever was stored meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
+
+use crate::hub::Hub;
+use crate::store::StoreError;
+
+const WAKE: u8 = 0;
+const PUSH: u8 = 1;
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// A user's first connection arrived on this node, or its last one left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    Arrived(UserId),
+    Left(UserId),
+}
+
+/// The publishing half, shared by all connections of a node.
+#[derive(Clone)]
+pub(crate) struct Bus {
+    publisher: ConnectionManager,
+    prefix: String,
+    node: u64,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("prefix", &self.prefix)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn channel(prefix: &str, user: UserId) -> String {
+    let hex: String = user.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}:user:{hex}")
+}
+
+fn user_of(prefix: &str, channel: &str) -> Option<UserId> {
+    let hex = channel.strip_prefix(prefix)?.strip_prefix(":user:")?;
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    UserId::from_bytes(&bytes?).ok()
+}
+
+impl Bus {
+    /// Connects to Redis and starts the subscriber task, which feeds `hub`
+    /// and follows `presence` until `shutdown`.
+    pub(crate) async fn start(
+        url: &str,
+        prefix: &str,
+        hub: Arc<Hub>,
+        presence: mpsc::UnboundedReceiver<Presence>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let publisher = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let node = rand::random::<u64>();
+        tokio::spawn(subscriber(
+            client,
+            prefix.to_owned(),
+            node,
+            hub,
+            presence,
+            shutdown,
+        ));
+        Ok(Self {
+            publisher,
+            prefix: prefix.to_owned(),
+            node,
+        })
+    }
+
+    async fn publish(&self, user: UserId, kind: u8, body: &[u8]) {
+        let mut payload = Vec::with_capacity(9 + body.len());
+        payload.extend_from_slice(&self.node.to_be_bytes());
+        payload.push(kind);
+        payload.extend_from_slice(body);
+        let sent: Result<i64, _> = self
+            .publisher
+            .clone()
+            .publish(channel(&self.prefix, user), payload)
+            .await;
+        if let Err(error) = sent {
+            // The mailbox holds the message; the recipient gets it at its
+            // next wake-up or reconnect.
+            metrics::counter!("wisp_bus_publish_failures_total").increment(1);
+            tracing::warn!(%error, "cross-node notification failed");
+        }
+    }
+
+    /// Tells other nodes `user`'s mailbox may hold something new.
+    pub(crate) async fn wake(&self, user: UserId) {
+        self.publish(user, WAKE, &[]).await;
+    }
+
+    /// Hands `frame` to `user`'s connections on other nodes.
+    pub(crate) async fn push(&self, user: UserId, frame: &ServerFrame) {
+        self.publish(user, PUSH, &encode(frame)).await;
+    }
+}
+
+async fn subscriber(
+    client: redis::Client,
+    prefix: String,
+    node: u64,
+    hub: Arc<Hub>,
+    mut presence: mpsc::UnboundedReceiver<Presence>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let pubsub = tokio::select! {
+            () = shutdown.cancelled() => return,
+            connected = client.get_async_pubsub() => connected,
+        };
+        let (mut sink, mut stream) = match pubsub {
+            Ok(pubsub) => pubsub.split(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach Redis for notifications; retrying");
+                tokio::time::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        // (Re)subscribe for everyone connected here, then wake them all:
+        // anything stored while we were not listening is fetched now.
+        let mut healthy = true;
+        for user in hub.online_users() {
+            if sink.subscribe(channel(&prefix, user)).await.is_err() {
+                healthy = false;
+                break;
+            }
+        }
+        if !healthy {
+            tokio::time::sleep(RECONNECT_DELAY).await;
+            continue;
+        }
+        hub.wake_all();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                change = presence.recv() => {
+                    let result = match change {
+                        Some(Presence::Arrived(user)) => {
+                            let done = sink.subscribe(channel(&prefix, user)).await;
+                            // Anything published before the subscription took
+                            // effect is fetched by this wake.
+                            hub.wake(user);
+                            done
+                        }
+                        Some(Presence::Left(user)) => sink.unsubscribe(channel(&prefix, user)).await,
+                        None => return,
+                    };
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(user) = user_of(&prefix, message.get_channel_name()) else {
+                        continue;
+                    };
+                    let payload = message.get_payload_bytes();
+                    if payload.len() < 9 || payload[..8] == node.to_be_bytes() {
+                        continue;
+                    }
+                    match payload[8] {
+                        WAKE => hub.wake(user),
+                        PUSH => {
+                            if let Ok(frame) = decode_server_frame(&payload[9..]) {
+                                hub.push(user, &frame);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        tracing::warn!("notification connection to Redis lost; reconnecting");
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_name_users_and_back() {
+        let user = UserId::from_ed25519(&[3; 32]);
+        let name = channel("wisp", user);
+        assert_eq!(user_of("wisp", &name), Some(user));
+        assert_eq!(user_of("other", &name), None);
+    }
+}
