@@ -6,109 +6,46 @@
 
 mod common;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, befriend_devices, code_of, device_at};
-use sqlx::Connection;
+use common::{ClusterBackend, Device, befriend_devices, code_of, device_at};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_server::clock::SystemClock;
-use wisp_server::store::Stores;
-use wisp_server::store::postgres::PgStore;
-use wisp_server::store::redis_mailbox::RedisMailbox;
 use wisp_server::{Config, Server};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A PostgreSQL schema and a Redis prefix for one test's cluster.
+/// Nodes sharing one test's PostgreSQL schema and Redis prefix.
 struct Cluster {
-    pg_url: String,
-    redis_url: String,
-    schema: String,
-    prefix: String,
+    backend: ClusterBackend,
     nodes: Vec<Server>,
-}
-
-/// None (after saying so) without PostgreSQL or Redis, except in CI.
-fn unavailable(what: &str, url: &str, why: &str) -> Option<Cluster> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("no {what} at {url} ({why}), and CI=true: the cluster backend must be tested in CI");
-    }
-    eprintln!("skipped: no {what} at {url} ({why})");
-    None
 }
 
 impl Cluster {
     async fn start(nodes: usize) -> Option<Self> {
-        let pg_url = std::env::var("WISP_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let redis_url = std::env::var("WISP_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut admin = match tokio::time::timeout(
-            Duration::from_secs(5),
-            sqlx::PgConnection::connect(&pg_url),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unavailable("PostgreSQL", &pg_url, &e.to_string()),
-            Err(_) => return unavailable("PostgreSQL", &pg_url, "timed out"),
-        };
-        if let Err(e) = redis::Client::open(redis_url.as_str()).and_then(|c| {
-            c.get_connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        }) {
-            return unavailable("Redis", &redis_url, &e.to_string());
-        }
-        let tag = format!("{:016x}", rand::random::<u64>());
-        let schema = format!("wisp_test_{tag}");
-        let prefix = format!("wisp-test-{tag}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        let backend = ClusterBackend::create().await?;
         let mut cluster = Self {
-            pg_url,
-            redis_url,
-            schema,
-            prefix,
+            backend,
             nodes: Vec::new(),
         };
         for _ in 0..nodes {
-            let node = cluster.node().await;
+            let mut config = Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                pow_difficulty: 0,
+                register_limit: 0,
+                send_limit: 0,
+                ..Config::default()
+            };
+            cluster.backend.configure(&mut config);
+            let stores = cluster.backend.stores().await;
+            let node = Server::start_with(&config, stores, Arc::new(SystemClock))
+                .await
+                .unwrap();
             cluster.nodes.push(node);
         }
         Some(cluster)
-    }
-
-    async fn node(&self) -> Server {
-        let options = sqlx::postgres::PgConnectOptions::from_str(&self.pg_url)
-            .unwrap()
-            .options([("search_path", self.schema.as_str())]);
-        let relational = PgStore::connect_with(options).await.unwrap();
-        let mailbox = RedisMailbox::connect_with_prefix(&self.redis_url, &self.prefix)
-            .await
-            .unwrap();
-        let stores = Stores {
-            accounts: Arc::new(relational.clone()),
-            friends: Arc::new(relational.clone()),
-            prekeys: Arc::new(relational),
-            mailbox: Arc::new(mailbox),
-        };
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            pow_difficulty: 0,
-            register_limit: 0,
-            send_limit: 0,
-            redis_url: Some(self.redis_url.clone()),
-            redis_prefix: self.prefix.clone(),
-            ..Config::default()
-        };
-        Server::start_with(&config, stores, Arc::new(SystemClock))
-            .await
-            .unwrap()
     }
 
     fn url(&self, node: usize) -> String {
@@ -118,25 +55,6 @@ impl Cluster {
     async fn stop(self) {
         for node in self.nodes {
             node.shutdown().await;
-        }
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.pg_url).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA {} CASCADE",
-                self.schema
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
-            && let Ok(mut conn) = client.get_connection()
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
         }
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, TestServer, befriend_devices, code_of, friends_one_offline, http_get};
+use common::{
+    Backend, Device, TestServer, befriend_devices, code_of, friends_one_offline, http_get,
+};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
@@ -45,9 +47,10 @@ async fn stored_becomes(server: &TestServer, n: u64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays() {
-    let server = TestServer::start().await;
+async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let mut alice = server.device().await;
     let mut bob = server.device().await;
     befriend_devices(&alice, &bob).await;
@@ -81,9 +84,10 @@ async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays() {
     let _ = &mut alice;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_recipient_gets_its_messages_at_login_oldest_first() {
-    let server = TestServer::start().await;
+async fn an_offline_recipient_gets_its_messages_at_login_oldest_first(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let (mut alice, b, bob_home) = friends_one_offline(&server.url()).await;
 
     for text in ["one", "two", "three"] {
@@ -118,10 +122,12 @@ async fn alice_reads(alice: &mut Device, n: usize) -> usize {
     reads
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it() {
+async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it(backend: Backend) {
     let clock = Arc::new(ManualClock::starting_now());
-    let server = TestServer::start_with_clock(|_| {}, clock.clone() as Arc<dyn Clock>).await;
+    let Some(server) = TestServer::start_on(backend, |_| {}, clock.clone() as Arc<dyn Clock>).await
+    else {
+        return;
+    };
     let (mut alice, b, bob_home) = friends_one_offline(&server.url()).await;
 
     alice
@@ -163,9 +169,10 @@ async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it() {
     let _ = &mut alice;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sender_learns_a_message_expired_unread() {
-    let server = TestServer::start().await;
+async fn the_sender_learns_a_message_expired_unread(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let mut alice = server.device().await;
     let bob = server.device().await;
     befriend_devices(&alice, &bob).await;
@@ -186,9 +193,10 @@ async fn the_sender_learns_a_message_expired_unread() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_messages_get_their_typed_error_and_store_nothing() {
-    let server = TestServer::start().await;
+async fn refused_messages_get_their_typed_error_and_store_nothing(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let mut alice = server.device().await;
     let mut bob = server.device().await;
     let stranger = server.device().await;
@@ -247,9 +255,10 @@ async fn refused_messages_get_their_typed_error_and_store_nothing() {
     assert!(bob.read_all().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_client_message_id_is_stored_and_delivered_once() {
-    let server = TestServer::start().await;
+async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let alice = server.device().await;
     let bob = server.device().await;
     befriend_devices(&alice, &bob).await;
@@ -302,9 +311,10 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once() {
     assert_eq!(server.stored().await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
-    let server = TestServer::start().await;
+async fn an_undecryptable_message_is_reported_and_the_session_recovers(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let mut alice = server.device().await;
     let bob = server.device().await;
     befriend_devices(&alice, &bob).await;
@@ -367,9 +377,10 @@ async fn an_undecryptable_message_is_reported_and_the_session_recovers() {
     assert_eq!(receive(&mut alice, 1).await, vec!["reply"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows() {
-    let server = TestServer::start().await;
+async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let (alice, b, bob_home) = friends_one_offline(&server.url()).await;
     let client = alice.messenger.client();
     // Raw ciphertexts: this is about the server's limits, not encryption.
@@ -409,9 +420,10 @@ async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows() {
     assert_eq!(more, 10, "ten acknowledged, ten more delivered");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again() {
-    let server = TestServer::start().await;
+async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+        return;
+    };
     let mut alice = server.device().await;
     let bob = server.device().await;
     befriend_devices(&alice, &bob).await;
@@ -572,3 +584,38 @@ async fn the_lifecycle_is_counted_in_metrics() {
     }
     let _ = &mut alice;
 }
+
+/// Every lifecycle test above runs on both backends: the embedded SQLite
+/// store, and PostgreSQL + Redis.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_thousand_messages_arrive_once_each_in_order_and_nothing_stays,
+    an_offline_recipient_gets_its_messages_at_login_oldest_first,
+    an_expired_message_is_never_delivered_and_the_reaper_removes_it,
+    the_sender_learns_a_message_expired_unread,
+    refused_messages_get_their_typed_error_and_store_nothing,
+    a_retried_client_message_id_is_stored_and_delivered_once,
+    an_undecryptable_message_is_reported_and_the_session_recovers,
+    a_flooded_mailbox_refuses_more_and_delivers_in_windows,
+    a_reinstalled_friend_is_a_new_identity_and_can_talk_again,
+);

@@ -36,6 +36,141 @@ pub struct TestServer {
     pub server: Server,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
+    /// Set when the server runs on the cluster backend; cleaned up on drop.
+    cluster: Option<ClusterBackend>,
+}
+
+/// Which storage backend a test's server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL and Redis, the local ones.
+    Cluster,
+}
+
+/// A PostgreSQL schema and a Redis key prefix of one test's own.
+pub struct ClusterBackend {
+    pub pg_url: String,
+    pub redis_url: String,
+    pub schema: String,
+    pub prefix: String,
+}
+
+fn unavailable(what: &str, url: &str, why: &str) -> Option<ClusterBackend> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("no {what} at {url} ({why}), and CI=true: the cluster backend must be tested in CI");
+    }
+    eprintln!("skipped: no {what} at {url} ({why})");
+    None
+}
+
+impl ClusterBackend {
+    /// A fresh schema and prefix; None (after saying so) without PostgreSQL
+    /// or Redis, except in CI, where that fails the test.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let pg_url = std::env::var("WISP_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let redis_url = std::env::var("WISP_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut admin = match tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::PgConnection::connect(&pg_url),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unavailable("PostgreSQL", &pg_url, &e.to_string()),
+            Err(_) => return unavailable("PostgreSQL", &pg_url, "timed out"),
+        };
+        let ping = redis::Client::open(redis_url.as_str()).and_then(|c| {
+            c.get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        });
+        if let Err(e) = ping {
+            return unavailable("Redis", &redis_url, &e.to_string());
+        }
+        let tag = format!("{:016x}", rand::random::<u64>());
+        let schema = format!("wisp_test_{tag}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .expect("create schema");
+        Some(Self {
+            pg_url,
+            redis_url,
+            schema,
+            prefix: format!("wisp-test-{tag}"),
+        })
+    }
+
+    /// A node's stores.
+    pub async fn stores(&self) -> wisp_server::store::Stores {
+        use std::str::FromStr;
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.pg_url)
+            .expect("url")
+            .options([("search_path", self.schema.as_str())]);
+        let relational = wisp_server::store::postgres::PgStore::connect_with(options)
+            .await
+            .expect("postgres");
+        let mailbox = wisp_server::store::redis_mailbox::RedisMailbox::connect_with_prefix(
+            &self.redis_url,
+            &self.prefix,
+        )
+        .await
+        .expect("redis");
+        wisp_server::store::Stores {
+            accounts: Arc::new(relational.clone()),
+            friends: Arc::new(relational.clone()),
+            prekeys: Arc::new(relational),
+            mailbox: Arc::new(mailbox),
+        }
+    }
+
+    /// Puts `config` on this cluster's Redis (for the cross-node bus).
+    pub fn configure(&self, config: &mut Config) {
+        config.redis_url = Some(self.redis_url.clone());
+        config.redis_prefix = self.prefix.clone();
+    }
+}
+
+impl Drop for ClusterBackend {
+    fn drop(&mut self) {
+        // Drop the schema and the keys, from a thread of its own: drop runs
+        // inside the test's runtime, which must not block on async work.
+        let (pg_url, redis_url) = (self.pg_url.clone(), self.redis_url.clone());
+        let (schema, prefix) = (self.schema.clone(), self.prefix.clone());
+        let cleanup = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_url).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            }
+            if let Ok(client) = redis::Client::open(redis_url.as_str())
+                && let Ok(mut conn) = client.get_connection()
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*"))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        });
+        let _ = cleanup.join();
+    }
 }
 
 impl TestServer {
@@ -47,19 +182,51 @@ impl TestServer {
         Self::start_with_clock(tweak, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_with_clock(
+    /// A server on `backend`; None when that backend is not available here
+    /// (outside CI).
+    pub async fn start_on(
+        backend: Backend,
         tweak: impl FnOnce(&mut Config),
         clock: Arc<dyn wisp_server::clock::Clock>,
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config {
+    ) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::start_with_clock(tweak, clock).await),
+            Backend::Cluster => {
+                let cluster = ClusterBackend::create().await?;
+                let dir = tempfile::tempdir().expect("temp dir");
+                let mut config = Self::test_config(&dir);
+                cluster.configure(&mut config);
+                tweak(&mut config);
+                let server = Server::start_with(&config, cluster.stores().await, clock)
+                    .await
+                    .expect("server starts");
+                Some(Self {
+                    server,
+                    data_dir: config.data_dir,
+                    _dir: dir,
+                    cluster: Some(cluster),
+                })
+            }
+        }
+    }
+
+    fn test_config(dir: &tempfile::TempDir) -> Config {
+        Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("data"),
             pow_difficulty: TEST_POW_BITS,
             register_limit: 0,
             send_limit: 0,
             ..Config::default()
-        };
+        }
+    }
+
+    pub async fn start_with_clock(
+        tweak: impl FnOnce(&mut Config),
+        clock: Arc<dyn wisp_server::clock::Clock>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Self::test_config(&dir);
         tweak(&mut config);
         let server = Server::start_with_clock(&config, clock)
             .await
@@ -68,6 +235,7 @@ impl TestServer {
             server,
             data_dir: config.data_dir,
             _dir: dir,
+            cluster: None,
         }
     }
 
@@ -77,6 +245,7 @@ impl TestServer {
             server,
             data_dir: dir.path().to_owned(),
             _dir: dir,
+            cluster: None,
         }
     }
 
