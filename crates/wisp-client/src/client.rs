@@ -39,10 +39,17 @@ pub enum Event {
         /// Its explanation.
         message: String,
     },
-    /// The connection ended.
+    /// The connection ended. A [`Messenger`](crate::Messenger) reconnects
+    /// by itself at the next call to `next_event`.
     Disconnected {
         /// The server's reason, when it gave one.
         reason: Option<String>,
+    },
+    /// The messenger is connected and logged in again after a disconnect;
+    /// what was pending meanwhile is delivered next.
+    Reconnected {
+        /// Attempts it took.
+        attempts: u32,
     },
     /// An encrypted message arrived (the [`Messenger`](crate::Messenger)
     /// turns these into [`Event::Message`] and friends).

@@ -41,6 +41,9 @@ pub(crate) enum Push {
 pub(crate) struct Connection {
     outbound: mpsc::Sender<Message>,
     pending: Pending,
+    /// Set by the reader when the connection is gone, before it drops the
+    /// waiters: a request made after that fails at once instead of waiting.
+    gone: Arc<std::sync::atomic::AtomicBool>,
     next_id: AtomicU64,
     close_reason: Arc<Mutex<Option<String>>>,
 }
@@ -78,6 +81,8 @@ impl Connection {
 
         let reader_pending = Arc::clone(&pending);
         let reader_reason = Arc::clone(&close_reason);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_gone = Arc::clone(&gone);
         tokio::spawn(async move {
             let mut reason = None;
             while let Some(message) = stream.next().await {
@@ -124,6 +129,7 @@ impl Connection {
                 }
             }
             *lock(&reader_reason) = reason.clone();
+            reader_gone.store(true, Ordering::SeqCst);
             // Dropping the waiters wakes every request still in flight.
             lock(&reader_pending).clear();
             let _ = push_tx.try_send(Push::Closed(reason));
@@ -133,6 +139,7 @@ impl Connection {
             Self {
                 outbound,
                 pending,
+                gone,
                 next_id: AtomicU64::new(1),
                 close_reason,
             },
@@ -150,6 +157,10 @@ impl Connection {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(request_id, tx);
+        if self.gone.load(Ordering::SeqCst) {
+            lock(&self.pending).remove(&request_id);
+            return Err(self.closed());
+        }
         let frame = ClientFrame {
             request_id,
             body: Some(body),

@@ -86,6 +86,26 @@ pub struct Messenger {
     renewed: HashMap<UserId, Instant>,
     /// Received and handed out, not yet persisted and acknowledged.
     unconfirmed: Vec<u64>,
+    /// Set after [`Event::Disconnected`] was handed out: the next
+    /// `next_event` reconnects first.
+    disconnected: bool,
+}
+
+/// The first wait before reconnecting; doubled each failure up to
+/// [`RECONNECT_MAX_DELAY`], each wait drawn at random below its bound (full
+/// jitter) so a node's clients do not all return at once.
+const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The wait before reconnect attempt `attempt` (1-based): random in
+/// `[0, min(first * 2^(attempt-1), max)]`.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    use rand::RngExt;
+    let bound = RECONNECT_FIRST_DELAY
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(RECONNECT_MAX_DELAY);
+    let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=millis))
 }
 
 impl Messenger {
@@ -107,6 +127,7 @@ impl Messenger {
             pending_events: VecDeque::new(),
             renewed: HashMap::new(),
             unconfirmed: Vec::new(),
+            disconnected: false,
         };
         let remaining = messenger.client.keys_remaining_at_login();
         messenger.top_up_keys(remaining).await?;
@@ -131,6 +152,28 @@ impl Messenger {
         self.events = events;
         let remaining = self.client.keys_remaining_at_login();
         self.top_up_keys(remaining).await
+    }
+
+    /// Reconnects, waiting longer (with jitter) after each failure, for as
+    /// long as it takes; the caller bounds it with a timeout if it must.
+    async fn reconnect_with_backoff(&mut self) -> Event {
+        let mut attempts = 0u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            tokio::time::sleep(reconnect_delay(attempts)).await;
+            match self.reconnect().await {
+                Ok(()) => {
+                    self.disconnected = false;
+                    // What was handed out before the drop but not confirmed
+                    // comes again and is recognised; nothing to acknowledge
+                    // on the old connection.
+                    return Event::Reconnected { attempts };
+                }
+                Err(error) => {
+                    tracing::debug!(%error, attempts, "reconnect failed; backing off");
+                }
+            }
+        }
     }
 
     async fn top_up_keys(&mut self, server_has: u32) -> Result<(), ClientError> {
@@ -187,6 +230,10 @@ impl Messenger {
         ttl: Duration,
         client_msg_id: [u8; 16],
     ) -> Result<SentMessage, ClientError> {
+        if self.disconnected {
+            self.reconnect().await?;
+            self.disconnected = false;
+        }
         // What was received is in the state about to be saved: acknowledge it.
         self.confirm().await?;
         if ttl > MAX_MESSAGE_TTL || ttl.is_zero() {
@@ -270,6 +317,9 @@ impl Messenger {
     /// expiry, a friend event, a disconnect. `None` once the connection is
     /// gone and everything was told.
     pub async fn next_event(&mut self) -> Option<Event> {
+        if self.disconnected {
+            return Some(self.reconnect_with_backoff().await);
+        }
         // The application has taken every event handed out before.
         if let Err(error) = self.confirm().await {
             tracing::warn!(%error, "could not confirm received messages; they will come again");
@@ -293,6 +343,10 @@ impl Messenger {
                     if let Some(event) = self.receive(delivery).await {
                         return Some(event);
                     }
+                }
+                Event::Disconnected { reason } => {
+                    self.disconnected = true;
+                    return Some(Event::Disconnected { reason });
                 }
                 Event::KeysLow { remaining } => {
                     if let Err(error) = self.top_up_keys(remaining).await {
@@ -461,4 +515,24 @@ async fn login(url: &str, state: &LocalState) -> Result<(Client, Events), Client
     let (mut client, events) = Client::connect(url).await?;
     client.login(&state.identity, pinned).await?;
     Ok((client, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_grow_are_capped_and_jittered() {
+        for attempt in 1..40 {
+            let bound = RECONNECT_FIRST_DELAY
+                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .min(RECONNECT_MAX_DELAY);
+            for _ in 0..20 {
+                assert!(reconnect_delay(attempt) <= bound);
+            }
+        }
+        // Jitter: a hundred draws at the cap are not all the same.
+        let draws: std::collections::HashSet<_> = (0..100).map(|_| reconnect_delay(30)).collect();
+        assert!(draws.len() > 50);
+    }
 }

@@ -549,6 +549,48 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messenger_reconnects_by_itself_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = wisp_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..wisp_server::Config::default()
+    };
+    let first = wisp_server::Server::start(&config).await.unwrap();
+    config.listen = first.local_addr();
+    let url = first.ws_url();
+    let mut alice = common::device_at(&url).await;
+    let mut bob = common::device_at(&url).await;
+    befriend_devices(&alice, &bob).await;
+    assert!(bob.read_all().await.is_empty());
+
+    first.shutdown().await;
+    loop {
+        if let Event::Disconnected { .. } = bob.event().await {
+            break;
+        }
+    }
+    let second = wisp_server::Server::start(&config).await.unwrap();
+    // Bob's next call reconnects, backing off until the server is there.
+    match tokio::time::timeout(Duration::from_secs(30), bob.messenger.next_event()).await {
+        Ok(Some(Event::Reconnected { attempts })) => assert!(attempts >= 1),
+        other => panic!("expected a reconnect, got {other:?}"),
+    }
+    // Alice's messenger, told of the drop too, reconnects as it sends.
+    while !matches!(alice.event().await, Event::Disconnected { .. }) {}
+    alice
+        .messenger
+        .send_text(bob.id(), "after the restart", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut bob, 1).await, vec!["after the restart"]);
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_is_counted_in_metrics() {
     let server = TestServer::start().await;
     let mut alice = server.device().await;
