@@ -33,6 +33,24 @@ async fn receive(device: &mut Device, n: usize) -> Vec<String> {
     texts
 }
 
+/// Up to `n` raw deliveries: waits up to `first_wait` for the first, and
+/// stops after 500 ms with nothing new.
+async fn deliveries(events: &mut wisp_client::Events, n: usize, first_wait: Duration) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut patience = first_wait;
+    while ids.len() < n {
+        match tokio::time::timeout(patience, events.next()).await {
+            Ok(Some(Event::Delivery(d))) => {
+                ids.push(d.message_id);
+                patience = Duration::from_millis(500);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    ids
+}
+
 /// Waits (bounded) until the server stores `n` messages.
 async fn stored_becomes(server: &TestServer, n: u64) {
     for _ in 0..100 {
@@ -397,27 +415,26 @@ async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows(backend: Backend
         .await;
     assert_eq!(code_of(full), ErrorCode::MailboxFull);
 
-    // Bob is handed at most a window's worth until he acknowledges.
+    // Bob is handed a window's worth, and no more until he acknowledges.
     let (raw, mut events) = server.raw_login(&bob_home).await;
-    let mut delivered = Vec::new();
-    while let Ok(Some(event)) =
-        tokio::time::timeout(Duration::from_millis(500), events.next()).await
-    {
-        if let Event::Delivery(d) = event {
-            delivered.push(d.message_id);
-        }
-    }
-    assert_eq!(delivered.len(), wisp_proto::limits::DELIVERY_WINDOW);
+    let window = wisp_proto::limits::DELIVERY_WINDOW;
+    let (soon, quiet) = (Duration::from_secs(10), Duration::from_millis(500));
+    let delivered = deliveries(&mut events, window, soon).await;
+    assert_eq!(delivered.len(), window);
+    assert!(
+        deliveries(&mut events, 1, quiet).await.is_empty(),
+        "the window is full"
+    );
     raw.ack(delivered[..10].to_vec()).await.unwrap();
-    let mut more = 0;
-    while let Ok(Some(event)) =
-        tokio::time::timeout(Duration::from_millis(500), events.next()).await
-    {
-        if let Event::Delivery(_) = event {
-            more += 1;
-        }
-    }
-    assert_eq!(more, 10, "ten acknowledged, ten more delivered");
+    assert_eq!(
+        deliveries(&mut events, 10, soon).await.len(),
+        10,
+        "ten acknowledged, ten more delivered"
+    );
+    assert!(
+        deliveries(&mut events, 1, quiet).await.is_empty(),
+        "and not one more"
+    );
 }
 
 async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again(backend: Backend) {
