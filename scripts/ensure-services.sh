@@ -35,4 +35,14 @@ if command -v redis-cli >/dev/null 2>&1; then
 else
   say "no Redis tools here (redis-cli); cluster tests will report it"
 fi
+# HAProxy, from Debian's packages, for the load-balancer test (it runs its
+# own instance on a free loopback port; the packaged service stays off).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    say "installing haproxy"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null 2>&1 \
+      || say "could not install haproxy; the load-balancer test will report it"
+  fi
+fi
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 && say "haproxy is installed"
 exit 0
