@@ -526,18 +526,4 @@ impl Client {
             other => Err(unexpected(&other)),
         }
     }
-
-    /// Sends a request frame as given, bypassing the typed API: for testing
-    /// how servers treat odd but well-formed input.
-    #[doc(hidden)]
-    pub async fn raw_request(&self, body: Request) -> Result<Reply, ClientError> {
-        self.connection.request(body).await
-    }
-
-    /// Sends arbitrary bytes as one binary frame: for testing how servers
-    /// treat malformed input.
-    #[doc(hidden)]
-    pub async fn raw_send(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.connection.send_raw(bytes).await
-    }
 }

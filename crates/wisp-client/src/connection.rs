@@ -193,14 +193,4 @@ impl Connection {
             None => Err(ClientError::Protocol("reply without a body".into())),
         }
     }
-
-    /// Sends raw bytes as one binary frame (for tests of the server's
-    /// handling of bad input).
-    #[doc(hidden)]
-    pub(crate) async fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.outbound
-            .send(Message::Binary(bytes.into()))
-            .await
-            .map_err(|_| self.closed())
-    }
 }

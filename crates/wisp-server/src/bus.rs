@@ -53,17 +53,16 @@ impl std::fmt::Debug for Bus {
 }
 
 fn channel(prefix: &str, user: UserId) -> String {
-    let hex: String = user.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:user:{hex}")
+    format!(
+        "{prefix}:user:{}",
+        data_encoding::HEXLOWER.encode(user.as_bytes())
+    )
 }
 
 fn user_of(prefix: &str, channel: &str) -> Option<UserId> {
     let hex = channel.strip_prefix(prefix)?.strip_prefix(":user:")?;
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    UserId::from_bytes(&bytes?).ok()
+    let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?;
+    UserId::from_bytes(&bytes).ok()
 }
 
 impl Bus {

@@ -113,7 +113,7 @@ impl Server {
         let proposed = config.server_name.clone().unwrap_or_else(|| {
             format!(
                 "wisp-{}",
-                hex(&crate::services::accounts::fresh_nonce()[..6])
+                data_encoding::HEXLOWER.encode(&crate::services::accounts::fresh_nonce()[..6])
             )
         });
         let server_name = stores.accounts.server_name(&proposed).await?;
@@ -273,10 +273,6 @@ async fn reaper(state: Arc<AppState>) {
             }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn healthz() -> &'static str {

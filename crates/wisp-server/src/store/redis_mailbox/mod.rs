@@ -26,7 +26,7 @@ fn backend(error: redis::RedisError) -> StoreError {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 const PUT: &str = r#"
@@ -188,14 +188,14 @@ impl MailboxStore for RedisMailbox {
                 (Some(sender), Some(ciphertext), Some(sent_at), Some(expires_at))
                     if expires_at > now =>
                 {
-                    let sender_bytes: Vec<u8> = (0..sender.len())
-                        .step_by(2)
-                        .filter_map(|i| u8::from_str_radix(sender.get(i..i + 2)?, 16).ok())
-                        .collect();
+                    let sender = data_encoding::HEXLOWER
+                        .decode(sender.as_bytes())
+                        .ok()
+                        .and_then(|bytes| UserId::from_bytes(&bytes).ok())
+                        .ok_or_else(|| StoreError::Corrupt(format!("sender {sender}")))?;
                     messages.push(StoredMessage {
                         id: MessageId(id),
-                        sender: UserId::from_bytes(&sender_bytes)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        sender,
                         ciphertext,
                         sent_at,
                         expires_at,
