@@ -16,7 +16,9 @@ use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
 use wisp_proto::{MessageId, UserId};
 use wisp_server::clock::{Clock, ManualClock, SystemClock};
-use wisp_server::store::{Accepted, MailboxStore, NewMessage, StoreError, StoredMessage, Stores};
+use wisp_server::store::{
+    Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, Stores,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -486,8 +488,8 @@ struct LostAcks(wisp_server::store::sqlite::SqliteStore);
 
 #[async_trait::async_trait]
 impl MailboxStore for LostAcks {
-    async fn put(&self, m: NewMessage<'_>) -> Result<Accepted, StoreError> {
-        self.0.put(m).await
+    async fn put(&self, m: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
+        self.0.put(m, max_pending).await
     }
     async fn fetch(
         &self,

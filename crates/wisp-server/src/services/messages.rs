@@ -13,7 +13,7 @@ use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
 use crate::state::AppState;
-use crate::store::{Accepted, NewMessage, StoredMessage};
+use crate::store::{Accepted, NewMessage, PutError, StoredMessage};
 
 /// Length of a client message id.
 pub(crate) const CLIENT_MSG_ID_BYTES: usize = 16;
@@ -85,31 +85,38 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
     if !state.stores.friends.are_friends(me, to).await? {
         return Err(not_friends());
     }
-    if state.stores.mailbox.pending_between(me, to).await? >= MAX_PENDING_PER_CONVERSATION {
-        return Err(refused(
-            "mailbox_full",
-            WireError::new(
-                ErrorCode::MailboxFull,
-                format!(
-                    "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
-                ),
-            ),
-        ));
-    }
     let now = state.clock.now_ms();
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let accepted = state
+    let stored = state
         .stores
         .mailbox
-        .put(NewMessage {
-            sender: me,
-            recipient: to,
-            client_msg_id: &send.client_msg_id,
-            ciphertext: &send.ciphertext,
-            sent_at: now,
-            expires_at: now.saturating_add(ttl_ms),
-        })
-        .await?;
+        .put(
+            NewMessage {
+                sender: me,
+                recipient: to,
+                client_msg_id: &send.client_msg_id,
+                ciphertext: &send.ciphertext,
+                sent_at: now,
+                expires_at: now.saturating_add(ttl_ms),
+            },
+            MAX_PENDING_PER_CONVERSATION,
+        )
+        .await;
+    let accepted = match stored {
+        Ok(accepted) => accepted,
+        Err(PutError::MailboxFull) => {
+            return Err(refused(
+                "mailbox_full",
+                WireError::new(
+                    ErrorCode::MailboxFull,
+                    format!(
+                        "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
+                    ),
+                ),
+            ));
+        }
+        Err(PutError::Store(error)) => return Err(error.into()),
+    };
     // A removal that ran between the check above and the store has already
     // dropped the conversation; take this message back out too.
     if !accepted.duplicate && !state.stores.friends.are_friends(me, to).await? {

@@ -10,8 +10,9 @@ use wisp_proto::MessageId;
 use wisp_proto::limits::MAX_STORED_ONE_TIME_KEYS;
 
 use super::{
-    AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys, MailboxStore,
-    NewMessage, PreKeyStore, RequestOutcome, Side, SignedKey, Stores, UnixMillis,
+    Accepted, AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys,
+    MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey, Stores,
+    UnixMillis,
 };
 
 /// A registered user with made-up keys; `n` makes it distinct.
@@ -113,20 +114,46 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         sent_at: t0,
         expires_at,
     };
-    let short = mailbox.put(message(0, b, t0 + 1_500)).await.unwrap();
+    let short = mailbox
+        .put_unlimited(message(0, b, t0 + 1_500))
+        .await
+        .unwrap();
     assert!(!short.duplicate);
-    let second = mailbox.put(message(1, b, t0 + 60_000)).await.unwrap();
+    let second = mailbox
+        .put_unlimited(message(1, b, t0 + 60_000))
+        .await
+        .unwrap();
     assert!(second.id > short.id);
     // A retry is recognised, and nothing new is stored.
-    let retry = mailbox.put(message(1, b, t0 + 99_000)).await.unwrap();
+    let retry = mailbox
+        .put_unlimited(message(1, b, t0 + 99_000))
+        .await
+        .unwrap();
     assert_eq!(
         (retry.id, retry.duplicate, retry.expires_at),
         (second.id, true, t0 + 60_000)
     );
-    mailbox.put(message(2, c, t0 + 60_000)).await.unwrap();
+    mailbox
+        .put_unlimited(message(2, c, t0 + 60_000))
+        .await
+        .unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 3);
     assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 2);
     assert_eq!(mailbox.pending_between(b, a).await.unwrap(), 0);
+    // The quota is checked in the same step: two waiting, cap two, refused;
+    // a retry is still answered.
+    assert!(matches!(
+        mailbox.put(message(5, b, t0 + 60_000), 2).await,
+        Err(PutError::MailboxFull)
+    ));
+    assert!(
+        mailbox
+            .put(message(1, b, t0 + 60_000), 2)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(mailbox.stored_count().await.unwrap(), 3);
 
     // Oldest first, only the recipient's, only after the cursor.
     let all = mailbox.fetch(b, MessageId(0), t0, 10).await.unwrap();
@@ -173,14 +200,17 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         1,
         "only c's message is left"
     );
-    let again = mailbox.put(message(0, b, t0 + 60_000)).await.unwrap();
+    let again = mailbox
+        .put_unlimited(message(0, b, t0 + 60_000))
+        .await
+        .unwrap();
     assert!(!again.duplicate);
     // ...and ids are never reused, even after the newest was deleted.
     assert!(again.id > second.id);
 
     // Dropping a conversation empties it both ways, and nothing else.
     mailbox
-        .put(NewMessage {
+        .put_unlimited(NewMessage {
             sender: b,
             recipient: a,
             client_msg_id: CLIENT_IDS[3],
@@ -190,7 +220,10 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         })
         .await
         .unwrap();
-    mailbox.put(message(4, c, t0 + 60_000)).await.unwrap();
+    mailbox
+        .put_unlimited(message(4, c, t0 + 60_000))
+        .await
+        .unwrap();
     assert_eq!(mailbox.drop_conversation(b, a).await.unwrap(), 2);
     assert_eq!(mailbox.stored_count().await.unwrap(), 2);
     assert_eq!(
@@ -202,7 +235,20 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
     assert_eq!(mailbox.stored_count().await.unwrap(), 0);
 }
 
-const CLIENT_IDS: [&[u8]; 5] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16]];
+const CLIENT_IDS: [&[u8]; 6] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16], &[5; 16]];
+
+/// `put` with no quota, for the steps that are not about it.
+#[async_trait::async_trait]
+trait PutUnlimited {
+    async fn put_unlimited(&self, message: NewMessage<'_>) -> Result<Accepted, PutError>;
+}
+
+#[async_trait::async_trait]
+impl<M: MailboxStore + ?Sized> PutUnlimited for M {
+    async fn put_unlimited(&self, message: NewMessage<'_>) -> Result<Accepted, PutError> {
+        self.put(message, u64::MAX).await
+    }
+}
 
 async fn accounts_are_unique(accounts: &dyn AccountStore) {
     let id = user(accounts, 1_000_000).await;

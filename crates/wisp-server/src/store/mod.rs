@@ -124,6 +124,18 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// Why a message was not stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    /// The sender already has the most messages allowed waiting there.
+    #[error("mailbox full")]
+    MailboxFull,
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A stored message, as delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -145,9 +157,12 @@ pub struct StoredMessage {
 /// reader that remembers the last id it saw never misses one.
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
-    /// Stores a message durably, or recognises a retry. Returns only once
-    /// the message would survive a crash.
-    async fn put(&self, message: NewMessage<'_>) -> Result<Accepted, StoreError>;
+    /// Stores a message durably, or recognises a retry. Refuses it when
+    /// `max_pending` of the sender's unexpired messages already wait in the
+    /// recipient's mailbox (checked in the same atomic step, after the retry
+    /// check: a retry is always answered). Returns only once the message
+    /// would survive a crash.
+    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError>;
 
     /// Up to `limit` of `recipient`'s messages with ids after `after`,
     /// oldest first, leaving out any that expired by `now`.

@@ -19,7 +19,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use wisp_proto::{MessageId, UserId};
 
-use super::{Accepted, MailboxStore, NewMessage, StoreError, StoredMessage, UnixMillis};
+use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis};
 
 fn backend(error: redis::RedisError) -> StoreError {
     StoreError::Backend(error.to_string())
@@ -32,6 +32,9 @@ fn hex(bytes: &[u8]) -> String {
 const PUT: &str = r#"
 local dup = redis.call('GET', KEYS[3])
 if dup then return {1, dup} end
+if redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[3], '+inf') >= tonumber(ARGV[6]) then
+  return {2, ''}
+end
 local id = redis.call('INCR', KEYS[1])
 local mk = ARGV[5] .. id
 redis.call('HSET', mk, 's', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'e', ARGV[4])
@@ -130,7 +133,7 @@ fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> 
 
 #[async_trait]
 impl MailboxStore for RedisMailbox {
-    async fn put(&self, message: NewMessage<'_>) -> Result<Accepted, StoreError> {
+    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
         let mb = self.mailbox(message.recipient);
         let sender = hex(message.sender.as_bytes());
         let (duplicate, reply): (i64, String) = self
@@ -144,10 +147,14 @@ impl MailboxStore for RedisMailbox {
             .arg(message.sent_at)
             .arg(message.expires_at)
             .arg(format!("{mb}:m:"))
+            .arg(max_pending)
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(backend)?;
-        parse_accepted(&reply, duplicate == 1)
+        if duplicate == 2 {
+            return Err(PutError::MailboxFull);
+        }
+        Ok(parse_accepted(&reply, duplicate == 1)?)
     }
 
     async fn fetch(

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use wisp_proto::{MessageId, UserId};
 
 use super::{SqliteStore, backend, user_from_row};
-use crate::store::{Accepted, MailboxStore, NewMessage, StoreError, StoredMessage, UnixMillis};
+use crate::store::{
+    Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis,
+};
 
 fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
     u64::try_from(id)
@@ -19,7 +21,7 @@ fn id_to_row(id: MessageId) -> i64 {
 
 #[async_trait]
 impl MailboxStore for SqliteStore {
-    async fn put(&self, message: NewMessage<'_>) -> Result<Accepted, StoreError> {
+    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -40,6 +42,19 @@ impl MailboxStore for SqliteStore {
                 expires_at,
                 duplicate: true,
             });
+        }
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages WHERE recipient = ? AND sender = ? AND expires_ms > ?",
+        )
+        .bind(message.recipient.as_bytes().as_slice())
+        .bind(message.sender.as_bytes().as_slice())
+        .bind(message.sent_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if u64::try_from(pending).unwrap_or(0) >= max_pending {
+            tx.rollback().await.map_err(backend)?;
+            return Err(PutError::MailboxFull);
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (recipient, sender, ciphertext, sent_ms, expires_ms) \
