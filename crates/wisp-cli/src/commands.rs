@@ -174,13 +174,23 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>, CliError> {
     Ok(first)
 }
 
+/// Opens the store in `home` (locking it) with the user's passphrase.
 async fn open_store(home: &std::path::Path) -> Result<(KeyStore, LocalState), CliError> {
+    with_passphrase(home, KeyStore::open).await
+}
+
+/// Asks for the passphrase and runs the key derivation (deliberately slow)
+/// off the async threads.
+async fn with_passphrase<T: Send + 'static>(
+    home: &std::path::Path,
+    unlock: fn(&std::path::Path, &str) -> Result<T, KeyStoreError>,
+) -> Result<T, CliError> {
     if !KeyStore::exists_in(home) {
         return Err(KeyStoreError::Missing(home.to_owned()).into());
     }
     let secret = passphrase(false)?;
     let home = home.to_owned();
-    tokio::task::spawn_blocking(move || KeyStore::open(&home, &secret))
+    tokio::task::spawn_blocking(move || unlock(&home, &secret))
         .await
         .map_err(|e| CliError::failed(format!("key store task failed: {e}")))?
         .map_err(CliError::from)
@@ -234,15 +244,7 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
 /// Reads the identity without locking the store (for commands that change
 /// nothing local, so they work while `wisp chat` holds it).
 async fn peek_store(home: &std::path::Path) -> Result<LocalState, CliError> {
-    if !KeyStore::exists_in(home) {
-        return Err(KeyStoreError::Missing(home.to_owned()).into());
-    }
-    let secret = passphrase(false)?;
-    let home = home.to_owned();
-    tokio::task::spawn_blocking(move || KeyStore::peek(&home, &secret))
-        .await
-        .map_err(|e| CliError::failed(format!("key store task failed: {e}")))?
-        .map_err(CliError::from)
+    with_passphrase(home, KeyStore::peek).await
 }
 
 /// Reads the identity, connects and logs in.

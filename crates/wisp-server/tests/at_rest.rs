@@ -25,7 +25,12 @@ fn store_files(data_dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn stored_ciphertext(data_dir: &std::path::Path) -> Vec<u8> {
+/// One value from the server's database, read-only, beside the running
+/// server.
+async fn query_one<T>(data_dir: &std::path::Path, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
     let url = format!(
         "sqlite://{}?mode=ro",
         data_dir.join("wisp.sqlite3").display()
@@ -33,24 +38,15 @@ async fn stored_ciphertext(data_dir: &std::path::Path) -> Vec<u8> {
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap();
-    sqlx::query_scalar("SELECT ciphertext FROM messages")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+async fn stored_ciphertext(data_dir: &std::path::Path) -> Vec<u8> {
+    query_one(data_dir, "SELECT ciphertext FROM messages").await
 }
 
 async fn messages_in(data_dir: &std::path::Path) -> i64 {
-    let url = format!(
-        "sqlite://{}?mode=ro",
-        data_dir.join("wisp.sqlite3").display()
-    );
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+    query_one(data_dir, "SELECT count(*) FROM messages").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
