@@ -10,22 +10,33 @@
 //! delivery until the next wake or reconnect, and never loses it. After the
 //! subscription connection drops, the bus reconnects, resubscribes, and wakes
 //! every local user to fetch whatever was stored meanwhile.
+//!
+//! Every node also listens on `<prefix>:friendships`, where a node that
+//! changed a friendship names the two users, so each node forgets its cached
+//! answer (see `cache`). A node that was not listening for a while forgets
+//! every cached friendship when it is back.
+//!
+//! With Sentinel the bus follows the primary: when the subscription drops,
+//! it asks the Sentinels again. In a Redis Cluster it subscribes on any
+//! reachable node (a publication reaches every node of a cluster).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
 
+use crate::cache::Cache;
 use crate::hub::Hub;
 use crate::store::StoreError;
+use crate::store::redis_link::RedisLink;
 
 const WAKE: u8 = 0;
 const PUSH: u8 = 1;
+const FRIENDSHIP: u8 = 2;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// A user's first connection arrived on this node, or its last one left.
@@ -38,7 +49,7 @@ pub(crate) enum Presence {
 /// The publishing half, shared by all connections of a node.
 #[derive(Clone)]
 pub(crate) struct Bus {
-    publisher: ConnectionManager,
+    publisher: RedisLink,
     prefix: String,
     node: u64,
 }
@@ -59,6 +70,10 @@ fn channel(prefix: &str, user: UserId) -> String {
     )
 }
 
+fn friendships_channel(prefix: &str) -> String {
+    format!("{prefix}:friendships")
+}
+
 fn user_of(prefix: &str, channel: &str) -> Option<UserId> {
     let hex = channel.strip_prefix(prefix)?.strip_prefix(":user:")?;
     let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?;
@@ -67,25 +82,22 @@ fn user_of(prefix: &str, channel: &str) -> Option<UserId> {
 
 impl Bus {
     /// Connects to Redis and starts the subscriber task, which feeds `hub`
-    /// and follows `presence` until `shutdown`.
+    /// and `cache` and follows `presence` until `shutdown`.
     pub(crate) async fn start(
         url: &str,
         prefix: &str,
         hub: Arc<Hub>,
+        cache: Arc<Cache>,
         presence: mpsc::UnboundedReceiver<Presence>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let publisher = client
-            .get_connection_manager()
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let publisher = RedisLink::connect(url).await?;
         let node = rand::random::<u64>();
         tokio::spawn(subscriber(
-            client,
+            publisher.clone(),
             prefix.to_owned(),
             node,
-            hub,
+            Receivers { hub, cache },
             presence,
             shutdown,
         ));
@@ -97,15 +109,16 @@ impl Bus {
     }
 
     async fn publish(&self, user: UserId, kind: u8, body: &[u8]) {
+        self.publish_on(channel(&self.prefix, user), kind, body)
+            .await;
+    }
+
+    async fn publish_on(&self, channel: String, kind: u8, body: &[u8]) {
         let mut payload = Vec::with_capacity(9 + body.len());
         payload.extend_from_slice(&self.node.to_be_bytes());
         payload.push(kind);
         payload.extend_from_slice(body);
-        let sent: Result<i64, _> = self
-            .publisher
-            .clone()
-            .publish(channel(&self.prefix, user), payload)
-            .await;
+        let sent: Result<i64, _> = self.publisher.clone().publish(channel, payload).await;
         if let Err(error) = sent {
             // The mailbox holds the message; the recipient gets it at its
             // next wake-up or reconnect.
@@ -123,20 +136,51 @@ impl Bus {
     pub(crate) async fn push(&self, user: UserId, frame: &ServerFrame) {
         self.publish(user, PUSH, &encode(frame)).await;
     }
+
+    /// Tells other nodes whether `a` and `b` are friends just changed.
+    pub(crate) async fn friendship_changed(&self, a: UserId, b: UserId) {
+        let mut body = a.to_vec();
+        body.extend_from_slice(b.as_bytes());
+        self.publish_on(friendships_channel(&self.prefix), FRIENDSHIP, &body)
+            .await;
+    }
+}
+
+/// What the subscriber feeds.
+struct Receivers {
+    hub: Arc<Hub>,
+    cache: Arc<Cache>,
+}
+
+impl Receivers {
+    fn friendship_changed(&self, body: &[u8]) {
+        let half = body.len() / 2;
+        if let (Ok(a), Ok(b)) = (
+            UserId::from_bytes(&body[..half]),
+            UserId::from_bytes(&body[half..]),
+        ) {
+            self.cache.forget_friendship(a, b);
+        }
+    }
 }
 
 async fn subscriber(
-    client: redis::Client,
+    link: RedisLink,
     prefix: String,
     node: u64,
-    hub: Arc<Hub>,
+    receivers: Receivers,
     mut presence: mpsc::UnboundedReceiver<Presence>,
     shutdown: CancellationToken,
 ) {
+    let Receivers { hub, cache } = &receivers;
+    let mut attempt = 0usize;
     loop {
+        attempt = attempt.wrapping_add(1);
         let pubsub = tokio::select! {
             () = shutdown.cancelled() => return,
-            connected = client.get_async_pubsub() => connected,
+            connected = async {
+                link.pubsub_client(attempt).await?.get_async_pubsub().await
+            } => connected,
         };
         let (mut sink, mut stream) = match pubsub {
             Ok(pubsub) => pubsub.split(),
@@ -148,7 +192,7 @@ async fn subscriber(
         };
         // (Re)subscribe for everyone connected here, then wake them all:
         // anything stored while we were not listening is fetched now.
-        let mut healthy = true;
+        let mut healthy = sink.subscribe(friendships_channel(&prefix)).await.is_ok();
         for user in hub.online_users() {
             if sink.subscribe(channel(&prefix, user)).await.is_err() {
                 healthy = false;
@@ -159,6 +203,8 @@ async fn subscriber(
             tokio::time::sleep(RECONNECT_DELAY).await;
             continue;
         }
+        // Friendship changes may have been missed too.
+        cache.forget_friendships();
         hub.wake_all();
         loop {
             tokio::select! {
@@ -181,13 +227,17 @@ async fn subscriber(
                 }
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    let Some(user) = user_of(&prefix, message.get_channel_name()) else {
-                        continue;
-                    };
                     let payload = message.get_payload_bytes();
                     if payload.len() < 9 || payload[..8] == node.to_be_bytes() {
                         continue;
                     }
+                    if payload[8] == FRIENDSHIP {
+                        receivers.friendship_changed(&payload[9..]);
+                        continue;
+                    }
+                    let Some(user) = user_of(&prefix, message.get_channel_name()) else {
+                        continue;
+                    };
                     match payload[8] {
                         WAKE => hub.wake(user),
                         PUSH => {

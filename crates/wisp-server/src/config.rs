@@ -59,6 +59,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel.
     pub redis_prefix: String,
+    /// Redis replicas each mailbox write must reach before it is
+    /// acknowledged (Redis `WAIT`); 0 waits for none.
+    pub redis_replicas: u32,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             postgres_url: None,
             redis_url: None,
             redis_prefix: "wisp".to_owned(),
+            redis_replicas: 0,
         }
     }
 }
@@ -99,7 +103,7 @@ pub struct Args {
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
     /// register_limit, send_limit, max_connections, log_format,
-    /// postgres_url, redis_url, redis_prefix
+    /// postgres_url, redis_url, redis_prefix, redis_replicas
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -139,8 +143,12 @@ pub struct Args {
     #[arg(long, env = "WISP_POSTGRES_URL", value_name = "URL")]
     pub postgres_url: Option<String>,
 
-    /// Cluster backend: Redis for mailboxes and cross-node notifications,
-    /// e.g. redis://cache:6379 (give --postgres-url too)
+    /// Cluster backend: Redis for mailboxes and cross-node notifications
+    /// (give --postgres-url too). One server: redis://cache:6379; a
+    /// Sentinel set, followed through failovers:
+    /// redis+sentinel://s1:26379,s2:26379,s3:26379/SERVICE; a Redis
+    /// Cluster: redis+cluster://c1:7000,c2:7000,c3:7000. Credentials go
+    /// before the hosts (redis+sentinel://:PASSWORD@s1:26379/SERVICE)
     #[arg(long, env = "WISP_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
 
@@ -148,6 +156,13 @@ pub struct Args {
     /// deployments [default: wisp]
     #[arg(long, env = "WISP_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
+
+    /// Redis replicas every mailbox write must reach (Redis WAIT, up to 1 s)
+    /// before a message is acknowledged to its sender, so a failover loses
+    /// no acknowledged message. With a primary and two replicas under
+    /// Sentinel, 1 [default: 0]
+    #[arg(long, env = "WISP_REDIS_REPLICAS", value_name = "N")]
+    pub redis_replicas: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +179,7 @@ struct FileConfig {
     postgres_url: Option<String>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
+    redis_replicas: Option<u32>,
 }
 
 /// Why the configuration could not be resolved.
@@ -230,6 +246,10 @@ impl Args {
                 .redis_prefix
                 .or(file.redis_prefix)
                 .unwrap_or(defaults.redis_prefix),
+            redis_replicas: self
+                .redis_replicas
+                .or(file.redis_replicas)
+                .unwrap_or(defaults.redis_replicas),
         };
         if config.postgres_url.is_some() != config.redis_url.is_some() {
             return Err(ConfigError::Invalid(

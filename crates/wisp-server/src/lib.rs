@@ -12,11 +12,14 @@
 //! - `services`: what the server does — `accounts` (proof-of-work
 //!   registration, challenge-response login) and `friends`.
 //! - [`store`]: one trait per concern and the backends ([`store::sqlite`]).
-//! - `hub`: live connections on this node and pushes to them.
+//! - `hub`: live connections on this node and pushes to them; `bus`: the
+//!   same across nodes (Redis pub/sub); `cache`: friendships and identity
+//!   keys, invalidated across nodes.
 //! - `error`: the one mapping from failures to wire error codes.
 //! - `ratelimit`, [`clock`], `metrics`: supporting pieces.
 
 mod bus;
+mod cache;
 pub mod clock;
 pub mod config;
 mod error;

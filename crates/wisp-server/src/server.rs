@@ -81,7 +81,9 @@ impl Server {
     ) -> Result<Self, StartError> {
         if let (Some(postgres), Some(redis)) = (&config.postgres_url, &config.redis_url) {
             let relational = PgStore::connect(postgres).await?;
-            let mailbox = RedisMailbox::connect_with_prefix(redis, &config.redis_prefix).await?;
+            let mailbox = RedisMailbox::connect_with_prefix(redis, &config.redis_prefix)
+                .await?
+                .with_replicas(config.redis_replicas)?;
             let stores = Stores {
                 accounts: Arc::new(relational.clone()),
                 friends: Arc::new(relational.clone()),
@@ -140,6 +142,7 @@ impl Server {
             source,
         })?;
         let shutdown = CancellationToken::new();
+        let cache = Arc::new(crate::cache::Cache::default());
         let (hub, bus) = match &config.redis_url {
             Some(url) => {
                 let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -148,6 +151,7 @@ impl Server {
                     url,
                     &config.redis_prefix,
                     Arc::clone(&hub),
+                    Arc::clone(&cache),
                     presence_rx,
                     shutdown.clone(),
                 )
@@ -174,6 +178,7 @@ impl Server {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,
             connections: TaskTracker::new(),
+            cache,
         });
         let app = Router::new()
             .route("/", get(crate::gateway::upgrade))

@@ -6,10 +6,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
-use crate::store::Stores;
+use crate::store::{IdentityKeys, StoreError, Stores};
+use wisp_proto::UserId;
 
 /// Shared by all connections of one server.
 #[derive(Debug)]
@@ -34,12 +36,37 @@ pub(crate) struct AppState {
     pub(crate) connections: TaskTracker,
     /// Notifications to other nodes (cluster deployments only).
     pub(crate) bus: Option<crate::bus::Bus>,
+    /// What this node reads on every message.
+    pub(crate) cache: Arc<Cache>,
 }
 
 impl AppState {
+    /// Whether `a` and `b` are friends (cached).
+    pub(crate) async fn are_friends(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+        self.cache
+            .are_friends(self.stores.friends.as_ref(), a, b)
+            .await
+    }
+
+    /// `user`'s identity keys (cached).
+    pub(crate) async fn identity(&self, user: UserId) -> Result<Option<IdentityKeys>, StoreError> {
+        self.cache
+            .identity(self.stores.accounts.as_ref(), user)
+            .await
+    }
+
+    /// Whether `a` and `b` are friends just changed: forget it here and on
+    /// every other node.
+    pub(crate) async fn friendship_changed(&self, a: UserId, b: UserId) {
+        self.cache.forget_friendship(a, b);
+        if let Some(bus) = &self.bus {
+            bus.friendship_changed(a, b).await;
+        }
+    }
+
     /// Tells `user`'s connections, here and on every other node, to look in
     /// the mailbox.
-    pub(crate) async fn wake(&self, user: wisp_proto::UserId) {
+    pub(crate) async fn wake(&self, user: UserId) {
         self.hub.wake(user);
         if let Some(bus) = &self.bus {
             bus.wake(user).await;
@@ -47,7 +74,7 @@ impl AppState {
     }
 
     /// Pushes `frame` to `user`'s connections, here and on every other node.
-    pub(crate) async fn push(&self, user: wisp_proto::UserId, frame: &wisp_proto::ServerFrame) {
+    pub(crate) async fn push(&self, user: UserId, frame: &wisp_proto::ServerFrame) {
         self.hub.push(user, frame);
         if let Some(bus) = &self.bus {
             bus.push(user, frame).await;

@@ -165,7 +165,7 @@ async fn check_login(
     let Some(challenge) = challenge else {
         return Err(WireError::auth_failed());
     };
-    let Some(keys) = state.stores.accounts.identity(challenge.user).await? else {
+    let Some(keys) = state.identity(challenge.user).await? else {
         return Err(WireError::auth_failed());
     };
     let signed = transcript::login(&state.server_name, &challenge.nonce);

@@ -31,15 +31,19 @@ pub(crate) async fn apply(
                     from: me.to_vec(),
                 })),
             ),
-            RequestOutcome::BecameFriends => (
-                true,
-                Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
-            ),
+            RequestOutcome::BecameFriends => {
+                became_friends(state, me, other).await?;
+                (
+                    true,
+                    Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
+                )
+            }
             // Nothing new to tell anyone; a shadowed request looks sent.
             RequestOutcome::AlreadyPending | RequestOutcome::Shadowed => (false, None),
         },
         FriendAction::Accept => {
             store.accept(me, other, now).await?;
+            became_friends(state, me, other).await?;
             (
                 true,
                 Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
@@ -55,6 +59,7 @@ pub(crate) async fn apply(
         }
         FriendAction::Remove => {
             store.remove(me, other).await?;
+            state.friendship_changed(me, other).await;
             drop_undelivered(state, me, other).await?;
             (
                 false,
@@ -63,6 +68,7 @@ pub(crate) async fn apply(
         }
         FriendAction::Block => {
             let ended = store.block(me, other, now).await?;
+            state.friendship_changed(me, other).await;
             drop_undelivered(state, me, other).await?;
             // The blocked side learns the friendship ended, not that it was
             // a block.
@@ -96,7 +102,14 @@ pub(crate) async fn apply(
     Ok(friends)
 }
 
-/// Removing or blocking a friend drops what they have not read yet, both ways.
+/// A new friendship: open the conversation, then let every node know.
+async fn became_friends(state: &AppState, me: UserId, other: UserId) -> Result<(), WireError> {
+    state.stores.mailbox.reopen_conversation(me, other).await?;
+    state.friendship_changed(me, other).await;
+    Ok(())
+}
+
+/// Removing or blocking a friend (after every node was told) drops what they have not read yet, both ways.
 async fn drop_undelivered(state: &AppState, me: UserId, other: UserId) -> Result<(), WireError> {
     let dropped = state.stores.mailbox.drop_conversation(me, other).await?;
     metrics::counter!("wisp_messages_dropped_total").increment(dropped);

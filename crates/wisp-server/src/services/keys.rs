@@ -57,10 +57,10 @@ pub(crate) async fn upload(
             format!("upload at most {MAX_KEYS_PER_UPLOAD} one-time keys at once"),
         ));
     }
-    let identity =
-        state.stores.accounts.identity(me).await?.ok_or_else(|| {
-            WireError::new(ErrorCode::Internal, "internal error; try again later")
-        })?;
+    let identity = state
+        .identity(me)
+        .await?
+        .ok_or_else(|| WireError::new(ErrorCode::Internal, "internal error; try again later"))?;
     let owner_key = verifying_key(&identity.ed25519)
         .ok_or_else(|| WireError::new(ErrorCode::Internal, "internal error; try again later"))?;
     let one_time = upload
@@ -88,13 +88,13 @@ pub(crate) async fn claim(
     other: UserId,
 ) -> Result<KeyBundle, WireError> {
     limit(state, me)?;
-    if !state.stores.friends.are_friends(me, other).await? {
+    if !state.are_friends(me, other).await? {
         return Err(WireError::new(
             ErrorCode::NotFriends,
             "that user is not your friend; only friends can exchange keys and messages",
         ));
     }
-    let Some(identity) = state.stores.accounts.identity(other).await? else {
+    let Some(identity) = state.identity(other).await? else {
         return Err(WireError::new(
             ErrorCode::NoSuchUser,
             "no user with that id is registered",

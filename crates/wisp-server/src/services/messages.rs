@@ -82,7 +82,7 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
             WireError::rate_limited("messages", retry_after),
         ));
     }
-    if !state.stores.friends.are_friends(me, to).await? {
+    if !state.are_friends(me, to).await? {
         return Err(not_friends());
     }
     let now = state.clock.now_ms();
@@ -115,11 +115,15 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
                 ),
             ));
         }
+        // Removed on another node a moment ago (this node's cache had not
+        // heard yet).
+        Err(PutError::Closed) => return Err(not_friends()),
         Err(PutError::Store(error)) => return Err(error.into()),
     };
     // A removal that ran between the check above and the store has already
-    // dropped the conversation; take this message back out too.
-    if !accepted.duplicate && !state.stores.friends.are_friends(me, to).await? {
+    // dropped the conversation and forgotten the cached friendship; take
+    // this message back out too.
+    if !accepted.duplicate && !state.are_friends(me, to).await? {
         state.stores.mailbox.drop_conversation(me, to).await?;
         return Err(not_friends());
     }

@@ -19,6 +19,7 @@ use wisp_proto::{MessageId, UserId};
 
 mod friend_rules;
 pub mod postgres;
+pub(crate) mod redis_link;
 pub mod redis_mailbox;
 pub mod sqlite;
 
@@ -131,6 +132,10 @@ pub enum PutError {
     /// The sender already has the most messages allowed waiting there.
     #[error("mailbox full")]
     MailboxFull,
+    /// The conversation was closed (a removal or block) and not reopened;
+    /// see [`MailboxStore::drop_conversation`].
+    #[error("conversation closed")]
+    Closed,
     /// The backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -184,7 +189,21 @@ pub trait MailboxStore: Send + Sync + 'static {
     async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError>;
 
     /// Deletes every undelivered message between `a` and `b`, both ways.
+    ///
+    /// A mailbox shared by many nodes also closes the conversation: for
+    /// longer than a node caches a friendship (`cache::FRIENDSHIP_TTL`), a
+    /// put between the two fails with [`PutError::Closed`] until
+    /// [`MailboxStore::reopen_conversation`]. That is what stops a node that
+    /// has not yet heard of a removal made on another. (A single node hears
+    /// of its own removals before it answers them, so the embedded store
+    /// does not need to.)
     async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError>;
+
+    /// `a` and `b` became friends (again): lets puts between them through.
+    /// Default: nothing was closed.
+    async fn reopen_conversation(&self, _a: UserId, _b: UserId) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// How many messages are stored in all (for tests and metrics).
     async fn stored_count(&self) -> Result<u64, StoreError>;

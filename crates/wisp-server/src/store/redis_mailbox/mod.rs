@@ -9,15 +9,32 @@
 //!   at the message's own `expires_at`: Redis itself deletes what expired;
 //! - `…:p:<sender>`: that sender's waiting ids, scored by expiry (quota,
 //!   dropping a conversation);
-//! - `…:c:<sender>:<client id>`: the retry record, expiring with the message.
+//! - `…:c:<sender>:<client id>`: the retry record, expiring with the message;
+//! - `…:x:<sender>`: present for [`CLOSED_FOR`] after the conversation was
+//!   dropped (a removal or block): puts from that sender are refused, so a
+//!   node whose cache has not yet heard of the removal cannot slip one in.
 //!
 //! A fetch never returns an expired message: Redis does not serve expired
 //! keys, and expiry times are checked again.
+//!
+//! With replicas configured ([`RedisMailbox::with_replicas`]), every write
+//! (put, burn, drop) is followed, in the same round trip, by `WAIT`: a put is
+//! acknowledged to its sender only once that many replicas hold it, so a
+//! failover cannot lose it; a burn or drop is confirmed only once replicated,
+//! so a failover cannot bring a burned message back. A write that reached
+//! too few replicas in time is reported as a failure; repeating it is safe.
+//!
+//! Message ids are `max(counter + 1, Redis TIME in microseconds)`: after a
+//! failover that lost the newest unreplicated (hence unacknowledged) puts,
+//! new ids still lie beyond every id handed out before, so no id is reused.
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use std::time::Duration;
+
+use redis::{AsyncCommands, Cmd, FromRedisValue};
 use wisp_proto::{MessageId, UserId};
+
+use super::redis_link::RedisLink;
 
 use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis};
 
@@ -29,13 +46,28 @@ fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }
 
+/// How long a write waits for its replicas.
+const REPLICATION_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a dropped conversation stays closed to puts unless reopened:
+/// well beyond how long a node trusts a cached friendship.
+const CLOSED_FOR: Duration = Duration::from_secs(600);
+
 const PUT: &str = r#"
 local dup = redis.call('GET', KEYS[3])
 if dup then return {1, dup} end
+if redis.call('EXISTS', KEYS[5]) == 1 then return {3, ''} end
 if redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[3], '+inf') >= tonumber(ARGV[6]) then
   return {2, ''}
 end
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local id = redis.call('INCR', KEYS[1])
+if id < floor then
+  id = floor
+  redis.call('SET', KEYS[1], string.format('%d', id))
+end
+id = string.format('%d', id)
 local mk = ARGV[5] .. id
 redis.call('HSET', mk, 's', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'e', ARGV[4])
 redis.call('PEXPIREAT', mk, ARGV[4])
@@ -68,18 +100,19 @@ for i, id in ipairs(ids) do
   dropped = dropped + redis.call('DEL', KEYS[3] .. id)
 end
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[1])
 return dropped
 "#;
 
-/// The Redis mailbox store. Cheap to clone; reconnects by itself.
+/// The Redis mailbox store. Cheap to clone; reconnects by itself and
+/// follows a Sentinel failover.
 #[derive(Clone)]
 pub struct RedisMailbox {
-    redis: ConnectionManager,
+    redis: RedisLink,
     /// Prefix of every key (tests isolate themselves with their own).
     prefix: String,
-    put: Script,
-    burn: Script,
-    drop: Script,
+    /// Replicas each write must reach before it counts as done.
+    replicas: u32,
 }
 
 impl std::fmt::Debug for RedisMailbox {
@@ -91,28 +124,78 @@ impl std::fmt::Debug for RedisMailbox {
 }
 
 impl RedisMailbox {
-    /// Connects to the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
+    /// Connects to the Redis `url` names: a server
+    /// (`redis://127.0.0.1:6379`), a Sentinel set
+    /// (`redis+sentinel://host:26379,host:26379/service`) or a Redis Cluster
+    /// (`redis+cluster://host:7000,host:7001`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with_prefix(url, "wisp").await
     }
 
     /// Connects, keeping every key under `prefix`.
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
-        let redis = client.get_connection_manager().await.map_err(backend)?;
         Ok(Self {
-            redis,
+            redis: RedisLink::connect(url).await?,
             prefix: prefix.to_owned(),
-            put: Script::new(PUT),
-            burn: Script::new(BURN),
-            drop: Script::new(DROP),
+            replicas: 0,
         })
+    }
+
+    /// Makes every write wait until `replicas` replicas hold it (Redis
+    /// `WAIT`); 0, the default, waits for none.
+    ///
+    /// # Errors
+    /// A Redis Cluster with replicas to wait for is refused: `WAIT` there
+    /// would need the write's own node connection, which this store does
+    /// not pin.
+    pub fn with_replicas(mut self, replicas: u32) -> Result<Self, StoreError> {
+        if replicas > 0 && self.redis.is_cluster() {
+            return Err(StoreError::Backend(
+                "waiting for replicas (--redis-replicas) is supported with a Redis server or a Sentinel set, not with a Redis Cluster".into(),
+            ));
+        }
+        self.replicas = replicas;
+        Ok(self)
+    }
+
+    /// Runs a write script, then (when replicas are configured) waits, in
+    /// the same round trip, until enough replicas hold the write.
+    async fn write<T: FromRedisValue>(&self, script: Cmd) -> Result<T, StoreError> {
+        let mut redis = self.redis.clone();
+        if self.replicas == 0 {
+            return script.query_async(&mut redis).await.map_err(backend);
+        }
+        let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
+        let (value, reached): (T, u32) = redis::pipe()
+            .add_command(script)
+            .cmd("WAIT")
+            .arg(self.replicas)
+            .arg(wait_ms)
+            .query_async(&mut redis)
+            .await
+            .map_err(backend)?;
+        if reached < self.replicas {
+            metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
+            return Err(StoreError::Backend(format!(
+                "a write reached {reached} of {} Redis replicas within {wait_ms} ms",
+                self.replicas
+            )));
+        }
+        Ok(value)
     }
 
     /// The key prefix of `recipient`'s mailbox, with its hash tag.
     fn mailbox(&self, recipient: UserId) -> String {
         format!("{}:mb:{{{}}}", self.prefix, hex(recipient.as_bytes()))
     }
+}
+
+/// `EVAL` of `script` with `keys` keys to follow. The script travels whole
+/// (it is small), so no `NOSCRIPT` can arise on a freshly promoted primary.
+fn eval(script: &str, keys: usize) -> Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(script).arg(keys);
+    command
 }
 
 fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> {
@@ -136,23 +219,24 @@ impl MailboxStore for RedisMailbox {
     async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
         let mb = self.mailbox(message.recipient);
         let sender = hex(message.sender.as_bytes());
-        let (duplicate, reply): (i64, String) = self
-            .put
-            .key(format!("{mb}:seq"))
-            .key(format!("{mb}:ids"))
-            .key(format!("{mb}:c:{sender}:{}", hex(message.client_msg_id)))
-            .key(format!("{mb}:p:{sender}"))
+        let mut script = eval(PUT, 5);
+        script
+            .arg(format!("{mb}:seq"))
+            .arg(format!("{mb}:ids"))
+            .arg(format!("{mb}:c:{sender}:{}", hex(message.client_msg_id)))
+            .arg(format!("{mb}:p:{sender}"))
+            .arg(format!("{mb}:x:{sender}"))
             .arg(&sender)
             .arg(message.ciphertext)
             .arg(message.sent_at)
             .arg(message.expires_at)
             .arg(format!("{mb}:m:"))
-            .arg(max_pending)
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(backend)?;
-        if duplicate == 2 {
-            return Err(PutError::MailboxFull);
+            .arg(max_pending);
+        let (duplicate, reply): (i64, String) = self.write(script).await?;
+        match duplicate {
+            2 => return Err(PutError::MailboxFull),
+            3 => return Err(PutError::Closed),
+            _ => {}
         }
         Ok(parse_accepted(&reply, duplicate == 1)?)
     }
@@ -227,18 +311,15 @@ impl MailboxStore for RedisMailbox {
             return Ok(0);
         }
         let mb = self.mailbox(recipient);
-        let mut invocation = self.burn.prepare_invoke();
-        invocation
-            .key(format!("{mb}:ids"))
-            .key(format!("{mb}:m:"))
-            .key(format!("{mb}:p:"));
+        let mut script = eval(BURN, 3);
+        script
+            .arg(format!("{mb}:ids"))
+            .arg(format!("{mb}:m:"))
+            .arg(format!("{mb}:p:"));
         for id in ids {
-            invocation.arg(id.0);
+            script.arg(id.0);
         }
-        invocation
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(backend)
+        self.write(script).await
     }
 
     async fn purge_expired(&self, _now: UnixMillis, _limit: usize) -> Result<u64, StoreError> {
@@ -251,17 +332,31 @@ impl MailboxStore for RedisMailbox {
         let mut dropped = 0;
         for (recipient, sender) in [(a, b), (b, a)] {
             let mb = self.mailbox(recipient);
-            let n: u64 = self
-                .drop
-                .key(format!("{mb}:p:{}", hex(sender.as_bytes())))
-                .key(format!("{mb}:ids"))
-                .key(format!("{mb}:m:"))
-                .invoke_async(&mut self.redis.clone())
-                .await
-                .map_err(backend)?;
+            let sender = hex(sender.as_bytes());
+            let mut script = eval(DROP, 4);
+            script
+                .arg(format!("{mb}:p:{sender}"))
+                .arg(format!("{mb}:ids"))
+                .arg(format!("{mb}:m:"))
+                .arg(format!("{mb}:x:{sender}"))
+                .arg(u64::try_from(CLOSED_FOR.as_millis()).unwrap_or(u64::MAX));
+            let n: u64 = self.write(script).await?;
             dropped += n;
         }
         Ok(dropped)
+    }
+
+    async fn reopen_conversation(&self, a: UserId, b: UserId) -> Result<(), StoreError> {
+        for (recipient, sender) in [(a, b), (b, a)] {
+            let mut command = redis::cmd("DEL");
+            command.arg(format!(
+                "{}:x:{}",
+                self.mailbox(recipient),
+                hex(sender.as_bytes())
+            ));
+            let _: u64 = self.write(command).await?;
+        }
+        Ok(())
     }
 
     async fn stored_count(&self) -> Result<u64, StoreError> {
@@ -351,6 +446,83 @@ mod tests {
             .await
             .unwrap();
         crate::store::conformance::mailbox_lifecycle(&accounts, &mailbox).await;
+        cleanup(&mailbox).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_conversation_refuses_puts_until_reopened() {
+        let Some(mailbox) = open().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
+            .await
+            .unwrap();
+        let a = crate::store::conformance::user(&accounts, 1).await;
+        let b = crate::store::conformance::user(&accounts, 2).await;
+        let c = crate::store::conformance::user(&accounts, 3).await;
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let put = |sender, recipient, n: u8| {
+            let mailbox = mailbox.clone();
+            async move {
+                mailbox
+                    .put(
+                        NewMessage {
+                            sender,
+                            recipient,
+                            client_msg_id: &[n; 16],
+                            ciphertext: b"opaque",
+                            sent_at: now,
+                            expires_at: now + 60_000,
+                        },
+                        10,
+                    )
+                    .await
+            }
+        };
+        let first = put(a, b, 1).await.unwrap();
+        assert_eq!(mailbox.drop_conversation(a, b).await.unwrap(), 1);
+        // Both ways closed; a retry of the dropped message is still answered
+        // (as the id it had), and other conversations are untouched.
+        assert!(matches!(put(a, b, 2).await, Err(PutError::Closed)));
+        assert!(matches!(put(b, a, 3).await, Err(PutError::Closed)));
+        assert_eq!(put(a, b, 1).await.unwrap().id, first.id);
+        put(a, c, 4).await.unwrap();
+        mailbox.reopen_conversation(b, a).await.unwrap();
+        let later = put(a, b, 5).await.unwrap();
+        assert!(later.id > first.id);
+        put(b, a, 6).await.unwrap();
+        cleanup(&mailbox).await;
+    }
+
+    #[tokio::test]
+    async fn waiting_for_more_replicas_than_exist_refuses_to_acknowledge() {
+        let Some(mailbox) = open().await else {
+            return;
+        };
+        // The test server has no replicas: a write asking for one is done on
+        // the primary but reported as not safe, and repeating it later is
+        // recognised as the same message.
+        let strict = mailbox.clone().with_replicas(1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
+            .await
+            .unwrap();
+        let a = crate::store::conformance::user(&accounts, 1).await;
+        let b = crate::store::conformance::user(&accounts, 2).await;
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let message = NewMessage {
+            sender: a,
+            recipient: b,
+            client_msg_id: &[7; 16],
+            ciphertext: b"opaque",
+            sent_at: now,
+            expires_at: now + 60_000,
+        };
+        let refused = strict.put(message, 10).await.unwrap_err().to_string();
+        assert!(refused.contains("0 of 1 Redis replicas"), "{refused}");
+        let retried = mailbox.put(message, 10).await.unwrap();
+        assert!(retried.duplicate);
         cleanup(&mailbox).await;
     }
 }
