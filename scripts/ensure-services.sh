@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure the services the cluster-backend tests use are up on loopback:
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Starts the
-# machine's own installations if they are down; installs nothing. Tests of
+# machine's own installations if they are down, and installs from Debian's
+# packages what tests start processes of their own from: haproxy (the
+# load-balancer test), redis-server (the Sentinel failover test runs its own
+# primary, replicas and Sentinels) and the PostgreSQL server binaries (the
+# restart test runs its own database). Tests of
 # the cluster backend say "skipped: no PostgreSQL at ..." outside CI when a
 # service is missing, and fail with CI=true.
 set -uo pipefail
@@ -45,4 +49,17 @@ if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
   fi
 fi
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 && say "haproxy is installed"
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  say "installing $*"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null 2>&1
+}
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server \
+  || say "could not install redis-server; the failover test will report it"
+command -v redis-server >/dev/null 2>&1 && say "redis-server is installed (Sentinel test)"
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  apt_install postgresql || say "could not install postgresql; the restart test will report it"
+fi
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && say "PostgreSQL server binaries are installed (restart test)"
 exit 0

@@ -38,6 +38,9 @@ const FRIEND_OPS_PER_MINUTE: u32 = 120;
 /// How often expired messages are deleted.
 const REAPER_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -288,10 +291,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    match state.stores.accounts.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
-        Err(error) => {
+    // A probe wants an answer quickly, not after the pool gave up.
+    match tokio::time::timeout(READY_TIMEOUT, state.stores.accounts.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n"),
+        Ok(Err(error)) => {
             tracing::warn!(%error, "not ready: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: store did not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
         }
     }

@@ -168,6 +168,8 @@ fn transient(error: &RedisError) -> bool {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
+        // Mid-failover the Sentinels name no usable primary for a moment.
+        || error.kind() == ErrorKind::MasterNameNotFoundBySentinel
         || matches!(
             error.kind(),
             ErrorKind::Server(

@@ -128,6 +128,26 @@ impl ClusterBackend {
         }
     }
 
+    /// The environment that points a `wisp-server` binary at this
+    /// cluster's schema and key prefix (with an easy puzzle and no limits).
+    pub fn node_env(&self) -> Vec<(&'static str, String)> {
+        let separator = if self.pg_url.contains('?') { '&' } else { '?' };
+        vec![
+            (
+                "WISP_POSTGRES_URL",
+                format!(
+                    "{}{separator}options[search_path]={}",
+                    self.pg_url, self.schema
+                ),
+            ),
+            ("WISP_REDIS_URL", self.redis_url.clone()),
+            ("WISP_REDIS_PREFIX", self.prefix.clone()),
+            ("WISP_POW_DIFFICULTY", "0".into()),
+            ("WISP_REGISTER_LIMIT", "0".into()),
+            ("WISP_SEND_LIMIT", "0".into()),
+        ]
+    }
+
     /// Puts `config` on this cluster's Redis (for the cross-node bus).
     pub fn configure(&self, config: &mut Config) {
         config.redis_url = Some(self.redis_url.clone());
@@ -603,11 +623,11 @@ pub fn spawn(
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep draining after the test stopped listening: a full pipe would
+        // block the server's logging, and with it the server.
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);

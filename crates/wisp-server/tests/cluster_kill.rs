@@ -1,0 +1,59 @@
+//! Three `wisp-server` processes on one PostgreSQL and one Redis, 200 users
+//! spread over them, every user talking to its friends; one node is killed
+//! with SIGKILL midway. Every acknowledged message is delivered, and stored
+//! once; the killed node's users carry on through the other two.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "common/traffic.rs"]
+mod traffic;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ClusterBackend, spawn};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
+    let Some(backend) = ClusterBackend::create().await else {
+        return;
+    };
+    let env = backend.node_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    let mut urls = Vec::new();
+    for dir in &dirs {
+        let (process, addr, _logs) = spawn(dir.path(), &env);
+        nodes.push(Some(process));
+        urls.push(format!("ws://{addr}"));
+    }
+    let nodes = Arc::new(Mutex::new(nodes));
+    let victim = Arc::clone(&nodes);
+    let plan = traffic::Plan {
+        users: 200,
+        friends_ahead: 2,
+        rounds: 3,
+        // 200 users × 4 friends × 3 rounds = 2400 messages; kill at 800.
+        disrupt_after: 800,
+        deadline: Duration::from_secs(240),
+    };
+    let outcome = traffic::run(urls, plan, async move {
+        let mut process = victim.lock().unwrap()[1].take().unwrap();
+        process.0.kill().unwrap();
+        process.0.wait().unwrap();
+        eprintln!("node 1 killed (SIGKILL)");
+    })
+    .await;
+    eprintln!("{outcome:?}");
+    assert_eq!(outcome.acknowledged, 2400);
+    assert!(outcome.lost.is_empty(), "lost: {:?}", outcome.lost);
+    assert!(
+        outcome.stored_twice.is_empty(),
+        "stored twice: {:?}",
+        outcome.stored_twice
+    );
+    // A third of the users were on the killed node and had to come back.
+    assert!(outcome.reconnects >= 60, "{outcome:?}");
+    drop(nodes);
+}
