@@ -62,6 +62,11 @@ pub struct Config {
     /// Redis replicas each mailbox write must reach before it is
     /// acknowledged (Redis `WAIT`); 0 waits for none.
     pub redis_replicas: u32,
+    /// Load balancers whose `X-Forwarded-For` is believed: for a connection
+    /// from one of these, the client's address (for the per-address
+    /// registration limit) is the last one in that header that is not
+    /// itself a trusted proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "wisp".to_owned(),
             redis_replicas: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -103,7 +109,7 @@ pub struct Args {
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
     /// register_limit, send_limit, max_connections, log_format,
-    /// postgres_url, redis_url, redis_prefix, redis_replicas
+    /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -163,6 +169,20 @@ pub struct Args {
     /// Sentinel, 1 [default: 0]
     #[arg(long, env = "WISP_REDIS_REPLICAS", value_name = "N")]
     pub redis_replicas: Option<u32>,
+
+    /// A load balancer (address or CIDR, e.g. 10.0.0.0/24) whose
+    /// X-Forwarded-For header names the real client, so registrations are
+    /// limited per client rather than per balancer. Repeat the flag, or
+    /// separate with commas. Only list proxies that overwrite or append to
+    /// the header; anyone else could forge it [default: none]
+    #[arg(
+        long = "trusted-proxy",
+        env = "WISP_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_proxy
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +200,14 @@ struct FileConfig {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     redis_replicas: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
+}
+
+/// A proxy's address or network: `10.0.0.5` or `10.0.0.0/24`.
+fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an address or a network like 10.0.0.0/24"))
 }
 
 /// Why the configuration could not be resolved.
@@ -250,6 +278,18 @@ impl Args {
                 .redis_replicas
                 .or(file.redis_replicas)
                 .unwrap_or(defaults.redis_replicas),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                match file.trusted_proxies {
+                    Some(list) => list
+                        .iter()
+                        .map(|s| parse_proxy(s))
+                        .collect::<Result<_, _>>()
+                        .map_err(|why| ConfigError::Invalid(format!("trusted_proxies: {why}")))?,
+                    None => defaults.trusted_proxies,
+                }
+            } else {
+                self.trusted_proxies
+            },
         };
         if config.postgres_url.is_some() != config.redis_url.is_some() {
             return Err(ConfigError::Invalid(
@@ -336,5 +376,39 @@ mod tests {
     #[test]
     fn too_hard_a_puzzle_is_refused() {
         assert!(Args::try_parse_from(["wisp-server", "--pow-difficulty", "40"]).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_replicas_come_from_flags_or_the_file() {
+        let config = Args::parse_from([
+            "wisp-server",
+            "--trusted-proxy",
+            "10.0.0.0/24,10.0.1.5",
+            "--trusted-proxy",
+            "fd00::/8",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert!(Args::try_parse_from(["wisp-server", "--trusted-proxy", "10.0.0.0/99"]).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"192.168.0.0/16\", \"::1\"]\nredis_replicas = 1\n",
+        )
+        .unwrap();
+        let config = Args::parse_from(["wisp-server", "--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            vec![
+                "192.168.0.0/16".parse().unwrap(),
+                "::1/128".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.redis_replicas, 1);
     }
 }

@@ -182,6 +182,7 @@ impl Server {
             shutdown,
             connections: TaskTracker::new(),
             cache,
+            trusted_proxies: config.trusted_proxies.clone(),
         });
         let app = Router::new()
             .route("/", get(crate::gateway::upgrade))

@@ -38,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) bus: Option<crate::bus::Bus>,
     /// What this node reads on every message.
     pub(crate) cache: Arc<Cache>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {

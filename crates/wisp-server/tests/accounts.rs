@@ -163,6 +163,66 @@ async fn registrations_are_rate_limited_per_address() {
     );
 }
 
+/// The error a (bogus) registration attempt on `conn` gets: the rate
+/// limit is checked before anything else, so it shows whether the attempt
+/// was counted against the address the server sees.
+async fn register_attempt(conn: &mut RawConnection) -> ErrorCode {
+    match conn
+        .request(Request::Register(wisp_proto::frames::Register {
+            ed25519_key: vec![1; 32],
+            curve25519_key: vec![2; 32],
+            signature: vec![3; 64],
+            pow_solution: 0,
+            identity_signature: vec![4; 64],
+        }))
+        .await
+    {
+        Reply::Error(error) => error.code(),
+        other => panic!("a bogus registration was accepted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_registrations_are_limited_per_forwarded_client() {
+    let server = TestServer::start_with(|c| {
+        c.register_limit = 1;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.pow_difficulty = 0;
+    })
+    .await;
+    let from = |client: &'static str| {
+        let url = server.url();
+        async move { RawConnection::open_with_headers(&url, &[("x-forwarded-for", client)]).await }
+    };
+    let mut first = from("203.0.113.1").await;
+    assert_ne!(register_attempt(&mut first).await, ErrorCode::RateLimited);
+    assert_eq!(register_attempt(&mut first).await, ErrorCode::RateLimited);
+    // Another client behind the same balancer has its own allowance; the
+    // first one, on a new connection, still has none.
+    let mut second = from("203.0.113.2").await;
+    assert_ne!(register_attempt(&mut second).await, ErrorCode::RateLimited);
+    let mut again = from("203.0.113.1").await;
+    assert_eq!(register_attempt(&mut again).await, ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
+    let server = TestServer::start_with(|c| {
+        c.register_limit = 1;
+        c.pow_difficulty = 0;
+    })
+    .await;
+    let mut first =
+        RawConnection::open_with_headers(&server.url(), &[("x-forwarded-for", "203.0.113.1")])
+            .await;
+    assert_ne!(register_attempt(&mut first).await, ErrorCode::RateLimited);
+    // A forged header does not buy a fresh allowance.
+    let mut forged =
+        RawConnection::open_with_headers(&server.url(), &[("x-forwarded-for", "203.0.113.2")])
+            .await;
+    assert_eq!(register_attempt(&mut forged).await, ErrorCode::RateLimited);
+}
+
 /// Gets a login challenge nonce on `conn` for `user`.
 async fn challenge(conn: &mut RawConnection, user: &Identity) -> Vec<u8> {
     match conn

@@ -1,12 +1,12 @@
 //! The WebSocket gateway: accepts connections, enforces the connection cap,
 //! and runs each connection's loop.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wisp_proto::MAX_FRAME_BYTES;
 
@@ -20,11 +20,44 @@ pub(crate) mod session;
 /// larger closes the connection (1009, message too big).
 const TRANSPORT_MAX_MESSAGE: usize = 2 * MAX_FRAME_BYTES;
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy,
+/// the last `X-Forwarded-For` entry that is not itself a trusted proxy (the
+/// entries before it were written by the client, and prove nothing).
+pub(crate) fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(ip) if is_trusted(&ip) => {}
+            Ok(ip) => return ip,
+            // Garbled: trust nothing further left.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = client_address(peer.ip(), &headers, &state.trusted_proxies);
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n").into_response();
     }
@@ -41,8 +74,69 @@ pub(crate) async fn upgrade(
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                connection::serve(socket, state, peer.ip()).await;
+                connection::serve(socket, state, client).await;
                 drop(slot);
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append("x-forwarded-for", value.parse().unwrap());
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/24".parse().unwrap()];
+        let forged = headers(&["198.51.100.7"]);
+        // Not from a proxy: the header is whatever the client wrote.
+        assert_eq!(
+            client_address(ip("203.0.113.9"), &forged, &trusted),
+            ip("203.0.113.9")
+        );
+        // From the proxy: the client it saw.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &forged, &trusted),
+            ip("198.51.100.7")
+        );
+        // A client's forged entry sits left of what the proxy appended.
+        let appended = headers(&["198.51.100.7, 203.0.113.9"]);
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &appended, &trusted),
+            ip("203.0.113.9")
+        );
+        // Chains of trusted proxies are walked; split headers are one list.
+        let chained = headers(&["203.0.113.9", "10.0.0.7"]);
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &chained, &trusted),
+            ip("203.0.113.9")
+        );
+        // Garbage or nothing: the proxy's own address.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &headers(&["nonsense"]), &trusted),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.5")
+        );
+        // IPv4 seen through an IPv6 socket is still IPv4.
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.5"), &forged, &trusted),
+            ip("198.51.100.7")
+        );
+        // No trusted proxies: never believed.
+        assert_eq!(client_address(ip("10.0.0.5"), &forged, &[]), ip("10.0.0.5"));
+    }
 }

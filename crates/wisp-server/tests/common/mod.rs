@@ -479,17 +479,39 @@ impl RawConnection {
         Self { socket, next_id: 1 }
     }
 
+    /// Opens with extra handshake headers (e.g. X-Forwarded-For) and says
+    /// hello.
+    pub async fn open_with_headers(url: &str, headers: &[(&'static str, &str)]) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("request");
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("header value"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connect");
+        let mut conn = Self { socket, next_id: 1 };
+        conn.hello().await;
+        conn
+    }
+
     /// Opens and says hello with the current version.
     pub async fn open_with_hello(url: &str) -> Self {
         let mut conn = Self::open(url).await;
-        let reply = conn
+        conn.hello().await;
+        conn
+    }
+
+    async fn hello(&mut self) {
+        let reply = self
             .request(Request::Hello(Hello {
                 protocol_version: wisp_proto::PROTOCOL_VERSION,
                 client: "raw-test".into(),
             }))
             .await;
         assert!(matches!(reply, Reply::HelloOk(_)), "{reply:?}");
-        conn
     }
 
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
