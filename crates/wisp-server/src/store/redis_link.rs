@@ -53,8 +53,13 @@ pub(crate) enum Topology {
         password: Option<String>,
         db: i64,
     },
-    /// A Redis Cluster: `redis://[auth@]host:port` of each seed node.
-    Cluster(Vec<String>),
+    /// A Redis Cluster found from seed nodes.
+    Cluster {
+        /// `user:password@`, or empty.
+        auth: String,
+        /// `host:port` of each seed.
+        seeds: Vec<String>,
+    },
 }
 
 impl std::fmt::Debug for Topology {
@@ -69,7 +74,10 @@ impl std::fmt::Debug for Topology {
                 .field("sentinels", sentinels)
                 .field("service", service)
                 .finish_non_exhaustive(),
-            Self::Cluster(seeds) => write!(f, "Cluster({} seeds)", seeds.len()),
+            Self::Cluster { seeds, .. } => f
+                .debug_struct("Cluster")
+                .field("seeds", seeds)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -149,12 +157,10 @@ impl Topology {
                 None => (String::new(), rest),
             };
             let list = list.trim_end_matches('/');
-            return Ok(Self::Cluster(
-                hosts(list)?
-                    .into_iter()
-                    .map(|h| format!("redis://{auth}{h}"))
-                    .collect(),
-            ));
+            return Ok(Self::Cluster {
+                auth,
+                seeds: hosts(list)?,
+            });
         }
         redis::Client::open(url).map_err(|e| bad_url(e.to_string()))?;
         Ok(Self::Standalone(url.to_owned()))
@@ -226,6 +232,9 @@ enum Shape {
     },
     Sentinel(Arc<SentinelPrimary>),
     Cluster {
+        /// `user:password@`, or empty.
+        auth: Arc<str>,
+        /// `host:port` of each seed.
         seeds: Arc<Vec<String>>,
         connection: ClusterConnection,
     },
@@ -309,8 +318,9 @@ impl RedisLink {
                     db,
                 })
             }
-            Topology::Cluster(seeds) => {
-                let connection = redis::cluster::ClusterClient::builder(seeds.clone())
+            Topology::Cluster { auth, seeds } => {
+                let urls = seeds.iter().map(|h| format!("redis://{auth}{h}"));
+                let connection = redis::cluster::ClusterClient::builder(urls)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .build()
@@ -320,6 +330,7 @@ impl RedisLink {
                     .map_err(backend)?;
                 Ok(Self {
                     shape: Shape::Cluster {
+                        auth: auth.into(),
                         seeds: Arc::new(seeds),
                         connection,
                     },
@@ -342,10 +353,52 @@ impl RedisLink {
         match &self.shape {
             Shape::Standalone { client, .. } => Ok(client.clone()),
             Shape::Sentinel(primary) => primary.resolve().await,
-            Shape::Cluster { seeds, .. } => {
-                redis::Client::open(seeds[attempt % seeds.len()].as_str())
+            Shape::Cluster { auth, seeds, .. } => {
+                redis::Client::open(format!("redis://{auth}{}", seeds[attempt % seeds.len()]))
             }
         }
+    }
+
+    /// Every key matching `pattern`, from every primary (for tests and
+    /// operators' checks: it walks the whole key space).
+    pub(crate) async fn all_keys(&self, pattern: &str) -> RedisResult<Vec<String>> {
+        use redis::AsyncCommands;
+        let mut keys = Vec::new();
+        let Shape::Cluster {
+            auth, connection, ..
+        } = &self.shape
+        else {
+            let mut link = self.clone();
+            let mut iter: redis::AsyncIter<'_, String> = link.scan_match(pattern).await?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+            return Ok(keys);
+        };
+        // `CLUSTER NODES`: "<id> <host:port@bus> <flags> …" per node.
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut connection.clone())
+            .await?;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                continue;
+            }
+            let address = address.split('@').next().unwrap_or(address);
+            let client = redis::Client::open(format!("redis://{auth}{address}"))?;
+            let mut node = client
+                .get_multiplexed_async_connection_with_config(&connection_config())
+                .await?;
+            let mut iter: redis::AsyncIter<'_, String> = node.scan_match(pattern).await?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+        }
+        Ok(keys)
     }
 
     /// Runs `op` on a connection, retrying transient failures (see the
@@ -482,8 +535,11 @@ mod tests {
             }
         );
         assert_eq!(
-            Topology::parse("redis+cluster://a:7000,b:7001").unwrap(),
-            Topology::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+            Topology::parse("redis+cluster://u:p@a:7000,b:7001").unwrap(),
+            Topology::Cluster {
+                auth: "u:p@".into(),
+                seeds: vec!["a:7000".into(), "b:7001".into()]
+            }
         );
     }
 

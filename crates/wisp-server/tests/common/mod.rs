@@ -107,6 +107,12 @@ impl ClusterBackend {
 
     /// A node's stores.
     pub async fn stores(&self) -> wisp_server::store::Stores {
+        self.stores_on(&self.redis_url).await
+    }
+
+    /// A node's stores, with mailboxes in the Redis at `redis_url` (a
+    /// Sentinel set or a Redis Cluster the test started).
+    pub async fn stores_on(&self, redis_url: &str) -> wisp_server::store::Stores {
         use std::str::FromStr;
         let options = sqlx::postgres::PgConnectOptions::from_str(&self.pg_url)
             .expect("url")
@@ -115,7 +121,7 @@ impl ClusterBackend {
             .await
             .expect("postgres");
         let mailbox = wisp_server::store::redis_mailbox::RedisMailbox::connect_with_prefix(
-            &self.redis_url,
+            redis_url,
             &self.prefix,
         )
         .await

@@ -1,0 +1,273 @@
+//! Redis deployments a test starts for itself on free loopback ports: a
+//! primary with replicas under Sentinels, and a Redis Cluster. Every process
+//! is killed when its owner is dropped.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SERVICE: &str = "wisp";
+
+/// A process stopped (SIGKILL) when dropped.
+pub struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn redis_server() -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v redis-server"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no redis-server, and CI=true: scripts/ensure-services.sh installs it");
+        }
+        eprintln!("skipped: no redis-server to start a Sentinel set with");
+    }
+    found
+}
+
+fn start(binary: &str, args: &[String]) -> Process {
+    Process(
+        Command::new(binary)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server"),
+    )
+}
+
+pub fn query<T: redis::FromRedisValue>(
+    port: u16,
+    command: &mut redis::Cmd,
+) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut connection = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    command.query(&mut connection)
+}
+
+/// Waits (up to 30 s) until `ready` holds.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A primary, two replicas and three Sentinels (quorum two).
+pub struct SentinelSet {
+    pub data_ports: Vec<u16>,
+    pub data: Vec<Option<Process>>,
+    pub sentinel_ports: Vec<u16>,
+    _sentinels: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelSet {
+    pub fn start(binary: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut data = Vec::new();
+        for (i, port) in data_ports.iter().enumerate() {
+            let node_dir = dir.path().join(format!("redis-{i}"));
+            std::fs::create_dir(&node_dir).unwrap();
+            let mut args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                node_dir.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            if i > 0 {
+                args.extend([
+                    "--replicaof".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    data_ports[0].to_string(),
+                ]);
+            }
+            data.push(Some(start(binary, &args)));
+        }
+        wait_until("both replicas to sync", || {
+            query::<String>(data_ports[0], redis::cmd("INFO").arg("replication"))
+                .is_ok_and(|info| info.contains("connected_slaves:2"))
+                && data_ports[1..].iter().all(|port| {
+                    query::<String>(*port, redis::cmd("INFO").arg("replication"))
+                        .is_ok_and(|info| info.contains("master_link_status:up"))
+                })
+        });
+        let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut sentinels = Vec::new();
+        for (i, port) in sentinel_ports.iter().enumerate() {
+            let config = dir.path().join(format!("sentinel-{i}.conf"));
+            write_sentinel_config(&config, *port, data_ports[0]);
+            sentinels.push(start(
+                binary,
+                &[config.to_str().unwrap().to_owned(), "--sentinel".to_owned()],
+            ));
+        }
+        wait_until("the Sentinels to know the replicas and each other", || {
+            sentinel_ports.iter().all(|port| {
+                let replicas: Vec<redis::Value> =
+                    query(*port, redis::cmd("SENTINEL").arg("replicas").arg(SERVICE))
+                        .unwrap_or_default();
+                let others: Vec<redis::Value> =
+                    query(*port, redis::cmd("SENTINEL").arg("sentinels").arg(SERVICE))
+                        .unwrap_or_default();
+                replicas.len() == 2 && others.len() == 2
+            })
+        });
+        Self {
+            data_ports,
+            data,
+            sentinel_ports,
+            _sentinels: sentinels,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/{SERVICE}", hosts.join(","))
+    }
+
+    /// The primary's port as the first Sentinel names it.
+    pub fn primary(&self) -> u16 {
+        let (_, port): (String, u16) = query(
+            self.sentinel_ports[0],
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(SERVICE),
+        )
+        .unwrap();
+        port
+    }
+}
+
+fn write_sentinel_config(path: &Path, port: u16, primary: u16) {
+    std::fs::write(
+        path,
+        format!(
+            "port {port}\n\
+             bind 127.0.0.1\n\
+             daemonize no\n\
+             dir {dir}\n\
+             sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {SERVICE} 1000\n\
+             sentinel failover-timeout {SERVICE} 10000\n\
+             sentinel parallel-syncs {SERVICE} 2\n",
+            dir = path.parent().unwrap().display(),
+        ),
+    )
+    .unwrap();
+}
+
+/// A Redis Cluster of three primaries (no replicas).
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _nodes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start(binary: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let node_dir = dir.path().join(format!("cluster-{i}"));
+            std::fs::create_dir(&node_dir).unwrap();
+            let args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "5000",
+                "--dir",
+                node_dir.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            nodes.push(start(binary, &args));
+        }
+        wait_until("the cluster nodes to answer", || {
+            ports
+                .iter()
+                .all(|port| query::<String>(*port, &mut redis::cmd("PING")).is_ok())
+        });
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let created = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(created.status.success(), "cluster create: {created:?}");
+        wait_until("the cluster to be ok", || {
+            ports.iter().all(|port| {
+                query::<String>(*port, redis::cmd("CLUSTER").arg("INFO"))
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+        Self {
+            ports,
+            _nodes: nodes,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
