@@ -169,3 +169,96 @@ async fn a_user_reconnecting_to_another_node_gets_what_is_pending() {
     let _ = &mut alice;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_again_after_a_removal_talk_at_once_across_nodes() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let mut alice = device_at(&cluster.url(0)).await;
+    let bob = device_at(&cluster.url(1)).await;
+    befriend_devices(&alice, &bob).await;
+    let mut bob = bob;
+    bob.messenger
+        .send_text(alice.id(), "one", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut alice).await, "one");
+    alice
+        .messenger
+        .client()
+        .remove_friend(bob.id())
+        .await
+        .unwrap();
+    let refused = bob
+        .messenger
+        .send_text(alice.id(), "refused", HOUR, None)
+        .await;
+    assert_eq!(code_of(refused), ErrorCode::NotFriends);
+    // Friends again: node B forgets its cached "no", and the conversation
+    // the removal closed is open again.
+    alice
+        .messenger
+        .client()
+        .request_friend(bob.id())
+        .await
+        .unwrap();
+    bob.messenger
+        .client()
+        .accept_friend(alice.id())
+        .await
+        .unwrap();
+    bob.messenger
+        .send_text(alice.id(), "two", HOUR, None)
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut alice).await, "two");
+    cluster.stop().await;
+}
+
+/// A node that never hears of a removal made on another (no notification
+/// bus at all, so its cached "friends" stays stale) still cannot store a
+/// message across it: the removal closed the conversation in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cache_cannot_slip_a_message_past_a_removal() {
+    let Some(cluster) = Cluster::start(1).await else {
+        return;
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..Config::default()
+    };
+    // Same stores, but no Redis URL: no bus, no invalidations.
+    let deaf = Server::start_with(
+        &config,
+        cluster.backend.stores().await,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let alice = device_at(&cluster.url(0)).await;
+    let mut bob = device_at(&deaf.ws_url()).await;
+    befriend_devices(&alice, &bob).await;
+    // The deaf node caches the friendship.
+    bob.messenger
+        .send_text(alice.id(), "cached", HOUR, None)
+        .await
+        .unwrap();
+    alice
+        .messenger
+        .client()
+        .remove_friend(bob.id())
+        .await
+        .unwrap();
+    let refused = bob
+        .messenger
+        .send_text(alice.id(), "slipped?", HOUR, None)
+        .await;
+    assert_eq!(code_of(refused), ErrorCode::NotFriends);
+    assert_eq!(deaf.stored_message_count().await.unwrap(), 0);
+    deaf.shutdown().await;
+    cluster.stop().await;
+}
