@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::{ClusterBackend, Device, befriend_devices, code_of, device_at};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
+use wisp_server::Server;
 use wisp_server::clock::SystemClock;
-use wisp_server::{Config, Server};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -31,13 +31,7 @@ impl Cluster {
             nodes: Vec::new(),
         };
         for _ in 0..nodes {
-            let mut config = Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                pow_difficulty: 0,
-                register_limit: 0,
-                send_limit: 0,
-                ..Config::default()
-            };
+            let mut config = common::open_node_config();
             cluster.backend.configure(&mut config);
             let stores = cluster.backend.stores().await;
             let node = Server::start_with(&config, stores, Arc::new(SystemClock))
@@ -59,14 +53,25 @@ impl Cluster {
     }
 }
 
-/// The next message text, skipping other events.
-async fn next_text(device: &mut Device) -> String {
-    loop {
-        if let Event::Message(message) = device.event().await {
-            device.messenger.confirm().await.unwrap();
-            return message.text.to_string();
-        }
-    }
+/// Befriends, lets `bob` send once (so his node caches the friendship),
+/// has `alice` remove him, and checks his next send is refused.
+async fn removal_refuses_the_next_send(alice: &Device, bob: &mut Device) {
+    befriend_devices(alice, bob).await;
+    bob.messenger
+        .send_text(alice.id(), "hello", HOUR, None)
+        .await
+        .unwrap();
+    alice
+        .messenger
+        .client()
+        .remove_friend(bob.id())
+        .await
+        .unwrap();
+    let refused = bob
+        .messenger
+        .send_text(alice.id(), "still there?", HOUR, None)
+        .await;
+    assert_eq!(code_of(refused), ErrorCode::NotFriends);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +110,7 @@ async fn users_on_different_nodes_talk_pushed_across_nodes() {
             .send_text(bob.id(), &format!("across {n}"), HOUR, None)
             .await
             .unwrap();
-        let received = tokio::time::timeout(Duration::from_secs(5), next_text(&mut bob))
+        let received = tokio::time::timeout(Duration::from_secs(5), bob.next_text())
             .await
             .expect("pushed to the other node within 5 s");
         assert_eq!(received, format!("across {n}"));
@@ -114,7 +119,7 @@ async fn users_on_different_nodes_talk_pushed_across_nodes() {
         .send_text(alice.id(), "and back", HOUR, None)
         .await
         .unwrap();
-    assert_eq!(next_text(&mut alice).await, "and back");
+    assert_eq!(alice.next_text().await, "and back");
     cluster.stop().await;
 }
 
@@ -125,23 +130,7 @@ async fn a_removal_on_one_node_blocks_a_send_through_another_at_once() {
     };
     let alice = device_at(&cluster.url(0)).await;
     let mut bob = device_at(&cluster.url(1)).await;
-    befriend_devices(&alice, &bob).await;
-    bob.messenger
-        .send_text(alice.id(), "hello", HOUR, None)
-        .await
-        .unwrap();
-
-    alice
-        .messenger
-        .client()
-        .remove_friend(bob.id())
-        .await
-        .unwrap();
-    let refused = bob
-        .messenger
-        .send_text(alice.id(), "still there?", HOUR, None)
-        .await;
-    assert_eq!(code_of(refused), ErrorCode::NotFriends);
+    removal_refuses_the_next_send(&alice, &mut bob).await;
     cluster.stop().await;
 }
 
@@ -183,7 +172,7 @@ async fn friends_again_after_a_removal_talk_at_once_across_nodes() {
         .send_text(alice.id(), "one", HOUR, None)
         .await
         .unwrap();
-    assert_eq!(next_text(&mut alice).await, "one");
+    assert_eq!(alice.next_text().await, "one");
     alice
         .messenger
         .client()
@@ -212,7 +201,7 @@ async fn friends_again_after_a_removal_talk_at_once_across_nodes() {
         .send_text(alice.id(), "two", HOUR, None)
         .await
         .unwrap();
-    assert_eq!(next_text(&mut alice).await, "two");
+    assert_eq!(alice.next_text().await, "two");
     cluster.stop().await;
 }
 
@@ -224,13 +213,7 @@ async fn a_stale_cache_cannot_slip_a_message_past_a_removal() {
     let Some(cluster) = Cluster::start(1).await else {
         return;
     };
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        pow_difficulty: 0,
-        register_limit: 0,
-        send_limit: 0,
-        ..Config::default()
-    };
+    let config = common::open_node_config();
     // Same stores, but no Redis URL: no bus, no invalidations.
     let deaf = Server::start_with(
         &config,
@@ -241,23 +224,7 @@ async fn a_stale_cache_cannot_slip_a_message_past_a_removal() {
     .unwrap();
     let alice = device_at(&cluster.url(0)).await;
     let mut bob = device_at(&deaf.ws_url()).await;
-    befriend_devices(&alice, &bob).await;
-    // The deaf node caches the friendship.
-    bob.messenger
-        .send_text(alice.id(), "cached", HOUR, None)
-        .await
-        .unwrap();
-    alice
-        .messenger
-        .client()
-        .remove_friend(bob.id())
-        .await
-        .unwrap();
-    let refused = bob
-        .messenger
-        .send_text(alice.id(), "slipped?", HOUR, None)
-        .await;
-    assert_eq!(code_of(refused), ErrorCode::NotFriends);
+    removal_refuses_the_next_send(&alice, &mut bob).await;
     assert_eq!(deaf.stored_message_count().await.unwrap(), 0);
     deaf.shutdown().await;
     cluster.stop().await;

@@ -11,23 +11,15 @@ mod traffic;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ClusterBackend, spawn};
+use common::{ClusterBackend, spawn_nodes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
     let Some(backend) = ClusterBackend::create().await else {
         return;
     };
-    let env = backend.node_env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    let mut urls = Vec::new();
-    for dir in &dirs {
-        let (process, addr, _logs) = spawn(dir.path(), &env);
-        nodes.push(Some(process));
-        urls.push(format!("ws://{addr}"));
-    }
+    let nodes = spawn_nodes(3, &backend.node_env());
+    let urls = nodes.urls.clone();
     let nodes = Arc::new(Mutex::new(nodes));
     let victim = Arc::clone(&nodes);
     let plan = traffic::Plan {
@@ -39,7 +31,7 @@ async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
         deadline: Duration::from_secs(240),
     };
     let outcome = traffic::run(urls, plan, async move {
-        let mut process = victim.lock().unwrap()[1].take().unwrap();
+        let mut process = victim.lock().unwrap().processes[1].take().unwrap();
         process.0.kill().unwrap();
         process.0.wait().unwrap();
         eprintln!("node 1 killed (SIGKILL)");

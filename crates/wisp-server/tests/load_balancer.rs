@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{ClusterBackend, befriend_devices, device_at, friends_one_offline};
+use wisp_server::Server;
 use wisp_server::clock::SystemClock;
-use wisp_server::{Config, Server};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -34,13 +34,7 @@ fn haproxy() -> Option<String> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_owned))
         .filter(|s| !s.is_empty());
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("no haproxy, and CI=true: scripts/ensure-services.sh installs it");
-        }
-        eprintln!("skipped: no haproxy (scripts/ensure-services.sh installs it)");
-    }
-    found
+    common::tool_or_skip("haproxy", found, "scripts/ensure-services.sh installs it")
 }
 
 /// The shipped configuration, pointed at `nodes` and listening on `port`.
@@ -77,13 +71,7 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     };
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            pow_difficulty: 0,
-            register_limit: 0,
-            send_limit: 0,
-            ..Config::default()
-        };
+        let mut config = common::open_node_config();
         cluster.configure(&mut config);
         nodes.push(
             Server::start_with(&config, cluster.stores().await, Arc::new(SystemClock))

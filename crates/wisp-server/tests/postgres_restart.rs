@@ -35,13 +35,11 @@ fn postgres_bin() -> Option<PathBuf> {
         dirs.sort();
         dirs.pop()
     });
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("no PostgreSQL server binaries (initdb, pg_ctl), and CI=true");
-        }
-        eprintln!("skipped: no PostgreSQL server binaries (initdb, pg_ctl)");
-    }
-    found
+    common::tool_or_skip(
+        "PostgreSQL server binaries (initdb, pg_ctl)",
+        found,
+        "scripts/ensure-services.sh installs them",
+    )
 }
 
 /// A PostgreSQL of the test's own, stopped when dropped.
@@ -159,16 +157,6 @@ impl Drop for OwnPostgres {
     }
 }
 
-/// The next message's text, read (each wait bounded by `event`).
-async fn next_text(device: &mut common::Device) -> String {
-    loop {
-        if let wisp_client::Event::Message(message) = device.event().await {
-            device.messenger.mark_read(&message).await.unwrap();
-            return message.text.to_string();
-        }
-    }
-}
-
 fn ready(addr: SocketAddr) -> bool {
     http_get(addr, "/readyz").starts_with("HTTP/1.1 200")
 }
@@ -204,7 +192,7 @@ async fn a_node_survives_a_postgresql_restart() {
         .send_text(bob.id(), "before", HOUR, None)
         .await
         .unwrap();
-    assert_eq!(next_text(&mut bob).await, "before");
+    assert_eq!(bob.next_text().await, "before");
 
     postgres.crash();
     assert!(!ready(addr), "not ready while the database is down");
@@ -233,6 +221,6 @@ async fn a_node_survives_a_postgresql_restart() {
     let bob_home = bob.home;
     drop(bob.messenger);
     let mut bob = reopen_at(&url, bob_home).await;
-    assert_eq!(next_text(&mut bob).await, "during");
-    assert_eq!(next_text(&mut alice).await, "after");
+    assert_eq!(bob.next_text().await, "during");
+    assert_eq!(alice.next_text().await, "after");
 }

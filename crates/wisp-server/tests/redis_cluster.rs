@@ -12,25 +12,13 @@ mod redis_set;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ClusterBackend, Device, befriend_devices, code_of, device_at};
+use common::{ClusterBackend, befriend_devices, code_of, device_at};
 use redis_set::{RedisCluster, redis_server};
-use wisp_client::Event;
 use wisp_proto::ErrorCode;
+use wisp_server::Server;
 use wisp_server::clock::SystemClock;
-use wisp_server::{Config, Server};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-async fn next_text(device: &mut Device) -> String {
-    loop {
-        if let Event::Message(message) = device.event().await {
-            // Confirmed (burned on the server), without a read receipt
-            // (which would be a message of its own).
-            device.messenger.confirm().await.unwrap();
-            return message.text.to_string();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_carries_mailboxes_and_notifications() {
@@ -46,13 +34,7 @@ async fn a_redis_cluster_carries_mailboxes_and_notifications() {
     let url = redis.url();
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            pow_difficulty: 0,
-            register_limit: 0,
-            send_limit: 0,
-            ..Config::default()
-        };
+        let mut config = common::open_node_config();
         backend.configure(&mut config);
         config.redis_url = Some(url.clone());
         let stores = backend.stores_on(&url).await;
@@ -81,7 +63,7 @@ async fn a_redis_cluster_carries_mailboxes_and_notifications() {
                 .send_text(recipient.id(), &text, HOUR, None)
                 .await
                 .unwrap();
-            let got = tokio::time::timeout(Duration::from_secs(5), next_text(recipient))
+            let got = tokio::time::timeout(Duration::from_secs(5), recipient.next_text())
                 .await
                 .expect("pushed across nodes within 5 s");
             assert_eq!(got, text);

@@ -16,7 +16,7 @@ mod traffic;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ClusterBackend, spawn};
+use common::{ClusterBackend, spawn_nodes};
 use redis_set::{SentinelSet, redis_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,17 +40,8 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
         }
     }
     env.push(("WISP_REDIS_REPLICAS", "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    let mut urls = Vec::new();
-    let mut logs = Vec::new();
-    for dir in &dirs {
-        let (process, addr, log) = spawn(dir.path(), &env);
-        nodes.push(process);
-        urls.push(format!("ws://{addr}"));
-        logs.push(log);
-    }
+    let nodes = spawn_nodes(2, &env);
+    let urls = nodes.urls.clone();
 
     let set = Arc::new(Mutex::new(set));
     let victim = Arc::clone(&set);
@@ -69,7 +60,7 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
     })
     .await;
     eprintln!("{outcome:?}");
-    for (node, log) in logs.iter().enumerate() {
+    for (node, log) in nodes.logs.iter().enumerate() {
         let warnings: Vec<String> = log
             .try_iter()
             .filter(|line| line.contains("\"WARN\"") || line.contains("\"ERROR\""))

@@ -362,17 +362,12 @@ impl RedisLink {
     /// Every key matching `pattern`, from every primary (for tests and
     /// operators' checks: it walks the whole key space).
     pub(crate) async fn all_keys(&self, pattern: &str) -> RedisResult<Vec<String>> {
-        use redis::AsyncCommands;
         let mut keys = Vec::new();
         let Shape::Cluster {
             auth, connection, ..
         } = &self.shape
         else {
-            let mut link = self.clone();
-            let mut iter: redis::AsyncIter<'_, String> = link.scan_match(pattern).await?;
-            while let Some(key) = iter.next_item().await {
-                keys.push(key?);
-            }
+            scan_into(&mut self.clone(), pattern, &mut keys).await?;
             return Ok(keys);
         };
         // `CLUSTER NODES`: "<id> <host:port@bus> <flags> …" per node.
@@ -393,10 +388,7 @@ impl RedisLink {
             let mut node = client
                 .get_multiplexed_async_connection_with_config(&connection_config())
                 .await?;
-            let mut iter: redis::AsyncIter<'_, String> = node.scan_match(pattern).await?;
-            while let Some(key) = iter.next_item().await {
-                keys.push(key?);
-            }
+            scan_into(&mut node, pattern, &mut keys).await?;
         }
         Ok(keys)
     }
@@ -437,6 +429,20 @@ impl RedisLink {
             }
         }
     }
+}
+
+/// Appends every key on `connection`'s server that matches `pattern`.
+async fn scan_into<C: ConnectionLike + Send + Sync>(
+    connection: &mut C,
+    pattern: &str,
+    keys: &mut Vec<String>,
+) -> RedisResult<()> {
+    use redis::AsyncCommands;
+    let mut iter: redis::AsyncIter<'_, String> = connection.scan_match(pattern).await?;
+    while let Some(key) = iter.next_item().await {
+        keys.push(key?);
+    }
+    Ok(())
 }
 
 /// The connection one attempt runs on.

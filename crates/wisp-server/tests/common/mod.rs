@@ -362,6 +362,17 @@ impl Device {
             .expect("connection open")
     }
 
+    /// The next message's text, confirmed (burned on the server) without a
+    /// read receipt (which would be a message of its own).
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            if let Event::Message(message) = self.event().await {
+                self.messenger.confirm().await.expect("confirm");
+                return message.text.to_string();
+            }
+        }
+    }
+
     /// Texts of received messages until the mailbox is drained, reading
     /// each (sending a read receipt).
     pub async fn read_all(&mut self) -> Vec<String> {
@@ -615,6 +626,60 @@ pub fn code_of<T: std::fmt::Debug>(
             .unwrap_or_else(|| panic!("not a refusal: {error}")),
         Ok(value) => panic!("expected a refusal, got {value:?}"),
     }
+}
+
+/// A node's settings for tests: any free loopback port, an easy puzzle and
+/// no rate limits.
+pub fn open_node_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..Config::default()
+    }
+}
+
+/// `found`, or else None after saying the test is skipped, except with
+/// CI=true, where a missing tool fails the test (`hint` says who installs
+/// it).
+pub fn tool_or_skip<T>(what: &str, found: Option<T>, hint: &str) -> Option<T> {
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no {what}, and CI=true: {hint}");
+        }
+        eprintln!("skipped: no {what} ({hint})");
+    }
+    found
+}
+
+/// `wisp-server` processes started with the same environment.
+pub struct NodeProcesses {
+    /// Each node, `None` once a test killed it.
+    pub processes: Vec<Option<ServerProcess>>,
+    pub urls: Vec<String>,
+    pub logs: Vec<std::sync::mpsc::Receiver<String>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// Starts `n` nodes, each in a directory of its own, with `env`.
+pub fn spawn_nodes(n: usize, env: &[(&'static str, String)]) -> NodeProcesses {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut nodes = NodeProcesses {
+        processes: Vec::new(),
+        urls: Vec::new(),
+        logs: Vec::new(),
+        _dirs: Vec::new(),
+    };
+    for _ in 0..n {
+        let dir = tempfile::tempdir().expect("node directory");
+        let (process, addr, log) = spawn(dir.path(), &env);
+        nodes.processes.push(Some(process));
+        nodes.urls.push(format!("ws://{addr}"));
+        nodes.logs.push(log);
+        nodes._dirs.push(dir);
+    }
+    nodes
 }
 
 /// The server process, killed if the test ends before it exits.

@@ -41,13 +41,11 @@ pub fn redis_server() -> Option<String> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("no redis-server, and CI=true: scripts/ensure-services.sh installs it");
-        }
-        eprintln!("skipped: no redis-server to start a Sentinel set with");
-    }
-    found
+    crate::common::tool_or_skip(
+        "redis-server",
+        found,
+        "scripts/ensure-services.sh installs it",
+    )
 }
 
 fn start(binary: &str, args: &[String]) -> Process {
@@ -59,6 +57,30 @@ fn start(binary: &str, args: &[String]) -> Process {
             .spawn()
             .expect("start redis-server"),
     )
+}
+
+/// A Redis server on loopback `port`, keeping nothing on disk, working in
+/// `dir`, with `extra` arguments.
+fn data_node(binary: &str, port: u16, dir: &Path, extra: &[&str]) -> Process {
+    std::fs::create_dir(dir).unwrap();
+    let port = port.to_string();
+    let mut args: Vec<String> = [
+        "--port",
+        port.as_str(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    start(binary, &args)
 }
 
 pub fn query<T: redis::FromRedisValue>(
@@ -94,31 +116,18 @@ impl SentinelSet {
         let data_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut data = Vec::new();
         for (i, port) in data_ports.iter().enumerate() {
-            let node_dir = dir.path().join(format!("redis-{i}"));
-            std::fs::create_dir(&node_dir).unwrap();
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                node_dir.to_str().unwrap(),
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            if i > 0 {
-                args.extend([
-                    "--replicaof".to_owned(),
-                    "127.0.0.1".to_owned(),
-                    data_ports[0].to_string(),
-                ]);
-            }
-            data.push(Some(start(binary, &args)));
+            let primary = data_ports[0].to_string();
+            let extra: &[&str] = if i == 0 {
+                &[]
+            } else {
+                &["--replicaof", "127.0.0.1", &primary]
+            };
+            data.push(Some(data_node(
+                binary,
+                *port,
+                &dir.path().join(format!("redis-{i}")),
+                extra,
+            )));
         }
         wait_until("both replicas to sync", || {
             query::<String>(data_ports[0], redis::cmd("INFO").arg("replication"))
@@ -211,28 +220,13 @@ impl RedisCluster {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
-            let node_dir = dir.path().join(format!("cluster-{i}"));
-            std::fs::create_dir(&node_dir).unwrap();
-            let args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "5000",
-                "--dir",
-                node_dir.to_str().unwrap(),
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            nodes.push(start(binary, &args));
+            let extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
+            nodes.push(data_node(
+                binary,
+                *port,
+                &dir.path().join(format!("cluster-{i}")),
+                &extra,
+            ));
         }
         wait_until("the cluster nodes to answer", || {
             ports

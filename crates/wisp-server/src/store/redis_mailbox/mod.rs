@@ -424,6 +424,22 @@ mod tests {
         }
     }
 
+    /// A mailbox on the test Redis and three users (from a scratch SQLite
+    /// store: the mailbox needs accounts only to make user ids).
+    async fn mailbox_and_users() -> Option<(RedisMailbox, [UserId; 3])> {
+        let mailbox = open().await?;
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
+            .await
+            .unwrap();
+        let mut users = Vec::new();
+        for n in 1..=3 {
+            users.push(crate::store::conformance::user(&accounts, n).await);
+        }
+        accounts.close().await;
+        Some((mailbox, [users[0], users[1], users[2]]))
+    }
+
     #[tokio::test]
     async fn conformance() {
         let Some(mailbox) = open().await else {
@@ -440,16 +456,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_conversation_refuses_puts_until_reopened() {
-        let Some(mailbox) = open().await else {
+        let Some((mailbox, [a, b, c])) = mailbox_and_users().await else {
             return;
         };
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
-            .await
-            .unwrap();
-        let a = crate::store::conformance::user(&accounts, 1).await;
-        let b = crate::store::conformance::user(&accounts, 2).await;
-        let c = crate::store::conformance::user(&accounts, 3).await;
         let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let put = |sender, recipient, n: u8| {
             let mailbox = mailbox.clone();
@@ -486,19 +495,13 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_for_more_replicas_than_exist_refuses_to_acknowledge() {
-        let Some(mailbox) = open().await else {
+        let Some((mailbox, [a, b, _])) = mailbox_and_users().await else {
             return;
         };
         // The test server has no replicas: a write asking for one is done on
         // the primary but reported as not safe, and repeating it later is
         // recognised as the same message.
         let strict = mailbox.clone().with_replicas(1).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
-            .await
-            .unwrap();
-        let a = crate::store::conformance::user(&accounts, 1).await;
-        let b = crate::store::conformance::user(&accounts, 2).await;
         let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let message = NewMessage {
             sender: a,
