@@ -234,7 +234,17 @@ impl Client {
     /// Connects to `url` (e.g. `ws://127.0.0.1:7700`) and exchanges protocol
     /// versions.
     pub async fn connect(url: &str) -> Result<(Self, Events), ClientError> {
-        let (connection, pushes) = Connection::open(url).await?;
+        Self::connect_from(url, None).await
+    }
+
+    /// Like [`Client::connect`], leaving from the local address `local`
+    /// when given (a `ws://` URL only), for load generators that spread
+    /// many connections over several loopback addresses.
+    pub async fn connect_from(
+        url: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<(Self, Events), ClientError> {
+        let (connection, pushes) = Connection::open(url, local).await?;
         let reply = connection
             .request(Request::Hello(Hello {
                 protocol_version: PROTOCOL_VERSION,

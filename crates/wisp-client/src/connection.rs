@@ -53,17 +53,58 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Connection {
-    /// Connects; returns the connection and the receiver of pushes.
-    pub(crate) async fn open(url: &str) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
+    /// Connects; returns the connection and the receiver of pushes. With
+    /// `local`, the TCP connection leaves from that address (a plain `ws://`
+    /// URL only): a load generator spreads many connections over several
+    /// loopback addresses when one runs out of ports.
+    pub(crate) async fn open(
+        url: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES));
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let failed = |reason: String| ClientError::Connect {
+            url: url.to_owned(),
+            reason,
+        };
+        let socket = match local {
+            None => {
+                tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .0
+            }
+            Some(local) => {
+                let authority = url
+                    .strip_prefix("ws://")
+                    .and_then(|rest| rest.split('/').next())
+                    .ok_or_else(|| failed("a local address needs a ws:// URL".into()))?;
+                let remote = tokio::net::lookup_host(authority)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .find(|addr| addr.is_ipv4() == local.is_ipv4())
+                    .ok_or_else(|| failed("no address of the same family".into()))?;
+                let tcp = if local.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(|e| failed(e.to_string()))?;
+                tcp.bind(std::net::SocketAddr::new(local, 0))
+                    .map_err(|e| failed(format!("bind {local}: {e}")))?;
+                let stream = tcp
+                    .connect(remote)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+                tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .0
+            }
+        };
         let (mut sink, mut stream) = socket.split();
         let (outbound, mut outbound_rx) = mpsc::channel::<Message>(64);
         let (push_tx, push_rx) = mpsc::channel(EVENT_QUEUE);

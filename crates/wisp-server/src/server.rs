@@ -193,6 +193,13 @@ impl Server {
         tokio::spawn(reaper(Arc::clone(&state)));
         let shutdown = state.shutdown.clone();
         let serving = tokio::spawn(async move {
+            // Small frames go out at once: with Nagle's algorithm a push
+            // waits for the ACK of the previous one (tens of ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -9,81 +9,20 @@ use crate::store::{
     Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis,
 };
 
-fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
+pub(super) fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
     u64::try_from(id)
         .map(MessageId)
         .map_err(|_| StoreError::Corrupt(format!("message id {id}")))
 }
 
-fn id_to_row(id: MessageId) -> i64 {
+pub(super) fn id_to_row(id: MessageId) -> i64 {
     i64::try_from(id.0).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
 impl MailboxStore for SqliteStore {
     async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let earlier: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT message_id, expires_ms FROM sent_ids WHERE sender = ? AND client_msg_id = ?",
-        )
-        .bind(message.sender.as_bytes().as_slice())
-        .bind(message.client_msg_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if let Some((id, expires_at)) = earlier {
-            tx.rollback().await.map_err(backend)?;
-            return Ok(Accepted {
-                id: id_from_row(id)?,
-                expires_at,
-                duplicate: true,
-            });
-        }
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM messages WHERE recipient = ? AND sender = ? AND expires_ms > ?",
-        )
-        .bind(message.recipient.as_bytes().as_slice())
-        .bind(message.sender.as_bytes().as_slice())
-        .bind(message.sent_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if u64::try_from(pending).unwrap_or(0) >= max_pending {
-            tx.rollback().await.map_err(backend)?;
-            return Err(PutError::MailboxFull);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (recipient, sender, ciphertext, sent_ms, expires_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(message.recipient.as_bytes().as_slice())
-        .bind(message.sender.as_bytes().as_slice())
-        .bind(message.ciphertext)
-        .bind(message.sent_at)
-        .bind(message.expires_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sent_ids (sender, client_msg_id, message_id, expires_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(message.sender.as_bytes().as_slice())
-        .bind(message.client_msg_id)
-        .bind(id)
-        .bind(message.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Accepted {
-            id: id_from_row(id)?,
-            expires_at: message.expires_at,
-            duplicate: false,
-        })
+        self.group.put(message, max_pending).await
     }
 
     async fn fetch(
@@ -121,23 +60,7 @@ impl MailboxStore for SqliteStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let mut burned = 0;
-        for id in ids {
-            burned += sqlx::query("DELETE FROM messages WHERE id = ? AND recipient = ?")
-                .bind(id_to_row(*id))
-                .bind(recipient.as_bytes().as_slice())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(burned)
+        self.group.burn(recipient, ids.to_vec()).await
     }
 
     async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {

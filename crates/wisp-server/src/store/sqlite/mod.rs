@@ -24,6 +24,7 @@ use super::{
     PendingRequests, RequestEntry, RequestOutcome, StoreError, UnixMillis,
 };
 
+mod group;
 mod mailbox;
 mod migrations;
 mod prekeys;
@@ -37,6 +38,8 @@ const READ_CONNECTIONS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Stores and burns, committed in groups on the writer.
+    group: group::GroupCommit,
     readers: SqlitePool,
     path: PathBuf,
 }
@@ -76,6 +79,7 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         Ok(Self {
+            group: group::GroupCommit::start(writer.clone()),
             writer,
             readers,
             path,
