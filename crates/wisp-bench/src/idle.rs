@@ -1,0 +1,175 @@
+//! `wisp-bench idle`: many logged-in users doing nothing, and what each
+//! costs the server in memory (its resident set, from `/proc`).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use wisp_client::{Client, Events, Identity};
+
+/// Connections per loopback source address (well under the ephemeral port
+/// range of one address).
+const PER_SOURCE_ADDRESS: usize = 20_000;
+
+/// What holding the users cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleSummary {
+    pub users: usize,
+    /// Logins per second while connecting them.
+    pub logins_per_s: f64,
+    /// Loopback source addresses used.
+    pub source_addresses: usize,
+    pub server_rss_before_kib: Option<u64>,
+    pub server_rss_after_kib: Option<u64>,
+    /// Server memory per idle logged-in user.
+    pub kib_per_connection: Option<f64>,
+}
+
+impl IdleSummary {
+    pub fn render(&self) -> String {
+        let memory = match (
+            self.server_rss_before_kib,
+            self.server_rss_after_kib,
+            self.kib_per_connection,
+        ) {
+            (Some(before), Some(after), Some(each)) => format!(
+                "server resident memory {before} KiB before, {after} KiB with every user connected: {each:.1} KiB per idle connection"
+            ),
+            _ => "server memory not measured (give --server-pid)".to_owned(),
+        };
+        format!(
+            "{} idle users logged in ({:.0} logins/s, from {} source address(es))\n{memory}",
+            self.users, self.logins_per_s, self.source_addresses
+        )
+    }
+}
+
+/// Resident memory of process `pid`, in KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status (is the server running?)"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The source address for connection `i`: spread over 127.0.0.x when the
+/// server is on loopback, the system's choice otherwise.
+fn source(server: &str, i: usize) -> Option<IpAddr> {
+    let host = server.strip_prefix("ws://")?.split(['/', ':']).next()?;
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let x = u8::try_from(1 + i / PER_SOURCE_ADDRESS).ok()?;
+    Some(IpAddr::from([127, 0, 0, x]))
+}
+
+/// Registers `users` users, measures the server, logs them all in, and
+/// measures again; holds them for `hold` before letting go.
+pub async fn idle(
+    server: &str,
+    users: usize,
+    server_pid: Option<u32>,
+    hold: Duration,
+    quiet: bool,
+) -> anyhow::Result<IdleSummary> {
+    if users == 0 {
+        bail!("give --users 1 or more");
+    }
+    let bar = crate::run::progress(quiet, users as u64, "registering");
+    let mut identities = Vec::with_capacity(users);
+    let mut registering = tokio::task::JoinSet::new();
+    for _ in 0..users {
+        if registering.len() >= 32
+            && let Some(done) = registering.join_next().await
+        {
+            identities.push(done??);
+            bar.inc(1);
+        }
+        let url = server.to_owned();
+        registering.spawn(async move {
+            let identity = Identity::generate();
+            let (client, _) = Client::connect(&url).await?;
+            client.register(&identity).await?;
+            anyhow::Ok(identity)
+        });
+    }
+    while let Some(done) = registering.join_next().await {
+        identities.push(done??);
+        bar.inc(1);
+    }
+    bar.finish();
+    // Let the registration connections close before measuring.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = server_pid.map(rss_kib).transpose()?;
+
+    let bar = crate::run::progress(quiet, users as u64, "logging in");
+    let started = Instant::now();
+    let mut held: Vec<(Client, Events)> = Vec::with_capacity(users);
+    let mut logging_in = tokio::task::JoinSet::new();
+    for (i, identity) in identities.into_iter().enumerate() {
+        if logging_in.len() >= 64
+            && let Some(done) = logging_in.join_next().await
+        {
+            held.push(done??);
+            bar.inc(1);
+        }
+        let url = server.to_owned();
+        let local = source(server, i);
+        logging_in.spawn(async move {
+            let (mut client, events) = Client::connect_from(&url, local).await?;
+            let name = client.server_name().to_owned();
+            client.login(&identity, &name).await?;
+            anyhow::Ok((client, events))
+        });
+    }
+    while let Some(done) = logging_in.join_next().await {
+        held.push(done??);
+        bar.inc(1);
+    }
+    let took = started.elapsed();
+    bar.finish();
+    // Let the server settle (login bookkeeping, allocator) before reading.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server_pid.map(rss_kib).transpose()?;
+    tokio::time::sleep(hold).await;
+    drop(held);
+    Ok(IdleSummary {
+        users,
+        logins_per_s: users as f64 / took.as_secs_f64(),
+        source_addresses: users.div_ceil(PER_SOURCE_ADDRESS),
+        server_rss_before_kib: before,
+        server_rss_after_kib: after,
+        kib_per_connection: before
+            .zip(after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / users as f64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_connections_spread_over_source_addresses() {
+        assert_eq!(
+            source("ws://127.0.0.1:7700", 0),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            source("ws://127.0.0.1:7700", PER_SOURCE_ADDRESS),
+            Some(IpAddr::from([127, 0, 0, 2]))
+        );
+        assert_eq!(source("ws://10.0.0.1:7700", 0), None);
+    }
+
+    #[test]
+    fn this_process_has_a_resident_set() {
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+    }
+}

@@ -1,0 +1,17 @@
+//! wisp-bench: replays the brief's traffic model against a Wisp deployment
+//! and turns the model into a bill of machines. It speaks to servers only
+//! through the SDK (`wisp-client`), as any client would.
+//!
+//! # Layout
+//! - [`run`]: the swarm (users registered, befriended in circles of six,
+//!   logged in over the nodes), phases of traffic at a rate, exactly-once
+//!   accounting, latency histograms, and the search for the highest rate
+//!   held.
+//! - [`idle`]: many idle logged-in users and the server memory each costs.
+//! - [`plan`]: the brief's traffic model, storage sizes and machines.
+//! - [`report`]: the SVG report of a run.
+
+pub mod idle;
+pub mod plan;
+pub mod report;
+pub mod run;

@@ -1,0 +1,299 @@
+//! The `wisp-bench` command: `run`, `idle` and `plan`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wisp_bench::plan::{Machines, Model, Plan};
+use wisp_bench::run::Swarm;
+
+/// Load generator and capacity planner for Wisp.
+///
+/// For a load test, start the server without its abuse limits, e.g.
+/// `wisp-server --pow-difficulty 0 --register-limit 0 --send-limit 0`.
+/// Exit codes: 0 success; 1 the run lost, duplicated or left a message
+/// stored (or, with --find-max, no rate held); 2 bad usage; 3 the run could
+/// not be carried out (server unreachable, refused).
+#[derive(Debug, Parser)]
+#[command(name = "wisp-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register, befriend and log in users, then send at a rate and account
+    /// for every message.
+    Run {
+        /// WebSocket URL of each node, comma-separated; users are spread
+        /// over them
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            value_name = "URL[,URL...]"
+        )]
+        server: Vec<String>,
+        /// Users (in circles of six: each talks to five friends)
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Messages per second, all users together
+        #[arg(long, default_value_t = 1000.0, value_name = "MSGS_PER_SEC")]
+        rate: f64,
+        /// Seconds of sending
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Step the rate up (from --rate, ×1.25 a step of --duration
+        /// seconds) to find the highest held with p99 ≤ --p99-limit-ms and
+        /// nothing lost
+        #[arg(long)]
+        find_max: bool,
+        /// The latency bound --find-max holds to
+        #[arg(long, default_value_t = 50.0, value_name = "MS")]
+        p99_limit_ms: f64,
+        /// Print one JSON object instead of the summary
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG report (latency over time, histogram) to FILE
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// No progress bars
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Hold many logged-in idle users and report the server's memory per
+    /// connection.
+    Idle {
+        /// WebSocket URL of the server
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// Idle users to hold
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// The server's process id, to read its memory from /proc
+        #[arg(long, value_name = "PID")]
+        server_pid: Option<u32>,
+        /// Seconds to hold the users after measuring
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
+        /// Print one JSON object instead of the summary
+        #[arg(long)]
+        json: bool,
+        /// No progress bars
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the brief's traffic table, storage sizes and, given a measured
+    /// run, the machines a deployment needs.
+    Plan {
+        /// Registered users
+        #[arg(long, default_value_t = 10_000_000)]
+        users: u64,
+        /// Share of users active daily
+        #[arg(long, default_value_t = 0.4)]
+        dau: f64,
+        /// Friends an active user talks to
+        #[arg(long, default_value_t = 5)]
+        friends: u64,
+        /// Messages an active user sends each friend a day
+        #[arg(long, default_value_t = 100)]
+        msgs_per_day: u64,
+        /// Hours the day's messages are packed into
+        #[arg(long, default_value_t = 6.0)]
+        peak_hours: f64,
+        /// Hours the day's logins are packed into
+        #[arg(long, default_value_t = 4.0)]
+        login_peak_hours: f64,
+        /// A `wisp-bench run --json` output: its msgs_per_s per node sizes
+        /// the deployment
+        #[arg(long, value_name = "RUN.json")]
+        node_capacity: Option<PathBuf>,
+        /// Share of measured capacity to plan for at peak
+        #[arg(long, default_value_t = 0.5)]
+        headroom: f64,
+        /// Usable memory of one Redis machine, GiB
+        #[arg(long, default_value_t = 48.0)]
+        redis_memory_gib: f64,
+        /// Commands one Redis shard serves per second
+        #[arg(long, default_value_t = 100_000.0)]
+        redis_ops_per_s: f64,
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The per-node capacity in a run's JSON: a --find-max result's best held
+/// step, or a plain run's throughput, divided by its nodes.
+fn node_capacity(path: &PathBuf) -> anyhow::Result<f64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let run: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a wisp-bench JSON output", path.display()))?;
+    let rate = run["max_msgs_per_s"]
+        .as_f64()
+        .or_else(|| run["msgs_per_s"].as_f64())
+        .with_context(|| format!("{} has no msgs_per_s", path.display()))?;
+    let nodes = run["nodes"].as_f64().unwrap_or(1.0).max(1.0);
+    Ok(rate / nodes)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            server,
+            users,
+            rate,
+            duration,
+            find_max,
+            p99_limit_ms,
+            json,
+            report,
+            quiet,
+        } => {
+            let mut swarm = Swarm::start(&server, users, quiet).await?;
+            let step = Duration::from_secs(duration);
+            let (phases, output, ok) = if find_max {
+                let steps = swarm.find_max(rate, 1.25, step, p99_limit_ms).await?;
+                let best = steps
+                    .iter()
+                    .filter(|s| {
+                        s.clean()
+                            && s.p99_ms <= p99_limit_ms
+                            && s.msgs_per_s >= 0.95 * s.target_rate
+                    })
+                    .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s))
+                    .cloned();
+                let all_clean = steps.iter().all(|s| s.clean());
+                let text = match &best {
+                    Some(best) => format!(
+                        "highest rate held (p99 ≤ {p99_limit_ms} ms, nothing lost): {:.0} msgs/s (p99 {:.2} ms)\n\n{}",
+                        best.msgs_per_s,
+                        best.p99_ms,
+                        best.render()
+                    ),
+                    None => format!(
+                        "no rate held p99 ≤ {p99_limit_ms} ms with nothing lost; start lower than --rate {rate}"
+                    ),
+                };
+                let json_value = serde_json::json!({
+                    "max_msgs_per_s": best.as_ref().map(|b| b.msgs_per_s),
+                    "max_p99_ms": best.as_ref().map(|b| b.p99_ms),
+                    "p99_limit_ms": p99_limit_ms,
+                    "users": users,
+                    "nodes": server.len(),
+                    "steps": steps.iter().map(|s| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() { o.remove("timeline"); o.remove("histogram"); }
+                        v
+                    }).collect::<Vec<_>>(),
+                });
+                (
+                    steps,
+                    if json { json_value.to_string() } else { text },
+                    best.is_some() && all_clean,
+                )
+            } else {
+                let summary = swarm.phase(rate, step).await?;
+                let ok = summary.clean();
+                let text = if json {
+                    serde_json::to_string(&summary)?
+                } else {
+                    summary.render()
+                };
+                (vec![summary], text, ok)
+            };
+            swarm.stop();
+            if let Some(path) = report {
+                std::fs::write(&path, wisp_bench::report::svg(&phases))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                if !json {
+                    eprintln!("report written to {}", path.display());
+                }
+            }
+            println!("{output}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Idle {
+            server,
+            users,
+            server_pid,
+            hold,
+            json,
+            quiet,
+        } => {
+            let summary = wisp_bench::idle::idle(
+                &server,
+                users,
+                server_pid,
+                Duration::from_secs(hold),
+                quiet,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}", summary.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan {
+            users,
+            dau,
+            friends,
+            msgs_per_day,
+            peak_hours,
+            login_peak_hours,
+            node_capacity: capacity_file,
+            headroom,
+            redis_memory_gib,
+            redis_ops_per_s,
+            json,
+        } => {
+            let model = Model {
+                users,
+                dau,
+                friends,
+                msgs_per_day,
+                peak_hours,
+                login_peak_hours,
+                ..Model::brief(users)
+            };
+            let capacity = capacity_file.as_ref().map(node_capacity).transpose()?;
+            let plan = Plan::new(
+                model,
+                capacity,
+                Machines {
+                    redis_memory: redis_memory_gib * 1024.0 * 1024.0 * 1024.0,
+                    redis_ops_per_s,
+                    headroom,
+                },
+            );
+            if json {
+                println!("{}", serde_json::to_string(&plan)?);
+            } else {
+                print!("{}", plan.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("wisp-bench: {error:#}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The bench's smoke run, in CI: about a hundred users for a few seconds
+//! against a real server on its embedded store. It asserts that every
+//! acknowledged message arrived exactly once and was burned, never a speed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wisp_bench::run::Swarm;
+use wisp_server::clock::SystemClock;
+use wisp_server::{Config, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::start_with_clock(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let mut swarm = Swarm::start(&[server.ws_url()], 100, true).await.unwrap();
+    let summary = swarm.phase(300.0, Duration::from_secs(3)).await.unwrap();
+    swarm.stop();
+    assert!(summary.acked > 300, "{summary:?}");
+    assert_eq!(summary.send_errors, 0, "{summary:?}");
+    assert_eq!(summary.delivered, summary.acked, "{summary:?}");
+    assert!(summary.clean(), "{summary:?}");
+    assert_eq!(server.stored_message_count().await.unwrap(), 0);
+    server.shutdown().await;
+}
+
+#[test]
+fn plan_reproduces_the_brief_at_100k_users() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+        .args(["plan", "--users", "100000", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let peak = |name: &str| {
+        plan["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|op| op["name"] == name)
+            .unwrap()["peak_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(peak("login").round(), 3.0);
+    assert!((peak("send") - 1000.0).abs() < 100.0);
+    assert_eq!(peak("read"), peak("send"));
+}
+
+#[test]
+fn a_run_against_nothing_says_what_failed() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+        .args(["run", "--server", "ws://127.0.0.1:9", "--users", "2", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to ws://127.0.0.1:9"), "{stderr}");
+}
