@@ -484,7 +484,9 @@ impl Swarm {
             lost,
             duplicated,
             left_stored: delivered.saturating_sub(record.burned),
-            msgs_per_s: acked.len() as f64 / sending_took.as_secs_f64(),
+            // Sends happen only inside the window, so a server that falls
+            // behind shows as fewer acknowledged in it.
+            msgs_per_s: acked.len() as f64 / duration.as_secs_f64(),
             p50_ms: ms(total.value_at_quantile(0.5)),
             p99_ms: ms(total.value_at_quantile(0.99)),
             p999_ms: ms(total.value_at_quantile(0.999)),
@@ -527,7 +529,7 @@ impl Swarm {
                 && summary.lost == 0
                 && summary.p99_ms <= p99_limit_ms
                 && summary.msgs_per_s >= 0.95 * rate;
-            if !self.quiet {
+            {
                 eprintln!(
                     "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {} — {}",
                     rate,

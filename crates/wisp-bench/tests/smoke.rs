@@ -62,10 +62,20 @@ fn plan_reproduces_the_brief_at_100k_users() {
 #[test]
 fn a_run_against_nothing_says_what_failed() {
     let output = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
-        .args(["run", "--server", "ws://127.0.0.1:9", "--users", "2", "--quiet"])
+        .args([
+            "run",
+            "--server",
+            "ws://127.0.0.1:9",
+            "--users",
+            "2",
+            "--quiet",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("connecting to ws://127.0.0.1:9"), "{stderr}");
+    assert!(
+        stderr.contains("connecting to ws://127.0.0.1:9"),
+        "{stderr}"
+    );
 }

@@ -10,8 +10,10 @@
 //! answered as such and does not disturb the group; a database failure
 //! aborts the whole transaction and every caller in it hears of it.
 
-use sqlx::SqlitePool;
+use std::collections::{HashMap, HashSet};
+
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use wisp_proto::{MessageId, UserId};
 
@@ -149,96 +151,225 @@ async fn run(writer: SqlitePool, mut writes: mpsc::Receiver<Write>) {
     }
 }
 
-/// Runs every write of `group` in one transaction.
+/// Rows one statement carries at most (well under SQLite's limit on bound
+/// values).
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Runs every write of `group` in one transaction, with a handful of
+/// statements for the whole group rather than several per write: each
+/// statement is a round trip to the database thread.
 async fn commit(writer: &SqlitePool, group: &[Write]) -> Result<Vec<Done>, StoreError> {
     let mut tx = writer
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(backend)?;
-    let mut done = Vec::with_capacity(group.len());
-    for write in group {
-        done.push(match write {
-            Write::Put(put) => Done::Put(store(&mut tx, put).await?),
-            Write::Burn(burn) => Done::Burn(delete(&mut tx, burn).await?),
-        });
+    let mut done: Vec<Option<Done>> = (0..group.len()).map(|_| None).collect();
+    let puts: Vec<(usize, &Put)> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            Write::Put(put) => Some((i, put)),
+            Write::Burn(_) => None,
+        })
+        .collect();
+    let burns: Vec<(usize, &Burn)> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            Write::Burn(burn) => Some((i, burn)),
+            Write::Put(_) => None,
+        })
+        .collect();
+    if !puts.is_empty() {
+        store_all(&mut tx, &puts, &mut done).await?;
+    }
+    if !burns.is_empty() {
+        delete_all(&mut tx, &burns, &mut done).await?;
     }
     tx.commit().await.map_err(backend)?;
-    Ok(done)
+    done.into_iter()
+        .map(|d| d.ok_or_else(|| StoreError::Backend("a grouped write went unanswered".into())))
+        .collect()
 }
 
-/// One put: a retry is answered with the first id; a full mailbox is
-/// refused; otherwise the message and its retry record are stored.
-async fn store(
+type Key = (Vec<u8>, Vec<u8>);
+
+/// The puts of a group: retries are answered with their first id (also a
+/// retry within the group), full mailboxes refused, the rest stored with
+/// their retry records, ids handed out in arrival order.
+async fn store_all(
     tx: &mut SqliteConnection,
-    put: &Put,
-) -> Result<Result<Accepted, PutError>, StoreError> {
-    let earlier: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT message_id, expires_ms FROM sent_ids WHERE sender = ? AND client_msg_id = ?",
-    )
-    .bind(put.sender.as_bytes().as_slice())
-    .bind(put.client_msg_id.as_slice())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
-    if let Some((id, expires_at)) = earlier {
-        return Ok(Ok(Accepted {
-            id: id_from_row(id)?,
-            expires_at,
-            duplicate: true,
-        }));
+    puts: &[(usize, &Put)],
+    done: &mut [Option<Done>],
+) -> Result<(), StoreError> {
+    // Retries of earlier groups.
+    let mut first: HashMap<Key, (i64, i64)> = HashMap::new();
+    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT sender, client_msg_id, message_id, expires_ms FROM sent_ids \
+             WHERE (sender, client_msg_id) IN (",
+        );
+        row_values(&mut query, chunk, |row, (_, put)| {
+            row.push_bind(put.sender.as_bytes().as_slice())
+                .push(", ")
+                .push_bind(put.client_msg_id.as_slice());
+        });
+        query.push(")");
+        let rows: Vec<(Vec<u8>, Vec<u8>, i64, i64)> = query
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (sender, client_msg_id, id, expires) in rows {
+            first.insert((sender, client_msg_id), (id, expires));
+        }
     }
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM messages WHERE recipient = ? AND sender = ? AND expires_ms > ?",
-    )
-    .bind(put.recipient.as_bytes().as_slice())
-    .bind(put.sender.as_bytes().as_slice())
-    .bind(put.sent_at)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(backend)?;
-    if u64::try_from(pending).unwrap_or(0) >= put.max_pending {
-        return Ok(Err(PutError::MailboxFull));
+    // What already waits per conversation.
+    let oldest = puts.iter().map(|(_, p)| p.sent_at).min().unwrap_or(0);
+    let mut waiting: HashMap<Key, u64> = HashMap::new();
+    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT recipient, sender, count(*) FROM messages WHERE expires_ms > ",
+        );
+        query
+            .push_bind(oldest)
+            .push(" AND (recipient, sender) IN (");
+        row_values(&mut query, chunk, |row, (_, put)| {
+            row.push_bind(put.recipient.as_bytes().as_slice())
+                .push(", ")
+                .push_bind(put.sender.as_bytes().as_slice());
+        });
+        query.push(") GROUP BY recipient, sender");
+        let rows: Vec<(Vec<u8>, Vec<u8>, i64)> = query
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (recipient, sender, n) in rows {
+            waiting.insert((recipient, sender), u64::try_from(n).unwrap_or(0));
+        }
     }
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (recipient, sender, ciphertext, sent_ms, expires_ms) \
-         VALUES (?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(put.recipient.as_bytes().as_slice())
-    .bind(put.sender.as_bytes().as_slice())
-    .bind(put.ciphertext.as_slice())
-    .bind(put.sent_at)
-    .bind(put.expires_at)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "INSERT INTO sent_ids (sender, client_msg_id, message_id, expires_ms) VALUES (?, ?, ?, ?)",
-    )
-    .bind(put.sender.as_bytes().as_slice())
-    .bind(put.client_msg_id.as_slice())
-    .bind(id)
-    .bind(put.expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(Ok(Accepted {
-        id: id_from_row(id)?,
-        expires_at: put.expires_at,
-        duplicate: false,
-    }))
+    // Ids continue the table's own sequence (AUTOINCREMENT: never reused,
+    // so delivery cursors never skip).
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+    let mut next_id = last.unwrap_or(0);
+    let mut stored: Vec<(i64, &Put)> = Vec::new();
+    for (slot, put) in puts {
+        let key = (put.sender.as_bytes().to_vec(), put.client_msg_id.clone());
+        let outcome = if let Some(&(id, expires_at)) = first.get(&key) {
+            Ok(Accepted {
+                id: id_from_row(id)?,
+                expires_at,
+                duplicate: true,
+            })
+        } else {
+            let conversation = (
+                put.recipient.as_bytes().to_vec(),
+                put.sender.as_bytes().to_vec(),
+            );
+            let pending = waiting.entry(conversation).or_default();
+            if *pending >= put.max_pending {
+                Err(PutError::MailboxFull)
+            } else {
+                *pending += 1;
+                next_id += 1;
+                first.insert(key, (next_id, put.expires_at));
+                stored.push((next_id, put));
+                Ok(Accepted {
+                    id: id_from_row(next_id)?,
+                    expires_at: put.expires_at,
+                    duplicate: false,
+                })
+            }
+        };
+        done[*slot] = Some(Done::Put(outcome));
+    }
+    for chunk in stored.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, recipient, sender, ciphertext, sent_ms, expires_ms) ",
+        );
+        query.push_values(chunk, |mut row, (id, put)| {
+            row.push_bind(*id)
+                .push_bind(put.recipient.as_bytes().as_slice())
+                .push_bind(put.sender.as_bytes().as_slice())
+                .push_bind(put.ciphertext.as_slice())
+                .push_bind(put.sent_at)
+                .push_bind(put.expires_at);
+        });
+        query.build().execute(&mut *tx).await.map_err(backend)?;
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sent_ids (sender, client_msg_id, message_id, expires_ms) ",
+        );
+        query.push_values(chunk, |mut row, (id, put)| {
+            row.push_bind(put.sender.as_bytes().as_slice())
+                .push_bind(put.client_msg_id.as_slice())
+                .push_bind(*id)
+                .push_bind(put.expires_at);
+        });
+        query.build().execute(&mut *tx).await.map_err(backend)?;
+    }
+    Ok(())
 }
 
-/// One burn: deletes the named messages of the recipient.
-async fn delete(tx: &mut SqliteConnection, burn: &Burn) -> Result<u64, StoreError> {
-    let mut burned = 0;
-    for id in &burn.ids {
-        burned += sqlx::query("DELETE FROM messages WHERE id = ? AND recipient = ?")
-            .bind(id_to_row(*id))
-            .bind(burn.recipient.as_bytes().as_slice())
-            .execute(&mut *tx)
+/// The burns of a group: each deletes the named messages of its recipient
+/// and counts what it deleted.
+async fn delete_all(
+    tx: &mut SqliteConnection,
+    burns: &[(usize, &Burn)],
+    done: &mut [Option<Done>],
+) -> Result<(), StoreError> {
+    let pairs: Vec<(i64, &UserId)> = burns
+        .iter()
+        .flat_map(|(_, burn)| burn.ids.iter().map(|id| (id_to_row(*id), &burn.recipient)))
+        .collect();
+    let mut deleted: HashSet<i64> = HashSet::new();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE (id, recipient) IN (");
+        row_values(&mut query, chunk, |row, (id, recipient)| {
+            row.push_bind(*id)
+                .push(", ")
+                .push_bind(recipient.as_bytes().as_slice());
+        });
+        query.push(") RETURNING id");
+        let ids: Vec<i64> = query
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
             .await
-            .map_err(backend)?
-            .rows_affected();
+            .map_err(backend)?;
+        deleted.extend(ids);
     }
-    Ok(burned)
+    for (slot, burn) in burns {
+        let mut mine: HashSet<i64> = HashSet::new();
+        for id in &burn.ids {
+            let id = id_to_row(*id);
+            if deleted.contains(&id) {
+                mine.insert(id);
+            }
+        }
+        done[*slot] = Some(Done::Burn(mine.len() as u64));
+    }
+    Ok(())
+}
+
+/// Appends `VALUES (…), (…)` for `items` to `query` (each row's parts
+/// written by `row`), for a row-value `IN`.
+fn row_values<T>(
+    query: &mut QueryBuilder<Sqlite>,
+    items: &[T],
+    mut row: impl FnMut(&mut QueryBuilder<Sqlite>, &T),
+) {
+    query.push("VALUES ");
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            query.push(", ");
+        }
+        query.push("(");
+        row(query, item);
+        query.push(")");
+    }
 }
