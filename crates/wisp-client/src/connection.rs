@@ -61,7 +61,10 @@ impl Connection {
         url: &str,
         local: Option<std::net::IpAddr>,
     ) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
+        // Read in small chunks: the default 128 KiB buffer is zeroed before
+        // every read, far more work than a chat frame.
         let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
             .max_message_size(Some(MAX_FRAME_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES));
         let failed = |reason: String| ClientError::Connect {

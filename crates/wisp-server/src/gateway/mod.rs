@@ -51,6 +51,12 @@ pub(crate) fn client_address(
     peer
 }
 
+/// How much the transport reads at a time. Its default (128 KiB) is zeroed
+/// before every read, which costs more than the frame itself at chat sizes,
+/// and is held by every idle connection; larger frames still arrive, over
+/// several reads.
+const READ_BUFFER: usize = 4096;
+
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -70,7 +76,8 @@ pub(crate) async fn upgrade(
             .into_response();
     };
     let tracker = state.connections.clone();
-    ws.max_message_size(TRANSPORT_MAX_MESSAGE)
+    ws.read_buffer_size(READ_BUFFER)
+        .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
