@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use wisp_client::{Client, Events, Identity};
+use wisp_client::{Client, Events};
 
 /// Connections per loopback source address (well under the ephemeral port
 /// range of one address).
@@ -57,15 +57,20 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
-/// The source address for connection `i`: spread over 127.0.0.x when the
-/// server is on loopback, the system's choice otherwise.
+/// The source address for connection `i`: the system's choice for the
+/// first [`PER_SOURCE_ADDRESS`], then (when the server is on loopback)
+/// 127.0.0.2, 127.0.0.3, … for each further block.
 fn source(server: &str, i: usize) -> Option<IpAddr> {
+    let block = i / PER_SOURCE_ADDRESS;
+    if block == 0 {
+        return None;
+    }
     let host = server.strip_prefix("ws://")?.split(['/', ':']).next()?;
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         return None;
     }
-    let x = u8::try_from(1 + i / PER_SOURCE_ADDRESS).ok()?;
+    let x = u8::try_from(1 + block).ok()?;
     Some(IpAddr::from([127, 0, 0, x]))
 }
 
@@ -82,27 +87,7 @@ pub async fn idle(
         bail!("give --users 1 or more");
     }
     let bar = crate::run::progress(quiet, users as u64, "registering");
-    let mut identities = Vec::with_capacity(users);
-    let mut registering = tokio::task::JoinSet::new();
-    for _ in 0..users {
-        if registering.len() >= 32
-            && let Some(done) = registering.join_next().await
-        {
-            identities.push(done??);
-            bar.inc(1);
-        }
-        let url = server.to_owned();
-        registering.spawn(async move {
-            let identity = Identity::generate();
-            let (client, _) = Client::connect(&url).await?;
-            client.register(&identity).await?;
-            anyhow::Ok(identity)
-        });
-    }
-    while let Some(done) = registering.join_next().await {
-        identities.push(done??);
-        bar.inc(1);
-    }
+    let identities = crate::run::register(&[server.to_owned()], users, &bar).await?;
     bar.finish();
     // Let the registration connections close before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -207,6 +207,57 @@ where
         .collect()
 }
 
+/// Registers `users` new identities, spread over `servers`, over a few
+/// connections each registering many (so a large run does not leave tens of
+/// thousands of closed connections behind). Identity `i` is registered on
+/// `servers[i % servers.len()]`.
+pub async fn register(
+    servers: &[String],
+    users: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Identity>> {
+    let workers = SETUP_PARALLELISM.min(users).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let servers = servers.to_vec();
+        let bar = bar.clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            let mut connections: HashMap<usize, Client> = HashMap::new();
+            for i in (worker..users).step_by(workers) {
+                let node = i % servers.len();
+                if let std::collections::hash_map::Entry::Vacant(slot) = connections.entry(node) {
+                    let url = &servers[node];
+                    let (client, _) = Client::connect(url)
+                        .await
+                        .map_err(|e| explain(e, &format!("connecting to {url}")))?;
+                    slot.insert(client);
+                }
+                let identity = Identity::generate();
+                if let Some(client) = connections.get(&node) {
+                    client
+                        .register(&identity)
+                        .await
+                        .map_err(|e| explain(e, "registering"))?;
+                }
+                mine.push((i, identity));
+                bar.inc(1);
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut identities: Vec<Option<Identity>> = (0..users).map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        for (i, identity) in done.context("registration task")?? {
+            identities[i] = Some(identity);
+        }
+    }
+    identities
+        .into_iter()
+        .map(|i| i.context("a registration did not finish"))
+        .collect()
+}
+
 impl std::fmt::Debug for Swarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Swarm")
@@ -227,25 +278,9 @@ impl Swarm {
         if users < 2 {
             bail!("a swarm needs at least 2 users (they message each other)");
         }
-        // Register.
         let bar = progress(quiet, users as u64, "registering");
-        let jobs: Vec<_> = (0..users)
-            .map(|i| {
-                let url = servers[i % servers.len()].clone();
-                async move {
-                    let identity = Identity::generate();
-                    let (client, _) = Client::connect(&url)
-                        .await
-                        .map_err(|e| explain(e, &format!("connecting to {url}")))?;
-                    client
-                        .register(&identity)
-                        .await
-                        .map_err(|e| explain(e, "registering"))?;
-                    Ok(identity)
-                }
-            })
-            .collect();
-        let identities = in_parallel(jobs, &bar).await?;
+        let identities = register(servers, users, &bar).await?;
+        bar.finish();
 
         // Log in, each on its node.
         let bar = progress(quiet, users as u64, "logging in");

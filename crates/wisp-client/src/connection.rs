@@ -94,6 +94,10 @@ impl Connection {
                     tokio::net::TcpSocket::new_v6()
                 }
                 .map_err(|e| failed(e.to_string()))?;
+                // Ports of this address still in TIME_WAIT from earlier
+                // connections may be taken again.
+                tcp.set_reuseaddr(true)
+                    .map_err(|e| failed(e.to_string()))?;
                 tcp.bind(std::net::SocketAddr::new(local, 0))
                     .map_err(|e| failed(format!("bind {local}: {e}")))?;
                 let stream = tcp
