@@ -19,7 +19,9 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use wisp_client::{Client, ClientError, ErrorCode, Event, Events, Identity, UserId};
+use wisp_client::{Client, ClientError, ErrorCode, Event, Events, Identity, LocalState, UserId};
+use wisp_proto::frames::sealed::Kind;
+use wisp_proto::frames::{Sealed, Text};
 
 /// Users per circle: each talks to the other five (the brief's 5 friends).
 const CIRCLE: usize = 6;
@@ -44,7 +46,12 @@ struct User {
     id: UserId,
     client: Arc<Client>,
     friends: Vec<UserId>,
+    /// With `--e2e`: the user's Olm state (sessions with every friend).
+    olm: Option<Olm>,
 }
+
+/// A user's end-to-end state, shared by its sending and receiving tasks.
+type Olm = Arc<std::sync::Mutex<LocalState>>;
 
 /// What receivers report.
 enum Observed {
@@ -271,7 +278,16 @@ impl std::fmt::Debug for Swarm {
 impl Swarm {
     /// Registers `users` users, befriends them in circles of six, and logs
     /// each in on one of `servers` (round robin).
-    pub async fn start(servers: &[String], users: usize, quiet: bool) -> anyhow::Result<Self> {
+    ///
+    /// With `e2e`, every user also publishes one-time keys and opens an Olm
+    /// session with each friend, and every message is encrypted and
+    /// decrypted for real.
+    pub async fn start(
+        servers: &[String],
+        users: usize,
+        e2e: bool,
+        quiet: bool,
+    ) -> anyhow::Result<Self> {
         if servers.is_empty() {
             bail!("give at least one server URL");
         }
@@ -298,14 +314,17 @@ impl Swarm {
                         .login(&identity, &name)
                         .await
                         .map_err(|e| explain(e, "logging in"))?;
-                    Ok((identity.user_id(), client, events))
+                    Ok((identity, client, events))
                 }
             })
             .collect();
         let logged_in = in_parallel(jobs, &bar).await?;
 
         // Circles of six (the last one takes any remainder).
-        let ids: Vec<UserId> = logged_in.iter().map(|(id, ..)| *id).collect();
+        let ids: Vec<UserId> = logged_in
+            .iter()
+            .map(|(identity, ..)| identity.user_id())
+            .collect();
         let mut circles: Vec<std::ops::Range<usize>> = (0..users)
             .step_by(CIRCLE)
             .map(|start| start..(start + CIRCLE).min(users))
@@ -318,9 +337,11 @@ impl Swarm {
         }
         let mut clients: Vec<Arc<Client>> = Vec::new();
         let mut events_of = Vec::new();
-        for (_, client, events) in logged_in {
+        let mut identities = Vec::new();
+        for (identity, client, events) in logged_in {
             clients.push(Arc::new(client));
             events_of.push(events);
+            identities.push(identity);
         }
         let mut friends: Vec<Vec<UserId>> = vec![Vec::new(); users];
         let mut pairs = Vec::new();
@@ -351,15 +372,22 @@ impl Swarm {
             })
             .collect();
         in_parallel(jobs, &bar).await?;
+        let olms = if e2e {
+            Some(open_sessions(&clients, identities, &friends, quiet).await?)
+        } else {
+            None
+        };
 
         let (observe, observed) = mpsc::unbounded_channel();
         let receivers_stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let mut swarm_users = Vec::with_capacity(users);
         for (i, events) in events_of.into_iter().enumerate() {
+            let olm = olms.as_ref().map(|o| Arc::clone(&o[i]));
             tokio::spawn(receive(
                 events,
                 Arc::clone(&clients[i]),
+                olm.clone(),
                 observe.clone(),
                 epoch,
                 Arc::clone(&receivers_stop),
@@ -368,6 +396,7 @@ impl Swarm {
                 id: ids[i],
                 client: Arc::clone(&clients[i]),
                 friends: std::mem::take(&mut friends[i]),
+                olm,
             });
         }
         Ok(Self {
@@ -399,6 +428,7 @@ impl Swarm {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, user) in self.users.iter().enumerate() {
             let client = Arc::clone(&user.client);
+            let olm = user.olm.clone();
             let friends = user.friends.clone();
             let acked = Arc::clone(&acked);
             let counters = Arc::clone(&counters);
@@ -429,7 +459,18 @@ impl Swarm {
                     blob[16..24].copy_from_slice(&sent_us.to_be_bytes());
                     counters.sent.fetch_add(1, Ordering::Relaxed);
                     let id: [u8; 16] = rand::random();
-                    match client.send_ciphertext(to, id, blob.clone(), TTL).await {
+                    let ciphertext = match &olm {
+                        None => blob.clone(),
+                        Some(olm) => match seal(olm, to, id, phase, seq, sent_us) {
+                            Ok(ciphertext) => ciphertext,
+                            Err(error) => {
+                                counters.errors.fetch_add(1, Ordering::Relaxed);
+                                counters.first_error(error);
+                                continue;
+                            }
+                        },
+                    };
+                    match client.send_ciphertext(to, id, ciphertext, TTL).await {
                         Ok(_) => mine.push(seq),
                         Err(error) => {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -668,6 +709,121 @@ impl Recorder {
     }
 }
 
+/// Text padding, so an encrypted message carries about as much as a short
+/// chat message.
+const E2E_TEXT_BYTES: usize = 120;
+
+/// Encrypts a bench message for `to` (its header as text, padded).
+fn seal(
+    olm: &Olm,
+    to: UserId,
+    client_msg_id: [u8; 16],
+    phase: u32,
+    seq: u64,
+    sent_us: u64,
+) -> Result<Vec<u8>, String> {
+    let mut body = format!("WBv1 {phase} {seq} {sent_us} ");
+    while body.len() < E2E_TEXT_BYTES {
+        body.push('.');
+    }
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    let sealed = Sealed {
+        client_msg_id: client_msg_id.to_vec(),
+        sent_unix_ms: now_ms,
+        expires_unix_ms: now_ms.saturating_add(3_600_000),
+        kind: Some(Kind::Text(Text {
+            body,
+            view_seconds: 0,
+        })),
+    };
+    olm.lock()
+        .map_err(|_| "a user's Olm state was poisoned".to_owned())?
+        .encrypt(to, &sealed)
+        .map_err(|e| format!("encrypting: {e}"))
+}
+
+/// Decrypts a bench message from `from` and reads its header.
+fn open(olm: &Olm, from: UserId, ciphertext: &[u8]) -> Option<(u32, u64, u64)> {
+    let sealed = olm.lock().ok()?.decrypt(from, ciphertext).ok()?;
+    let Some(Kind::Text(text)) = sealed.kind else {
+        return None;
+    };
+    let mut parts = text.body.split(' ');
+    if parts.next()? != "WBv1" {
+        return None;
+    }
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    ))
+}
+
+/// Gives every user an Olm state, publishes its one-time keys, and opens a
+/// session with each friend (claiming one of the friend's keys), so that
+/// the measured phase encrypts and decrypts but sets nothing up.
+async fn open_sessions(
+    clients: &[Arc<Client>],
+    identities: Vec<Identity>,
+    friends: &[Vec<UserId>],
+    quiet: bool,
+) -> anyhow::Result<Vec<Olm>> {
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    let bar = progress(quiet, clients.len() as u64, "keys");
+    let jobs: Vec<_> = identities
+        .into_iter()
+        .zip(clients.iter().cloned())
+        .map(|(identity, client)| async move {
+            let mut state = LocalState::new(identity);
+            if let Some(upload) =
+                state.prepare_key_upload(client.keys_remaining_at_login() as usize, now_ms)
+            {
+                client
+                    .upload_keys(upload)
+                    .await
+                    .map_err(|e| explain(e, "uploading keys"))?;
+                state.keys_published();
+            }
+            Ok(Arc::new(std::sync::Mutex::new(state)))
+        })
+        .collect();
+    let olms = in_parallel(jobs, &bar).await?;
+    let bar = progress(quiet, clients.len() as u64, "sessions");
+    let jobs: Vec<_> = clients
+        .iter()
+        .cloned()
+        .zip(olms.iter().cloned())
+        .zip(friends.iter().cloned())
+        .map(|((client, olm), friends)| async move {
+            for friend in friends {
+                let bundle = client
+                    .claim_keys(friend)
+                    .await
+                    .map_err(|e| explain(e, "claiming a friend's keys"))?;
+                olm.lock()
+                    .map_err(|_| anyhow::anyhow!("a user's Olm state was poisoned"))?
+                    .start_session(friend, &bundle)
+                    .map_err(|e| anyhow::anyhow!("opening a session: {e}"))?;
+            }
+            Ok(())
+        })
+        .collect();
+    in_parallel(jobs, &bar).await?;
+    Ok(olms)
+}
+
 /// Reads the header of a bench message: (phase, seq, sent µs).
 fn header(ciphertext: &[u8]) -> Option<(u32, u64, u64)> {
     if ciphertext.len() < 24 || &ciphertext[..4] != MAGIC {
@@ -684,6 +840,7 @@ fn header(ciphertext: &[u8]) -> Option<(u32, u64, u64)> {
 async fn receive(
     mut events: Events,
     client: Arc<Client>,
+    olm: Option<Olm>,
     observe: mpsc::UnboundedSender<Observed>,
     epoch: Instant,
     stop: Arc<AtomicBool>,
@@ -701,7 +858,11 @@ async fn receive(
         while let Some(event) = next.take() {
             if let Event::Delivery(delivery) = event {
                 let now = epoch.elapsed();
-                if let Some((phase, seq, sent_us)) = header(&delivery.ciphertext) {
+                let read = match &olm {
+                    None => header(&delivery.ciphertext),
+                    Some(olm) => open(olm, delivery.from, &delivery.ciphertext),
+                };
+                if let Some((phase, seq, sent_us)) = read {
                     let now_us = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
                     let _ = observe.send(Observed::Delivered {
                         phase,

@@ -25,7 +25,9 @@ async fn a_short_run_loses_and_duplicates_nothing() {
     let server = Server::start_with_clock(&config, Arc::new(SystemClock))
         .await
         .unwrap();
-    let mut swarm = Swarm::start(&[server.ws_url()], 100, true).await.unwrap();
+    let mut swarm = Swarm::start(&[server.ws_url()], 100, false, true)
+        .await
+        .unwrap();
     let summary = swarm.phase(300.0, Duration::from_secs(3)).await.unwrap();
     swarm.stop();
     assert!(summary.acked > 300, "{summary:?}");
@@ -33,6 +35,34 @@ async fn a_short_run_loses_and_duplicates_nothing() {
     assert_eq!(summary.delivered, summary.acked, "{summary:?}");
     assert!(summary.clean(), "{summary:?}");
     assert_eq!(server.stored_message_count().await.unwrap(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_run_decrypts_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        pow_difficulty: 0,
+        register_limit: 0,
+        send_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::start_with_clock(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let mut swarm = Swarm::start(&[server.ws_url()], 12, true, true)
+        .await
+        .unwrap();
+    let summary = swarm.phase(60.0, Duration::from_secs(2)).await.unwrap();
+    swarm.stop();
+    assert!(summary.acked > 60, "{summary:?}");
+    assert_eq!(summary.send_errors, 0, "{summary:?}");
+    // Only a message that decrypted and carried its header counts as
+    // delivered.
+    assert_eq!(summary.delivered, summary.acked, "{summary:?}");
+    assert!(summary.clean(), "{summary:?}");
     server.shutdown().await;
 }
 

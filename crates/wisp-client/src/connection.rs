@@ -96,8 +96,7 @@ impl Connection {
                 .map_err(|e| failed(e.to_string()))?;
                 // Ports of this address still in TIME_WAIT from earlier
                 // connections may be taken again.
-                tcp.set_reuseaddr(true)
-                    .map_err(|e| failed(e.to_string()))?;
+                tcp.set_reuseaddr(true).map_err(|e| failed(e.to_string()))?;
                 tcp.bind(std::net::SocketAddr::new(local, 0))
                     .map_err(|e| failed(format!("bind {local}: {e}")))?;
                 let stream = tcp
