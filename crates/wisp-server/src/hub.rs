@@ -13,6 +13,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId};
 
+use crate::store::StoredMessage;
+
 /// Frames a connection may have queued before it counts as too slow.
 pub(crate) const OUTBOUND_QUEUE: usize = 256;
 
@@ -23,6 +25,10 @@ struct Subscriber {
     kick: CancellationToken,
     /// Set when the user's mailbox may hold something new; wakes coalesce.
     wake: Arc<Notify>,
+    /// Messages just stored for the user, handed over directly (a hint:
+    /// the connection still fetches when woken, so a hint that does not
+    /// fit is replaced by a wake-up and nothing is lost).
+    hints: Option<mpsc::Sender<StoredMessage>>,
 }
 
 /// Live connections by user.
@@ -81,6 +87,7 @@ impl Hub {
         outbound: mpsc::Sender<ServerFrame>,
         kick: CancellationToken,
         wake: Arc<Notify>,
+        hints: Option<mpsc::Sender<StoredMessage>>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
@@ -95,6 +102,7 @@ impl Hub {
             outbound,
             kick,
             wake,
+            hints,
         });
         drop(users);
         Subscription {
@@ -131,6 +139,23 @@ impl Hub {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
                 subscriber.wake.notify_one();
+            }
+        }
+    }
+
+    /// Hands a message just stored for `user` to each of its connections
+    /// here; a connection whose hint queue is full (or that takes none) is
+    /// woken to fetch instead.
+    pub(crate) fn offer(&self, user: UserId, message: &StoredMessage) {
+        if let Some(subscribers) = self.users().get(&user) {
+            for subscriber in subscribers {
+                let handed = subscriber
+                    .hints
+                    .as_ref()
+                    .is_some_and(|hints| hints.try_send(message.clone()).is_ok());
+                if !handed {
+                    subscriber.wake.notify_one();
+                }
             }
         }
     }
@@ -176,8 +201,8 @@ mod tests {
         let user = UserId::from_ed25519(&[1; 32]);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
-        let s1 = hub.subscribe(user, tx1, CancellationToken::new(), Arc::default());
-        let s2 = hub.subscribe(user, tx2, CancellationToken::new(), Arc::default());
+        let s1 = hub.subscribe(user, tx1, CancellationToken::new(), Arc::default(), None);
+        let s2 = hub.subscribe(user, tx2, CancellationToken::new(), Arc::default(), None);
         assert_eq!(hub.push(user, &pong()), 2);
         assert!(rx1.recv().await.is_some());
         assert!(rx2.recv().await.is_some());
@@ -194,7 +219,7 @@ mod tests {
         let user = UserId::from_ed25519(&[2; 32]);
         let (tx, _rx) = mpsc::channel(1);
         let kick = CancellationToken::new();
-        let _s = hub.subscribe(user, tx, kick.clone(), Arc::default());
+        let _s = hub.subscribe(user, tx, kick.clone(), Arc::default(), None);
         assert_eq!(hub.push(user, &pong()), 1);
         assert!(!kick.is_cancelled());
         assert_eq!(hub.push(user, &pong()), 0);

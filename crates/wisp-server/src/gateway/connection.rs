@@ -11,6 +11,13 @@
 //! so a busy connection loses nothing, it just fetches more at once. After a
 //! reconnect the cursor starts again from zero: what was delivered but not
 //! acknowledged comes again, and the client recognises it.
+//!
+//! A message stored through this node is also handed to the connection
+//! directly (a hint), which spares the fetch: it is delivered at once if the
+//! window has room and it is not already delivered. Hints never move the
+//! cursor, and a fetch skips what hints delivered (they are in flight), so
+//! however hints and fetches interleave, each message goes out once; a hint
+//! that is dropped (queue full, window full) is fetched later.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,6 +38,7 @@ use super::session::{Close, Session};
 use crate::hub::{OUTBOUND_QUEUE, Subscription};
 use crate::services::messages;
 use crate::state::AppState;
+use crate::store::StoredMessage;
 
 /// A connection must log in within this time or be closed (registration's
 /// proof-of-work takes well under a second).
@@ -56,6 +64,10 @@ struct Delivery {
     /// Delivered here and not yet acknowledged; at most [`DELIVERY_WINDOW`],
     /// so a flood waits on the server, not in the client's memory.
     in_flight: HashSet<u64>,
+    /// Messages may wait in the store that were not delivered (before the
+    /// first fetch, after a full page, a failed fetch, or a hint turned
+    /// away): hints wait until a fetch catches up, or they would overtake.
+    behind: bool,
 }
 const TRY_AGAIN_LATER: u16 = 1013;
 
@@ -82,6 +94,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send,
 {
     let (outbound_tx, mut outbound) = mpsc::channel::<ServerFrame>(OUTBOUND_QUEUE);
+    let (hints_tx, mut hints) = mpsc::channel::<StoredMessage>(DELIVERY_WINDOW);
     let kick = CancellationToken::new();
     let mut session = Session::new(Arc::clone(state), peer);
     let mut _subscription: Option<Subscription> = None;
@@ -117,6 +130,15 @@ where
                     return None;
                 }
             }
+            // After wake-ups: a pending fetch goes first, so a hint never
+            // overtakes an earlier message that is waiting to be fetched.
+            Some(message) = hints.recv(), if delivery.is_some() => {
+                if let Some(delivery) = delivery.as_mut()
+                    && deliver_hint(socket, state, delivery, message).await.is_err()
+                {
+                    return None;
+                }
+            }
             incoming = socket.next() => {
                 let outcome = match incoming {
                     Some(Ok(Message::Binary(bytes))) => session.handle(&bytes).await,
@@ -130,12 +152,14 @@ where
                         outbound_tx.clone(),
                         kick.clone(),
                         Arc::clone(&wake),
+                        Some(hints_tx.clone()),
                     ));
                     delivery = Some(Delivery {
                         user,
                         cursor: MessageId(0),
                         drained_announced: false,
                         in_flight: HashSet::new(),
+                        behind: true,
                     });
                     // Subscribed first, then woken: a message stored from now
                     // on wakes us again, one stored before is fetched now.
@@ -177,6 +201,7 @@ where
     let room = DELIVERY_WINDOW.saturating_sub(delivery.in_flight.len());
     if room == 0 {
         // Acknowledgements reopen the window and wake us.
+        delivery.behind = true;
         return Ok(());
     }
     let limit = room.min(DELIVERY_PAGE);
@@ -184,26 +209,21 @@ where
         Ok(page) => page,
         Err(error) => {
             tracing::warn!(code = ?error.code, "delivery failed; retrying");
+            delivery.behind = true;
             tokio::time::sleep(DELIVERY_RETRY).await;
             wake.notify_one();
             return Ok(());
         }
     };
     let full = page.len() == limit;
+    delivery.behind = full;
     for message in page {
         delivery.cursor = message.id;
-        delivery.in_flight.insert(message.id.0);
-        let frame = ServerFrame {
-            request_id: 0,
-            body: Some(Body::Deliver(Deliver {
-                message_id: message.id.0,
-                from: message.sender.to_vec(),
-                ciphertext: message.ciphertext,
-                sent_unix_ms: message.sent_at,
-                expires_unix_ms: message.expires_at,
-            })),
-        };
-        send(socket, &frame).await?;
+        // Already delivered from a hint.
+        if !delivery.in_flight.insert(message.id.0) {
+            continue;
+        }
+        send(socket, &deliver_frame(message)).await?;
     }
     if full {
         wake.notify_one();
@@ -216,6 +236,46 @@ where
         send(socket, &frame).await?;
     }
     Ok(())
+}
+
+fn deliver_frame(message: StoredMessage) -> ServerFrame {
+    ServerFrame {
+        request_id: 0,
+        body: Some(Body::Deliver(Deliver {
+            message_id: message.id.0,
+            from: message.sender.to_vec(),
+            ciphertext: message.ciphertext,
+            sent_unix_ms: message.sent_at,
+            expires_unix_ms: message.expires_at,
+        })),
+    }
+}
+
+/// Delivers a message handed over as it was stored, unless a fetch already
+/// did (its id is at or below the cursor, or it is in flight), a fetch must
+/// come first (`behind`), the window is full (a fetch gets it once
+/// acknowledgements make room), or it expired.
+async fn deliver_hint<S>(
+    socket: &mut S,
+    state: &AppState,
+    delivery: &mut Delivery,
+    message: StoredMessage,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    if delivery.in_flight.len() >= DELIVERY_WINDOW {
+        delivery.behind = true;
+    }
+    if delivery.behind
+        || message.id <= delivery.cursor
+        || message.expires_at <= state.clock.now_ms()
+        || !delivery.in_flight.insert(message.id.0)
+    {
+        return Ok(());
+    }
+    metrics::counter!("wisp_messages_delivered_total").increment(1);
+    send(socket, &deliver_frame(message)).await
 }
 
 async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>

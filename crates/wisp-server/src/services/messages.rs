@@ -131,7 +131,14 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
     } else {
         metrics::counter!("wisp_messages_sent_total").increment(1);
-        state.wake(to).await;
+        let stored = StoredMessage {
+            id: accepted.id,
+            sender: me,
+            ciphertext: send.ciphertext.clone(),
+            sent_at: now,
+            expires_at: accepted.expires_at,
+        };
+        state.offer(to, &stored).await;
     }
     Ok(accepted)
 }
