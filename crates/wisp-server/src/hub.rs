@@ -21,14 +21,16 @@ pub(crate) const OUTBOUND_QUEUE: usize = 256;
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    outbound: mpsc::Sender<ServerFrame>,
+    /// Boxed, so the queue's first block (allocated with the channel) is
+    /// pointers rather than whole frames: idle connections stay small.
+    outbound: mpsc::Sender<Box<ServerFrame>>,
     kick: CancellationToken,
     /// Set when the user's mailbox may hold something new; wakes coalesce.
     wake: Arc<Notify>,
     /// Messages just stored for the user, handed over directly (a hint:
     /// the connection still fetches when woken, so a hint that does not
     /// fit is replaced by a wake-up and nothing is lost).
-    hints: Option<mpsc::Sender<StoredMessage>>,
+    hints: Option<mpsc::Sender<Arc<StoredMessage>>>,
 }
 
 /// Live connections by user.
@@ -84,10 +86,10 @@ impl Hub {
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         user: UserId,
-        outbound: mpsc::Sender<ServerFrame>,
+        outbound: mpsc::Sender<Box<ServerFrame>>,
         kick: CancellationToken,
         wake: Arc<Notify>,
-        hints: Option<mpsc::Sender<StoredMessage>>,
+        hints: Option<mpsc::Sender<Arc<StoredMessage>>>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
@@ -121,7 +123,7 @@ impl Hub {
         };
         let mut delivered = 0;
         for subscriber in subscribers {
-            match subscriber.outbound.try_send(frame.clone()) {
+            match subscriber.outbound.try_send(Box::new(frame.clone())) {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("wisp_slow_connections_closed_total").increment(1);
@@ -146,13 +148,13 @@ impl Hub {
     /// Hands a message just stored for `user` to each of its connections
     /// here; a connection whose hint queue is full (or that takes none) is
     /// woken to fetch instead.
-    pub(crate) fn offer(&self, user: UserId, message: &StoredMessage) {
+    pub(crate) fn offer(&self, user: UserId, message: &Arc<StoredMessage>) {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
                 let handed = subscriber
                     .hints
                     .as_ref()
-                    .is_some_and(|hints| hints.try_send(message.clone()).is_ok());
+                    .is_some_and(|hints| hints.try_send(Arc::clone(message)).is_ok());
                 if !handed {
                     subscriber.wake.notify_one();
                 }

@@ -68,7 +68,7 @@ impl AppState {
 
     /// A message was just stored for `user`: handed to the user's
     /// connections here directly, and other nodes are told to look.
-    pub(crate) async fn offer(&self, user: UserId, message: &crate::store::StoredMessage) {
+    pub(crate) async fn offer(&self, user: UserId, message: &Arc<crate::store::StoredMessage>) {
         self.hub.offer(user, message);
         if let Some(bus) = &self.bus {
             bus.wake(user).await;

@@ -93,8 +93,8 @@ async fn run<S>(socket: &mut S, state: &Arc<AppState>, peer: IpAddr) -> Option<C
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send,
 {
-    let (outbound_tx, mut outbound) = mpsc::channel::<ServerFrame>(OUTBOUND_QUEUE);
-    let (hints_tx, mut hints) = mpsc::channel::<StoredMessage>(DELIVERY_WINDOW);
+    let (outbound_tx, mut outbound) = mpsc::channel::<Box<ServerFrame>>(OUTBOUND_QUEUE);
+    let (hints_tx, mut hints) = mpsc::channel::<Arc<StoredMessage>>(DELIVERY_WINDOW);
     let kick = CancellationToken::new();
     let mut session = Session::new(Arc::clone(state), peer);
     let mut _subscription: Option<Subscription> = None;
@@ -259,7 +259,7 @@ async fn deliver_hint<S>(
     socket: &mut S,
     state: &AppState,
     delivery: &mut Delivery,
-    message: StoredMessage,
+    message: Arc<StoredMessage>,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
@@ -275,6 +275,7 @@ where
         return Ok(());
     }
     metrics::counter!("wisp_messages_delivered_total").increment(1);
+    let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
 }
 

@@ -131,13 +131,15 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
     } else {
         metrics::counter!("wisp_messages_sent_total").increment(1);
-        let stored = StoredMessage {
+        // Shared by pointer: each connection's hint queue then costs a
+        // pointer a slot, which matters for idle connections.
+        let stored = std::sync::Arc::new(StoredMessage {
             id: accepted.id,
             sender: me,
             ciphertext: send.ciphertext.clone(),
             sent_at: now,
             expires_at: accepted.expires_at,
-        };
+        });
         state.offer(to, &stored).await;
     }
     Ok(accepted)
