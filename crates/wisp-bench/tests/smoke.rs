@@ -11,8 +11,9 @@ use wisp_bench::run::Swarm;
 use wisp_server::clock::SystemClock;
 use wisp_server::{Config, Server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_run_loses_and_duplicates_nothing() {
+/// A server on its embedded store in a fresh directory, without abuse
+/// limits (as a load test runs it).
+async fn server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -25,6 +26,12 @@ async fn a_short_run_loses_and_duplicates_nothing() {
     let server = Server::start_with_clock(&config, Arc::new(SystemClock))
         .await
         .unwrap();
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_loses_and_duplicates_nothing() {
+    let (_dir, server) = server().await;
     let mut swarm = Swarm::start(&[server.ws_url()], 100, false, true)
         .await
         .unwrap();
@@ -40,18 +47,7 @@ async fn a_short_run_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_run_decrypts_every_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        pow_difficulty: 0,
-        register_limit: 0,
-        send_limit: 0,
-        ..Config::default()
-    };
-    let server = Server::start_with_clock(&config, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (_dir, server) = server().await;
     let mut swarm = Swarm::start(&[server.ws_url()], 12, true, true)
         .await
         .unwrap();
