@@ -275,6 +275,8 @@ where
         return Ok(());
     }
     metrics::counter!("wisp_messages_delivered_total").increment(1);
+    let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
+    metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
     let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
 }
