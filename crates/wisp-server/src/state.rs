@@ -66,6 +66,15 @@ impl AppState {
         }
     }
 
+    /// Tells `user`'s connections, here and on every other node, to look in
+    /// the mailbox.
+    pub(crate) async fn wake(&self, user: UserId) {
+        self.hub.wake(user);
+        if let Some(bus) = &self.bus {
+            bus.wake(user).await;
+        }
+    }
+
     /// A message was just stored for `user`: handed to the user's
     /// connections here directly, and other nodes are told to look.
     pub(crate) async fn offer(&self, user: UserId, message: &Arc<crate::store::StoredMessage>) {

@@ -50,6 +50,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages fetched and delivered at a time.
 const DELIVERY_PAGE: usize = 256;
 
+/// Hints delivered before a regular fetch (which catches any message that
+/// was stored without a hint or wake-up reaching this connection).
+const HINTS_PER_FETCH: u32 = 32;
+
 /// After a store failure, delivery is retried this much later.
 const DELIVERY_RETRY: Duration = Duration::from_millis(200);
 
@@ -68,6 +72,8 @@ struct Delivery {
     /// first fetch, after a full page, a failed fetch, or a hint turned
     /// away): hints wait until a fetch catches up, or they would overtake.
     behind: bool,
+    /// Hints delivered since the last fetch.
+    hints_since_fetch: u32,
 }
 const TRY_AGAIN_LATER: u16 = 1013;
 
@@ -134,7 +140,7 @@ where
             // overtakes an earlier message that is waiting to be fetched.
             Some(message) = hints.recv(), if delivery.is_some() => {
                 if let Some(delivery) = delivery.as_mut()
-                    && deliver_hint(socket, state, delivery, message).await.is_err()
+                    && deliver_hint(socket, state, delivery, message, &wake).await.is_err()
                 {
                     return None;
                 }
@@ -160,6 +166,7 @@ where
                         drained_announced: false,
                         in_flight: HashSet::new(),
                         behind: true,
+                        hints_since_fetch: 0,
                     });
                     // Subscribed first, then woken: a message stored from now
                     // on wakes us again, one stored before is fetched now.
@@ -217,12 +224,14 @@ where
     };
     let full = page.len() == limit;
     delivery.behind = full;
+    delivery.hints_since_fetch = 0;
     for message in page {
         delivery.cursor = message.id;
         // Already delivered from a hint.
         if !delivery.in_flight.insert(message.id.0) {
             continue;
         }
+        messages::delivered(state, &message);
         send(socket, &deliver_frame(message)).await?;
     }
     if full {
@@ -260,6 +269,7 @@ async fn deliver_hint<S>(
     state: &AppState,
     delivery: &mut Delivery,
     message: Arc<StoredMessage>,
+    wake: &Notify,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
@@ -274,9 +284,30 @@ where
     {
         return Ok(());
     }
-    metrics::counter!("wisp_messages_delivered_total").increment(1);
-    let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
-    metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
+    // A removal or block that ran since the store dropped the message; the
+    // cached friendship was forgotten before the drop.
+    match state.are_friends(message.sender, delivery.user).await {
+        Ok(true) => {}
+        Ok(false) => {
+            delivery.in_flight.remove(&message.id.0);
+            return Ok(());
+        }
+        Err(_) => {
+            // Cannot tell now: leave it to a fetch.
+            delivery.in_flight.remove(&message.id.0);
+            delivery.behind = true;
+            wake.notify_one();
+            return Ok(());
+        }
+    }
+    // A message stored without a hint or wake-up (cross-node, or a failed
+    // notification) is fetched by this regular look, so later hints cannot
+    // hold it back for long.
+    delivery.hints_since_fetch += 1;
+    if delivery.hints_since_fetch >= HINTS_PER_FETCH {
+        wake.notify_one();
+    }
+    messages::delivered(state, &message);
     let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
 }

@@ -118,17 +118,38 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
         // Removed on another node a moment ago (this node's cache had not
         // heard yet).
         Err(PutError::Closed) => return Err(not_friends()),
-        Err(PutError::Store(error)) => return Err(error.into()),
+        Err(PutError::Store(error)) => {
+            // The write may have landed all the same (a commit that
+            // reported failure, a write short of its replicas): have the
+            // recipient look, so it is not left behind later messages.
+            state.wake(to).await;
+            return Err(error.into());
+        }
     };
     // A removal that ran between the check above and the store has already
     // dropped the conversation and forgotten the cached friendship; take
     // this message back out too.
-    if !accepted.duplicate && !state.are_friends(me, to).await? {
-        state.stores.mailbox.drop_conversation(me, to).await?;
-        return Err(not_friends());
+    let still_friends = if accepted.duplicate {
+        Ok(true)
+    } else {
+        state.are_friends(me, to).await
+    };
+    match still_friends {
+        Ok(true) => {}
+        Ok(false) => {
+            state.stores.mailbox.drop_conversation(me, to).await?;
+            return Err(not_friends());
+        }
+        Err(error) => {
+            state.wake(to).await;
+            return Err(error.into());
+        }
     }
     if accepted.duplicate {
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
+        // The first attempt may have stored it without telling anyone (it
+        // failed after the store); a fetch finds it in its place.
+        state.wake(to).await;
     } else {
         metrics::counter!("wisp_messages_sent_total").increment(1);
         // Shared by pointer: each connection's hint queue then costs a
@@ -186,13 +207,14 @@ pub(crate) async fn pending(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, WireError> {
     let now = state.clock.now_ms();
-    let messages = state.stores.mailbox.fetch(me, after, now, limit).await?;
-    for message in &messages {
-        let waited = Duration::from_millis(u64::try_from(now - message.sent_at).unwrap_or(0));
-        metrics::histogram!("wisp_delivery_latency_seconds").record(waited.as_secs_f64());
-    }
-    metrics::counter!("wisp_messages_delivered_total").increment(messages.len() as u64);
-    Ok(messages)
+    Ok(state.stores.mailbox.fetch(me, after, now, limit).await?)
+}
+
+/// Counts a message going out to its recipient (from a fetch or a hint).
+pub(crate) fn delivered(state: &AppState, message: &StoredMessage) {
+    let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
+    metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
+    metrics::counter!("wisp_messages_delivered_total").increment(1);
 }
 
 /// Deletes what expired; run periodically by the reaper.

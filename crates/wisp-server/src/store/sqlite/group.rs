@@ -180,11 +180,13 @@ async fn commit(writer: &SqlitePool, group: &[Write]) -> Result<Vec<Done>, Store
             Write::Put(_) => None,
         })
         .collect();
-    if !puts.is_empty() {
-        store_all(&mut tx, &puts, &mut done).await?;
-    }
+    // Burns first: what they free counts toward the puts' quota (a put
+    // cannot be burned in its own group: its recipient has not seen it).
     if !burns.is_empty() {
         delete_all(&mut tx, &burns, &mut done).await?;
+    }
+    if !puts.is_empty() {
+        store_all(&mut tx, &puts, &mut done).await?;
     }
     tx.commit().await.map_err(backend)?;
     done.into_iter()
@@ -326,7 +328,7 @@ async fn delete_all(
         .iter()
         .flat_map(|(_, burn)| burn.ids.iter().map(|id| (id_to_row(*id), &burn.recipient)))
         .collect();
-    let mut deleted: HashSet<i64> = HashSet::new();
+    let mut deleted: HashSet<(i64, Vec<u8>)> = HashSet::new();
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
         let mut query =
             QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE (id, recipient) IN (");
@@ -335,23 +337,23 @@ async fn delete_all(
                 .push(", ")
                 .push_bind(recipient.as_bytes().as_slice());
         });
-        query.push(") RETURNING id");
-        let ids: Vec<i64> = query
-            .build_query_scalar()
+        query.push(") RETURNING id, recipient");
+        let rows: Vec<(i64, Vec<u8>)> = query
+            .build_query_as()
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
-        deleted.extend(ids);
+        deleted.extend(rows);
     }
+    // Each deleted message is credited once, to the first burn naming it.
     for (slot, burn) in burns {
-        let mut mine: HashSet<i64> = HashSet::new();
+        let mut mine = 0;
         for id in &burn.ids {
-            let id = id_to_row(*id);
-            if deleted.contains(&id) {
-                mine.insert(id);
+            if deleted.remove(&(id_to_row(*id), burn.recipient.as_bytes().to_vec())) {
+                mine += 1;
             }
         }
-        done[*slot] = Some(Done::Burn(mine.len() as u64));
+        done[*slot] = Some(Done::Burn(mine));
     }
     Ok(())
 }
@@ -371,5 +373,57 @@ fn row_values<T>(
         query.push("(");
         row(query, item);
         query.push(")");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::store::{MailboxStore, NewMessage};
+    use wisp_proto::UserId;
+
+    #[tokio::test]
+    async fn a_message_burned_twice_in_one_group_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let (a, b) = (
+            UserId::from_ed25519(&[1; 32]),
+            UserId::from_ed25519(&[2; 32]),
+        );
+        let now = 1_795_485_132_326;
+        let put = |n: u8| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(
+                        NewMessage {
+                            sender: a,
+                            recipient: b,
+                            client_msg_id: &[n; 16],
+                            ciphertext: b"opaque",
+                            sent_at: now,
+                            expires_at: now + 60_000,
+                        },
+                        10,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        // Queued together, the two puts of one client id are one message.
+        let (first, again) = tokio::join!(put(1), put(1));
+        assert_eq!(first.id, again.id);
+        assert!(first.duplicate != again.duplicate);
+        // Two burns of it, and one naming it for the wrong recipient, in
+        // one group: one message deleted, credited once.
+        let ids = [first.id];
+        let (x, y, z) = tokio::join!(
+            store.burn(b, &ids),
+            store.burn(b, &ids),
+            store.burn(a, &ids)
+        );
+        assert_eq!(x.unwrap() + y.unwrap() + z.unwrap(), 1);
+        assert_eq!(store.stored_count().await.unwrap(), 0);
+        store.close().await;
     }
 }
