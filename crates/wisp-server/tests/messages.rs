@@ -680,3 +680,67 @@ on_every_backend!(
     a_flooded_mailbox_refuses_more_and_delivers_in_windows,
     a_reinstalled_friend_is_a_new_identity_and_can_talk_again,
 );
+
+/// A message that reached the store without any hint or wake-up for its
+/// recipient (as when a cross-node notification is lost) is still delivered
+/// while the recipient stays online and later messages arrive as hints: the
+/// connection fetches regularly between hints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = wisp_server::store::sqlite::SqliteStore::open(&dir.path().join("data"))
+        .await
+        .unwrap();
+    let stores = Stores {
+        accounts: Arc::new(store.clone()),
+        friends: Arc::new(store.clone()),
+        prekeys: Arc::new(store.clone()),
+        mailbox: Arc::new(store.clone()),
+    };
+    let config = common::open_node_config();
+    let server = wisp_server::Server::start_with(&config, stores, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let server = TestServer::wrap(server, dir);
+    let alice = server.user().await;
+    let mut bob = server.user().await;
+    common::befriend(&alice, &bob).await;
+    let now = SystemClock.now_ms();
+    // Straight into the store: nobody is told.
+    let silent = store
+        .put(
+            NewMessage {
+                sender: alice.id(),
+                recipient: bob.id(),
+                client_msg_id: &[0xee; 16],
+                ciphertext: b"silent",
+                sent_at: now,
+                expires_at: now + 600_000,
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    for n in 0..40u8 {
+        alice
+            .client
+            .send_ciphertext(bob.id(), [n; 16], vec![n; 8], HOUR)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 41 {
+        let event = tokio::time::timeout(Duration::from_secs(5), bob.events.next())
+            .await
+            .expect("every message within 5 s while online")
+            .expect("connection open");
+        if let Event::Delivery(delivery) = event {
+            bob.client.ack(vec![delivery.message_id]).await.unwrap();
+            seen.push(delivery.message_id);
+        }
+    }
+    assert!(seen.contains(&silent.id.0), "the silent message came too");
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 41, "each exactly once");
+}
