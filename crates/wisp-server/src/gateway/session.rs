@@ -313,7 +313,7 @@ impl Session {
                 Ok(Out::KeyBundle(keys::claim(&self.state, me, other).await?))
             }
             (Phase::LoggedIn(me), In::Send(send)) => {
-                let accepted = messages::send(&self.state, me, &send).await?;
+                let accepted = messages::send(&self.state, me, send).await?;
                 Ok(Out::SendAck(SendAck {
                     message_id: accepted.id.0,
                     expires_unix_ms: accepted.expires_at,

@@ -25,7 +25,7 @@ fn refused(reason: &'static str, error: WireError) -> WireError {
 
 /// Accepts a message from `me`: checks, stores it durably, wakes the
 /// recipient. Returns once the message is safe.
-pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Accepted, WireError> {
+pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Accepted, WireError> {
     let to = UserId::from_bytes(&send.to).map_err(|e| {
         refused(
             "invalid",
@@ -153,11 +153,12 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: &Send) -> Result<Ac
     } else {
         metrics::counter!("wisp_messages_sent_total").increment(1);
         // Shared by pointer: each connection's hint queue then costs a
-        // pointer a slot, which matters for idle connections.
+        // pointer a slot, which matters for idle connections. The frame's
+        // ciphertext moves in: no copy per message.
         let stored = std::sync::Arc::new(StoredMessage {
             id: accepted.id,
             sender: me,
-            ciphertext: send.ciphertext.clone(),
+            ciphertext: send.ciphertext,
             sent_at: now,
             expires_at: accepted.expires_at,
         });
