@@ -72,6 +72,12 @@ impl Cache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn identities(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, IdentityKeys>> {
+        self.identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether `a` and `b` are friends, from the cache or else `store`.
     pub(crate) async fn are_friends(
         &self,
@@ -127,22 +133,14 @@ impl Cache {
         store: &dyn AccountStore,
         user: UserId,
     ) -> Result<Option<IdentityKeys>, StoreError> {
-        let cached = self
-            .identities
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&user)
-            .cloned();
+        let cached = self.identities().get(&user).cloned();
         hit("identity", cached.is_some());
         if cached.is_some() {
             return Ok(cached);
         }
         let keys = store.identity(user).await?;
         if let Some(keys) = &keys {
-            let mut identities = self
-                .identities
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut identities = self.identities();
             if identities.len() >= CAPACITY {
                 identities.clear();
             }

@@ -280,7 +280,7 @@ where
     if delivery.behind
         || message.id <= delivery.cursor
         || message.expires_at <= state.clock.now_ms()
-        || !delivery.in_flight.insert(message.id.0)
+        || delivery.in_flight.contains(&message.id.0)
     {
         return Ok(());
     }
@@ -288,18 +288,15 @@ where
     // cached friendship was forgotten before the drop.
     match state.are_friends(message.sender, delivery.user).await {
         Ok(true) => {}
-        Ok(false) => {
-            delivery.in_flight.remove(&message.id.0);
-            return Ok(());
-        }
+        Ok(false) => return Ok(()),
         Err(_) => {
             // Cannot tell now: leave it to a fetch.
-            delivery.in_flight.remove(&message.id.0);
             delivery.behind = true;
             wake.notify_one();
             return Ok(());
         }
     }
+    delivery.in_flight.insert(message.id.0);
     // A message stored without a hint or wake-up (cross-node, or a failed
     // notification) is fetched by this regular look, so later hints cannot
     // hold it back for long.
