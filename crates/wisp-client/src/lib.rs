@@ -30,5 +30,5 @@ pub use client::{
 pub use error::ClientError;
 pub use identity::Identity;
 pub use keystore::{KdfParams, KeyStore, KeyStoreError, LocalState};
-pub use messenger::{Messenger, SentMessage};
+pub use messenger::{Messenger, SentMessage, new_client_msg_id};
 pub use wisp_proto::{ErrorCode, UserId};

@@ -49,10 +49,18 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn random_id() -> [u8; 16] {
+/// A fresh client message id: the time in milliseconds (48 bits, big
+/// endian) followed by 80 random bits, like a UUIDv7. Ids that grow with
+/// time let the server file its retry records at the end of one index
+/// instead of all over it; the random part keeps them unguessable and
+/// unique. The server learns nothing new from the time: it sees when a
+/// message arrives.
+pub fn new_client_msg_id() -> [u8; 16] {
     use rand::Rng;
     let mut id = [0u8; 16];
-    rand::rng().fill_bytes(&mut id);
+    let millis = u64::try_from(now_ms()).unwrap_or(0);
+    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    rand::rng().fill_bytes(&mut id[6..]);
     id
 }
 
@@ -212,7 +220,7 @@ impl Messenger {
             body: text.to_owned(),
             view_seconds: view_timer.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
         });
-        let sent = self.send_sealed(to, kind, ttl, random_id()).await?;
+        let sent = self.send_sealed(to, kind, ttl, new_client_msg_id()).await?;
         self.outgoing.insert(
             sent.client_msg_id,
             Outgoing {
@@ -308,9 +316,14 @@ impl Messenger {
         let kind = Kind::ReadReceipt(ReadReceipt {
             client_msg_ids: vec![message.client_msg_id.to_vec()],
         });
-        self.send_sealed(message.from, kind, ttl.min(MAX_MESSAGE_TTL), random_id())
-            .await
-            .map(drop)
+        self.send_sealed(
+            message.from,
+            kind,
+            ttl.min(MAX_MESSAGE_TTL),
+            new_client_msg_id(),
+        )
+        .await
+        .map(drop)
     }
 
     /// The next thing to tell the application: a message, a receipt, an
@@ -495,7 +508,7 @@ impl Messenger {
                 peer,
                 Kind::Renewal(SessionRenewal {}),
                 MAX_MESSAGE_TTL,
-                random_id(),
+                new_client_msg_id(),
             )
             .await
         }
@@ -534,5 +547,25 @@ mod tests {
         // Jitter: a hundred draws at the cap are not all the same.
         let draws: std::collections::HashSet<_> = (0..100).map(|_| reconnect_delay(30)).collect();
         assert!(draws.len() > 50);
+    }
+
+    #[test]
+    fn client_msg_ids_start_with_the_time_and_do_not_repeat() {
+        let before = u64::try_from(now_ms()).unwrap();
+        let ids: Vec<[u8; 16]> = (0..1000).map(|_| new_client_msg_id()).collect();
+        let after = u64::try_from(now_ms()).unwrap();
+        for id in &ids {
+            let mut millis = [0u8; 8];
+            millis[2..].copy_from_slice(&id[..6]);
+            let millis = u64::from_be_bytes(millis);
+            assert!(
+                (before..=after).contains(&millis),
+                "{millis} not in {before}..={after}"
+            );
+        }
+        // Sorted by time: each id's time is no earlier than the last one's.
+        assert!(ids.windows(2).all(|w| w[0][..6] <= w[1][..6]));
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
     }
 }

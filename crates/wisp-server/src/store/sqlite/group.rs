@@ -1,24 +1,35 @@
-//! Group commit for the hot writes (storing and burning messages): callers
-//! queue their write and wait; one task takes everything queued, runs it in
-//! one transaction on the writer connection, commits once (one WAL sync
-//! for the whole group), and only then answers each caller. Durability is
+//! Group commit for the writes to mailboxes (storing and burning messages,
+//! and the rarer purges and conversation drops): callers queue their write
+//! and wait; one thread takes everything queued, runs it in one
+//! transaction on a connection of its own, commits once (one WAL sync for
+//! the whole group), and only then answers each caller. Durability is
 //! unchanged (nobody hears "stored" before the commit that stores it),
 //! while the cost of a sync is shared by every write that arrived while the
 //! previous one ran.
+//!
+//! The thread drives SQLite directly (rusqlite, statements prepared once
+//! and cached): a group is one hand-over in and one answer per caller out,
+//! not a round trip to a database thread per statement. Every change to
+//! the `messages` table goes through it, so it also keeps the id sequence
+//! in memory. Other writes (accounts, friendships, keys) use the pool's
+//! writer; SQLite's write lock (`BEGIN IMMEDIATE`, with a busy timeout)
+//! keeps the two apart.
 //!
 //! A write that fails on its own terms (a full mailbox, a retry) is
 //! answered as such and does not disturb the group; a database failure
 //! aborts the whole transaction and every caller in it hears of it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::Path;
+use std::time::Instant;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use wisp_proto::{MessageId, UserId};
 
-use super::backend;
 use super::mailbox::{id_from_row, id_to_row};
+use super::{BUSY_TIMEOUT, CONNECTION_PRAGMAS};
 use crate::store::{Accepted, NewMessage, PutError, StoreError, UnixMillis};
 
 /// Writes one transaction takes at most.
@@ -38,23 +49,36 @@ struct Put {
     reply: oneshot::Sender<Result<Accepted, PutError>>,
 }
 
-struct Burn {
-    recipient: UserId,
-    ids: Vec<MessageId>,
+/// A write answered with a count of what it deleted.
+struct Delete {
+    what: Deletion,
     reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+enum Deletion {
+    /// A recipient's burn of the named messages.
+    Burn {
+        recipient: UserId,
+        ids: Vec<MessageId>,
+    },
+    /// Up to `limit` expired messages, and as many expired retry records.
+    Expired { now: UnixMillis, limit: usize },
+    /// Everything waiting between two users, either way.
+    Conversation { a: UserId, b: UserId },
 }
 
 enum Write {
     Put(Put),
-    Burn(Burn),
+    Delete(Delete),
 }
 
 enum Done {
     Put(Result<Accepted, PutError>),
-    Burn(u64),
+    Deleted(u64),
 }
 
-/// The queue in front of the writer. Cheap to clone.
+/// The queue in front of the writer thread. Cheap to clone; the thread
+/// ends when every handle is dropped.
 #[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
     queue: mpsc::Sender<Write>,
@@ -64,13 +88,31 @@ fn gone() -> StoreError {
     StoreError::Backend("the store is closed".into())
 }
 
+fn backend(error: &rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
 impl GroupCommit {
-    /// Starts the committing task on `writer`; it ends when every handle
-    /// is dropped.
-    pub(super) fn start(writer: SqlitePool) -> Self {
+    /// Opens the writer's connection to the database at `path` (whose
+    /// schema is already up to date) and starts its thread.
+    pub(super) async fn start(path: &Path) -> Result<Self, StoreError> {
         let (queue, writes) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, writes));
-        Self { queue }
+        let (opened, open_result) = oneshot::channel();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("wisp-sqlite-group".into())
+            .spawn(move || match Writer::open(&path) {
+                Ok(writer) => {
+                    let _ = opened.send(Ok(()));
+                    writer.run(writes);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err(backend(&error)));
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the store's writer: {e}")))?;
+        open_result.await.map_err(|_| gone())??;
+        Ok(Self { queue })
     }
 
     pub(super) async fn put(
@@ -93,287 +135,264 @@ impl GroupCommit {
         answer.await.map_err(|_| gone())?
     }
 
+    /// Deletes what `what` names and says how much that was.
+    async fn delete(&self, what: Deletion) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Write::Delete(Delete { what, reply }))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     pub(super) async fn burn(
         &self,
         recipient: UserId,
         ids: Vec<MessageId>,
     ) -> Result<u64, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let write = Write::Burn(Burn {
-            recipient,
-            ids,
-            reply,
-        });
-        self.queue.send(write).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.delete(Deletion::Burn { recipient, ids }).await
+    }
+
+    pub(super) async fn purge_expired(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.delete(Deletion::Expired { now, limit }).await
+    }
+
+    pub(super) async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
+        self.delete(Deletion::Conversation { a, b }).await
     }
 }
 
-async fn run(writer: SqlitePool, mut writes: mpsc::Receiver<Write>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while writes.recv_many(&mut group, MAX_GROUP).await > 0 {
-        metrics::histogram!("wisp_store_group_size").record(group.len() as f64);
-        match commit(&writer, &group).await {
-            Ok(done) => {
-                for (write, done) in group.drain(..).zip(done) {
-                    match (write, done) {
-                        (Write::Put(put), Done::Put(result)) => {
-                            let _ = put.reply.send(result);
-                        }
-                        (Write::Burn(burn), Done::Burn(n)) => {
-                            let _ = burn.reply.send(Ok(n));
-                        }
-                        // `commit` answers each write with its own kind.
-                        (Write::Put(put), Done::Burn(_)) => {
-                            let _ = put.reply.send(Err(PutError::Store(gone())));
-                        }
-                        (Write::Burn(burn), Done::Put(_)) => {
-                            let _ = burn.reply.send(Err(gone()));
-                        }
+/// The writer thread's connection, and the last message id it handed out
+/// (`None`: read it from the table's sequence again, as after a failed
+/// group).
+struct Writer {
+    db: Connection,
+    last_id: Option<i64>,
+}
+
+impl Writer {
+    fn open(path: &Path) -> rusqlite::Result<Self> {
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        db.busy_timeout(BUSY_TIMEOUT)?;
+        for (name, value) in CONNECTION_PRAGMAS {
+            db.pragma_update(None, name, value)?;
+        }
+        db.set_prepared_statement_cache_capacity(32);
+        Ok(Self { db, last_id: None })
+    }
+
+    fn run(mut self, mut writes: mpsc::Receiver<Write>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = writes.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match writes.try_recv() {
+                    Ok(write) => group.push(write),
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!("wisp_store_group_size").record(group.len() as f64);
+            let started = Instant::now();
+            let committed = self.commit(&group);
+            metrics::histogram!("wisp_store_group_seconds").record(started.elapsed().as_secs_f64());
+            match committed {
+                Ok(done) => {
+                    for (write, done) in group.drain(..).zip(done) {
+                        answer(write, Ok(done));
+                    }
+                }
+                Err(error) => {
+                    self.last_id = None;
+                    tracing::warn!(%error, writes = group.len(), "group commit failed");
+                    for write in group.drain(..) {
+                        answer(write, Err(backend(&error)));
                     }
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, writes = group.len(), "group commit failed");
-                for write in group.drain(..) {
-                    let failed = StoreError::Backend(error.to_string());
-                    match write {
-                        Write::Put(put) => {
-                            let _ = put.reply.send(Err(PutError::Store(failed)));
-                        }
-                        Write::Burn(burn) => {
-                            let _ = burn.reply.send(Err(failed));
-                        }
-                    }
-                }
-            }
         }
     }
-}
 
-/// Rows one statement carries at most (well under SQLite's limit on bound
-/// values).
-const ROWS_PER_STATEMENT: usize = 400;
-
-/// Runs every write of `group` in one transaction, with a handful of
-/// statements for the whole group rather than several per write: each
-/// statement is a round trip to the database thread.
-async fn commit(writer: &SqlitePool, group: &[Write]) -> Result<Vec<Done>, StoreError> {
-    let mut tx = writer
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(backend)?;
-    let mut done: Vec<Option<Done>> = (0..group.len()).map(|_| None).collect();
-    let puts: Vec<(usize, &Put)> = group
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| match w {
-            Write::Put(put) => Some((i, put)),
-            Write::Burn(_) => None,
-        })
-        .collect();
-    let burns: Vec<(usize, &Burn)> = group
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| match w {
-            Write::Burn(burn) => Some((i, burn)),
-            Write::Put(_) => None,
-        })
-        .collect();
-    // Burns first: what they free counts toward the puts' quota (a put
-    // cannot be burned in its own group: its recipient has not seen it).
-    if !burns.is_empty() {
-        delete_all(&mut tx, &burns, &mut done).await?;
-    }
-    if !puts.is_empty() {
-        store_all(&mut tx, &puts, &mut done).await?;
-    }
-    tx.commit().await.map_err(backend)?;
-    done.into_iter()
-        .map(|d| d.ok_or_else(|| StoreError::Backend("a grouped write went unanswered".into())))
-        .collect()
-}
-
-type Key = (Vec<u8>, Vec<u8>);
-
-/// The puts of a group: retries are answered with their first id (also a
-/// retry within the group), full mailboxes refused, the rest stored with
-/// their retry records, ids handed out in arrival order.
-async fn store_all(
-    tx: &mut SqliteConnection,
-    puts: &[(usize, &Put)],
-    done: &mut [Option<Done>],
-) -> Result<(), StoreError> {
-    // Retries of earlier groups.
-    let mut first: HashMap<Key, (i64, i64)> = HashMap::new();
-    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT sender, client_msg_id, message_id, expires_ms FROM sent_ids \
-             WHERE (sender, client_msg_id) IN (",
-        );
-        row_values(&mut query, chunk, |row, (_, put)| {
-            row.push_bind(put.sender.as_bytes().as_slice())
-                .push(", ")
-                .push_bind(put.client_msg_id.as_slice());
-        });
-        query.push(")");
-        let rows: Vec<(Vec<u8>, Vec<u8>, i64, i64)> = query
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        for (sender, client_msg_id, id, expires) in rows {
-            first.insert((sender, client_msg_id), (id, expires));
+    /// Runs every write of `group` in one transaction: deletions first
+    /// (what a burn frees counts toward the puts' quota; a put cannot be
+    /// burned in its own group, its recipient has not seen it), then the
+    /// puts in arrival order.
+    fn commit(&mut self, group: &[Write]) -> rusqlite::Result<Vec<Done>> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(group.len());
+        for write in group {
+            done.push(match write {
+                Write::Delete(delete) => Some(Done::Deleted(delete_one(&tx, &delete.what)?)),
+                Write::Put(_) => None,
+            });
         }
-    }
-    // What already waits per conversation.
-    let oldest = puts.iter().map(|(_, p)| p.sent_at).min().unwrap_or(0);
-    let mut waiting: HashMap<Key, u64> = HashMap::new();
-    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT recipient, sender, count(*) FROM messages WHERE expires_ms > ",
-        );
-        query
-            .push_bind(oldest)
-            .push(" AND (recipient, sender) IN (");
-        row_values(&mut query, chunk, |row, (_, put)| {
-            row.push_bind(put.recipient.as_bytes().as_slice())
-                .push(", ")
-                .push_bind(put.sender.as_bytes().as_slice());
-        });
-        query.push(") GROUP BY recipient, sender");
-        let rows: Vec<(Vec<u8>, Vec<u8>, i64)> = query
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        for (recipient, sender, n) in rows {
-            waiting.insert((recipient, sender), u64::try_from(n).unwrap_or(0));
-        }
-    }
-    // Ids continue the table's own sequence (AUTOINCREMENT: never reused,
-    // so delivery cursors never skip).
-    let last: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-    let mut next_id = last.unwrap_or(0);
-    let mut stored: Vec<(i64, &Put)> = Vec::new();
-    for (slot, put) in puts {
-        let key = (put.sender.as_bytes().to_vec(), put.client_msg_id.clone());
-        let outcome = if let Some(&(id, expires_at)) = first.get(&key) {
-            Ok(Accepted {
-                id: id_from_row(id)?,
-                expires_at,
-                duplicate: true,
-            })
-        } else {
-            let conversation = (
-                put.recipient.as_bytes().to_vec(),
-                put.sender.as_bytes().to_vec(),
-            );
-            let pending = waiting.entry(conversation).or_default();
-            if *pending >= put.max_pending {
-                Err(PutError::MailboxFull)
-            } else {
-                *pending += 1;
-                next_id += 1;
-                first.insert(key, (next_id, put.expires_at));
-                stored.push((next_id, put));
-                Ok(Accepted {
-                    id: id_from_row(next_id)?,
-                    expires_at: put.expires_at,
-                    duplicate: false,
-                })
-            }
+        let mut last_id = match self.last_id {
+            Some(id) => id,
+            None => tx
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0),
         };
-        done[*slot] = Some(Done::Put(outcome));
-    }
-    for chunk in stored.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO messages (id, recipient, sender, ciphertext, sent_ms, expires_ms) ",
-        );
-        query.push_values(chunk, |mut row, (id, put)| {
-            row.push_bind(*id)
-                .push_bind(put.recipient.as_bytes().as_slice())
-                .push_bind(put.sender.as_bytes().as_slice())
-                .push_bind(put.ciphertext.as_slice())
-                .push_bind(put.sent_at)
-                .push_bind(put.expires_at);
-        });
-        query.build().execute(&mut *tx).await.map_err(backend)?;
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sent_ids (sender, client_msg_id, message_id, expires_ms) ",
-        );
-        query.push_values(chunk, |mut row, (id, put)| {
-            row.push_bind(put.sender.as_bytes().as_slice())
-                .push_bind(put.client_msg_id.as_slice())
-                .push_bind(*id)
-                .push_bind(put.expires_at);
-        });
-        query.build().execute(&mut *tx).await.map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// The burns of a group: each deletes the named messages of its recipient
-/// and counts what it deleted.
-async fn delete_all(
-    tx: &mut SqliteConnection,
-    burns: &[(usize, &Burn)],
-    done: &mut [Option<Done>],
-) -> Result<(), StoreError> {
-    let pairs: Vec<(i64, &UserId)> = burns
-        .iter()
-        .flat_map(|(_, burn)| burn.ids.iter().map(|id| (id_to_row(*id), &burn.recipient)))
-        .collect();
-    let mut deleted: HashSet<(i64, Vec<u8>)> = HashSet::new();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE (id, recipient) IN (");
-        row_values(&mut query, chunk, |row, (id, recipient)| {
-            row.push_bind(*id)
-                .push(", ")
-                .push_bind(recipient.as_bytes().as_slice());
-        });
-        query.push(") RETURNING id, recipient");
-        let rows: Vec<(i64, Vec<u8>)> = query
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        deleted.extend(rows);
-    }
-    // Each deleted message is credited once, to the first burn naming it.
-    for (slot, burn) in burns {
-        let mut mine = 0;
-        for id in &burn.ids {
-            if deleted.remove(&(id_to_row(*id), burn.recipient.as_bytes().to_vec())) {
-                mine += 1;
+        let mut waiting = HashMap::new();
+        for (slot, write) in done.iter_mut().zip(group) {
+            if let Write::Put(put) = write {
+                *slot = Some(Done::Put(store_one(&tx, put, &mut waiting, &mut last_id)?));
             }
         }
-        done[*slot] = Some(Done::Burn(mine));
+        let syncing = Instant::now();
+        tx.commit()?;
+        metrics::histogram!("wisp_store_commit_seconds").record(syncing.elapsed().as_secs_f64());
+        self.last_id = Some(last_id);
+        // Every slot was filled above: deletions in the first pass, puts in
+        // the second.
+        Ok(done.into_iter().flatten().collect())
     }
-    Ok(())
 }
 
-/// Appends `VALUES (…), (…)` for `items` to `query` (each row's parts
-/// written by `row`), for a row-value `IN`.
-fn row_values<T>(
-    query: &mut QueryBuilder<Sqlite>,
-    items: &[T],
-    mut row: impl FnMut(&mut QueryBuilder<Sqlite>, &T),
-) {
-    query.push("VALUES ");
-    for (n, item) in items.iter().enumerate() {
-        if n > 0 {
-            query.push(", ");
+fn answer(write: Write, done: Result<Done, StoreError>) {
+    match (write, done) {
+        (Write::Put(put), Ok(Done::Put(result))) => {
+            let _ = put.reply.send(result);
         }
-        query.push("(");
-        row(query, item);
-        query.push(")");
+        (Write::Delete(delete), Ok(Done::Deleted(n))) => {
+            let _ = delete.reply.send(Ok(n));
+        }
+        (Write::Put(put), Err(error)) => {
+            let _ = put.reply.send(Err(PutError::Store(error)));
+        }
+        (Write::Delete(delete), Err(error)) => {
+            let _ = delete.reply.send(Err(error));
+        }
+        // `commit` answers each write with its own kind.
+        (Write::Put(put), Ok(Done::Deleted(_))) => {
+            let _ = put.reply.send(Err(PutError::Store(gone())));
+        }
+        (Write::Delete(delete), Ok(Done::Put(_))) => {
+            let _ = delete.reply.send(Err(gone()));
+        }
     }
+}
+
+/// One put: a retry (also of a put earlier in this group, whose record
+/// this transaction already holds) is answered with its first id; a full
+/// conversation is refused; anything else is stored with its retry record
+/// under the next id (the table's own sequence, AUTOINCREMENT: ids are
+/// never reused, so delivery cursors never skip).
+fn store_one(
+    tx: &Connection,
+    put: &Put,
+    waiting: &mut HashMap<(UserId, UserId), u64>,
+    last_id: &mut i64,
+) -> rusqlite::Result<Result<Accepted, PutError>> {
+    let sender = put.sender.as_bytes().as_slice();
+    let recipient = put.recipient.as_bytes().as_slice();
+    let first: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT message_id, expires_ms FROM sent_ids \
+             WHERE client_msg_id = ?1 AND sender = ?2",
+        )?
+        .query_row(params![put.client_msg_id, sender], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    if let Some((id, expires_at)) = first {
+        return Ok(accepted(id, expires_at, true));
+    }
+    // What already waits in this conversation, counted once per group.
+    let pending = match waiting.entry((put.recipient, put.sender)) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let n: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM messages \
+                     WHERE recipient = ?1 AND sender = ?2 AND expires_ms > ?3",
+                )?
+                .query_row(params![recipient, sender, put.sent_at], |row| row.get(0))?;
+            entry.insert(u64::try_from(n).unwrap_or(0))
+        }
+    };
+    if *pending >= put.max_pending {
+        return Ok(Err(PutError::MailboxFull));
+    }
+    let id = *last_id + 1;
+    tx.prepare_cached(
+        "INSERT INTO messages (id, recipient, sender, ciphertext, sent_ms, expires_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        recipient,
+        sender,
+        put.ciphertext,
+        put.sent_at,
+        put.expires_at
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO sent_ids (client_msg_id, sender, message_id, expires_ms) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![put.client_msg_id, sender, id, put.expires_at])?;
+    *last_id = id;
+    *pending += 1;
+    Ok(accepted(id, put.expires_at, false))
+}
+
+fn accepted(id: i64, expires_at: UnixMillis, duplicate: bool) -> Result<Accepted, PutError> {
+    Ok(Accepted {
+        id: id_from_row(id)?,
+        expires_at,
+        duplicate,
+    })
+}
+
+/// One deletion. A message deleted twice in a group counts once, for the
+/// first deletion that names it.
+fn delete_one(tx: &Connection, what: &Deletion) -> rusqlite::Result<u64> {
+    let n = match what {
+        Deletion::Burn { recipient, ids } => {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM messages WHERE id = ?1 AND recipient = ?2")?;
+            let mut n = 0;
+            for id in ids {
+                n += delete.execute(params![id_to_row(*id), recipient.as_bytes().as_slice()])?;
+            }
+            n
+        }
+        Deletion::Expired { now, limit } => {
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+            let purged = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id IN \
+                     (SELECT id FROM messages WHERE expires_ms <= ?1 LIMIT ?2)",
+                )?
+                .execute(params![now, limit])?;
+            tx.prepare_cached(
+                "DELETE FROM sent_ids WHERE (client_msg_id, sender) IN \
+                 (SELECT client_msg_id, sender FROM sent_ids WHERE expires_ms <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, limit])?;
+            purged
+        }
+        Deletion::Conversation { a, b } => tx
+            .prepare_cached(
+                "DELETE FROM messages WHERE (recipient = ?1 AND sender = ?2) \
+                 OR (recipient = ?2 AND sender = ?1)",
+            )?
+            .execute(params![a.as_bytes().as_slice(), b.as_bytes().as_slice()])?,
+    };
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -64,47 +64,11 @@ impl MailboxStore for SqliteStore {
     }
 
     async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let purged = sqlx::query(
-            "DELETE FROM messages WHERE id IN \
-             (SELECT id FROM messages WHERE expires_ms <= ? LIMIT ?)",
-        )
-        .bind(now)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        sqlx::query(
-            "DELETE FROM sent_ids WHERE (sender, client_msg_id) IN \
-             (SELECT sender, client_msg_id FROM sent_ids WHERE expires_ms <= ? LIMIT ?)",
-        )
-        .bind(now)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(purged)
+        self.group.purge_expired(now, limit).await
     }
 
     async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
-        let dropped = sqlx::query(
-            "DELETE FROM messages WHERE (recipient = ?1 AND sender = ?2) \
-             OR (recipient = ?2 AND sender = ?1)",
-        )
-        .bind(a.as_bytes().as_slice())
-        .bind(b.as_bytes().as_slice())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        Ok(dropped)
+        self.group.drop_conversation(a, b).await
     }
 
     async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError> {

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "keys_and_mailboxes",
         include_str!("../../../migrations/sqlite/0002_keys_and_mailboxes.sql"),
     ),
+    (
+        3,
+        "sent_ids_by_client_id",
+        include_str!("../../../migrations/sqlite/0003_sent_ids_by_client_id.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

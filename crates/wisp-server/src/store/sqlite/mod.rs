@@ -14,7 +14,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
 };
 use wisp_proto::UserId;
 
@@ -34,11 +33,31 @@ pub const DATABASE_FILE: &str = "wisp.sqlite3";
 
 const READ_CONNECTIONS: u32 = 4;
 
+/// How long a connection waits for another one's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set on every connection (the pools' and the group writer's).
+const CONNECTION_PRAGMAS: [(&str, &str); 5] = [
+    // Every commit is synced before anyone hears "stored".
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    // Deleted rows are overwritten, not left in free pages.
+    ("secure_delete", "ON"),
+    // Statement journals in memory: otherwise a temporary file per group
+    // of writes is created, written and unlinked.
+    ("temp_store", "MEMORY"),
+    // Up to 32 MiB of pages per connection (SQLite's default is 2 MiB):
+    // the hot indexes stay in memory instead of being read back from the
+    // file page by page.
+    ("cache_size", "-32768"),
+];
+
 /// The embedded store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
-    /// Stores and burns, committed in groups on the writer.
+    /// Every change to the mailboxes, committed in groups on a thread of
+    /// its own.
     group: group::GroupCommit,
     readers: SqlitePool,
     path: PathBuf,
@@ -55,15 +74,15 @@ impl SqliteStore {
             ))
         })?;
         let path = data_dir.join(DATABASE_FILE);
-        let options = SqliteConnectOptions::from_str("sqlite:")
+        let mut options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(backend)?
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("secure_delete", "ON");
+            .busy_timeout(BUSY_TIMEOUT);
+        for (name, value) in CONNECTION_PRAGMAS {
+            options = options.pragma(name, value);
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -79,7 +98,7 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         Ok(Self {
-            group: group::GroupCommit::start(writer.clone()),
+            group: group::GroupCommit::start(&path).await?,
             writer,
             readers,
             path,
