@@ -19,6 +19,11 @@ use wisp_bench::run::Swarm;
 #[derive(Debug, Parser)]
 #[command(name = "wisp-bench", version)]
 struct Cli {
+    /// Threads the bench runs on. One (the default) leaves the other cores
+    /// to a server on the same machine and spares the bench the cost of
+    /// waking threads; give more to load remote servers harder
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -292,10 +297,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.threads)
+            .enable_all()
+            .build()
+    };
+    let outcome = runtime
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("wisp-bench: {error:#}");

@@ -441,14 +441,23 @@ impl Swarm {
                 rand::fill(&mut blob[..]);
                 blob[..4].copy_from_slice(MAGIC);
                 blob[4..8].copy_from_slice(&phase.to_be_bytes());
-                tokio::time::sleep(offset).await;
+                let until = tokio::time::Instant::from_std(until);
+                // At a low rate a sender's period can outlast the window:
+                // neither the offset nor a tick may hold it past the end.
+                if tokio::time::timeout_at(until, tokio::time::sleep(offset))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 let mut n = 0usize;
                 let mut mine = Vec::new();
                 loop {
-                    tick.tick().await;
-                    if Instant::now() >= until {
+                    if tokio::time::timeout_at(until, tick.tick()).await.is_err()
+                        || tokio::time::Instant::now() >= until
+                    {
                         break;
                     }
                     let to = friends[n % friends.len()];
@@ -458,7 +467,7 @@ impl Swarm {
                     let sent_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
                     blob[16..24].copy_from_slice(&sent_us.to_be_bytes());
                     counters.sent.fetch_add(1, Ordering::Relaxed);
-                    let id: [u8; 16] = rand::random();
+                    let id = wisp_client::new_client_msg_id();
                     let ciphertext = match &olm {
                         None => blob.clone(),
                         Some(olm) => match seal(olm, to, id, phase, seq, sent_us) {
