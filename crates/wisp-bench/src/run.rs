@@ -127,6 +127,12 @@ impl Summary {
         self.lost == 0 && self.duplicated == 0 && self.left_stored == 0
     }
 
+    /// Whether the rate was held: clean, p99 within `p99_limit_ms`, and at
+    /// least 95% of the target acknowledged.
+    pub fn held(&self, p99_limit_ms: f64) -> bool {
+        self.clean() && self.p99_ms <= p99_limit_ms && self.msgs_per_s >= 0.95 * self.target_rate
+    }
+
     /// The human-readable summary.
     pub fn render(&self) -> String {
         format!(
@@ -596,9 +602,11 @@ impl Swarm {
         })
     }
 
-    /// Steps the rate up from `start` by `factor` until p99 goes over
-    /// `p99_limit_ms`, anything is lost, or the server falls behind (under
-    /// 95% of the target acknowledged). Returns every step.
+    /// Steps the rate up from `start` by `factor` until a step is not
+    /// held (p99 over `p99_limit_ms`, anything lost, or the server falls
+    /// behind: under 95% of the target acknowledged), then halves the gap
+    /// between the last rate held and the first not held, [`REFINE_STEPS`]
+    /// times. Returns every step, in the order run.
     pub async fn find_max(
         &mut self,
         start: f64,
@@ -608,28 +616,60 @@ impl Swarm {
     ) -> anyhow::Result<Vec<Summary>> {
         let mut steps = Vec::new();
         let mut rate = start;
-        loop {
-            let summary = self.phase(rate, step).await?;
-            let held = summary.clean()
-                && summary.lost == 0
-                && summary.p99_ms <= p99_limit_ms
-                && summary.msgs_per_s >= 0.95 * rate;
+        let mut held_at: Option<f64> = None;
+        let failed_at = loop {
+            if self
+                .find_max_step(rate, step, p99_limit_ms, &mut steps)
+                .await?
             {
-                eprintln!(
-                    "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {} — {}",
-                    rate,
-                    summary.msgs_per_s,
-                    summary.p99_ms,
-                    summary.lost,
-                    if held { "held" } else { "not held" }
-                );
+                held_at = Some(rate);
+                if steps.len() >= MAX_STEPS {
+                    return Ok(steps);
+                }
+                rate *= factor;
+            } else {
+                break rate;
             }
-            steps.push(summary);
-            if !held || steps.len() >= 30 {
-                return Ok(steps);
+        };
+        let Some(mut low) = held_at else {
+            return Ok(steps);
+        };
+        let mut high = failed_at;
+        for _ in 0..REFINE_STEPS {
+            let rate = ((low + high) / 2.0).round();
+            if self
+                .find_max_step(rate, step, p99_limit_ms, &mut steps)
+                .await?
+            {
+                low = rate;
+            } else {
+                high = rate;
             }
-            rate *= factor;
         }
+        Ok(steps)
+    }
+
+    /// Runs one step of [`Self::find_max`], says how it went, and whether
+    /// it held.
+    async fn find_max_step(
+        &mut self,
+        rate: f64,
+        step: Duration,
+        p99_limit_ms: f64,
+        steps: &mut Vec<Summary>,
+    ) -> anyhow::Result<bool> {
+        let summary = self.phase(rate, step).await?;
+        let held = summary.held(p99_limit_ms);
+        eprintln!(
+            "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {} — {}",
+            rate,
+            summary.msgs_per_s,
+            summary.p99_ms,
+            summary.lost,
+            if held { "held" } else { "not held" }
+        );
+        steps.push(summary);
+        Ok(held)
     }
 
     /// Stops the receivers and closes every connection.
@@ -659,6 +699,13 @@ impl SendCounters {
         }
     }
 }
+
+/// Steps of `--find-max` going up, at most.
+const MAX_STEPS: usize = 30;
+
+/// Steps of `--find-max` halving the gap between held and not held, after
+/// going up.
+pub const REFINE_STEPS: usize = 3;
 
 /// A phase's measurements.
 struct Recorder {
