@@ -28,8 +28,20 @@ use wisp_proto::UserId;
 
 use crate::store::{AccountStore, FriendStore, IdentityKeys, StoreError};
 
-/// How long a friendship answer is trusted without hearing of a change.
+/// How long a friendship answer is trusted without hearing of a change, at
+/// most.
 pub(crate) const FRIENDSHIP_TTL: Duration = Duration::from_secs(60);
+
+/// An entry lives between three quarters of [`FRIENDSHIP_TTL`] and all of
+/// it, drawn at random: entries filled together (every friend of a crowd
+/// that logged in at once) do not all expire, and go back to the store,
+/// in the same instant.
+fn friendship_deadline() -> Instant {
+    use rand::RngExt;
+    let quarter = FRIENDSHIP_TTL / 4;
+    let shorter = quarter.mul_f64(rand::rng().random_range(0.0..=1.0));
+    Instant::now() + FRIENDSHIP_TTL - shorter
+}
 
 /// Entries each cache holds at most (a full cache drops what expired, and
 /// starts over when nothing had).
@@ -45,6 +57,7 @@ fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
 
 #[derive(Debug, Default)]
 struct Friendships {
+    /// Whether friends, and until when that is trusted.
     entries: HashMap<(UserId, UserId), (bool, Instant)>,
     /// Moves on every invalidation.
     epoch: u64,
@@ -88,8 +101,8 @@ impl Cache {
         let key = pair(a, b);
         let epoch = {
             let friendships = self.friendships();
-            if let Some((friends, at)) = friendships.entries.get(&key)
-                && at.elapsed() < FRIENDSHIP_TTL
+            if let Some((friends, until)) = friendships.entries.get(&key)
+                && Instant::now() < *until
             {
                 hit("friendship", true);
                 return Ok(*friends);
@@ -101,14 +114,15 @@ impl Cache {
         let mut friendships = self.friendships();
         if friendships.epoch == epoch {
             if friendships.entries.len() >= CAPACITY {
-                friendships
-                    .entries
-                    .retain(|_, (_, at)| at.elapsed() < FRIENDSHIP_TTL);
+                let now = Instant::now();
+                friendships.entries.retain(|_, (_, until)| now < *until);
                 if friendships.entries.len() >= CAPACITY {
                     friendships.entries.clear();
                 }
             }
-            friendships.entries.insert(key, (friends, Instant::now()));
+            friendships
+                .entries
+                .insert(key, (friends, friendship_deadline()));
         }
         Ok(friends)
     }
@@ -177,6 +191,19 @@ mod tests {
         store.remove(a, b).await.unwrap();
         cache.forget_friendships();
         assert!(!cache.are_friends(&store, a, b).await.unwrap());
+    }
+
+    #[test]
+    fn friendship_entries_expire_spread_over_the_last_quarter_of_the_ttl() {
+        let before = Instant::now();
+        let deadlines: Vec<Instant> = (0..200).map(|_| friendship_deadline()).collect();
+        let after = Instant::now();
+        for deadline in &deadlines {
+            assert!(*deadline >= before + FRIENDSHIP_TTL * 3 / 4);
+            assert!(*deadline <= after + FRIENDSHIP_TTL);
+        }
+        let distinct: std::collections::HashSet<_> = deadlines.iter().collect();
+        assert!(distinct.len() > 100, "deadlines are not spread");
     }
 
     #[tokio::test]

@@ -185,6 +185,7 @@ impl Writer {
             db.pragma_update(None, name, value)?;
         }
         db.set_prepared_statement_cache_capacity(32);
+        db.pragma_update(None, "wal_autocheckpoint", 10000)?;
         Ok(Self { db, last_id: None })
     }
 
