@@ -38,6 +38,9 @@ const MAX_GROUP: usize = 512;
 /// Writes waiting at most (callers wait for room beyond that).
 const QUEUE: usize = 8192;
 
+/// How long a WAL truncation waits for readers to leave it.
+const MAINTAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 struct Put {
     sender: UserId,
     recipient: UserId,
@@ -70,6 +73,8 @@ enum Deletion {
 enum Write {
     Put(Put),
     Delete(Delete),
+    /// Checkpoint and truncate the WAL (see [`GroupCommit::maintain`]).
+    Maintain(oneshot::Sender<Result<bool, StoreError>>),
 }
 
 enum Done {
@@ -164,6 +169,21 @@ impl GroupCommit {
     pub(super) async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
         self.delete(Deletion::Conversation { a, b }).await
     }
+
+    /// Copies the WAL into the database and truncates it, so page images
+    /// from before a delete leave the disk; false when readers kept it
+    /// from finishing (try again later). It runs on the writer thread,
+    /// between groups: from another connection it would have to wait for
+    /// the write lock, and the writer for it, each sleeping in SQLite's
+    /// busy handler.
+    pub(super) async fn maintain(&self) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Write::Maintain(reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
 }
 
 /// The writer thread's connection, and the last message id it handed out
@@ -191,30 +211,74 @@ impl Writer {
 
     fn run(mut self, mut writes: mpsc::Receiver<Write>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut maintain = Vec::new();
         while let Some(first) = writes.blocking_recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
-                match writes.try_recv() {
-                    Ok(write) => group.push(write),
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(write) = next.take() {
+                match write {
+                    Write::Maintain(reply) => maintain.push(reply),
+                    write => group.push(write),
+                }
+                if group.len() < MAX_GROUP {
+                    next = writes.try_recv().ok();
                 }
             }
-            metrics::histogram!("wisp_store_group_size").record(group.len() as f64);
-            let started = Instant::now();
-            let committed = self.commit(&group);
-            metrics::histogram!("wisp_store_group_seconds").record(started.elapsed().as_secs_f64());
-            match committed {
-                Ok(done) => {
-                    for (write, done) in group.drain(..).zip(done) {
-                        answer(write, Ok(done));
-                    }
+            if !group.is_empty() {
+                self.commit_group(&mut group);
+            }
+            if !maintain.is_empty() {
+                let done = self.checkpoint();
+                for reply in maintain.drain(..) {
+                    let _ = reply.send(match &done {
+                        Ok(finished) => Ok(*finished),
+                        Err(error) => Err(backend(error)),
+                    });
                 }
-                Err(error) => {
-                    self.last_id = None;
-                    tracing::warn!(%error, writes = group.len(), "group commit failed");
-                    for write in group.drain(..) {
-                        answer(write, Err(backend(&error)));
-                    }
+            }
+        }
+    }
+
+    /// Truncating needs no reader in the WAL: it waits for them a moment
+    /// only, then reports "not now".
+    fn checkpoint(&self) -> rusqlite::Result<bool> {
+        let outcome = self
+            .db
+            .busy_timeout(MAINTAIN_WAIT)
+            .and_then(|()| {
+                self.db
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+            });
+        self.db.busy_timeout(BUSY_TIMEOUT)?;
+        match outcome {
+            Ok(busy) => Ok(busy == 0),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Commits `group` and answers each of its writes; leaves it empty.
+    fn commit_group(&mut self, group: &mut Vec<Write>) {
+        metrics::histogram!("wisp_store_group_size").record(group.len() as f64);
+        let started = Instant::now();
+        let committed = self.commit(group);
+        metrics::histogram!("wisp_store_group_seconds").record(started.elapsed().as_secs_f64());
+        match committed {
+            Ok(done) => {
+                for (write, done) in group.drain(..).zip(done) {
+                    answer(write, Ok(done));
+                }
+            }
+            Err(error) => {
+                self.last_id = None;
+                tracing::warn!(%error, writes = group.len(), "group commit failed");
+                for write in group.drain(..) {
+                    answer(write, Err(backend(&error)));
                 }
             }
         }
@@ -232,7 +296,7 @@ impl Writer {
         for write in group {
             done.push(match write {
                 Write::Delete(delete) => Some(Done::Deleted(delete_one(&tx, &delete.what)?)),
-                Write::Put(_) => None,
+                Write::Put(_) | Write::Maintain(_) => None,
             });
         }
         let mut last_id = match self.last_id {
@@ -282,6 +346,10 @@ fn answer(write: Write, done: Result<Done, StoreError>) {
         }
         (Write::Delete(delete), Ok(Done::Put(_))) => {
             let _ = delete.reply.send(Err(gone()));
+        }
+        // Never in a group: `run` answers these itself.
+        (Write::Maintain(reply), _) => {
+            let _ = reply.send(Err(gone()));
         }
     }
 }

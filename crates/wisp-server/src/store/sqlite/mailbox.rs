@@ -84,24 +84,8 @@ impl MailboxStore for SqliteStore {
 
     async fn maintain(&self) -> Result<bool, StoreError> {
         // Old WAL frames still hold page images from before a delete;
-        // checkpointing and truncating the WAL removes them. It must not
-        // hold the only writer while readers finish, so it waits briefly
-        // and otherwise reports "not now".
-        let mut conn = self.writer.acquire().await.map_err(backend)?;
-        sqlx::query("PRAGMA busy_timeout = 20")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        let outcome: Result<(i64, i64, i64), sqlx::Error> =
-            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&mut *conn)
-                .await;
-        sqlx::query("PRAGMA busy_timeout = 10000")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        let (busy, _, _) = outcome.map_err(backend)?;
-        Ok(busy == 0)
+        // checkpointing and truncating the WAL removes them.
+        self.group.maintain().await
     }
 
     async fn stored_count(&self) -> Result<u64, StoreError> {
