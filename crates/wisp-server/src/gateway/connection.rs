@@ -231,7 +231,7 @@ where
         if !delivery.in_flight.insert(message.id.0) {
             continue;
         }
-        messages::delivered(state, &message);
+        messages::delivered(state, &message, messages::Via::Fetch);
         send(socket, &deliver_frame(message)).await?;
     }
     if full {
@@ -304,7 +304,7 @@ where
     if delivery.hints_since_fetch >= HINTS_PER_FETCH {
         wake.notify_one();
     }
-    messages::delivered(state, &message);
+    messages::delivered(state, &message, messages::Via::Hint);
     let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
 }

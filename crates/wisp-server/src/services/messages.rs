@@ -208,14 +208,28 @@ pub(crate) async fn pending(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, WireError> {
     let now = state.clock.now_ms();
+    metrics::counter!("wisp_mailbox_fetches_total").increment(1);
     Ok(state.stores.mailbox.fetch(me, after, now, limit).await?)
 }
 
-/// Counts a message going out to its recipient (from a fetch or a hint).
-pub(crate) fn delivered(state: &AppState, message: &StoredMessage) {
+/// How a message reached its recipient's connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Via {
+    /// Read back from the mailbox.
+    Fetch,
+    /// Handed over as it was stored.
+    Hint,
+}
+
+/// Counts a message going out to its recipient.
+pub(crate) fn delivered(state: &AppState, message: &StoredMessage, via: Via) {
     let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
     metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
-    metrics::counter!("wisp_messages_delivered_total").increment(1);
+    let via = match via {
+        Via::Fetch => "fetch",
+        Via::Hint => "hint",
+    };
+    metrics::counter!("wisp_messages_delivered_total", "via" => via).increment(1);
 }
 
 /// Deletes what expired; run periodically by the reaper.

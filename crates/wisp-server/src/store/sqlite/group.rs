@@ -38,6 +38,12 @@ const MAX_GROUP: usize = 512;
 /// Writes waiting at most (callers wait for room beyond that).
 const QUEUE: usize = 8192;
 
+/// Under load, groups start at most this often.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// A group this large means load.
+const BUSY_GROUP: usize = 8;
+
 /// How long a WAL truncation waits for readers to leave it.
 const MAINTAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -212,7 +218,18 @@ impl Writer {
     fn run(mut self, mut writes: mpsc::Receiver<Write>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut maintain = Vec::new();
+        let mut busy = false;
+        let mut last_start = Instant::now();
         while let Some(first) = writes.blocking_recv() {
+            // Under load, let a group gather for a moment: one sync and one
+            // set of pages written for more writes.
+            if busy {
+                let since = last_start.elapsed();
+                if since < GATHER {
+                    std::thread::sleep(GATHER - since);
+                }
+            }
+            last_start = Instant::now();
             let mut next = Some(first);
             while let Some(write) = next.take() {
                 match write {
@@ -223,6 +240,7 @@ impl Writer {
                     next = writes.try_recv().ok();
                 }
             }
+            busy = group.len() >= BUSY_GROUP;
             if !group.is_empty() {
                 self.commit_group(&mut group);
             }
@@ -241,15 +259,12 @@ impl Writer {
     /// Truncating needs no reader in the WAL: it waits for them a moment
     /// only, then reports "not now".
     fn checkpoint(&self) -> rusqlite::Result<bool> {
-        let outcome = self
-            .db
-            .busy_timeout(MAINTAIN_WAIT)
-            .and_then(|()| {
-                self.db
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                        row.get::<_, i64>(0)
-                    })
-            });
+        let outcome = self.db.busy_timeout(MAINTAIN_WAIT).and_then(|()| {
+            self.db
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+        });
         self.db.busy_timeout(BUSY_TIMEOUT)?;
         match outcome {
             Ok(busy) => Ok(busy == 0),
