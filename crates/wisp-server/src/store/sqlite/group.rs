@@ -39,7 +39,7 @@ const MAX_GROUP: usize = 512;
 const QUEUE: usize = 8192;
 
 /// Under load, groups start at most this often.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A group this large means load.
 const BUSY_GROUP: usize = 8;
