@@ -65,6 +65,12 @@ enum Command {
         /// The latency bound --find-max holds to
         #[arg(long, default_value_t = 50.0, value_name = "MS")]
         p99_limit_ms: f64,
+        /// Seconds of sending at --rate before anything is measured, while
+        /// the server's caches fill and its files grow; its messages are
+        /// checked like any others (a loss fails the run) but left out of
+        /// the figures. 0 for none
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        warmup: u64,
         /// Print one JSON object instead of the summary
         #[arg(long)]
         json: bool,
@@ -162,12 +168,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             find_max,
             e2e,
             p99_limit_ms,
+            warmup,
             json,
             report,
             quiet,
         } => {
             let mut swarm = Swarm::start(&server, users, e2e, quiet).await?;
             let step = Duration::from_secs(duration);
+            let warm = if warmup > 0 {
+                let warm = swarm.phase(rate, Duration::from_secs(warmup)).await?;
+                eprintln!(
+                    "warm-up: {warmup} s at {rate:.0} msgs/s, {} acknowledged, lost {}, duplicated {}, left stored {} (not in the figures)",
+                    warm.acked, warm.lost, warm.duplicated, warm.left_stored
+                );
+                Some(warm)
+            } else {
+                None
+            };
+            let warm_json = warm.as_ref().map(|w| {
+                serde_json::json!({
+                    "seconds": warmup,
+                    "target_rate": w.target_rate,
+                    "acked": w.acked,
+                    "lost": w.lost,
+                    "duplicated": w.duplicated,
+                    "left_stored": w.left_stored,
+                })
+            });
+            let warm_clean = warm.as_ref().is_none_or(|w| w.clean());
             let (phases, output, ok) = if find_max {
                 let steps = swarm.find_max(rate, 1.25, step, p99_limit_ms).await?;
                 let best = steps
@@ -188,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 let json_value = serde_json::json!({
+                    "warmup": warm_json,
                     "max_msgs_per_s": best.as_ref().map(|b| b.msgs_per_s),
                     "max_p99_ms": best.as_ref().map(|b| b.p99_ms),
                     "p99_limit_ms": p99_limit_ms,
@@ -202,13 +231,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (
                     steps,
                     if json { json_value.to_string() } else { text },
-                    best.is_some() && all_clean,
+                    best.is_some() && all_clean && warm_clean,
                 )
             } else {
                 let summary = swarm.phase(rate, step).await?;
-                let ok = summary.clean();
+                let ok = summary.clean() && warm_clean;
                 let text = if json {
-                    serde_json::to_string(&summary)?
+                    let mut value = serde_json::to_value(&summary)?;
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("warmup".into(), warm_json.unwrap_or_default());
+                    }
+                    value.to_string()
                 } else {
                     summary.render()
                 };

@@ -62,6 +62,33 @@ async fn an_encrypted_run_decrypts_every_message() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_warms_up_then_measures_and_accounts_for_both() {
+    let (_dir, server) = server().await;
+    let url = server.ws_url();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+            .args(["run", "--server", &url, "--users", "30", "--rate", "100"])
+            .args(["--duration", "1", "--warmup", "1", "--json", "--quiet"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warm-up: 1 s at 100 msgs/s"), "{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // The warm-up's messages are accounted for, apart from the figures.
+    assert!(run["warmup"]["acked"].as_u64().unwrap() > 50, "{run}");
+    assert_eq!(run["warmup"]["lost"], 0, "{run}");
+    assert_eq!(run["warmup"]["duplicated"], 0, "{run}");
+    assert!(run["acked"].as_u64().unwrap() > 50, "{run}");
+    assert_eq!(run["lost"], 0, "{run}");
+    assert_eq!(server.stored_message_count().await.unwrap(), 0);
+    server.shutdown().await;
+}
+
 #[test]
 fn plan_reproduces_the_brief_at_100k_users() {
     let output = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
