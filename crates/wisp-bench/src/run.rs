@@ -940,9 +940,7 @@ async fn receive(
                 break;
             }
             // Whatever else has already arrived joins this batch.
-            if let Ok(Some(more)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
-                next = Some(more);
-            }
+            next = events.try_next();
         }
         if !ids.is_empty() {
             match client.ack(std::mem::take(&mut ids)).await {

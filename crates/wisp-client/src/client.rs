@@ -146,40 +146,54 @@ impl Events {
     /// was read.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
-            let push = self.pushes.recv().await?;
-            let event = match push {
-                Push::Closed(reason) => Some(Event::Disconnected { reason }),
-                Push::Frame(Reply::FriendRequestReceived(e)) => UserId::from_bytes(&e.from)
-                    .ok()
-                    .map(|from| Event::FriendRequest { from }),
-                Push::Frame(Reply::FriendAccepted(e)) => UserId::from_bytes(&e.by)
-                    .ok()
-                    .map(|by| Event::FriendAccepted { by }),
-                Push::Frame(Reply::FriendRemoved(e)) => UserId::from_bytes(&e.by)
-                    .ok()
-                    .map(|by| Event::FriendRemoved { by }),
-                Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
-                Push::Frame(Reply::Deliver(d)) => UserId::from_bytes(&d.from).ok().map(|from| {
-                    Event::Delivery(Delivery {
-                        message_id: d.message_id,
-                        from,
-                        ciphertext: d.ciphertext,
-                        sent_unix_ms: d.sent_unix_ms,
-                        expires_unix_ms: d.expires_unix_ms,
-                    })
-                }),
-                Push::Frame(Reply::MailboxDrained(_)) => Some(Event::MailboxDrained),
-                Push::Frame(Reply::KeysLow(k)) => Some(Event::KeysLow {
-                    remaining: k.one_time_keys_remaining,
-                }),
-                Push::Frame(other) => {
-                    tracing::debug!(?other, "ignoring a push this version does not know");
-                    None
-                }
-            };
-            if event.is_some() {
-                return event;
+            if let Some(event) = event_of(self.pushes.recv().await?) {
+                return Some(event);
             }
+        }
+    }
+
+    /// The next event if one has already arrived, without waiting (to
+    /// handle in one go what came together, e.g. acknowledge a batch).
+    pub fn try_next(&mut self) -> Option<Event> {
+        while let Ok(push) = self.pushes.try_recv() {
+            if let Some(event) = event_of(push) {
+                return Some(event);
+            }
+        }
+        None
+    }
+}
+
+/// The event a push stands for, if this version knows it.
+fn event_of(push: Push) -> Option<Event> {
+    match push {
+        Push::Closed(reason) => Some(Event::Disconnected { reason }),
+        Push::Frame(Reply::FriendRequestReceived(e)) => UserId::from_bytes(&e.from)
+            .ok()
+            .map(|from| Event::FriendRequest { from }),
+        Push::Frame(Reply::FriendAccepted(e)) => UserId::from_bytes(&e.by)
+            .ok()
+            .map(|by| Event::FriendAccepted { by }),
+        Push::Frame(Reply::FriendRemoved(e)) => UserId::from_bytes(&e.by)
+            .ok()
+            .map(|by| Event::FriendRemoved { by }),
+        Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
+        Push::Frame(Reply::Deliver(d)) => UserId::from_bytes(&d.from).ok().map(|from| {
+            Event::Delivery(Delivery {
+                message_id: d.message_id,
+                from,
+                ciphertext: d.ciphertext,
+                sent_unix_ms: d.sent_unix_ms,
+                expires_unix_ms: d.expires_unix_ms,
+            })
+        }),
+        Push::Frame(Reply::MailboxDrained(_)) => Some(Event::MailboxDrained),
+        Push::Frame(Reply::KeysLow(k)) => Some(Event::KeysLow {
+            remaining: k.one_time_keys_remaining,
+        }),
+        Push::Frame(other) => {
+            tracing::debug!(?other, "ignoring a push this version does not know");
+            None
         }
     }
 }

@@ -108,14 +108,19 @@ where
     let mut delivery: Option<Delivery> = None;
     let login_deadline = tokio::time::sleep(LOGIN_DEADLINE);
     tokio::pin!(login_deadline);
+    // Made once, not on every turn of the loop (each registers a waiter).
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let kicked = kick.cancelled();
+    tokio::pin!(kicked);
 
     loop {
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 return Some(Close { code: GOING_AWAY, reason: "server shutting down" });
             }
-            () = kick.cancelled() => {
+            () = &mut kicked => {
                 return Some(Close {
                     code: TRY_AGAIN_LATER,
                     reason: "connection fell too far behind; reconnect",
@@ -313,12 +318,16 @@ async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    match tokio::time::timeout(
-        SEND_TIMEOUT,
-        socket.send(Message::Binary(encode(frame).into())),
-    )
-    .await
+    let sending = socket.send(Message::Binary(encode(frame).into()));
+    tokio::pin!(sending);
+    // Almost every send completes at once (the socket has room): only one
+    // that has to wait gets a timer.
+    if let std::task::Poll::Ready(sent) =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(sending.as_mut().poll(cx))).await
     {
+        return sent.map_err(|_| ());
+    }
+    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),
     }
