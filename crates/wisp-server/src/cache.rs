@@ -38,9 +38,7 @@ pub(crate) const FRIENDSHIP_TTL: Duration = Duration::from_secs(60);
 /// in the same instant.
 fn friendship_deadline() -> Instant {
     use rand::RngExt;
-    let quarter = FRIENDSHIP_TTL / 4;
-    let shorter = quarter.mul_f64(rand::rng().random_range(0.0..=1.0));
-    Instant::now() + FRIENDSHIP_TTL - shorter
+    Instant::now() + rand::rng().random_range(FRIENDSHIP_TTL * 3 / 4..=FRIENDSHIP_TTL)
 }
 
 /// Entries each cache holds at most (a full cache drops what expired, and

@@ -318,15 +318,9 @@ async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
+    // A send that completes at once costs no timer: tokio's timeout polls
+    // the send first and registers its sleep only if it has to wait.
     let sending = socket.send(Message::Binary(encode(frame).into()));
-    tokio::pin!(sending);
-    // Almost every send completes at once (the socket has room): only one
-    // that has to wait gets a timer.
-    if let std::task::Poll::Ready(sent) =
-        std::future::poll_fn(|cx| std::task::Poll::Ready(sending.as_mut().poll(cx))).await
-    {
-        return sent.map_err(|_| ());
-    }
     match tokio::time::timeout(SEND_TIMEOUT, sending).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),

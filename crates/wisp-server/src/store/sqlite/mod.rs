@@ -110,8 +110,10 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Closes the pools, checkpointing the WAL.
+    /// Closes the mailbox writer (committing what is queued and
+    /// checkpointing the WAL), then the pools.
     pub async fn close(&self) {
+        self.group.close().await;
         self.readers.close().await;
         self.writer.close().await;
     }
