@@ -409,6 +409,61 @@ mod tests {
         alice.start_session(b, &good).unwrap();
     }
 
+    /// The server keeps the friend's Ed25519 key (so the id still matches)
+    /// but swaps the Curve25519 identity key or the one-time key for its
+    /// own, signing them as well as it can.
+    #[test]
+    fn a_bundle_the_server_tampered_with_is_refused() {
+        let (mut alice, mut bob) = (state(), state());
+        let b = bob.identity.user_id();
+        let good = bundle(&mut bob);
+        let mut mallory = state();
+        let mallory_keys = bundle(&mut mallory);
+        let refused = |alice: &mut LocalState, tampered: &KeyBundle| {
+            matches!(
+                alice.start_session(b, tampered),
+                Err(E2eError::ForgedKey(peer)) if peer == b
+            )
+        };
+
+        // A swapped Curve25519 identity key, keeping Bob's signature...
+        let mut swapped_identity = good.clone();
+        swapped_identity.curve25519_key = mallory_keys.curve25519_key.clone();
+        assert!(refused(&mut alice, &swapped_identity));
+        // ...or signed by the server's own Ed25519 key instead.
+        swapped_identity.identity_signature = mallory_keys.identity_signature.clone();
+        assert!(refused(&mut alice, &swapped_identity));
+
+        // A one-time key of the server's, validly signed by its own key.
+        let mut forged_one_time = good.clone();
+        forged_one_time.one_time_key = mallory_keys.one_time_key.clone();
+        assert!(refused(&mut alice, &forged_one_time));
+        // Bob's one-time key with a signature that is not over it.
+        let mut bad_signature = good.clone();
+        bad_signature.one_time_key.as_mut().unwrap().signature[0] ^= 1;
+        assert!(refused(&mut alice, &bad_signature));
+        // Bob's signature on his identity key passed off as a one-time key
+        // signature: the transcripts differ, so it does not verify.
+        let mut cross = good.clone();
+        cross.one_time_key = Some(SignedKey {
+            public_key: good.curve25519_key.clone(),
+            signature: good.identity_signature.clone(),
+        });
+        assert!(refused(&mut alice, &cross));
+        // No one-time key at all.
+        let mut missing = good.clone();
+        missing.one_time_key = None;
+        assert!(refused(&mut alice, &missing));
+        // Keys of the wrong length.
+        let mut short = good.clone();
+        short.curve25519_key.pop();
+        assert!(refused(&mut alice, &short));
+
+        assert!(!alice.has_session(b));
+        alice.start_session(b, &good).unwrap();
+        assert!(alice.has_session(b));
+    }
+
     #[test]
     fn forward_secrecy_an_early_ciphertext_cannot_be_read_later() {
         let (mut alice, mut bob) = (state(), state());

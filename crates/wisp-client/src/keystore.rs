@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use vodozemac::olm::{AccountPickle, Session, SessionPickle};
 use zeroize::Zeroizing;
@@ -125,6 +125,10 @@ struct Sealed {
     /// When the fallback key was last replaced.
     #[serde(default)]
     fallback_rotated_ms: Option<i64>,
+    /// Friends whose safety number the user confirmed, as id text. Absent
+    /// in stores written before verification existed.
+    #[serde(default)]
+    verified: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -151,6 +155,9 @@ pub struct LocalState {
     pub(crate) seen_messages: BTreeMap<(wisp_proto::UserId, [u8; 16]), i64>,
     /// When the fallback key was last replaced.
     pub(crate) fallback_rotated_ms: Option<i64>,
+    /// Friends whose safety number the user confirmed matches on both
+    /// devices.
+    pub(crate) verified: BTreeSet<wisp_proto::UserId>,
 }
 
 impl std::fmt::Debug for LocalState {
@@ -159,6 +166,7 @@ impl std::fmt::Debug for LocalState {
             .field("identity", &self.identity)
             .field("server_name", &self.server_name)
             .field("sessions", &self.sessions.len())
+            .field("verified", &self.verified)
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +181,29 @@ impl LocalState {
             seen: BTreeMap::new(),
             seen_messages: BTreeMap::new(),
             fallback_rotated_ms: None,
+            verified: BTreeSet::new(),
         }
+    }
+
+    /// Whether the user marked `friend` as verified (compared the safety
+    /// number with them).
+    pub fn is_verified(&self, friend: &wisp_proto::UserId) -> bool {
+        self.verified.contains(friend)
+    }
+
+    /// Marks `friend` as verified, or not. Returns whether anything
+    /// changed (so the caller knows whether to save).
+    pub fn set_verified(&mut self, friend: wisp_proto::UserId, verified: bool) -> bool {
+        if verified {
+            self.verified.insert(friend)
+        } else {
+            self.verified.remove(&friend)
+        }
+    }
+
+    /// The friends marked as verified.
+    pub fn verified(&self) -> impl Iterator<Item = &wisp_proto::UserId> {
+        self.verified.iter()
     }
 }
 
@@ -325,6 +355,12 @@ impl KeyStore {
                 .or_default()
                 .push(Session::from_pickle(stored.session));
         }
+        let verified = sealed
+            .verified
+            .iter()
+            .map(|id| id.parse())
+            .collect::<Result<_, wisp_proto::ParseUserIdError>>()
+            .map_err(|e| unreadable(e.to_string()))?;
         let state = LocalState {
             identity: Identity::from_pickle(sealed.account),
             server_name: sealed.server_name,
@@ -332,6 +368,7 @@ impl KeyStore {
             seen: sealed.seen.into_iter().collect(),
             seen_messages: BTreeMap::new(),
             fallback_rotated_ms: sealed.fallback_rotated_ms,
+            verified,
         };
         Ok((path, envelope.header, key, state))
     }
@@ -353,8 +390,13 @@ impl KeyStore {
                 .collect(),
             seen: state.seen.iter().map(|(id, exp)| (*id, *exp)).collect(),
             fallback_rotated_ms: state.fallback_rotated_ms,
+            verified: state.verified.iter().map(|id| id.to_string()).collect(),
         };
-        let plaintext = serialize_zeroizing(&sealed);
+        self.write_sealed(&serialize_zeroizing(&sealed))
+    }
+
+    /// Encrypts the serialized content and replaces the file atomically.
+    fn write_sealed(&self, plaintext: &[u8]) -> Result<(), KeyStoreError> {
         let mut nonce = [0u8; NONCE_BYTES];
         random(&mut nonce);
         let aad = associated_data(&self.header);
@@ -363,7 +405,7 @@ impl KeyStore {
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: &plaintext,
+                    msg: plaintext,
                     aad: &aad,
                 },
             )
@@ -595,6 +637,51 @@ mod tests {
         drop(store);
         let (_, reopened) = KeyStore::open(home.path(), "pw").unwrap();
         assert!(reopened.is_seen(42));
+    }
+
+    #[test]
+    fn verified_friends_survive_a_reopen() {
+        let home = tempfile::tempdir().unwrap();
+        let mut original = state();
+        let (bob, carol) = (
+            Identity::generate().user_id(),
+            Identity::generate().user_id(),
+        );
+        assert!(!original.is_verified(&bob));
+        assert!(original.set_verified(bob, true));
+        assert!(!original.set_verified(bob, true), "already verified");
+        assert!(original.set_verified(carol, true));
+        assert!(original.set_verified(carol, false));
+        let store = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
+        drop(store);
+        let (_, reopened) = KeyStore::open(home.path(), "pw").unwrap();
+        assert!(reopened.is_verified(&bob));
+        assert!(!reopened.is_verified(&carol));
+        assert_eq!(reopened.verified().collect::<Vec<_>>(), vec![&bob]);
+    }
+
+    #[test]
+    fn a_store_written_before_verification_existed_still_opens() {
+        let home = tempfile::tempdir().unwrap();
+        let original = state();
+        let id = original.identity.user_id();
+        let store = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
+        // The content as an older version wrote it: no `verified` field.
+        let mut sealed = serde_json::to_value(Sealed {
+            account: original.identity.pickle(),
+            server_name: original.server_name.clone(),
+            sessions: Vec::new(),
+            seen: Vec::new(),
+            fallback_rotated_ms: None,
+            verified: Vec::new(),
+        })
+        .unwrap();
+        assert!(sealed.as_object_mut().unwrap().remove("verified").is_some());
+        store.write_sealed(sealed.to_string().as_bytes()).unwrap();
+        drop(store);
+        let (_, reopened) = KeyStore::open(home.path(), "pw").unwrap();
+        assert_eq!(reopened.identity.user_id(), id);
+        assert_eq!(reopened.verified().count(), 0);
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! becomes [`Event::Read`], no receipt by the ceiling becomes
 //! [`Event::ExpiredUnread`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wisp_proto::frames::sealed::Kind;
@@ -35,6 +35,7 @@ use wisp_proto::{ErrorCode, UserId};
 use crate::client::{Client, Delivery, Event, Events, ReceivedMessage};
 use crate::error::ClientError;
 use crate::keystore::{KeyStore, LocalState};
+use crate::safety::{SafetyNumber, safety_number};
 
 /// Sending attempts over fresh connections before giving up.
 const SEND_ATTEMPTS: usize = 3;
@@ -42,7 +43,9 @@ const SEND_ATTEMPTS: usize = 3;
 /// A session is renewed at most this often per friend.
 const RENEWAL_INTERVAL: Duration = Duration::from_secs(60);
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, the unit of every expiry the SDK
+/// hands out (`expires_unix_ms`, `sent_unix_ms`).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -97,6 +100,15 @@ pub struct Messenger {
     /// Set after [`Event::Disconnected`] was handed out: the next
     /// `next_event` reconnects first.
     disconnected: bool,
+    /// Failed attempts since the disconnect, and when the next one is due:
+    /// kept here so a `next_event` dropped mid-backoff resumes it.
+    reconnect_attempts: u32,
+    next_attempt: Option<tokio::time::Instant>,
+    /// Work events asked for, kept here until done so a dropped
+    /// `next_event` does not lose it: a top-up of one-time keys (what the
+    /// server had left), and sessions to renew.
+    keys_low: Option<u32>,
+    renewals: BTreeSet<UserId>,
 }
 
 /// The first wait before reconnecting; doubled each failure up to
@@ -118,7 +130,8 @@ pub fn reconnect_delay(attempt: u32) -> Duration {
 
 impl Messenger {
     /// Connects to `url`, logs in with the registered identity in `state`,
-    /// and tops up the one-time keys on the server.
+    /// tops up the one-time keys on the server, and drops the verified
+    /// marks of ids that are no longer friends.
     pub async fn connect(
         url: &str,
         store: KeyStore,
@@ -136,10 +149,105 @@ impl Messenger {
             renewed: HashMap::new(),
             unconfirmed: Vec::new(),
             disconnected: false,
+            reconnect_attempts: 0,
+            next_attempt: None,
+            keys_low: None,
+            renewals: BTreeSet::new(),
         };
         let remaining = messenger.client.keys_remaining_at_login();
         messenger.top_up_keys(remaining).await?;
+        if let Err(error) = messenger.forget_verified_strangers().await {
+            // Only a cleanup: the marks are shown for friends only anyway.
+            tracing::warn!(%error, "could not drop the verified marks of former friends");
+        }
         Ok(messenger)
+    }
+
+    /// Drops the verified marks of ids that are no longer friends: a
+    /// friendship that ended while this device was away told it nothing.
+    /// Costs a round trip only when something is marked.
+    async fn forget_verified_strangers(&mut self) -> Result<(), ClientError> {
+        if self.state.verified().next().is_none() {
+            return Ok(());
+        }
+        let friends: std::collections::BTreeSet<UserId> = self
+            .client
+            .friends()
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        let strangers: Vec<UserId> = self
+            .state
+            .verified()
+            .filter(|id| !friends.contains(id))
+            .copied()
+            .collect();
+        if strangers.is_empty() {
+            return Ok(());
+        }
+        for id in strangers {
+            self.state.set_verified(id, false);
+        }
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    /// The safety number of this device's user and `friend`: what the two
+    /// compare, in person or on a call, before [`Messenger::set_verified`].
+    pub fn safety_number(&self, friend: UserId) -> SafetyNumber {
+        safety_number(self.user_id(), friend)
+    }
+
+    /// Whether `friend` is marked as verified.
+    pub fn is_verified(&self, friend: &UserId) -> bool {
+        self.state.is_verified(friend)
+    }
+
+    /// Marks `friend` as verified (the user compared the safety number with
+    /// them and it matched), or removes the mark, and saves the key store.
+    /// The caller checks that `friend` is a friend; marks of ids that are
+    /// not are dropped at the next [`Messenger::connect`].
+    pub fn set_verified(&mut self, friend: UserId, verified: bool) -> Result<(), ClientError> {
+        if self.state.set_verified(friend, verified)
+            && let Err(error) = self.store.save(&self.state)
+        {
+            // What is in memory stays what is on disk.
+            self.state.set_verified(friend, !verified);
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Ends the friendship with `friend` (see [`Client::remove_friend`]) and
+    /// drops their verified mark.
+    pub async fn remove_friend(&mut self, friend: UserId) -> Result<(), ClientError> {
+        self.client.remove_friend(friend).await?;
+        self.forget_verified(friend);
+        Ok(())
+    }
+
+    /// Blocks `other` (see [`Client::block`]), which ends any friendship,
+    /// and drops their verified mark.
+    pub async fn block(&mut self, other: UserId) -> Result<(), ClientError> {
+        self.client.block(other).await?;
+        self.forget_verified(other);
+        Ok(())
+    }
+
+    /// Drops `id`'s verified mark, if any; a failure to save is logged (the
+    /// mark is dropped at the next connect anyway).
+    fn forget_verified(&mut self, id: UserId) {
+        if let Err(error) = self.set_verified(id, false) {
+            tracing::warn!(%error, "could not save the key store after a friendship ended");
+        }
+    }
+
+    /// How many received messages wait to be confirmed; for tests of the
+    /// confirmation's cancel-safety.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn unconfirmed_count(&self) -> usize {
+        self.unconfirmed.len()
     }
 
     /// The underlying connection, for friend management.
@@ -153,33 +261,44 @@ impl Messenger {
     }
 
     /// Connects again (after [`Event::Disconnected`]); what was pending is
-    /// delivered again and recognised.
+    /// delivered again and recognised. If the application was told of the
+    /// drop, [`Event::Reconnected`] is queued for it, whichever path (the
+    /// event loop or a send) reconnected.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
         let (client, events) = login(&self.url, &self.state).await?;
         self.client = client;
         self.events = events;
+        if self.disconnected {
+            self.disconnected = false;
+            self.next_attempt = None;
+            let failed = std::mem::take(&mut self.reconnect_attempts);
+            self.pending_events.push_back(Event::Reconnected {
+                attempts: failed.saturating_add(1),
+            });
+        }
         let remaining = self.client.keys_remaining_at_login();
-        self.top_up_keys(remaining).await
+        if let Err(error) = self.top_up_keys(remaining).await {
+            // Connected all the same; the server says again when keys run low.
+            tracing::warn!(%error, "could not top up one-time keys after reconnecting");
+        }
+        Ok(())
     }
 
     /// Reconnects, waiting longer (with jitter) after each failure, for as
     /// long as it takes; the caller bounds it with a timeout if it must.
-    async fn reconnect_with_backoff(&mut self) -> Event {
-        let mut attempts = 0u32;
-        loop {
-            attempts = attempts.saturating_add(1);
-            tokio::time::sleep(reconnect_delay(attempts)).await;
-            match self.reconnect().await {
-                Ok(()) => {
-                    self.disconnected = false;
-                    // What was handed out before the drop but not confirmed
-                    // comes again and is recognised; nothing to acknowledge
-                    // on the old connection.
-                    return Event::Reconnected { attempts };
-                }
-                Err(error) => {
-                    tracing::debug!(%error, attempts, "reconnect failed; backing off");
-                }
+    /// Cancel-safe: the failures so far and the next attempt's time are
+    /// kept, so a dropped call resumes the same backoff.
+    async fn reconnect_with_backoff(&mut self) {
+        while self.disconnected {
+            let attempt = self.reconnect_attempts.saturating_add(1);
+            let due = *self
+                .next_attempt
+                .get_or_insert_with(|| tokio::time::Instant::now() + reconnect_delay(attempt));
+            tokio::time::sleep_until(due).await;
+            self.next_attempt = None;
+            if let Err(error) = self.reconnect().await {
+                self.reconnect_attempts = attempt;
+                tracing::debug!(%error, attempt, "reconnect failed; backing off");
             }
         }
     }
@@ -240,7 +359,6 @@ impl Messenger {
     ) -> Result<SentMessage, ClientError> {
         if self.disconnected {
             self.reconnect().await?;
-            self.disconnected = false;
         }
         // What was received is in the state about to be saved: acknowledge it.
         self.confirm().await?;
@@ -306,37 +424,57 @@ impl Messenger {
     /// Tells the sender `message` was read (an end-to-end read receipt), so
     /// their device burns its copy.
     pub async fn mark_read(&mut self, message: &ReceivedMessage) -> Result<(), ClientError> {
+        self.mark_read_all(std::slice::from_ref(message)).await
+    }
+
+    /// Tells each sender which of `messages` were read: one receipt per
+    /// sender, naming all of theirs (not one message per message read).
+    /// Messages already past their expiry need none.
+    pub async fn mark_read_all(&mut self, messages: &[ReceivedMessage]) -> Result<(), ClientError> {
         self.confirm().await?;
-        let remaining = message.expires_unix_ms - now_ms();
-        if remaining <= 0 {
-            return Ok(());
+        let now = now_ms();
+        let mut by_sender: BTreeMap<UserId, (Vec<Vec<u8>>, i64)> = BTreeMap::new();
+        for message in messages.iter().filter(|m| m.expires_unix_ms > now) {
+            let (ids, latest) = by_sender.entry(message.from).or_default();
+            ids.push(message.client_msg_id.to_vec());
+            *latest = (*latest).max(message.expires_unix_ms);
         }
-        let ttl = Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
-            .max(Duration::from_secs(1));
-        let kind = Kind::ReadReceipt(ReadReceipt {
-            client_msg_ids: vec![message.client_msg_id.to_vec()],
-        });
-        self.send_sealed(
-            message.from,
-            kind,
-            ttl.min(MAX_MESSAGE_TTL),
-            new_client_msg_id(),
-        )
-        .await
-        .map(drop)
+        // Every sender gets theirs even if one fails (an ex-friend): the
+        // first failure is returned at the end.
+        let mut outcome = Ok(());
+        for (sender, (client_msg_ids, latest)) in by_sender {
+            // The receipt lives as long as the longest-lived message it names.
+            let ttl = Duration::from_millis(u64::try_from(latest - now).unwrap_or(0))
+                .max(Duration::from_secs(1));
+            let kind = Kind::ReadReceipt(ReadReceipt { client_msg_ids });
+            let sent = self
+                .send_sealed(sender, kind, ttl.min(MAX_MESSAGE_TTL), new_client_msg_id())
+                .await;
+            if let (Err(error), Ok(())) = (sent, &outcome) {
+                outcome = Err(error);
+            }
+        }
+        outcome
     }
 
     /// The next thing to tell the application: a message, a receipt, an
     /// expiry, a friend event, a disconnect. `None` once the connection is
     /// gone and everything was told.
+    ///
+    /// Cancel-safe, so a front end can `select!` it against its own input
+    /// and call the sending methods in between: an event is handed out
+    /// whole or stays queued for the next call, and work it started is
+    /// resumed by the next call (a confirmation is made again, a reconnect
+    /// keeps its backoff, a key top-up or session renewal is retried).
     pub async fn next_event(&mut self) -> Option<Event> {
-        if self.disconnected {
-            return Some(self.reconnect_with_backoff().await);
-        }
+        // After a drop the application was told of: back first (which
+        // queues Event::Reconnected).
+        self.reconnect_with_backoff().await;
         // The application has taken every event handed out before.
         if let Err(error) = self.confirm().await {
             tracing::warn!(%error, "could not confirm received messages; they will come again");
         }
+        self.chores().await;
         loop {
             if let Some(event) = self.pending_events.pop_front() {
                 return Some(event);
@@ -353,18 +491,25 @@ impl Messenger {
             };
             match event {
                 Event::Delivery(delivery) => {
-                    if let Some(event) = self.receive(delivery).await {
-                        return Some(event);
+                    if let Some(event) = self.receive(delivery) {
+                        // Queued, then any renewal it asked for (so the
+                        // sender's next message can be read) before it is
+                        // told; both survive a drop meanwhile.
+                        self.pending_events.push_back(event);
+                        self.chores().await;
                     }
                 }
                 Event::Disconnected { reason } => {
                     self.disconnected = true;
                     return Some(Event::Disconnected { reason });
                 }
+                Event::FriendRemoved { by } => {
+                    self.forget_verified(by);
+                    return Some(Event::FriendRemoved { by });
+                }
                 Event::KeysLow { remaining } => {
-                    if let Err(error) = self.top_up_keys(remaining).await {
-                        tracing::warn!(%error, "could not top up one-time keys");
-                    }
+                    self.keys_low = Some(remaining);
+                    self.chores().await;
                 }
                 other => return Some(other),
             }
@@ -394,14 +539,20 @@ impl Messenger {
     /// [`Messenger::next_event`], [`Messenger::mark_read`] or send; call it
     /// before dropping the messenger. If persisting fails nothing is
     /// acknowledged: the messages come again.
+    ///
+    /// Cancel-safe: the ids are forgotten only once the server answered, so
+    /// a call dropped mid-way (a timeout around [`Messenger::next_event`])
+    /// leaves them for the next one. Burning twice is harmless.
     pub async fn confirm(&mut self) -> Result<(), ClientError> {
         if self.unconfirmed.is_empty() {
             return Ok(());
         }
         self.state.prune_seen(now_ms());
         self.store.save(&self.state)?;
-        let ids = std::mem::take(&mut self.unconfirmed);
-        if let Err(error) = self.client.ack(ids).await {
+        // `&mut self` is held across the await: nothing is added meanwhile.
+        let outcome = self.client.ack(self.unconfirmed.clone()).await;
+        self.unconfirmed.clear();
+        if let Err(error) = outcome {
             // They stay on the server, come again after a reconnect, and are
             // recognised as handled then.
             tracing::warn!(%error, "could not acknowledge messages");
@@ -409,7 +560,7 @@ impl Messenger {
         Ok(())
     }
 
-    async fn receive(&mut self, delivery: Delivery) -> Option<Event> {
+    fn receive(&mut self, delivery: Delivery) -> Option<Event> {
         let id = delivery.message_id;
         let now = now_ms();
         self.unconfirmed.push(id);
@@ -423,7 +574,8 @@ impl Messenger {
         let sealed = match outcome {
             Ok(sealed) => sealed,
             Err(error) => {
-                self.renew_session(delivery.from).await;
+                // A fresh session is set up before this is told.
+                self.renewals.insert(delivery.from);
                 return Some(Event::Undecryptable {
                     from: delivery.from,
                     message_id: id,
@@ -488,8 +640,27 @@ impl Messenger {
         }
     }
 
+    /// Does what events asked for: the key top-up, then the renewals; each
+    /// is forgotten only once done (or failed), not when a dropped call
+    /// cut it off.
+    async fn chores(&mut self) {
+        if let Some(remaining) = self.keys_low {
+            if let Err(error) = self.top_up_keys(remaining).await {
+                // The server says again when keys run low.
+                tracing::warn!(%error, "could not top up one-time keys");
+            }
+            self.keys_low = None;
+        }
+        while let Some(&peer) = self.renewals.first() {
+            self.renew_session(peer).await;
+            self.renewals.remove(&peer);
+        }
+    }
+
     /// Starts a fresh session with `peer` and tells them with a message that
-    /// carries no content, so their next message reaches us.
+    /// carries no content, so their next message reaches us. At most once
+    /// per [`RENEWAL_INTERVAL`] per friend, counted from the end of the last
+    /// attempt.
     async fn renew_session(&mut self, peer: UserId) {
         if self
             .renewed
@@ -498,7 +669,6 @@ impl Messenger {
         {
             return;
         }
-        self.renewed.insert(peer, Instant::now());
         let result = async {
             let bundle = self.client.claim_keys(peer).await?;
             self.state
@@ -513,6 +683,7 @@ impl Messenger {
             .await
         }
         .await;
+        self.renewed.insert(peer, Instant::now());
         if let Err(error) = result {
             tracing::warn!(%error, "could not renew the session");
         }
