@@ -713,7 +713,7 @@ const MAX_STEPS: usize = 30;
 
 /// Steps of `--find-max` halving the gap between held and not held, after
 /// going up.
-pub const REFINE_STEPS: usize = 3;
+const REFINE_STEPS: usize = 3;
 
 /// A phase's measurements.
 struct Recorder {
@@ -773,17 +773,6 @@ impl Recorder {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
-}
-
 /// Text padding, so an encrypted message carries about as much as a short
 /// chat message.
 const E2E_TEXT_BYTES: usize = 120;
@@ -801,7 +790,7 @@ fn seal(
     while body.len() < E2E_TEXT_BYTES {
         body.push('.');
     }
-    let now_ms = unix_ms();
+    let now_ms = wisp_client::now_ms();
     let sealed = Sealed {
         client_msg_id: client_msg_id.to_vec(),
         sent_unix_ms: now_ms,
@@ -843,7 +832,7 @@ async fn open_sessions(
     friends: &[Vec<UserId>],
     quiet: bool,
 ) -> anyhow::Result<Vec<Olm>> {
-    let now_ms = unix_ms();
+    let now_ms = wisp_client::now_ms();
     let bar = progress(quiet, clients.len() as u64, "keys");
     let jobs: Vec<_> = identities
         .into_iter()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{
     Backend, Device, TestServer, befriend_devices, code_of, friends_one_offline, http_get,
 };
+use futures_util::FutureExt;
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
@@ -21,6 +22,16 @@ use wisp_server::store::{
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// A server on `backend` (None: its services are missing, skipped) and two
+/// devices on it, Alice and Bob, befriended.
+async fn two_friends(backend: Backend) -> Option<(TestServer, Device, Device)> {
+    let server = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await?;
+    let alice = server.device().await;
+    let bob = server.device().await;
+    befriend_devices(&alice, &bob).await;
+    Some((server, alice, bob))
+}
 
 /// Receives `n` messages, reading each, and returns their texts in order.
 async fn receive(device: &mut Device, n: usize) -> Vec<String> {
@@ -68,12 +79,9 @@ async fn stored_becomes(server: &TestServer, n: u64) {
 }
 
 async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+    let Some((server, mut alice, mut bob)) = two_friends(backend).await else {
         return;
     };
-    let mut alice = server.device().await;
-    let mut bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
     let b = bob.id();
 
     let receiving = tokio::spawn(async move {
@@ -101,7 +109,6 @@ async fn a_thousand_messages_arrive_once_each_in_order_and_nothing_stays(backend
         !matches!(extra, Ok(Some(Event::Message(_)))),
         "no duplicate: {extra:?}"
     );
-    let _ = &mut alice;
 }
 
 async fn an_offline_recipient_gets_its_messages_at_login_oldest_first(backend: Backend) {
@@ -186,16 +193,12 @@ async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it(backend
     // The reaper (every 500 ms) has removed the expired one; the read one
     // burned; the read receipt for Alice is all that is left.
     stored_becomes(&server, 1).await;
-    let _ = &mut alice;
 }
 
 async fn the_sender_learns_a_message_expired_unread(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+    let Some((_server, mut alice, bob)) = two_friends(backend).await else {
         return;
     };
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
     let sent = alice
         .messenger
         .send_text(bob.id(), "nobody reads this", Duration::from_secs(1), None)
@@ -276,12 +279,9 @@ async fn refused_messages_get_their_typed_error_and_store_nothing(backend: Backe
 }
 
 async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+    let Some((server, alice, bob)) = two_friends(backend).await else {
         return;
     };
-    let alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
     let b = bob.id();
     drop(bob.messenger);
 
@@ -332,12 +332,9 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backe
 }
 
 async fn an_undecryptable_message_is_reported_and_the_session_recovers(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+    let Some((server, mut alice, bob)) = two_friends(backend).await else {
         return;
     };
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
     let (a, b) = (alice.id(), bob.id());
     // A copy of Bob's key store from before any session: what a restore
     // from an old backup brings back.
@@ -440,12 +437,9 @@ async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows(backend: Backend
 }
 
 async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}, Arc::new(SystemClock)).await else {
+    let Some((server, mut alice, bob)) = two_friends(backend).await else {
         return;
     };
-    let mut alice = server.device().await;
-    let bob = server.device().await;
-    befriend_devices(&alice, &bob).await;
     alice
         .messenger
         .send_text(bob.id(), "to the old phone", HOUR, None)
@@ -564,7 +558,6 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
             _ => {}
         }
     }
-    let _ = &mut alice;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,7 +628,8 @@ async fn the_lifecycle_is_counted_in_metrics() {
         .unwrap();
     for name in [
         "wisp_messages_sent_total",
-        "wisp_messages_delivered_total",
+        "wisp_messages_delivered_total{via=",
+        "wisp_mailbox_fetches_total",
         "wisp_messages_burned_total",
         "wisp_messages_expired_total",
         "wisp_messages_refused_total{reason=\"ttl\"}",
@@ -643,7 +637,48 @@ async fn the_lifecycle_is_counted_in_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} in /metrics");
     }
-    let _ = &mut alice;
+}
+
+async fn a_confirmation_cut_off_by_a_timeout_is_made_again(backend: Backend) {
+    let Some((server, mut alice, mut bob)) = two_friends(backend).await else {
+        return;
+    };
+    let b = bob.id();
+    for n in 0..3 {
+        alice
+            .messenger
+            .send_text(b, &format!("m{n}"), HOUR, None)
+            .await
+            .unwrap();
+    }
+    let mut shown = 0;
+    while shown < 3 {
+        if let Event::Message(_) = bob.event().await {
+            shown += 1;
+        }
+    }
+    // The message handed out last is not confirmed yet: the next call
+    // starts by confirming it. That call is polled once, so it gets as far
+    // as waiting for the server's answer to the ack, and is then dropped
+    // (as a timeout around it, like `wisp recv --wait 0`, would). The test
+    // runs on one thread, so nothing else (the server, the connection's
+    // reader) moves during that poll and the answer cannot beat the cut.
+    let held = bob.messenger.unconfirmed_count();
+    assert!(held >= 1, "the last message shown is not confirmed yet");
+    let cut = bob.messenger.next_event().now_or_never();
+    assert!(cut.is_none(), "cut off while waiting for the ack: {cut:?}");
+    assert_eq!(
+        bob.messenger.unconfirmed_count(),
+        held,
+        "a confirmation cut off forgets nothing"
+    );
+    // Whatever the cut-off call got as far as, this one finishes the job.
+    bob.messenger.confirm().await.unwrap();
+    assert_eq!(
+        server.stored().await,
+        0,
+        "all three burned once confirm returned"
+    );
 }
 
 /// Every lifecycle test above runs on both backends: the embedded SQLite
@@ -680,6 +715,19 @@ on_every_backend!(
     a_flooded_mailbox_refuses_more_and_delivers_in_windows,
     a_reinstalled_friend_is_a_new_identity_and_can_talk_again,
 );
+
+/// On both backends too, but on a runtime of one thread: see the test.
+mod on_one_thread {
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite_a_confirmation_cut_off_by_a_timeout_is_made_again() {
+        super::a_confirmation_cut_off_by_a_timeout_is_made_again(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cluster_a_confirmation_cut_off_by_a_timeout_is_made_again() {
+        super::a_confirmation_cut_off_by_a_timeout_is_made_again(super::Backend::Cluster).await;
+    }
+}
 
 /// A message that reached the store without any hint or wake-up for its
 /// recipient (as when a cross-node notification is lost) is still delivered
