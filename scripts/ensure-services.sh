@@ -5,7 +5,8 @@
 # packages what tests start processes of their own from: haproxy (the
 # load-balancer test), redis-server (the Sentinel failover test runs its own
 # primary, replicas and Sentinels) and the PostgreSQL server binaries (the
-# restart test runs its own database). Tests of
+# restart test runs its own database), and tmux (the chat test drives two
+# `wisp chat` windows in it). Tests of
 # the cluster backend say "skipped: no PostgreSQL at ..." outside CI when a
 # service is missing, and fail with CI=true.
 set -uo pipefail
@@ -62,4 +63,7 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   apt_install postgresql || say "could not install postgresql; the restart test will report it"
 fi
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && say "PostgreSQL server binaries are installed (restart test)"
+command -v tmux >/dev/null 2>&1 || apt_install tmux \
+  || say "could not install tmux; the chat test will report it"
+command -v tmux >/dev/null 2>&1 && say "tmux is installed (chat test)"
 exit 0

@@ -45,13 +45,46 @@ pub enum Command {
     Register,
     /// Print your user id
     Id,
+    /// Print your invitation link and its QR code (works offline)
+    ///
+    /// The first line is the link wisp://add/<your id>; below it, the same
+    /// link as a QR code to scan. Whoever gets it adds you with
+    /// `wisp friend add <link>`.
+    Invite {
+        /// Print one JSON object instead: {"id", "link"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the safety number to compare with a friend; --mark them as
+    /// verified
+    ///
+    /// Prints the safety number of you and your friend (12 groups of 5
+    /// digits, the same on both devices, different for every other pair), a
+    /// QR code of it, and whether the friend is marked verified. Compare it
+    /// with them in person or on a call: if it matches on both devices, no
+    /// one (not even the server) stands between you; then run
+    /// `wisp verify ID --mark`. Friends only; needs the server.
+    Verify {
+        /// Your friend's user id (or wisp://add/ link)
+        id: String,
+        /// Record that the safety number matched: the friend is verified
+        #[arg(long, conflicts_with = "unmark")]
+        mark: bool,
+        /// Remove the verified mark
+        #[arg(long)]
+        unmark: bool,
+        /// Print one JSON object instead: {"id", "safety_number" (60 digits),
+        /// "verified"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage your circle of friends (at most 20)
     #[command(subcommand)]
     Friend(FriendCommand),
     /// Send an end-to-end encrypted message to a friend; exits 0 once the
     /// server has stored it
     Send {
-        /// Your friend's user id
+        /// Your friend's user id (or wisp://add/ link)
         id: String,
         /// The message
         text: String,
@@ -61,6 +94,20 @@ pub enum Command {
         /// Seconds the message stays visible once read (0: until it expires)
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]
         view: u64,
+    },
+    /// Open the full-screen chat: friends with unread counts, conversations
+    /// with each message's countdowns, requests to accept or decline.
+    /// Keys: ↑/↓ pick, Enter opens or sends, Esc back, ? help, Ctrl-C quits
+    Chat {
+        /// A friend whose conversation opens at start (id or wisp://add/ link)
+        id: Option<String>,
+        /// Seconds the messages you send stay visible once read (0: until
+        /// they expire)
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        view: u64,
+        /// Seconds the messages you send may live, read or not (at most 3600)
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        ttl: u64,
     },
     /// Print the messages waiting for you and burn them (a second recv
     /// prints nothing)
@@ -81,7 +128,8 @@ pub enum FriendCommand {
     /// Ask someone to be your friend (becomes a friendship at once if they
     /// asked you too)
     Add {
-        /// Their user id
+        /// Their user id, or their invitation link wisp://add/<ID> (see
+        /// `wisp invite`)
         id: String,
     },
     /// Accept a friend request
@@ -115,9 +163,10 @@ pub enum FriendCommand {
         /// Whom to unblock
         id: String,
     },
-    /// List your friends
+    /// List your friends; those you verified (`wisp verify`) are marked
+    /// "(verified)"
     List {
-        /// One JSON object per line: {"id", "since_unix_ms"}
+        /// One JSON object per line: {"id", "since_unix_ms", "verified"}
         #[arg(long)]
         json: bool,
     },

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wisp_client::{
     Client, ClientError, ErrorCode, Event, Identity, KdfParams, KeyStore, KeyStoreError,
-    LocalState, Messenger, UserId,
+    LocalState, Messenger, SafetyNumber, UserId, invitation_link, parse_invitation,
 };
 use wisp_proto::limits::MAX_MESSAGE_TTL;
 use zeroize::Zeroizing;
@@ -25,6 +25,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", state.identity.user_id());
             Ok(())
         }
+        Command::Invite { json } => invite(&home, json).await,
+        Command::Verify {
+            id,
+            mark,
+            unmark,
+            json,
+        } => {
+            let change = match (mark, unmark) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            verify(&home, &cli.server, &id, change, json).await
+        }
         Command::Friend(command) => friend(&home, &cli.server, command).await,
         Command::Send {
             id,
@@ -33,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             view,
         } => send(&home, &cli.server, &id, &text, ttl, view).await,
         Command::Recv { wait, json } => recv(&home, &cli.server, wait, json).await,
+        Command::Chat { id, view, ttl } => chat(&home, &cli.server, id.as_deref(), view, ttl).await,
     }
 }
 
@@ -55,17 +70,10 @@ async fn send(
     view: u64,
 ) -> Result<(), CliError> {
     let to = parse_id(to)?;
-    if ttl == 0 || ttl > MAX_MESSAGE_TTL.as_secs() {
-        return Err(CliError::failed(format!(
-            "--ttl must be 1 to {} seconds (messages never live longer than an hour)",
-            MAX_MESSAGE_TTL.as_secs()
-        )));
-    }
+    let ttl = checked_ttl(ttl)?;
     let mut messenger = messenger(home, server).await?;
     let view = (view > 0).then(|| Duration::from_secs(view));
-    let sent = messenger
-        .send_text(to, text, Duration::from_secs(ttl), view)
-        .await?;
+    let sent = messenger.send_text(to, text, ttl, view).await?;
     messenger.confirm().await?;
     println!(
         "sent to {to}; it burns once read and expires at {}",
@@ -74,12 +82,30 @@ async fn send(
     Ok(())
 }
 
+async fn chat(
+    home: &std::path::Path,
+    server: &str,
+    open: Option<&str>,
+    view: u64,
+    ttl: u64,
+) -> Result<(), CliError> {
+    let open = open.map(parse_id).transpose()?;
+    let ttl = checked_ttl(ttl)?;
+    let messenger = messenger(home, server).await?;
+    let view = (view > 0).then(|| Duration::from_secs(view));
+    crate::chat::run(messenger, open, ttl, view).await
+}
+
 async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Result<(), CliError> {
     let mut messenger = messenger(home, server).await?;
     // Until the mailbox is drained, wait as long as it takes (bounded by
     // the request timeout of the connection); then `wait` seconds more.
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
+        // Burn what was shown before waiting: a confirmation cut off by the
+        // deadline below would leave the process to exit before the server
+        // answered.
+        messenger.confirm().await?;
         let next = match deadline {
             None => tokio::time::timeout(Duration::from_secs(60), messenger.next_event()).await,
             Some(at) => tokio::time::timeout_at(at, messenger.next_event()).await,
@@ -185,11 +211,25 @@ async fn with_passphrase<T: Send + 'static>(
     home: &std::path::Path,
     unlock: fn(&std::path::Path, &str) -> Result<T, KeyStoreError>,
 ) -> Result<T, CliError> {
+    let secret = store_passphrase(home)?;
+    unlock_with(home, &secret, unlock).await
+}
+
+/// The passphrase of the store in `home`, once it is known to exist.
+fn store_passphrase(home: &std::path::Path) -> Result<Zeroizing<String>, CliError> {
     if !KeyStore::exists_in(home) {
         return Err(KeyStoreError::Missing(home.to_owned()).into());
     }
-    let secret = passphrase(false)?;
-    let home = home.to_owned();
+    passphrase(false)
+}
+
+/// Runs the key derivation with a passphrase already asked for.
+async fn unlock_with<T: Send + 'static>(
+    home: &std::path::Path,
+    secret: &Zeroizing<String>,
+    unlock: impl FnOnce(&std::path::Path, &str) -> Result<T, KeyStoreError> + Send + 'static,
+) -> Result<T, CliError> {
+    let (home, secret) = (home.to_owned(), secret.clone());
     tokio::task::spawn_blocking(move || unlock(&home, &secret))
         .await
         .map_err(|e| CliError::failed(format!("key store task failed: {e}")))?
@@ -247,9 +287,8 @@ async fn peek_store(home: &std::path::Path) -> Result<LocalState, CliError> {
     with_passphrase(home, KeyStore::peek).await
 }
 
-/// Reads the identity, connects and logs in.
-async fn logged_in(home: &std::path::Path, server: &str) -> Result<Client, CliError> {
-    let state = peek_store(home).await?;
+/// Connects and logs in with the identity in `state`.
+async fn logged_in(state: &LocalState, server: &str) -> Result<Client, CliError> {
     let Some(pinned) = state.server_name.as_deref() else {
         return Err(CliError::failed(
             "this identity is not registered yet; run `wisp register` first",
@@ -260,9 +299,125 @@ async fn logged_in(home: &std::path::Path, server: &str) -> Result<Client, CliEr
     Ok(client)
 }
 
+/// `wisp invite`: the user's id as a link and a QR code; needs only the
+/// local identity.
+async fn invite(home: &std::path::Path, json: bool) -> Result<(), CliError> {
+    let id = peek_store(home).await?.identity.user_id();
+    let link = invitation_link(id);
+    if json {
+        json_line(&json!({ "id": id.to_string(), "link": link }));
+        return Ok(());
+    }
+    // Upper case codes in QR's compact alphanumeric mode; the link reads
+    // back in either case.
+    let code = crate::qr::render(&link.to_ascii_uppercase())?;
+    print!("{link}\n{code}");
+    eprintln!("whoever has this link or scans the code adds you with `wisp friend add <link>`");
+    Ok(())
+}
+
+/// `wisp verify`: the safety number with a friend, and their verified mark.
+async fn verify(
+    home: &std::path::Path,
+    server: &str,
+    friend: &str,
+    change: Option<bool>,
+    json: bool,
+) -> Result<(), CliError> {
+    let friend = parse_id(friend)?;
+    let (number, verified) = match change {
+        // Changing the mark saves the store: open it, with its lock.
+        Some(verified) => {
+            let mut messenger = messenger(home, server).await?;
+            // A mark can always be taken back, friend or not.
+            if verified {
+                ensure_friend(messenger.client(), friend).await?;
+            }
+            messenger.set_verified(friend, verified)?;
+            (messenger.safety_number(friend), verified)
+        }
+        // Only showing it: read the store, so this works beside `wisp chat`.
+        None => {
+            let state = peek_store(home).await?;
+            let client = logged_in(&state, server).await?;
+            ensure_friend(&client, friend).await?;
+            let number = wisp_client::safety_number(state.identity.user_id(), friend);
+            (number, state.is_verified(&friend))
+        }
+    };
+    if json {
+        json_line(&json!({
+            "id": friend.to_string(),
+            "safety_number": number.digits(),
+            "verified": verified,
+        }));
+        return Ok(());
+    }
+    match change {
+        Some(true) => println!("marked {friend} as verified"),
+        Some(false) => println!("{friend} is no longer marked as verified"),
+        None => print_safety_number(friend, &number, verified)?,
+    }
+    Ok(())
+}
+
+fn print_safety_number(
+    friend: UserId,
+    number: &SafetyNumber,
+    verified: bool,
+) -> Result<(), CliError> {
+    let code = crate::qr::render(&number.qr_payload())?;
+    let status = if verified { "verified" } else { "not verified" };
+    println!("safety number with {friend}:\n\n{number}\n\n{code}");
+    println!("{friend} is {status}");
+    println!(
+        "compare this number with {friend} in person or on a call; if it matches on both \
+         devices, run `wisp verify {friend} --mark`"
+    );
+    Ok(())
+}
+
+/// Drops `id`'s verified mark, taking the store's lock only for that (so
+/// the friend commands work beside `wisp chat` otherwise). The friend
+/// command itself succeeded, so a failure here is a warning: a mark of
+/// someone who is no longer a friend also goes at the next connect.
+async fn forget_verified(home: &std::path::Path, secret: &Zeroizing<String>, id: UserId) {
+    let forget = move |home: &std::path::Path, passphrase: &str| {
+        let (store, mut state) = KeyStore::open(home, passphrase)?;
+        if state.set_verified(id, false) {
+            store.save(&state)?;
+        }
+        Ok(())
+    };
+    if let Err(error) = unlock_with(home, secret, forget).await {
+        eprintln!("warning: could not drop the verified mark of {id}: {error}");
+    }
+}
+
+/// Refuses an id that is not among the server's friends of this user.
+async fn ensure_friend(client: &Client, id: UserId) -> Result<(), CliError> {
+    if client.friends().await?.iter().any(|f| f.id == id) {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!(
+            "{id} is not your friend; safety numbers are compared with friends only"
+        )))
+    }
+}
+
+fn checked_ttl(ttl: u64) -> Result<Duration, CliError> {
+    if ttl == 0 || ttl > MAX_MESSAGE_TTL.as_secs() {
+        return Err(CliError::failed(format!(
+            "--ttl must be 1 to {} seconds (messages never live longer than an hour)",
+            MAX_MESSAGE_TTL.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs(ttl))
+}
+
+/// Every command's id argument: a bare id or an invitation link.
 fn parse_id(text: &str) -> Result<UserId, CliError> {
-    text.parse()
-        .map_err(|e| CliError::failed(format!("\"{text}\" is not a user id: {e}")))
+    parse_invitation(text).map_err(|e| CliError::failed(e.to_string()))
 }
 
 async fn friend(
@@ -283,10 +438,21 @@ async fn friend(
         | FriendCommand::Requests { .. }
         | FriendCommand::Blocked { .. } => None,
     };
-    let client = logged_in(home, server).await?;
+    // Read without locking, so these work beside `wisp chat`.
+    let secret = store_passphrase(home)?;
+    let state = unlock_with(home, &secret, KeyStore::peek).await?;
+    let client = logged_in(&state, server).await?;
+    // A friendship that ends, or starts afresh, keeps no verified mark.
+    let drop_mark = async |id: UserId| {
+        if state.is_verified(&id) {
+            forget_verified(home, &secret, id).await;
+        }
+    };
     match (command, target) {
         (FriendCommand::Add { .. }, Some(id)) => {
-            if client.request_friend(id).await? {
+            let now_friends = client.request_friend(id).await?;
+            drop_mark(id).await;
+            if now_friends {
                 println!("you are now friends with {id}");
             } else {
                 println!("friend request sent to {id}");
@@ -294,6 +460,7 @@ async fn friend(
         }
         (FriendCommand::Accept { .. }, Some(id)) => {
             client.accept_friend(id).await?;
+            drop_mark(id).await;
             println!("you are now friends with {id}");
         }
         (FriendCommand::Decline { .. }, Some(id)) => {
@@ -306,10 +473,12 @@ async fn friend(
         }
         (FriendCommand::Remove { .. }, Some(id)) => {
             client.remove_friend(id).await?;
+            drop_mark(id).await;
             println!("{id} is no longer your friend");
         }
         (FriendCommand::Block { .. }, Some(id)) => {
             client.block(id).await?;
+            drop_mark(id).await;
             println!("blocked {id}");
         }
         (FriendCommand::Unblock { .. }, Some(id)) => {
@@ -318,11 +487,15 @@ async fn friend(
         }
         (FriendCommand::List { json }, _) => {
             for friend in client.friends().await? {
+                let verified = state.is_verified(&friend.id);
                 if json {
                     json_line(&json!({
                         "id": friend.id.to_string(),
                         "since_unix_ms": friend.since_unix_ms,
+                        "verified": verified,
                     }));
+                } else if verified {
+                    println!("{} (verified)", friend.id);
                 } else {
                     println!("{}", friend.id);
                 }

@@ -1,16 +1,20 @@
 //! `wisp`, the Wisp command line: one-shot commands for scripts and people
-//! (register, id, friends). Protocol logic lives in the SDK
+//! (register, id, invite, friends, verify). Protocol logic lives in the SDK
 //! ([`wisp_client`]); this crate parses arguments, asks for the passphrase,
 //! prints results and maps failures to one-line errors and exit codes.
 //!
 //! # Layout
 //! - [`args`]: the command-line interface (clap).
 //! - [`commands`]: what each command does, on top of the SDK.
+//! - `chat`: `wisp chat`, the full-screen terminal chat (ratatui).
 //! - [`output`]: errors with exit codes, and JSON lines.
+//! - `qr`: QR codes drawn in the terminal (invitations, safety numbers).
 
 pub mod args;
+mod chat;
 pub mod commands;
 pub mod output;
+mod qr;
 
 /// Parses the command line, runs the command, and returns the process exit
 /// code; errors are printed to stderr as one line.

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wisp_client::{Client, Identity, KeyStore};
-use wisp_server::{Config, Server};
+use wisp_server::Server;
 
-const PASSPHRASE: &str = "correct horse battery staple";
+mod common;
+
+use common::PASSPHRASE;
 
 struct Env {
     server: Server,
@@ -25,15 +27,7 @@ struct Output {
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("server"),
-            pow_difficulty: 8,
-            register_limit: 0,
-            send_limit: 0,
-            ..Config::default()
-        };
-        let server = Server::start(&config).await.unwrap();
+        let server = common::start_server(dir.path()).await;
         Self { server, dir }
     }
 
@@ -327,6 +321,8 @@ fn help_explains_the_passphrase_and_exit_codes() {
         "Exit codes",
         "register",
         "friend",
+        "invite",
+        "verify",
     ] {
         assert!(help.contains(needle), "--help mentions {needle}");
     }
@@ -411,4 +407,218 @@ async fn send_refusals_say_why() {
         too_big.stderr
     );
     assert_eq!(env.server.stored_message_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_link_round_trips_through_friend_add() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+
+    let invite = env.ok("alice", &["invite"]).await;
+    let lines: Vec<&str> = invite.lines().collect();
+    let link = format!("wisp://add/{alice}");
+    assert_eq!(lines[0], link);
+    // The QR code below it: half blocks only, and with the link it fits
+    // an 80×24 terminal.
+    assert!(lines.len() > 10 && lines.len() <= 23, "{invite}");
+    for line in &lines[1..] {
+        assert!(line.chars().count() <= 80);
+        assert!(line.chars().all(|c| "▀▄█ ".contains(c)), "{line:?}");
+    }
+    let json = json_lines(&env.ok("alice", &["invite", "--json"]).await);
+    assert_eq!(
+        json,
+        vec![serde_json::json!({ "id": alice.as_str(), "link": link.as_str() })]
+    );
+    // It needs no server.
+    let offline = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["invite", "--json"])
+        .env("WISP_HOME", env.home("alice"))
+        .env("WISP_SERVER", "ws://127.0.0.1:1")
+        .env("WISP_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(0));
+
+    // Bob pastes the link (with the newline of a copy) into friend add.
+    let sent = env
+        .ok("bob", &["friend", "add", &format!(" {link}\n")])
+        .await;
+    assert_eq!(sent.trim(), format!("friend request sent to {alice}"));
+    env.ok("alice", &["friend", "accept", &bob]).await;
+    assert_eq!(
+        ids(&env.ok("bob", &["friend", "list", "--json"]).await),
+        vec![alice.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok("alice", &["friend", "list", "--json"]).await),
+        vec![bob.clone()]
+    );
+
+    // A link that is not an invitation says what one looks like.
+    let bad = env
+        .wisp("bob", &["friend", "add", &format!("https://add/{alice}")])
+        .await;
+    assert_eq!(bad.code, 1);
+    assert_eq!(bad.stderr.lines().count(), 1);
+    assert!(
+        bad.stderr
+            .contains("a valid one is wisp://add/ followed by a 32-character user id"),
+        "{}",
+        bad.stderr
+    );
+    let short = env.wisp("bob", &["friend", "add", "wisp://add/abc"]).await;
+    assert_eq!(short.code, 1);
+    assert!(short.stderr.contains("wisp://add/"), "{}", short.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_see_one_safety_number_and_can_mark_it_verified() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    let carol = env.register("carol").await;
+    for friend in ["bob", "carol"] {
+        let id = env.ok(friend, &["id"]).await;
+        env.ok("alice", &["friend", "add", id.trim()]).await;
+        env.ok(friend, &["friend", "accept", &alice]).await;
+    }
+    let number = |stdout: &str| {
+        let json = json_lines(stdout);
+        assert_eq!(json.len(), 1);
+        assert_eq!(json[0]["verified"], false);
+        json[0]["safety_number"].as_str().unwrap().to_owned()
+    };
+    let alice_bob = number(&env.ok("alice", &["verify", &bob, "--json"]).await);
+    let bob_alice = number(&env.ok("bob", &["verify", &alice, "--json"]).await);
+    assert_eq!(alice_bob, bob_alice);
+    assert_eq!(alice_bob.len(), 60);
+    assert!(alice_bob.bytes().all(|b| b.is_ascii_digit()));
+    let alice_carol = number(&env.ok("alice", &["verify", &carol, "--json"]).await);
+    assert_ne!(alice_carol, alice_bob);
+    assert_eq!(
+        alice_carol,
+        number(&env.ok("carol", &["verify", &alice, "--json"]).await)
+    );
+
+    // The text form: the digits in groups, a QR code, the state, and what
+    // to do.
+    let shown = env.ok("bob", &["verify", &alice]).await;
+    let groups: Vec<&str> = alice_bob
+        .as_bytes()
+        .chunks(5)
+        .map(|g| std::str::from_utf8(g).unwrap())
+        .collect();
+    for line in groups.chunks(4) {
+        assert!(shown.contains(&line.join(" ")), "{shown}");
+    }
+    assert!(shown.contains('█'), "{shown}");
+    assert!(
+        shown.contains(&format!("{alice} is not verified")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("run `wisp verify {alice} --mark`")),
+        "{shown}"
+    );
+
+    // Only friends.
+    let stranger = env.wisp("bob", &["verify", &carol]).await;
+    assert_eq!(stranger.code, 1);
+    assert_eq!(
+        stranger.stderr.trim(),
+        format!("error: {carol} is not your friend; safety numbers are compared with friends only")
+    );
+    let both = env
+        .wisp("alice", &["verify", &bob, "--mark", "--unmark"])
+        .await;
+    assert_eq!(both.code, 2);
+
+    // Marked, listed as verified; the other friend is not.
+    let marked = env.ok("alice", &["verify", &bob, "--mark"]).await;
+    assert_eq!(marked.trim(), format!("marked {bob} as verified"));
+    let verified = |stdout: &str| -> Vec<(String, bool)> {
+        let mut friends: Vec<(String, bool)> = json_lines(stdout)
+            .iter()
+            .map(|v| {
+                assert!(v["since_unix_ms"].is_i64(), "{v}");
+                (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["verified"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        friends.sort();
+        friends
+    };
+    let mut expected = vec![(bob.clone(), true), (carol.clone(), false)];
+    expected.sort();
+    assert_eq!(
+        verified(&env.ok("alice", &["friend", "list", "--json"]).await),
+        expected
+    );
+    let listed = env.ok("alice", &["friend", "list"]).await;
+    assert!(listed.contains(&format!("{bob} (verified)\n")), "{listed}");
+    assert!(listed.contains(&format!("{carol}\n")), "{listed}");
+    assert!(
+        env.ok("alice", &["verify", &bob])
+            .await
+            .contains(&format!("{bob} is verified")),
+    );
+    // Only on Alice's side: Bob has not marked her.
+    assert_eq!(
+        verified(&env.ok("bob", &["friend", "list", "--json"]).await),
+        vec![(alice.clone(), false)]
+    );
+
+    // Unmarked again.
+    let unmarked = json_lines(
+        &env.ok("alice", &["verify", &bob, "--unmark", "--json"])
+            .await,
+    );
+    assert_eq!(unmarked[0]["verified"], false);
+    assert_eq!(unmarked[0]["safety_number"], alice_bob.as_str());
+    assert!(
+        !env.ok("alice", &["friend", "list"])
+            .await
+            .contains("(verified)")
+    );
+
+    // A friendship that ends takes the mark with it: befriended again, Bob
+    // is not verified.
+    let marked_in = |user: &str, id: &str| {
+        KeyStore::peek(&env.home(user), PASSPHRASE)
+            .unwrap()
+            .is_verified(&id.parse().unwrap())
+    };
+    env.ok("alice", &["verify", &bob, "--mark"]).await;
+    assert!(marked_in("alice", &bob));
+    env.ok("alice", &["friend", "remove", &bob]).await;
+    assert!(!marked_in("alice", &bob));
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    assert_eq!(
+        verified(&env.ok("alice", &["friend", "list", "--json"]).await),
+        expected
+            .iter()
+            .map(|(id, _)| (id.clone(), false))
+            .collect::<Vec<_>>()
+    );
+    // So does one ended by the friend while this device was away: the mark
+    // goes at the next connect.
+    env.ok("carol", &["verify", &alice, "--mark"]).await;
+    env.ok("alice", &["friend", "remove", &carol]).await;
+    assert!(
+        marked_in("carol", &alice),
+        "nothing told Carol's device yet"
+    );
+    env.ok("carol", &["recv"]).await;
+    assert!(!marked_in("carol", &alice));
+    env.ok("carol", &["friend", "add", &alice]).await;
+    env.ok("alice", &["friend", "accept", &carol]).await;
+    assert_eq!(
+        verified(&env.ok("carol", &["friend", "list", "--json"]).await),
+        vec![(alice.clone(), false)]
+    );
 }

@@ -1,0 +1,386 @@
+//! `wisp chat`: a full-screen terminal chat on the SDK's event stream.
+//!
+//! Two tasks: this one owns the terminal and the [`model::Chat`] state; a
+//! second owns the [`Messenger`], turning [`model::Action`]s into SDK calls
+//! and SDK events into [`model::Update`]s. The screen is the terminal's
+//! alternate screen, so no message text stays in the scrollback after exit,
+//! and no message text is ever written to disk.
+
+mod model;
+mod ui;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent, EventStream, KeyCode,
+    KeyEvent, KeyEventKind, KeyModifiers,
+};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use tokio::sync::mpsc;
+use wisp_client::{Messenger, UserId, now_ms};
+
+use crate::output::CliError;
+use model::{Action, Chat, Focus, Selected, Update};
+
+/// How often countdowns are redrawn and timers checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the chat until the user quits. `open` is a friend whose
+/// conversation opens at start; `ttl` and `view` apply to what is sent.
+pub(crate) async fn run(
+    messenger: Messenger,
+    open: Option<UserId>,
+    ttl: Duration,
+    view: Option<Duration>,
+) -> Result<(), CliError> {
+    let me = messenger.user_id();
+    // Unbounded: the screen never waits on the network.
+    let (actions_tx, actions_rx) = mpsc::unbounded_channel();
+    let (updates_tx, mut updates) = mpsc::channel(256);
+    let driver = tokio::spawn(drive(messenger, actions_rx, updates_tx, ttl, view));
+    let mut signals = Signals::new()?;
+
+    let mut screen =
+        Screen::enter().map_err(|e| CliError::failed(format!("cannot use this terminal: {e}")))?;
+    let mut chat = Chat::new(me, view);
+    let mut pending_open = open;
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let outcome = loop {
+        let now = Instant::now();
+        let mut drawn = ui::Drawn::default();
+        if let Err(error) = screen
+            .terminal
+            .draw(|frame| drawn = ui::draw(frame, &chat, now, now_ms()))
+        {
+            break Err(CliError::failed(format!("cannot draw: {error}")));
+        }
+        chat.scroll = chat.scroll.min(drawn.max_scroll);
+        // What is on screen now is read: receipts go out, timers start.
+        let read = chat.reveal(&drawn.shown, now);
+        if !read.is_empty() {
+            for action in read {
+                let _ = actions_tx.send(action);
+            }
+            continue;
+        }
+        if chat.quit {
+            break Ok(());
+        }
+        let actions = tokio::select! {
+            _ = tick.tick() => {
+                chat.tick(Instant::now(), now_ms());
+                Vec::new()
+            }
+            () = signals.next() => {
+                chat.quit = true;
+                Vec::new()
+            }
+            input = keys.next() => match input {
+                Some(Ok(TermEvent::Key(key))) => on_key(&mut chat, key),
+                Some(Ok(TermEvent::Paste(text))) => {
+                    if chat.focus == Focus::Compose && chat.open.is_some() {
+                        chat.paste(&text);
+                    }
+                    Vec::new()
+                }
+                Some(Ok(_)) => Vec::new(),
+                Some(Err(error)) => {
+                    break Err(CliError::failed(format!("terminal input failed: {error}")));
+                }
+                None => break Ok(()),
+            },
+            update = updates.recv() => match update {
+                Some(update) => {
+                    let roster = matches!(update, Update::Roster { .. });
+                    let actions = on_update(&mut chat, update);
+                    if let Some(friend) = pending_open.filter(|_| roster) {
+                        pending_open = None;
+                        if chat.friend(&friend).is_some() {
+                            chat.open(friend);
+                        } else {
+                            let who = model::short(&friend);
+                            chat.say(format!("{who} is not your friend (yet)"), Instant::now());
+                        }
+                    }
+                    actions
+                }
+                None => break Err(CliError::failed("the connection to the server ended")),
+            },
+        };
+        for action in actions {
+            let _ = actions_tx.send(action);
+        }
+    };
+    drop(actions_tx);
+    drop(screen);
+    // The driver sends the receipts still queued, confirms what was shown
+    // (burning it on the server), and ends once it sees the channel closed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    outcome
+}
+
+fn on_update(chat: &mut Chat, update: Update) -> Vec<Action> {
+    let now = Instant::now();
+    match update {
+        Update::Event(event) => chat.on_event(event, now),
+        Update::Sent { local, outcome } => {
+            chat.on_sent(local, outcome, now);
+            Vec::new()
+        }
+        Update::Roster { friends, incoming } => {
+            chat.set_roster(friends, incoming);
+            Vec::new()
+        }
+        Update::Notice(text) => {
+            chat.say(text, now);
+            Vec::new()
+        }
+    }
+}
+
+fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
+    if key.kind != KeyEventKind::Press {
+        return Vec::new();
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && matches!(key.code, KeyCode::Char('c' | 'q')) {
+        chat.ask_quit(Instant::now());
+        return Vec::new();
+    }
+    if chat.help {
+        if matches!(key.code, KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('?')) {
+            chat.help = false;
+        }
+        return Vec::new();
+    }
+    if key.code == KeyCode::F(1) {
+        chat.help = true;
+        return Vec::new();
+    }
+    match chat.focus {
+        Focus::List => match key.code {
+            KeyCode::Up | KeyCode::Char('k') => chat.select(-1),
+            KeyCode::Down | KeyCode::Char('j') => chat.select(1),
+            KeyCode::Char('?') => chat.help = true,
+            KeyCode::Char('q') => chat.ask_quit(Instant::now()),
+            KeyCode::Tab if chat.open.is_some() => chat.focus = Focus::Compose,
+            KeyCode::Enter => match chat.selection() {
+                Some(Selected::Friend(friend)) => chat.open(friend),
+                Some(Selected::Request(_)) => {
+                    chat.say(
+                        "a accepts this request, d declines it".to_owned(),
+                        Instant::now(),
+                    );
+                }
+                None => {}
+            },
+            KeyCode::Char(c @ ('a' | 'd')) => {
+                if let Some(Selected::Request(id)) = chat.selection() {
+                    return vec![if c == 'a' {
+                        Action::Accept(id)
+                    } else {
+                        Action::Decline(id)
+                    }];
+                }
+            }
+            _ => {}
+        },
+        Focus::Compose => match key.code {
+            KeyCode::Esc | KeyCode::Tab => chat.focus = Focus::List,
+            KeyCode::PageUp => chat.scroll += 5,
+            KeyCode::PageDown => chat.scroll = chat.scroll.saturating_sub(5),
+            KeyCode::Enter => return chat.submit(now_ms()).into_iter().collect(),
+            KeyCode::Backspace => {
+                chat.composer.pop();
+            }
+            KeyCode::Char(c) if !ctrl => chat.type_char(c),
+            _ => {}
+        },
+    }
+    Vec::new()
+}
+
+/// Owns the messenger: performs actions, forwards events. `next_event` is
+/// cancel-safe, so an action may interrupt the wait for one.
+async fn drive(
+    mut messenger: Messenger,
+    mut actions: mpsc::UnboundedReceiver<Action>,
+    updates: mpsc::Sender<Update>,
+    ttl: Duration,
+    view: Option<Duration>,
+) {
+    roster(&messenger, &updates).await;
+    loop {
+        let update = tokio::select! {
+            biased;
+            action = actions.recv() => match action {
+                Some(action) => perform(&mut messenger, action, &updates, ttl, view).await,
+                None => break,
+            },
+            event = messenger.next_event() => match event {
+                Some(event) => Some(Update::Event(event)),
+                None => break,
+            },
+        };
+        if let Some(update) = update
+            && updates.send(update).await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = messenger.confirm().await;
+}
+
+async fn perform(
+    messenger: &mut Messenger,
+    action: Action,
+    updates: &mpsc::Sender<Update>,
+    ttl: Duration,
+    view: Option<Duration>,
+) -> Option<Update> {
+    match action {
+        Action::Send { local, to, text } => {
+            let outcome = messenger
+                .send_text(to, &text, ttl, view)
+                .await
+                .map_err(|e| e.to_string());
+            Some(Update::Sent { local, outcome })
+        }
+        Action::MarkRead(messages) => messenger
+            .mark_read_all(&messages)
+            .await
+            .err()
+            .map(|e| Update::Notice(format!("could not send a read receipt: {e}"))),
+        Action::Accept(id) => {
+            let done = messenger.client().accept_friend(id).await;
+            roster(messenger, updates).await;
+            done.err()
+                .map(|e| Update::Notice(format!("could not accept: {e}")))
+        }
+        Action::Decline(id) => {
+            let done = messenger.client().decline_friend(id).await;
+            roster(messenger, updates).await;
+            done.err()
+                .map(|e| Update::Notice(format!("could not decline: {e}")))
+        }
+        Action::Refresh => {
+            roster(messenger, updates).await;
+            None
+        }
+    }
+}
+
+/// Sends the friend list (with verified marks) and incoming requests.
+async fn roster(messenger: &Messenger, updates: &mpsc::Sender<Update>) {
+    let client = messenger.client();
+    let update = match tokio::try_join!(client.friends(), client.friend_requests()) {
+        Ok((friends, pending)) => Update::Roster {
+            friends: friends
+                .into_iter()
+                .map(|f| (f.id, messenger.is_verified(&f.id)))
+                .collect(),
+            incoming: pending.incoming.into_iter().map(|r| r.id).collect(),
+        },
+        Err(error) => Update::Notice(format!("could not load friends: {error}")),
+    };
+    let _ = updates.send(update).await;
+}
+
+/// The terminal in raw mode on the alternate screen; restored on drop,
+/// and by the panic hook if the chat panics.
+struct Screen {
+    terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> std::io::Result<Self> {
+        let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        enable_raw_mode()?;
+        // From here on the guard restores the terminal, whatever fails next.
+        let mut screen = Self { terminal };
+        execute!(
+            screen.terminal.backend_mut(),
+            EnterAlternateScreen,
+            EnableBracketedPaste
+        )?;
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // Off the alternate screen first, so the report is readable;
+            // then end the process: drawing must not go on on the normal
+            // screen (and into its scrollback).
+            leave();
+            previous(info);
+            std::process::exit(101);
+        }));
+        screen.terminal.clear()?;
+        Ok(screen)
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        // Wiped before leaving, though the alternate screen keeps nothing.
+        let _ = self.terminal.clear();
+        let _ = self.terminal.show_cursor();
+        leave();
+    }
+}
+
+fn leave() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        DisableBracketedPaste,
+        LeaveAlternateScreen
+    );
+}
+
+/// SIGTERM, SIGHUP and SIGINT end the chat like Ctrl-C (the terminal is
+/// restored, what was shown is confirmed), instead of killing it raw.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| {
+            signal(kind).map_err(|e| CliError::failed(format!("cannot listen for signals: {e}")))
+        };
+        Ok(Self {
+            term: listen(SignalKind::terminate())?,
+            hup: listen(SignalKind::hangup())?,
+            int: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signals")
+    }
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Screen")
+    }
+}

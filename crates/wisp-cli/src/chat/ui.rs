@@ -1,0 +1,379 @@
+//! Draws a [`Chat`] with ratatui: friends and requests on the left, the
+//! open conversation with each message's countdowns on the right, the
+//! composer, and a status line. Fits 80×24.
+
+use std::time::{Duration, Instant};
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line as TextLine, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+
+use unicode_width::UnicodeWidthChar;
+
+use super::model::{Chat, Focus, Line, LineState, Link, Selected, countdown, short};
+
+const SIDEBAR_WIDTH: u16 = 24;
+
+/// What a frame showed of the open conversation.
+#[derive(Debug, Default)]
+pub(crate) struct Drawn {
+    /// Indices of its messages whose text is on screen.
+    pub(crate) shown: Vec<usize>,
+    /// How far up it can scroll.
+    pub(crate) max_scroll: usize,
+}
+
+pub(crate) fn draw(frame: &mut Frame<'_>, chat: &Chat, now: Instant, now_ms: i64) -> Drawn {
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Min(5),
+            Constraint::Length(3),
+            Constraint::Length(1),
+        ])
+        .split(frame.area());
+    let columns = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Length(SIDEBAR_WIDTH), Constraint::Min(20)])
+        .split(rows[0]);
+    sidebar(frame, chat, columns[0]);
+    let drawn = conversation(frame, chat, columns[1], now, now_ms);
+    composer(frame, chat, rows[1]);
+    status(frame, chat, rows[2]);
+    if chat.help {
+        help(frame);
+    }
+    drawn
+}
+
+fn sidebar(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
+    let mut items: Vec<ListItem<'_>> = chat
+        .friends
+        .iter()
+        .map(|friend| {
+            let mark = if friend.verified { "✓" } else { " " };
+            let unread = match chat.unread(&friend.id) {
+                0 => String::new(),
+                n => format!(" ({n})"),
+            };
+            let style = if chat.open == Some(friend.id) {
+                Style::default().add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            ListItem::new(format!("{mark}{}{unread}", short(&friend.id))).style(style)
+        })
+        .collect();
+    items.extend(
+        chat.requests
+            .iter()
+            .map(|id| ListItem::new(format!("?{} new, asks", &short(id)[..8]))),
+    );
+    let title = if chat.requests.is_empty() {
+        format!(" Friends {}/20 ", chat.friends.len())
+    } else {
+        format!(
+            " Friends {}/20 · {} req ",
+            chat.friends.len(),
+            chat.requests.len()
+        )
+    };
+    let list = List::new(items)
+        .block(Block::default().borders(Borders::ALL).title(title))
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default();
+    if chat.focus == Focus::List && chat.friends.len() + chat.requests.len() > 0 {
+        state.select(Some(chat.selected));
+    }
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn conversation(
+    frame: &mut Frame<'_>,
+    chat: &Chat,
+    area: Rect,
+    now: Instant,
+    now_ms: i64,
+) -> Drawn {
+    if chat.focus == Focus::List
+        && let Some(Selected::Request(id)) = chat.selection()
+    {
+        // The whole id, to check against what they gave you.
+        let text = format!(
+            "A friend request from\n\n{id}\n\nan identity you have not verified. Check the id \
+             against the one they gave you (someone who reinstalled Wisp comes back under \
+             a new id). a accepts, d declines."
+        );
+        let paragraph = Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(" Request "));
+        frame.render_widget(paragraph, area);
+        return Drawn::default();
+    }
+    let Some(friend) = chat.open else {
+        let text = if chat.friends.is_empty() && chat.requests.is_empty() {
+            "No friends yet. Share `wisp invite` with someone, or add them with `wisp friend add ID`."
+        } else {
+            "Pick a friend with ↑/↓ and Enter; friend requests are the entries marked with a ?"
+        };
+        let paragraph = Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(" Wisp "));
+        frame.render_widget(paragraph, area);
+        return Drawn::default();
+    };
+    let verified = chat.friend(&friend).is_some_and(|f| f.verified);
+    let title = format!(
+        " {} {} ",
+        short(&friend),
+        if verified {
+            "✓ verified"
+        } else {
+            "· not verified (wisp verify)"
+        }
+    );
+    let width = usize::from(area.width.saturating_sub(2)).max(1);
+    let height = usize::from(area.height.saturating_sub(2));
+    // Every screen row, and for each message the rows of its text.
+    let mut rows: Vec<TextLine<'_>> = Vec::new();
+    let mut text_rows = Vec::new();
+    for line in chat.lines(&friend) {
+        let (text, style) = message_text(line, chat.help);
+        let first = rows.len();
+        rows.extend(
+            wrap(&text, width)
+                .into_iter()
+                .map(|piece| TextLine::from(Span::styled(piece, style))),
+        );
+        text_rows.push(first..rows.len());
+        rows.push(timer_line(line, now, now_ms));
+    }
+    let max_scroll = rows.len().saturating_sub(height);
+    let end = rows.len() - chat.scroll.min(max_scroll);
+    let start = end.saturating_sub(height);
+    // A message is shown when all of its text is on screen, or as much of
+    // it as the pane can hold.
+    let shown = text_rows
+        .iter()
+        .enumerate()
+        .filter(|(_, text)| {
+            let visible = text.end.min(end).saturating_sub(text.start.max(start));
+            visible > 0 && (visible == text.len() || visible == height)
+        })
+        .map(|(index, _)| index)
+        .collect();
+    let title = if chat.scroll > 0 && max_scroll > 0 {
+        format!("{title}· PgDn for newer ")
+    } else {
+        title
+    };
+    let visible: Vec<TextLine<'_>> = rows.drain(start..end).collect();
+    let paragraph =
+        Paragraph::new(visible).block(Block::default().borders(Borders::ALL).title(title));
+    frame.render_widget(paragraph, area);
+    Drawn { shown, max_scroll }
+}
+
+/// A message's text as shown (under the help, unread text stays hidden:
+/// it would not count as read).
+fn message_text(line: &Line, help: bool) -> (String, Style) {
+    let italic = Style::default().add_modifier(Modifier::ITALIC);
+    match &line.state {
+        LineState::Unread(_) if help => ("◂ (new message)".to_owned(), italic),
+        LineState::ExpiredUnread { .. } => ("▸ (message expired unread)".to_owned(), italic),
+        _ if line.outgoing() => (format!("▸ {}", line.text.as_str()), Style::default()),
+        _ => (
+            format!("◂ {}", line.text.as_str()),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+    }
+}
+
+/// `text` cut into rows of at most `width` terminal cells.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut rows = vec![String::new()];
+    let mut used = 0;
+    for c in text.chars() {
+        let cells = c.width().unwrap_or(0);
+        if used + cells > width && used > 0 {
+            rows.push(String::new());
+            used = 0;
+        }
+        if let Some(row) = rows.last_mut() {
+            row.push(c);
+        }
+        used += cells;
+    }
+    rows
+}
+
+fn timer_line(line: &Line, now: Instant, now_ms: i64) -> TextLine<'static> {
+    let ceiling = Duration::from_millis(u64::try_from(line.expires_unix_ms - now_ms).unwrap_or(0));
+    let gone = format!("gone in {}", countdown(ceiling));
+    let text = match &line.state {
+        LineState::Unread(_) => format!("  unread · {gone}"),
+        LineState::Opened { burn_at: Some(at) } => format!(
+            "  read · burns in {} · {gone}",
+            countdown(at.saturating_duration_since(now))
+        ),
+        LineState::Opened { burn_at: None } => format!("  read · {gone}"),
+        LineState::Sending { .. } => "  sending…".to_owned(),
+        LineState::Sent { .. } => format!("  sent · not read yet · {gone}"),
+        LineState::Read { .. } => "  read · burned".to_owned(),
+        LineState::ExpiredUnread { .. } => "  expired unread".to_owned(),
+        LineState::Failed { why, .. } => format!("  not sent: {why}"),
+    };
+    TextLine::from(Span::styled(
+        text,
+        Style::default().add_modifier(Modifier::DIM),
+    ))
+}
+
+fn composer(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
+    let burns = match chat.view {
+        Some(view) => format!("burns {}s after read", view.as_secs()),
+        None => "burns at its hour's end".to_owned(),
+    };
+    let title = match (chat.open, chat.focus) {
+        (Some(_), Focus::Compose) => format!(" Message · {burns} · Enter sends · Esc list "),
+        (Some(_), Focus::List) => format!(" Message · {burns} · Tab to write "),
+        (None, _) => " Message ".to_owned(),
+    };
+    // The end of what was typed, so the cursor stays in view.
+    let width = usize::from(area.width.saturating_sub(3));
+    let mut cells = 0;
+    let mut tail: Vec<char> = Vec::new();
+    for c in chat.composer.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if cells + w > width {
+            break;
+        }
+        cells += w;
+        tail.push(c);
+    }
+    let shown: String = tail.into_iter().rev().collect();
+    let paragraph =
+        Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title));
+    frame.render_widget(paragraph, area);
+    if chat.focus == Focus::Compose && chat.open.is_some() {
+        let x = area.x + 1 + u16::try_from(cells).unwrap_or(0);
+        frame.set_cursor_position((x.min(area.right().saturating_sub(2)), area.y + 1));
+    }
+}
+
+fn status(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
+    let link = match &chat.link {
+        Link::Connected if chat.reconnects > 0 => {
+            format!("● connected ({} reconnects)", chat.reconnects)
+        }
+        Link::Connected => "● connected".to_owned(),
+        Link::Reconnecting(Some(reason)) => format!("○ reconnecting ({reason})"),
+        Link::Reconnecting(None) => "○ reconnecting…".to_owned(),
+    };
+    let help = if chat.focus == Focus::Compose {
+        "F1 help"
+    } else {
+        "? help"
+    };
+    let tail = match &chat.notice {
+        Some((notice, _)) => notice.clone(),
+        None => format!("you are {} · {help} · Ctrl-C quits", short(&chat.me)),
+    };
+    frame.render_widget(
+        Paragraph::new(format!("{link} │ {tail}"))
+            .style(Style::default().add_modifier(Modifier::REVERSED)),
+        area,
+    );
+}
+
+const HELP: &str = "\
+In the list
+  ↑ ↓ / k j   pick a friend or request
+  Enter       open the conversation
+  Tab         back to the open conversation
+  a / d       accept / decline a request
+  q           quit
+In a conversation
+  Enter       send
+  PgUp PgDn   scroll
+  Esc / Tab   back to the list
+  F1          this help
+  Ctrl-C / Ctrl-Q  quit (twice if unread)
+
+Messages burn once read: a received message
+vanishes when its burn timer ends; every
+message is gone an hour after sending at
+most, read or not. Nothing is written to
+disk, and the screen is cleared on exit.
+
+?, Esc or F1 closes this help.";
+
+fn help(frame: &mut Frame<'_>) {
+    let area = frame.area();
+    let width = 50.min(area.width);
+    let height = 24.min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(HELP).block(Block::default().borders(Borders::ALL).title(" Help ")),
+        popup,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ratatui::backend::TestBackend;
+
+    use super::super::model::tests::{chat_with, id, message};
+    use super::*;
+    use wisp_client::Event;
+
+    /// Draws `chat` on an 80×24 test terminal.
+    fn draw_once(chat: &Chat) -> Drawn {
+        let mut terminal = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let mut drawn = Drawn::default();
+        terminal
+            .draw(|frame| drawn = draw(frame, chat, Instant::now(), 0))
+            .unwrap();
+        drawn
+    }
+
+    #[test]
+    fn only_messages_whose_text_is_on_screen_count_as_shown() {
+        let bob = id(2);
+        let mut chat = chat_with(bob);
+        let now = Instant::now();
+        // 30 messages of 2 text rows each (plus a timer row): 90 rows for
+        // a pane of 18.
+        for n in 0..30 {
+            let text = format!("{n:02} {}", "x".repeat(70));
+            chat.on_event(Event::Message(message(bob, &text, 0, None)), now);
+        }
+        chat.open(bob);
+        let drawn = draw_once(&chat);
+        assert_eq!(drawn.shown, (24..30).collect::<Vec<_>>(), "the newest six");
+        assert_eq!(drawn.max_scroll, 90 - 18);
+
+        chat.scroll = 4;
+        let drawn = draw_once(&chat);
+        // Rows 68..86: message 22's text (66..68) is off, 23's (69..71) on,
+        // 28's (84..86) on, 29's gone below.
+        assert_eq!(drawn.shown, (23..29).collect::<Vec<_>>());
+
+        chat.help = true;
+        chat.scroll = 0;
+        assert!(
+            chat.reveal(&draw_once(&chat).shown, now).is_empty(),
+            "nothing is read under the help"
+        );
+    }
+}

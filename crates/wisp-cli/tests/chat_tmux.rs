@@ -1,0 +1,303 @@
+//! Two `wisp chat` windows in tmux (80×24, a tmux server of the test's
+//! own) against a real server: Alice writes, Bob sees the unread count,
+//! opens the conversation, reads, and the message burns on both screens;
+//! after exit nothing of it is left in the panes' scrollback. tmux comes
+//! from `scripts/ensure-services.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::PASSPHRASE;
+
+/// A tmux server on a socket in the test's directory; killed on drop.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (scripts/ensure-services.sh installs it)");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// What the pane shows now.
+    fn screen(&self, pane: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", pane])
+    }
+
+    /// Waits (at most `limit`) until the pane's screen satisfies `check`;
+    /// returns that screen.
+    fn wait_for(
+        &self,
+        pane: &str,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen(pane);
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{pane}'s screen never showed {what} within {limit:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, pane: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", pane];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn text(&self, pane: &str, text: &str) {
+        self.run(&["send-keys", "-t", pane, "-l", text]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn wisp(home: &Path, server: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .env("WISP_HOME", home)
+        .env("WISP_SERVER", server)
+        .env("WISP_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wisp {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn show(title: &str, screen: &str) {
+    println!("----- {title} -----\n{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_server(dir.path()).await;
+    let url = server.ws_url();
+    let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
+    let socket = dir.path().join("tmux.sock");
+    let wisp_bin = env!("CARGO_BIN_EXE_wisp");
+
+    let (screens, tmux) = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let alice = wisp(&alice_home, &url, &["register"]);
+            let alice = alice.lines().last().unwrap().to_owned();
+            let bob = wisp(&bob_home, &url, &["register"]);
+            let bob = bob.lines().last().unwrap().to_owned();
+            wisp(&alice_home, &url, &["friend", "add", &bob]);
+            wisp(&bob_home, &url, &["friend", "accept", &alice]);
+            // Alice compared safety numbers with Bob; Bob has not yet.
+            wisp(&alice_home, &url, &["verify", &bob, "--mark"]);
+
+            let tmux = Tmux { socket };
+            let start = |name: &str, home: &Path, extra: &str| {
+                let command = format!(
+                    "env WISP_HOME={} WISP_SERVER={url} WISP_PASSPHRASE='{PASSPHRASE}' {wisp_bin} chat {extra}",
+                    home.display()
+                );
+                tmux.run(&["new-session", "-d", "-s", name, "-x", "80", "-y", "24", &command]);
+                tmux.run(&["set-option", "-t", name, "remain-on-exit", "on"]);
+            };
+            // Alice opens Bob's conversation; her messages burn 3 s after
+            // Bob reads them. Bob starts on his friend list.
+            start("alice", &alice_home, &format!("{bob} --view 3"));
+            start("bob", &bob_home, "");
+            let short_bob = &bob[..12];
+            let short_alice = &alice[..12];
+            let limit = Duration::from_secs(20);
+            tmux.wait_for("alice", "the open conversation", limit, |s| {
+                s.contains("● connected") && s.contains(short_bob) && s.contains("Enter sends")
+            });
+            let marked = tmux.screen("alice");
+            assert!(marked.contains(&format!("✓{short_bob}")) && marked.contains("✓ verified"), "Bob marked verified:\n{marked}");
+            tmux.wait_for("bob", "Alice in his list", limit, |s| s.contains(short_alice));
+
+            tmux.text("alice", "hello bob, this burns");
+            tmux.keys("alice", &["Enter"]);
+            let mut screens = Vec::new();
+            screens.push((
+                "Alice, sent",
+                tmux.wait_for("alice", "her message stored", limit, |s| {
+                    s.contains("hello bob, this burns") && s.contains("sent · not read yet")
+                }),
+            ));
+            let unread = tmux.wait_for("bob", "one unread", limit, |s| s.contains(&format!(" {short_alice}… (1)")));
+            assert!(!unread.contains("hello bob"), "not shown before he opens it");
+            screens.push(("Bob, one unread", unread));
+
+            tmux.keys("bob", &["Enter"]);
+            let reading = tmux.wait_for("bob", "the message with its burn timer", limit, |s| {
+                s.contains("hello bob, this burns") && s.contains("burns in 0:0")
+            });
+            assert!(reading.contains("gone in 59:") || reading.contains("gone in 1:00:00"), "the hour's ceiling counts down:\n{reading}");
+            screens.push(("Bob, reading", reading));
+            screens.push((
+                "Alice, read",
+                tmux.wait_for("alice", "\"read\"", limit, |s| s.contains("read · burned")),
+            ));
+            screens.push((
+                "Bob, burned",
+                tmux.wait_for("bob", "the message gone", Duration::from_secs(10), |s| {
+                    !s.contains("hello bob")
+                }),
+            ));
+            screens.push((
+                "Alice, burned",
+                tmux.wait_for("alice", "her copy gone", Duration::from_secs(10), |s| {
+                    !s.contains("hello bob")
+                }),
+            ));
+
+            // Help overlay, then quit both.
+            // Esc alone (tmux would read Esc and ? sent together as Alt-?).
+            tmux.keys("bob", &["Escape"]);
+            tmux.wait_for("bob", "the list in focus", limit, |s| s.contains("Tab to write"));
+            tmux.keys("bob", &["?"]);
+            screens.push((
+                "Bob, help",
+                tmux.wait_for("bob", "the help", limit, |s| s.contains("Messages burn once read")),
+            ));
+            tmux.keys("bob", &["?"]);
+
+            // Carol asks Bob; he picks her request and accepts it.
+            let carol_home = alice_home.with_file_name("carol");
+            let carol = wisp(&carol_home, &url, &["register"]);
+            let carol = carol.lines().last().unwrap().to_owned();
+            wisp(&carol_home, &url, &["friend", "add", &bob]);
+            screens.push((
+                "Bob, a request",
+                tmux.wait_for("bob", "Carol's request", limit, |s| {
+                    s.contains(&format!("?{} new, asks", &carol[..8]))
+                        && s.contains("Friends 1/20 · 1 req")
+                }),
+            ));
+            tmux.keys("bob", &["j"]);
+            tmux.keys("bob", &["a"]);
+            screens.push((
+                "Bob, request accepted",
+                tmux.wait_for("bob", "Carol among his friends", limit, |s| {
+                    s.contains("Friends 2/20") && s.contains(&carol[..12])
+                }),
+            ));
+            let carols = wisp(&carol_home, &url, &["friend", "list", "--json"]);
+            assert!(carols.contains(&bob), "Carol sees Bob as a friend: {carols}");
+            (screens, tmux)
+        })
+        .await
+        .unwrap()
+    };
+
+    // The server goes away: both status lines say so; it comes back on the
+    // same address and data: both reconnect by themselves and say so.
+    let addr = server.local_addr();
+    server.shutdown().await;
+    let (screens, tmux) = tokio::task::spawn_blocking(move || {
+        let mut screens = screens;
+        let limit = Duration::from_secs(20);
+        for pane in ["alice", "bob"] {
+            tmux.wait_for(pane, "the connection lost", limit, |s| {
+                s.contains("○ reconnecting")
+            });
+        }
+        screens.push(("Bob, server gone", tmux.screen("bob")));
+        (screens, tmux)
+    })
+    .await
+    .unwrap();
+    let server = common::start_server_at(dir.path(), addr).await;
+
+    let (screens, tmux) = {
+        tokio::task::spawn_blocking(move || {
+            let mut screens = screens;
+            let limit = Duration::from_secs(30);
+            for pane in ["alice", "bob"] {
+                tmux.wait_for(pane, "the connection back", limit, |s| {
+                    s.contains("● connected (1 reconnects)")
+                });
+            }
+            screens.push(("Bob, reconnected", tmux.screen("bob")));
+
+            // One more, and both quit while it is on both screens: the
+            // alternate screen keeps it out of the scrollback.
+            tmux.text("alice", "last words on screen");
+            tmux.keys("alice", &["Enter"]);
+            tmux.wait_for("bob", "the last message", limit, |s| {
+                s.contains("last words on screen")
+            });
+            // Alice has Bob's receipt (nothing is left on the server) and
+            // still shows her line for a moment.
+            tmux.wait_for("alice", "the last message read", limit, |s| {
+                s.contains("last words on screen") && s.contains("read · burned")
+            });
+            tmux.keys("bob", &["C-c"]);
+            tmux.keys("alice", &["C-c"]);
+            for pane in ["alice", "bob"] {
+                let start = Instant::now();
+                loop {
+                    let dead = tmux.run(&["display-message", "-p", "-t", pane, "#{pane_dead}"]);
+                    if dead.trim() == "1" {
+                        break;
+                    }
+                    assert!(
+                        start.elapsed() < limit,
+                        "{pane}'s chat did not quit on Ctrl-C"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // The whole pane, scrollback included: the alternate
+                // screen kept every message out of it.
+                let history = tmux.run(&["capture-pane", "-p", "-S", "-", "-t", pane]);
+                for text in ["hello bob", "last words"] {
+                    assert!(!history.contains(text), "{pane}'s scrollback:\n{history}");
+                }
+            }
+            (screens, tmux)
+        })
+        .await
+        .unwrap()
+    };
+    drop(tmux);
+    for (title, screen) in &screens {
+        show(title, screen);
+    }
+    assert_eq!(
+        server.stored_message_count().await.unwrap(),
+        0,
+        "burned on the server too"
+    );
+}
