@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wisp_bench::plan::{Machines, Model, Plan};
-use wisp_bench::run::Swarm;
+use wisp_bench::run::{Summary, Swarm};
 
 /// Load generator and capacity planner for Wisp.
 ///
@@ -150,12 +150,30 @@ fn node_capacity(path: &PathBuf) -> anyhow::Result<f64> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let run: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a wisp-bench JSON output", path.display()))?;
-    let rate = run["max_msgs_per_s"]
-        .as_f64()
-        .or_else(|| run["msgs_per_s"].as_f64())
-        .with_context(|| format!("{} has no msgs_per_s", path.display()))?;
+    let rate = match run.get("max_msgs_per_s") {
+        Some(max) => max.as_f64().with_context(|| {
+            format!(
+                "{} is a --find-max run in which no rate held; plan from one that held",
+                path.display()
+            )
+        })?,
+        None => run["msgs_per_s"]
+            .as_f64()
+            .with_context(|| format!("{} has no msgs_per_s", path.display()))?,
+    };
     let nodes = run["nodes"].as_f64().unwrap_or(1.0).max(1.0);
     Ok(rate / nodes)
+}
+
+/// One `--find-max` step as JSON: a plain run's fields, without the
+/// timeline and histogram (those go to `--report`).
+fn step_json(step: &Summary) -> serde_json::Value {
+    let mut value = serde_json::to_value(step).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("timeline");
+        object.remove("histogram");
+    }
+    value
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -215,19 +233,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "no rate held p99 ≤ {p99_limit_ms} ms with nothing lost; start lower than --rate {rate}"
                     ),
                 };
-                let json_value = serde_json::json!({
-                    "warmup": warm_json,
-                    "max_msgs_per_s": best.as_ref().map(|b| b.msgs_per_s),
-                    "max_p99_ms": best.as_ref().map(|b| b.p99_ms),
-                    "p99_limit_ms": p99_limit_ms,
-                    "users": users,
-                    "nodes": server.len(),
-                    "steps": steps.iter().map(|s| {
-                        let mut v = serde_json::to_value(s).unwrap_or_default();
-                        if let Some(o) = v.as_object_mut() { o.remove("timeline"); o.remove("histogram"); }
-                        v
-                    }).collect::<Vec<_>>(),
-                });
+                // The top level carries a plain run's fields (`sent`,
+                // `lost`, `p99_ms`, …) for the highest step held, or for the
+                // first step when none held, so a script reads either output
+                // the same way; then the search's own fields.
+                let mut json_value = best
+                    .as_ref()
+                    .or(steps.first())
+                    .map(step_json)
+                    .unwrap_or_else(|| serde_json::json!({}));
+                if let Some(object) = json_value.as_object_mut() {
+                    object.extend([
+                        ("warmup".into(), warm_json.unwrap_or_default()),
+                        ("held".into(), best.is_some().into()),
+                        (
+                            "max_msgs_per_s".into(),
+                            best.as_ref().map(|b| b.msgs_per_s).into(),
+                        ),
+                        ("max_p99_ms".into(), best.as_ref().map(|b| b.p99_ms).into()),
+                        ("p99_limit_ms".into(), p99_limit_ms.into()),
+                        ("users".into(), users.into()),
+                        ("nodes".into(), server.len().into()),
+                        ("steps".into(), steps.iter().map(step_json).collect()),
+                    ]);
+                }
                 (
                     steps,
                     if json { json_value.to_string() } else { text },

@@ -89,6 +89,73 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
     server.shutdown().await;
 }
 
+/// A `--find-max` whose first step cannot hold (thirty users asked for a
+/// million messages a second fall far behind) stops there, exits 1, and
+/// still prints a plain run's fields at the top of its JSON; `plan` will
+/// not take its capacity from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_find_max_that_holds_nothing_says_so_in_json_and_plan_refuses_it() {
+    let (dir, server) = server().await;
+    let url = server.ws_url();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+            .args([
+                "run", "--server", &url, "--users", "30", "--rate", "1000000",
+            ])
+            .args([
+                "--duration",
+                "1",
+                "--warmup",
+                "0",
+                "--find-max",
+                "--json",
+                "--quiet",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not held"), "{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(run["held"], false, "{run}");
+    assert!(run["max_msgs_per_s"].is_null(), "{run}");
+    assert_eq!(run["steps"].as_array().unwrap().len(), 1, "{run}");
+    for field in [
+        "sent",
+        "acked",
+        "delivered",
+        "lost",
+        "duplicated",
+        "msgs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "users",
+        "nodes",
+    ] {
+        assert!(!run[field].is_null(), "{field} in {run}");
+    }
+    assert_eq!(run["lost"], 0, "{run}");
+    assert_eq!(run["sent"], run["steps"][0]["sent"], "{run}");
+    assert!(run.get("timeline").is_none() && run.get("histogram").is_none());
+
+    let saved = dir.path().join("find-max.json");
+    std::fs::write(&saved, &output.stdout).unwrap();
+    let plan = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+        .args(["plan", "--users", "100000", "--node-capacity"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(!plan.status.success());
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert!(stderr.contains("no rate held"), "{stderr}");
+    server.shutdown().await;
+}
+
 #[test]
 fn plan_reproduces_the_brief_at_100k_users() {
     let output = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
