@@ -194,6 +194,37 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
             ));
             tmux.keys("bob", &["?"]);
 
+            // Bob compares safety numbers with Alice without leaving the
+            // chat (its key store is locked by it), then marks her verified.
+            tmux.keys("bob", &["v"]);
+            let hers = wisp(&alice_home, &url, &["verify", &bob, "--json"]);
+            let hers: serde_json::Value = serde_json::from_str(&hers).unwrap();
+            let digits = hers["safety_number"].as_str().unwrap().to_owned();
+            let first_row = [0, 5, 10, 15].map(|at| &digits[at..at + 5]).join(" ");
+            let last_row = [45, 50, 55].map(|at| &digits[at..at + 5]).join(" ");
+            screens.push((
+                "Bob, the safety number",
+                tmux.wait_for("bob", "the number Alice sees", limit, |s| {
+                    s.contains(&first_row) && s.contains(&last_row) && s.contains("not verified yet")
+                }),
+            ));
+            tmux.keys("bob", &["m"]);
+            screens.push((
+                "Bob, verified",
+                tmux.wait_for("bob", "the mark", limit, |s| {
+                    s.contains("✓ marked verified") && s.contains("is marked verified")
+                }),
+            ));
+            let bobs = wisp(&bob_home, &url, &["friend", "list", "--json"]);
+            assert!(
+                bobs.contains(r#""verified":true"#),
+                "saved in Bob's key store at once: {bobs}"
+            );
+            tmux.keys("bob", &["Escape"]);
+            tmux.wait_for("bob", "Alice ticked in his list", limit, |s| {
+                s.contains(&format!("✓{short_alice}")) && !s.contains("Verify")
+            });
+
             // Carol asks Bob; he picks her request and accepts it.
             let carol_home = alice_home.with_file_name("carol");
             let carol = wisp(&carol_home, &url, &["register"]);

@@ -61,7 +61,10 @@ pub enum KeyStoreError {
     #[error("no identity in {0}; run `wisp register` first")]
     Missing(PathBuf),
     /// Another process has this identity open.
-    #[error("another wisp process is using the identity in {0}; close it first")]
+    #[error(
+        "another wisp process (a running `wisp chat`, say) is using the identity in {0}; \
+         close it first"
+    )]
     InUse(PathBuf),
     /// An identity exists already, so a new one is not created over it.
     #[error("an identity already exists in {0}")]

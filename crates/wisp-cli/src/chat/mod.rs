@@ -165,6 +165,20 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
         chat.help = true;
         return Vec::new();
     }
+    if let Some((friend, _)) = &chat.verifying {
+        let friend = *friend;
+        match key.code {
+            KeyCode::Char(c @ ('m' | 'u')) => {
+                return vec![Action::SetVerified {
+                    friend,
+                    verified: c == 'm',
+                }];
+            }
+            KeyCode::Esc | KeyCode::Char('v' | 'q') => chat.verifying = None,
+            _ => {}
+        }
+        return Vec::new();
+    }
     match chat.focus {
         Focus::List => match key.code {
             KeyCode::Up | KeyCode::Char('k') => chat.select(-1),
@@ -182,6 +196,7 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
                 }
                 None => {}
             },
+            KeyCode::Char('v') => chat.verify_selected(Instant::now()),
             KeyCode::Char(c @ ('a' | 'd')) => {
                 if let Some(Selected::Request(id)) = chat.selection() {
                     return vec![if c == 'a' {
@@ -270,6 +285,18 @@ async fn perform(
             roster(messenger, updates).await;
             done.err()
                 .map(|e| Update::Notice(format!("could not decline: {e}")))
+        }
+        Action::SetVerified { friend, verified } => {
+            // Saved in this process's key store: a `wisp verify --mark`
+            // beside the chat would find the store locked.
+            let done = messenger.set_verified(friend, verified);
+            roster(messenger, updates).await;
+            let who = model::short(&friend);
+            Some(Update::Notice(match (done, verified) {
+                (Ok(()), true) => format!("{who} is marked verified"),
+                (Ok(()), false) => format!("{who} is no longer marked verified"),
+                (Err(e), _) => format!("could not save the mark: {e}"),
+            }))
         }
         Action::Refresh => {
             roster(messenger, updates).await;

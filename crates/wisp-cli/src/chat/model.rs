@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use wisp_client::{Event, ReceivedMessage, SentMessage, UserId};
+use wisp_client::{Event, ReceivedMessage, SafetyNumber, SentMessage, UserId, safety_number};
 use zeroize::Zeroizing;
 
 /// How long a sender still sees "read" (or "expired unread") before the
@@ -31,6 +31,11 @@ pub(crate) enum Action {
     MarkRead(Vec<ReceivedMessage>),
     Accept(UserId),
     Decline(UserId),
+    /// Mark `friend` verified (the safety numbers matched), or unmark.
+    SetVerified {
+        friend: UserId,
+        verified: bool,
+    },
     /// Fetch the friend list and requests again.
     Refresh,
 }
@@ -123,6 +128,8 @@ pub(crate) struct Chat {
     pub(crate) focus: Focus,
     pub(crate) composer: Zeroizing<String>,
     pub(crate) help: bool,
+    /// The safety number on screen, to compare with a friend's.
+    pub(crate) verifying: Option<(UserId, SafetyNumber)>,
     pub(crate) link: Link,
     pub(crate) reconnects: u32,
     pub(crate) notice: Option<(String, Instant)>,
@@ -148,6 +155,7 @@ impl Chat {
             focus: Focus::List,
             composer: Zeroizing::new(String::new()),
             help: false,
+            verifying: None,
             link: Link::Connected,
             reconnects: 0,
             notice: None,
@@ -187,6 +195,13 @@ impl Chat {
             self.open = None;
             self.focus = Focus::List;
         }
+        if self
+            .verifying
+            .as_ref()
+            .is_some_and(|(id, _)| !keep.contains(id))
+        {
+            self.verifying = None;
+        }
         self.selected = self
             .selected
             .min((self.friends.len() + self.requests.len()).saturating_sub(1));
@@ -203,14 +218,36 @@ impl Chat {
         }
     }
 
+    /// Whether an overlay (the help, a safety number) covers the
+    /// conversation: nothing under it counts as read.
+    pub(crate) fn covered(&self) -> bool {
+        self.help || self.verifying.is_some()
+    }
+
+    /// Shows the safety number with the friend selected in the list; a
+    /// request is accepted first.
+    pub(crate) fn verify_selected(&mut self, now: Instant) {
+        match self.selection() {
+            Some(Selected::Friend(friend)) => {
+                self.verifying = Some((friend, safety_number(self.me, friend)));
+            }
+            Some(Selected::Request(_)) => self.say(
+                "accept the request first (a); then v shows the safety number".to_owned(),
+                now,
+            ),
+            None => {}
+        }
+    }
+
     /// The lines of the open conversation at `shown` (indices) were drawn
     /// on screen: those unread are read now, their burn timers start, and
-    /// their senders get receipts. Nothing counts as shown under the help.
+    /// their senders get receipts. Nothing counts as shown under an
+    /// overlay.
     pub(crate) fn reveal(&mut self, shown: &[usize], now: Instant) -> Vec<Action> {
         let Some(friend) = self.open else {
             return Vec::new();
         };
-        if self.help {
+        if self.covered() {
             return Vec::new();
         }
         let Some(lines) = self.conversations.get_mut(&friend) else {
@@ -643,6 +680,44 @@ pub(super) mod tests {
         assert!(chat.lines(&bob).is_empty());
         assert_eq!(chat.open, None);
         assert_eq!(chat.selection(), Some(Selected::Request(id(4))));
+    }
+
+    #[test]
+    fn the_safety_number_shows_for_a_friend_covers_the_conversation_and_goes_with_them() {
+        let (bob, carol) = (id(2), id(3));
+        let mut chat = chat_with(bob);
+        chat.set_roster(vec![(bob, false)], vec![carol]);
+        let t0 = Instant::now();
+        chat.on_event(Event::Message(message(bob, "hi", 0, None)), t0);
+        chat.open(bob);
+        chat.focus = Focus::List;
+
+        chat.verify_selected(t0);
+        let (friend, number) = chat.verifying.clone().expect("shown");
+        assert_eq!(friend, bob);
+        assert_eq!(
+            number,
+            safety_number(bob, id(1)),
+            "what Bob's side computes"
+        );
+        assert!(chat.covered());
+        assert!(chat.reveal(&[0], t0).is_empty(), "nothing is read under it");
+
+        chat.verifying = None;
+        chat.select(1);
+        chat.verify_selected(t0);
+        assert!(chat.verifying.is_none(), "not for a request");
+        assert!(
+            chat.notice
+                .as_ref()
+                .is_some_and(|(n, _)| n.contains("accept"))
+        );
+
+        chat.select(-1);
+        chat.verify_selected(t0);
+        assert!(chat.verifying.is_some());
+        chat.set_roster(vec![], vec![]);
+        assert!(chat.verifying.is_none(), "an ex-friend's number goes");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 
 use unicode_width::UnicodeWidthChar;
 
+use wisp_client::{SafetyNumber, UserId};
+
 use super::model::{Chat, Focus, Line, LineState, Link, Selected, countdown, short};
 
 const SIDEBAR_WIDTH: u16 = 24;
@@ -42,6 +44,10 @@ pub(crate) fn draw(frame: &mut Frame<'_>, chat: &Chat, now: Instant, now_ms: i64
     let drawn = conversation(frame, chat, columns[1], now, now_ms);
     composer(frame, chat, rows[1]);
     status(frame, chat, rows[2]);
+    if let Some((friend, number)) = &chat.verifying {
+        let verified = chat.friend(friend).is_some_and(|f| f.verified);
+        verify(frame, friend, number, verified);
+    }
     if chat.help {
         help(frame);
     }
@@ -131,7 +137,7 @@ fn conversation(
         if verified {
             "✓ verified"
         } else {
-            "· not verified (wisp verify)"
+            "· not verified (v in the list)"
         }
     );
     let width = usize::from(area.width.saturating_sub(2)).max(1);
@@ -140,7 +146,7 @@ fn conversation(
     let mut rows: Vec<TextLine<'_>> = Vec::new();
     let mut text_rows = Vec::new();
     for line in chat.lines(&friend) {
-        let (text, style) = message_text(line, chat.help);
+        let (text, style) = message_text(line, chat.covered());
         let first = rows.len();
         rows.extend(
             wrap(&text, width)
@@ -176,12 +182,12 @@ fn conversation(
     Drawn { shown, max_scroll }
 }
 
-/// A message's text as shown (under the help, unread text stays hidden:
+/// A message's text as shown (under an overlay, unread text stays hidden:
 /// it would not count as read).
-fn message_text(line: &Line, help: bool) -> (String, Style) {
+fn message_text(line: &Line, covered: bool) -> (String, Style) {
     let italic = Style::default().add_modifier(Modifier::ITALIC);
     match &line.state {
-        LineState::Unread(_) if help => ("◂ (new message)".to_owned(), italic),
+        LineState::Unread(_) if covered => ("◂ (new message)".to_owned(), italic),
         LineState::ExpiredUnread { .. } => ("▸ (message expired unread)".to_owned(), italic),
         _ if line.outgoing() => (format!("▸ {}", line.text.as_str()), Style::default()),
         _ => (
@@ -294,6 +300,7 @@ In the list
   Enter       open the conversation
   Tab         back to the open conversation
   a / d       accept / decline a request
+  v           safety number, to verify a friend
   q           quit
 In a conversation
   Enter       send
@@ -311,20 +318,62 @@ disk, and the screen is cleared on exit.
 ?, Esc or F1 closes this help.";
 
 fn help(frame: &mut Frame<'_>) {
-    let area = frame.area();
-    let width = 50.min(area.width);
-    let height = 24.min(area.height);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
+    let popup = centred(frame.area(), 50, 24);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(HELP).block(Block::default().borders(Borders::ALL).title(" Help ")),
         popup,
     );
+}
+
+/// The safety number with `friend`, to compare with the one on their
+/// screen, and whether it is marked as matching.
+fn verify(frame: &mut Frame<'_>, friend: &UserId, number: &SafetyNumber, verified: bool) {
+    let groups: Vec<&str> = number.groups().collect();
+    let mut text = vec![
+        TextLine::from("Your safety number with"),
+        TextLine::from(friend.to_string()),
+        TextLine::from(""),
+    ];
+    text.extend(groups.chunks(4).map(|row| {
+        TextLine::from(Span::styled(
+            row.join(" "),
+            Style::default().add_modifier(Modifier::BOLD),
+        ))
+        .centered()
+    }));
+    text.extend([
+        TextLine::from(""),
+        TextLine::from(if verified {
+            "✓ marked verified: it matched"
+        } else {
+            "not verified yet"
+        }),
+        TextLine::from(""),
+        TextLine::from("Compare it with the number on their screen, in person or on a call (`wisp verify ID` draws it as a QR code to scan). Mark it only if every digit matches."),
+        TextLine::from(""),
+        TextLine::from("m marks verified · u unmarks · Esc closes"),
+    ]);
+    let popup = centred(frame.area(), 52, 17);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(" Verify ")),
+        popup,
+    );
+}
+
+/// A box of at most `width`×`height` in the middle of `area`.
+fn centred(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +394,55 @@ mod tests {
             .draw(|frame| drawn = draw(frame, chat, Instant::now(), 0))
             .unwrap();
         drawn
+    }
+
+    /// The screen as text, one row per line.
+    fn screen_of(chat: &Chat) -> String {
+        let mut terminal = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal
+            .draw(|frame| {
+                draw(frame, chat, Instant::now(), 0);
+            })
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..24)
+            .map(|y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_safety_number_fits_80_by_24_whole_and_hides_unread_text() {
+        let bob = id(2);
+        let mut chat = chat_with(bob);
+        chat.on_event(
+            Event::Message(message(bob, "secret words", 0, None)),
+            Instant::now(),
+        );
+        chat.open(bob);
+        chat.focus = Focus::List;
+        chat.verify_selected(Instant::now());
+        let number = chat.verifying.as_ref().unwrap().1.clone();
+        let screen = screen_of(&chat);
+        let groups: Vec<&str> = number.groups().collect();
+        for row in groups.chunks(4) {
+            assert!(screen.contains(&row.join(" ")), "{row:?} in\n{screen}");
+        }
+        assert!(screen.contains(&bob.to_string()), "the whole id:\n{screen}");
+        assert!(screen.contains("not verified yet"), "{screen}");
+        assert!(screen.contains("m marks verified"), "{screen}");
+        assert!(
+            !screen.contains("secret words"),
+            "unread text stays hidden:\n{screen}"
+        );
+        let drawn = draw_once(&chat);
+        assert!(
+            chat.reveal(&drawn.shown, Instant::now()).is_empty(),
+            "nothing is read under it"
+        );
+
+        chat.set_roster(vec![(bob, true)], vec![]);
+        assert!(screen_of(&chat).contains("✓ marked verified"));
     }
 
     #[test]
