@@ -29,6 +29,19 @@ async fn server() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// `wisp-bench run --json` with 30 users for one second at `rate` against
+/// `server`, plus `extra`.
+async fn bench_run(server: &Server, rate: &str, extra: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp-bench"));
+    command
+        .args(["run", "--server", &server.ws_url(), "--users", "30"])
+        .args(["--rate", rate, "--duration", "1", "--json", "--quiet"])
+        .args(extra);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_loses_and_duplicates_nothing() {
     let (_dir, server) = server().await;
@@ -65,16 +78,7 @@ async fn an_encrypted_run_decrypts_every_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_warms_up_then_measures_and_accounts_for_both() {
     let (_dir, server) = server().await;
-    let url = server.ws_url();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
-            .args(["run", "--server", &url, "--users", "30", "--rate", "100"])
-            .args(["--duration", "1", "--warmup", "1", "--json", "--quiet"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let output = bench_run(&server, "100", &["--warmup", "1"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("warm-up: 1 s at 100 msgs/s"), "{stderr}");
@@ -96,26 +100,7 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_find_max_that_holds_nothing_says_so_in_json_and_plan_refuses_it() {
     let (dir, server) = server().await;
-    let url = server.ws_url();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
-            .args([
-                "run", "--server", &url, "--users", "30", "--rate", "1000000",
-            ])
-            .args([
-                "--duration",
-                "1",
-                "--warmup",
-                "0",
-                "--find-max",
-                "--json",
-                "--quiet",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let output = bench_run(&server, "1000000", &["--warmup", "0", "--find-max"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not held"), "{stderr}");
