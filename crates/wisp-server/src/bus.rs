@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
 
@@ -40,9 +40,15 @@ const FRIENDSHIP: u8 = 2;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// A user's first connection arrived on this node, or its last one left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Presence {
-    Arrived(UserId),
+    /// Told on `listening` once the node is subscribed to the user's
+    /// channel, so the login is answered only when nothing published for
+    /// the user from then on can be missed.
+    Arrived {
+        user: UserId,
+        listening: oneshot::Sender<()>,
+    },
     Left(UserId),
 }
 
@@ -211,11 +217,14 @@ async fn subscriber(
                 () = shutdown.cancelled() => return,
                 change = presence.recv() => {
                     let result = match change {
-                        Some(Presence::Arrived(user)) => {
+                        Some(Presence::Arrived { user, listening }) => {
                             let done = sink.subscribe(channel(&prefix, user)).await;
                             // Anything published before the subscription took
                             // effect is fetched by this wake.
                             hub.wake(user);
+                            if done.is_ok() {
+                                let _ = listening.send(());
+                            }
                             done
                         }
                         Some(Presence::Left(user)) => sink.unsubscribe(channel(&prefix, user)).await,

@@ -49,6 +49,24 @@ pub(crate) struct Subscription {
     hub: Arc<Hub>,
     user: UserId,
     id: u64,
+    /// Told when the cross-node bus listens for this user (the user's
+    /// first connection on a node with a bus).
+    listening: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Subscription {
+    /// Waits, at most `limit`, until the cross-node bus listens for this
+    /// user: what another node publishes for them from then on (a friend
+    /// request, say) reaches this connection. Messages stored meanwhile
+    /// are fetched anyway; this is for what is only pushed. Returns at once
+    /// on a node without a bus, or for a user already listened for.
+    pub(crate) async fn listening(&mut self, limit: std::time::Duration) {
+        if let Some(listening) = self.listening.take()
+            && tokio::time::timeout(limit, listening).await.is_err()
+        {
+            tracing::warn!("the notification bus did not subscribe in time; pushes may be late");
+        }
+    }
 }
 
 impl Hub {
@@ -94,10 +112,16 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
         let connections = users.entry(user).or_default();
+        let mut listening = None;
         if connections.is_empty()
             && let Some(presence) = &self.presence
         {
-            let _ = presence.send(crate::bus::Presence::Arrived(user));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            listening = Some(rx);
+            let _ = presence.send(crate::bus::Presence::Arrived {
+                user,
+                listening: tx,
+            });
         }
         connections.push(Subscriber {
             id,
@@ -111,6 +135,7 @@ impl Hub {
             hub: Arc::clone(self),
             user,
             id,
+            listening,
         }
     }
 
@@ -213,6 +238,65 @@ mod tests {
         drop(s2);
         assert!(!hub.is_online(user));
         assert_eq!(hub.push(user, &pong()), 0);
+    }
+
+    /// A login waits for the bus to listen for its user: the first
+    /// connection's wait ends when the bus says so, not before; a second
+    /// connection of the same user does not wait; an unanswered wait ends
+    /// at its limit.
+    #[tokio::test]
+    async fn a_first_connection_waits_until_the_bus_listens_for_its_user() {
+        use futures_util::FutureExt;
+        use std::time::Duration;
+
+        let (presence_tx, mut presence) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::with_presence(presence_tx));
+        let user = UserId::from_ed25519(&[3; 32]);
+        let (tx, _rx) = mpsc::channel(1);
+        let mut first = hub.subscribe(
+            user,
+            tx.clone(),
+            CancellationToken::new(),
+            Arc::default(),
+            None,
+        );
+        let Some(crate::bus::Presence::Arrived {
+            user: arrived,
+            listening,
+        }) = presence.recv().await
+        else {
+            panic!("the bus is told of the arrival");
+        };
+        assert_eq!(arrived, user);
+        {
+            let mut wait = std::pin::pin!(first.listening(Duration::from_secs(60)));
+            assert!((&mut wait).now_or_never().is_none(), "waits for the bus");
+            listening.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .expect("ends once the bus listens");
+        }
+        let mut second = hub.subscribe(
+            user,
+            tx.clone(),
+            CancellationToken::new(),
+            Arc::default(),
+            None,
+        );
+        assert!(presence.try_recv().is_err(), "the bus listens already");
+        assert!(
+            second
+                .listening(Duration::from_secs(60))
+                .now_or_never()
+                .is_some()
+        );
+
+        let other = UserId::from_ed25519(&[4; 32]);
+        let mut unanswered =
+            hub.subscribe(other, tx, CancellationToken::new(), Arc::default(), None);
+        let started = tokio::time::Instant::now();
+        unanswered.listening(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 
     #[tokio::test]

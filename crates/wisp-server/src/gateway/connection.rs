@@ -47,6 +47,11 @@ const LOGIN_DEADLINE: Duration = Duration::from_secs(30);
 /// A peer that does not take a frame within this time is gone or stalling.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a login waits for the cross-node bus to listen for the user
+/// before it is answered anyway (Redis slow or away: the bus subscribes
+/// everyone again when it is back).
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Messages fetched and delivered at a time.
 const DELIVERY_PAGE: usize = 256;
 
@@ -103,7 +108,7 @@ where
     let (hints_tx, mut hints) = mpsc::channel::<Arc<StoredMessage>>(DELIVERY_WINDOW);
     let kick = CancellationToken::new();
     let mut session = Session::new(Arc::clone(state), peer);
-    let mut _subscription: Option<Subscription> = None;
+    let mut subscription: Option<Subscription> = None;
     let wake = Arc::new(Notify::new());
     let mut delivery: Option<Delivery> = None;
     let login_deadline = tokio::time::sleep(LOGIN_DEADLINE);
@@ -158,13 +163,16 @@ where
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
                 };
                 if let Some(user) = outcome.logged_in {
-                    _subscription = Some(state.hub.subscribe(
+                    let subscribed = subscription.insert(state.hub.subscribe(
                         user,
                         outbound_tx.clone(),
                         kick.clone(),
                         Arc::clone(&wake),
                         Some(hints_tx.clone()),
                     ));
+                    // The login is answered once pushes from other nodes
+                    // reach this connection (at once on a single node).
+                    subscribed.listening(LISTEN_WAIT).await;
                     delivery = Some(Delivery {
                         user,
                         cursor: MessageId(0),
