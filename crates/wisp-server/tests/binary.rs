@@ -54,7 +54,12 @@ async fn runs_with_defaults_and_stops_gracefully_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "{exit:?}");
-    let logged: Vec<String> = logs.try_iter().collect();
+    // Everything the reader thread forwards, up to the end of stderr (it
+    // may still be catching up with the exit).
+    let mut logged = Vec::new();
+    while let Ok(line) = logs.recv_timeout(Duration::from_secs(10)) {
+        logged.push(line);
+    }
     assert!(
         logged.iter().any(|l| l.contains("wisp-server stopped")),
         "{logged:?}"

@@ -115,7 +115,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         expires_at,
     };
     let short = mailbox
-        .put_unlimited(message(0, b, t0 + 1_500))
+        .put_unlimited(message(0, b, t0 + SHORT_LIFE_MS))
         .await
         .unwrap();
     assert!(!short.duplicate);
@@ -170,7 +170,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
     );
     // Nothing is handed out once expired, purged or not.
     let late = mailbox
-        .fetch(b, MessageId(0), t0 + 1_500, 10)
+        .fetch(b, MessageId(0), t0 + SHORT_LIFE_MS, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -185,7 +185,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
 
     // Once the short one's time is up, the reaper (or the backend's own
     // expiry) removes it and its retry record...
-    let wait = t0 + 1_600 - SystemClock.now_ms();
+    let wait = t0 + SHORT_LIFE_MS + 100 - SystemClock.now_ms();
     tokio::time::sleep(std::time::Duration::from_millis(
         u64::try_from(wait).unwrap_or(0),
     ))
@@ -234,6 +234,11 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
     mailbox.drop_conversation(a, c).await.unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 0);
 }
+
+/// How long the short-lived message of [`mailbox_lifecycle`] lives, in
+/// real time: every check that needs it still stored must fit in it, on a
+/// slow machine too.
+const SHORT_LIFE_MS: UnixMillis = 4_000;
 
 const CLIENT_IDS: [&[u8]; 6] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16], &[5; 16]];
 
