@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId};
@@ -31,7 +32,14 @@ struct Subscriber {
     /// the connection still fetches when woken, so a hint that does not
     /// fit is replaced by a wake-up and nothing is lost).
     hints: Option<mpsc::Sender<Arc<StoredMessage>>>,
+    /// Resolves once the cross-node bus listens for the user; shared by
+    /// all of the user's connections here (None on a node without a bus).
+    listening: Option<Listening>,
 }
+
+/// The bus's answer to a user's arrival, for every connection that waits
+/// on it.
+type Listening = futures_util::future::Shared<tokio::sync::oneshot::Receiver<()>>;
 
 /// Live connections by user.
 #[derive(Debug, Default)]
@@ -49,17 +57,17 @@ pub(crate) struct Subscription {
     hub: Arc<Hub>,
     user: UserId,
     id: u64,
-    /// Told when the cross-node bus listens for this user (the user's
-    /// first connection on a node with a bus).
-    listening: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Resolves when the cross-node bus listens for this user.
+    listening: Option<Listening>,
 }
 
 impl Subscription {
     /// Waits, at most `limit`, until the cross-node bus listens for this
     /// user: what another node publishes for them from then on (a friend
     /// request, say) reaches this connection. Messages stored meanwhile
-    /// are fetched anyway; this is for what is only pushed. Returns at once
-    /// on a node without a bus, or for a user already listened for.
+    /// are fetched anyway; this is for what is only pushed. A later
+    /// connection of the same user waits for the same answer (at once if
+    /// it came); on a node without a bus nothing waits.
     pub(crate) async fn listening(&mut self, limit: std::time::Duration) {
         if let Some(listening) = self.listening.take()
             && tokio::time::timeout(limit, listening).await.is_err()
@@ -112,23 +120,24 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
         let connections = users.entry(user).or_default();
-        let mut listening = None;
-        if connections.is_empty()
-            && let Some(presence) = &self.presence
-        {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            listening = Some(rx);
-            let _ = presence.send(crate::bus::Presence::Arrived {
-                user,
-                listening: tx,
-            });
-        }
+        let listening = match connections.first() {
+            Some(earlier) => earlier.listening.clone(),
+            None => self.presence.as_ref().map(|presence| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = presence.send(crate::bus::Presence::Arrived {
+                    user,
+                    listening: tx,
+                });
+                rx.shared()
+            }),
+        };
         connections.push(Subscriber {
             id,
             outbound,
             kick,
             wake,
             hints,
+            listening: listening.clone(),
         });
         drop(users);
         Subscription {
@@ -241,12 +250,11 @@ mod tests {
     }
 
     /// A login waits for the bus to listen for its user: the first
-    /// connection's wait ends when the bus says so, not before; a second
-    /// connection of the same user does not wait; an unanswered wait ends
-    /// at its limit.
+    /// connection's wait ends when the bus says so, not before; another
+    /// connection of the same user waits for the same answer, and not once
+    /// it came; an unanswered wait ends at its limit.
     #[tokio::test]
     async fn a_first_connection_waits_until_the_bus_listens_for_its_user() {
-        use futures_util::FutureExt;
         use std::time::Duration;
 
         let (presence_tx, mut presence) = mpsc::unbounded_channel();
@@ -268,6 +276,19 @@ mod tests {
             panic!("the bus is told of the arrival");
         };
         assert_eq!(arrived, user);
+        // A second connection before the bus answered waits as well.
+        let mut early = hub.subscribe(
+            user,
+            tx.clone(),
+            CancellationToken::new(),
+            Arc::default(),
+            None,
+        );
+        assert!(presence.try_recv().is_err(), "the bus is told once");
+        {
+            let mut wait = std::pin::pin!(early.listening(Duration::from_secs(60)));
+            assert!((&mut wait).now_or_never().is_none(), "waits for the bus");
+        }
         {
             let mut wait = std::pin::pin!(first.listening(Duration::from_secs(60)));
             assert!((&mut wait).now_or_never().is_none(), "waits for the bus");
