@@ -143,6 +143,10 @@ fn on_update(chat: &mut Chat, update: Update) -> Vec<Action> {
             chat.say(text, now);
             Vec::new()
         }
+        Update::Verified { friend, verified } => {
+            chat.set_verified(friend, verified, now);
+            Vec::new()
+        }
     }
 }
 
@@ -289,14 +293,10 @@ async fn perform(
         Action::SetVerified { friend, verified } => {
             // Saved in this process's key store: a `wisp verify --mark`
             // beside the chat would find the store locked.
-            let done = messenger.set_verified(friend, verified);
-            roster(messenger, updates).await;
-            let who = model::short(&friend);
-            Some(Update::Notice(match (done, verified) {
-                (Ok(()), true) => format!("{who} is marked verified"),
-                (Ok(()), false) => format!("{who} is no longer marked verified"),
-                (Err(e), _) => format!("could not save the mark: {e}"),
-            }))
+            Some(match messenger.set_verified(friend, verified) {
+                Ok(()) => Update::Verified { friend, verified },
+                Err(e) => Update::Notice(format!("could not save the mark: {e}")),
+            })
         }
         Action::Refresh => {
             roster(messenger, updates).await;

@@ -53,6 +53,11 @@ pub(crate) enum Update {
         incoming: Vec<UserId>,
     },
     Notice(String),
+    /// A verified mark was saved (or removed).
+    Verified {
+        friend: UserId,
+        verified: bool,
+    },
 }
 
 /// The connection as the status line shows it.
@@ -222,6 +227,20 @@ impl Chat {
     /// conversation: nothing under it counts as read.
     pub(crate) fn covered(&self) -> bool {
         self.help || self.verifying.is_some()
+    }
+
+    /// The mark on `friend` was saved as `verified`.
+    pub(crate) fn set_verified(&mut self, friend: UserId, verified: bool, now: Instant) {
+        if let Some(entry) = self.friends.iter_mut().find(|f| f.id == friend) {
+            entry.verified = verified;
+        }
+        let who = short(&friend);
+        let text = if verified {
+            format!("{who} is marked verified")
+        } else {
+            format!("{who} is no longer marked verified")
+        };
+        self.say(text, now);
     }
 
     /// Shows the safety number with the friend selected in the list; a
@@ -716,6 +735,13 @@ pub(super) mod tests {
         chat.select(-1);
         chat.verify_selected(t0);
         assert!(chat.verifying.is_some());
+        chat.set_verified(bob, true, t0);
+        assert!(chat.friend(&bob).is_some_and(|f| f.verified));
+        assert!(
+            chat.notice
+                .as_ref()
+                .is_some_and(|(n, _)| n.contains("is marked verified"))
+        );
         chat.set_roster(vec![], vec![]);
         assert!(chat.verifying.is_none(), "an ex-friend's number goes");
     }
