@@ -386,29 +386,20 @@ mod tests {
     use super::*;
     use wisp_client::Event;
 
-    /// Draws `chat` on an 80×24 test terminal.
-    fn draw_once(chat: &Chat) -> Drawn {
+    /// Draws `chat` on an 80×24 test terminal: what the frame reports, and
+    /// the screen as text, one row per line.
+    fn draw_once(chat: &Chat) -> (Drawn, String) {
         let mut terminal = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
         let mut drawn = Drawn::default();
         terminal
             .draw(|frame| drawn = draw(frame, chat, Instant::now(), 0))
             .unwrap();
-        drawn
-    }
-
-    /// The screen as text, one row per line.
-    fn screen_of(chat: &Chat) -> String {
-        let mut terminal = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
-        terminal
-            .draw(|frame| {
-                draw(frame, chat, Instant::now(), 0);
-            })
-            .unwrap();
         let buffer = terminal.backend().buffer();
-        (0..24)
+        let screen = (0..24)
             .map(|y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>())
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        (drawn, screen)
     }
 
     #[test]
@@ -423,7 +414,7 @@ mod tests {
         chat.focus = Focus::List;
         chat.verify_selected(Instant::now());
         let number = chat.verifying.as_ref().unwrap().1.clone();
-        let screen = screen_of(&chat);
+        let (drawn, screen) = draw_once(&chat);
         let groups: Vec<&str> = number.groups().collect();
         for row in groups.chunks(4) {
             assert!(screen.contains(&row.join(" ")), "{row:?} in\n{screen}");
@@ -435,14 +426,13 @@ mod tests {
             !screen.contains("secret words"),
             "unread text stays hidden:\n{screen}"
         );
-        let drawn = draw_once(&chat);
         assert!(
             chat.reveal(&drawn.shown, Instant::now()).is_empty(),
             "nothing is read under it"
         );
 
         chat.set_roster(vec![(bob, true)], vec![]);
-        assert!(screen_of(&chat).contains("✓ marked verified"));
+        assert!(draw_once(&chat).1.contains("✓ marked verified"));
     }
 
     #[test]
@@ -457,12 +447,12 @@ mod tests {
             chat.on_event(Event::Message(message(bob, &text, 0, None)), now);
         }
         chat.open(bob);
-        let drawn = draw_once(&chat);
+        let (drawn, _) = draw_once(&chat);
         assert_eq!(drawn.shown, (24..30).collect::<Vec<_>>(), "the newest six");
         assert_eq!(drawn.max_scroll, 90 - 18);
 
         chat.scroll = 4;
-        let drawn = draw_once(&chat);
+        let (drawn, _) = draw_once(&chat);
         // Rows 68..86: message 22's text (66..68) is off, 23's (69..71) on,
         // 28's (84..86) on, 29's gone below.
         assert_eq!(drawn.shown, (23..29).collect::<Vec<_>>());
@@ -470,7 +460,7 @@ mod tests {
         chat.help = true;
         chat.scroll = 0;
         assert!(
-            chat.reveal(&draw_once(&chat).shown, now).is_empty(),
+            chat.reveal(&draw_once(&chat).0.shown, now).is_empty(),
             "nothing is read under the help"
         );
     }
