@@ -234,14 +234,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 // The top level carries a plain run's fields (`sent`,
-                // `lost`, `p99_ms`, …) for the highest step held, or for the
-                // first step when none held, so a script reads either output
-                // the same way; then the search's own fields.
+                // `lost`, `p99_ms`, `users`, `nodes`, …) for the highest step
+                // held, or for the first step when none held, so a script
+                // reads either output the same way; then the search's own
+                // fields.
                 let mut json_value = best
                     .as_ref()
                     .or(steps.first())
-                    .map(step_json)
-                    .unwrap_or_else(|| serde_json::json!({}));
+                    .map_or_else(|| serde_json::json!({}), step_json);
                 if let Some(object) = json_value.as_object_mut() {
                     object.extend([
                         ("warmup".into(), warm_json.unwrap_or_default()),
@@ -252,8 +252,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ),
                         ("max_p99_ms".into(), best.as_ref().map(|b| b.p99_ms).into()),
                         ("p99_limit_ms".into(), p99_limit_ms.into()),
-                        ("users".into(), users.into()),
-                        ("nodes".into(), server.len().into()),
                         ("steps".into(), steps.iter().map(step_json).collect()),
                     ]);
                 }
