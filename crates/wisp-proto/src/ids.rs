@@ -100,6 +100,73 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The sender's own id for a message: 16 random bytes (the first eight are
+/// the send time, so ids sort roughly by age). A retry carries the same id,
+/// and the server stores it once; read receipts name messages by it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ClientMsgId(pub [u8; ClientMsgId::LEN]);
+
+impl ClientMsgId {
+    /// Bytes on the wire.
+    pub const LEN: usize = 16;
+
+    /// Reads the wire form; `None` unless it is exactly [`Self::LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        <[u8; Self::LEN]>::try_from(bytes).ok().map(Self)
+    }
+
+    /// The wire form.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientMsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientMsgId({self})")
+    }
+}
+
+impl fmt::Display for ClientMsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A point in time as milliseconds since the Unix epoch: the one unit every
+/// stored or transmitted time uses (expiries, friendship dates, key ages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    /// The epoch itself.
+    pub const ZERO: Self = Self(0);
+    /// Later than any real time.
+    pub const MAX: Self = Self(i64::MAX);
+
+    /// This time moved forward by `by`, saturating.
+    pub fn plus(self, by: std::time::Duration) -> Self {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(ms))
+    }
+
+    /// How long after `earlier` this is; zero if it is not later.
+    pub fn since(self, earlier: Self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0),
+        )
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Why a text or byte string is not a user id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -154,6 +221,32 @@ mod tests {
             UserId::from_bytes(&[0u8; 19]),
             Err(ParseUserIdError::WrongByteLength(19))
         );
+    }
+
+    #[test]
+    fn client_msg_ids_are_sixteen_bytes_shown_as_hex() {
+        assert_eq!(ClientMsgId::from_bytes(&[0xab; 15]), None);
+        let id = ClientMsgId::from_bytes(&[0xab; 16]).unwrap();
+        assert_eq!(id.to_string(), "ab".repeat(16));
+        assert_eq!(id.as_bytes(), &[0xab; 16]);
+    }
+
+    #[test]
+    fn unix_millis_move_and_measure_without_overflow() {
+        let t = UnixMillis(1_000);
+        assert_eq!(
+            t.plus(std::time::Duration::from_millis(500)),
+            UnixMillis(1_500)
+        );
+        assert_eq!(
+            UnixMillis::MAX.plus(std::time::Duration::from_secs(1)),
+            UnixMillis::MAX
+        );
+        assert_eq!(
+            UnixMillis(1_500).since(t),
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(t.since(UnixMillis(1_500)), std::time::Duration::ZERO);
     }
 
     proptest! {

@@ -7,7 +7,8 @@
 //!   `proto/wisp.proto`, which is the contract.
 //! - [`codec`]: the one encode/decode path for every frame, with the size
 //!   limit checked before parsing and unknown or trailing data refused.
-//! - [`ids`]: [`UserId`], the self-certifying user id, and [`MessageId`].
+//! - [`ids`]: [`UserId`], the self-certifying user id, [`MessageId`],
+//!   [`ClientMsgId`] and [`UnixMillis`].
 //! - [`limits`]: protocol version, frame size and the product's limits
 //!   (20 friends, 60 minutes).
 //! - [`error`]: [`ErrorCode`] helpers: stable names and human text.
@@ -36,5 +37,5 @@ pub mod frames {
 
 pub use codec::{CodecError, decode_client_frame, decode_server_frame, encode};
 pub use frames::{ClientFrame, ErrorCode, FriendAction, ServerFrame, client_frame, server_frame};
-pub use ids::{MessageId, ParseUserIdError, UserId};
+pub use ids::{ClientMsgId, MessageId, ParseUserIdError, UnixMillis, UserId};
 pub use limits::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
