@@ -1,7 +1,6 @@
 //! The bench's smoke run, in CI: about a hundred users for a few seconds
 //! against a real server on its embedded store. It asserts that every
 //! acknowledged message arrived exactly once and was burned, never a speed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 use std::sync::Arc;

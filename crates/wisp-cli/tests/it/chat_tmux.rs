@@ -3,13 +3,12 @@
 //! opens the conversation, reads, and the message burns on both screens;
 //! after exit nothing of it is left in the panes' scrollback. tmux comes
 //! from `scripts/ensure-services.sh`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::PASSPHRASE;
 

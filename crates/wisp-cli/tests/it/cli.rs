@@ -1,7 +1,6 @@
 //! The `wisp` binary against a real server (in-process, loopback port 0,
 //! real SQLite): the two-user walkthrough of the README, the friend
 //! commands, and the one-line errors and exit codes scripts rely on.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +8,7 @@ use std::process::Command;
 use wisp_client::{Client, Identity, KeyStore};
 use wisp_server::Server;
 
-mod common;
+use crate::common;
 
 use common::PASSPHRASE;
 

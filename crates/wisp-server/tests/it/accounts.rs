@@ -1,8 +1,7 @@
 //! Registration without a phone number, and challenge-response login,
 //! against a real server on a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{RawConnection, Received, TestServer, code_of};
 use wisp_client::{Client, Identity};

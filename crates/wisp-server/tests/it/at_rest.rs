@@ -1,9 +1,8 @@
 //! What survives on the server's disk, with the real binary: acknowledged
 //! messages survive `kill -9`; message text never reaches the disk or the
 //! logs, only ciphertext, and burned ciphertext is gone.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

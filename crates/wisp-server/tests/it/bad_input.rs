@@ -1,8 +1,7 @@
 //! Malformed, truncated, oversized, out-of-order and wrong-version frames
 //! each get their typed error, and nobody else's session notices.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{RawConnection, Received, TestServer, befriend};
 use wisp_proto::client_frame::Body as Request;

@@ -1,9 +1,8 @@
 //! The `wisp-server` binary as an operator runs it: defaults to ./wisp-data,
 //! answers /healthz, /readyz and /metrics, and shuts down gracefully on
 //! SIGTERM, saying goodbye to connected clients.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

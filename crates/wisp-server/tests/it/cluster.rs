@@ -2,9 +2,8 @@
 //! ones; each test in a schema and key prefix of its own): users on
 //! different nodes befriend and message each other, pushed across nodes,
 //! and a removal on one node takes effect on another at once.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

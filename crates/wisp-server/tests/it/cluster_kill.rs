@@ -2,11 +2,9 @@
 //! spread over them, every user talking to its friends; one node is killed
 //! with SIGKILL midway. Every acknowledged message is delivered, and stored
 //! once; the killed node's users carry on through the other two.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/traffic.rs"]
-mod traffic;
+use crate::common;
+use crate::common::traffic;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! Friends over the wire: requests, accept/decline/cancel/remove/block,
 //! the 20-friend cap (including a race for the last places), and pushes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

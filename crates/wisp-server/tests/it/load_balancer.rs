@@ -2,9 +2,8 @@
 //! Debian-packaged HAProxy in front of two nodes of one cluster: users chat
 //! through it, and when a node goes away its users come back through the
 //! balancer to the other node and get what is pending.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -39,7 +38,7 @@ fn haproxy() -> Option<String> {
 
 /// The shipped configuration, pointed at `nodes` and listening on `port`.
 fn config_for(port: u16, nodes: &[std::net::SocketAddr]) -> String {
-    let shipped = include_str!("../../../deploy/haproxy.cfg");
+    let shipped = include_str!("../../../../deploy/haproxy.cfg");
     let mut out = String::new();
     for line in shipped.lines() {
         let trimmed = line.trim_start();

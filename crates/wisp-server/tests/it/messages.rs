@@ -1,9 +1,8 @@
 //! The message lifecycle end to end, against a real server on a real SQLite
 //! file with real SDK devices: encrypt, store, deliver, burn; exactly once,
 //! in order; expiry; refusals; retries; renewal after a failure.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

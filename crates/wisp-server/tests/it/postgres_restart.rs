@@ -5,9 +5,8 @@
 //! friendships and logs users in again, without a restart. The test runs a
 //! PostgreSQL of its own (initdb on a free loopback port), so stopping it
 //! disturbs no other test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,11 +3,9 @@
 //! over the cluster's slots, pushes cross nodes through the cluster's
 //! pub/sub, burns empty the mailboxes on every primary, and a removal on one
 //! node stops a send through the other.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/redis_set.rs"]
-mod redis_set;
+use crate::common;
+use crate::common::redis_set;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,13 +5,10 @@
 //! killed with SIGKILL mid-traffic: the Sentinels promote a replica, the
 //! nodes follow it without a restart, and no acknowledged message is lost
 //! or stored twice.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/redis_set.rs"]
-mod redis_set;
-#[path = "common/traffic.rs"]
-mod traffic;
+use crate::common;
+use crate::common::redis_set;
+use crate::common::traffic;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,9 +1,8 @@
 //! The server's database never holds a client's private key bytes: the
 //! test registers users, makes them friends, then scans the SQLite file and
 //! its WAL for every byte string of each user's private keys.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{TestServer, befriend};
 

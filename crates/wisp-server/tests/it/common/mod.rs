@@ -28,6 +28,9 @@ use wisp_proto::{ClientFrame, ServerFrame, decode_server_frame, encode};
 use wisp_server::clock::SystemClock;
 use wisp_server::{Config, Server};
 
+pub mod redis_set;
+pub mod traffic;
+
 /// Test servers use an easy puzzle and no registration limit unless a test
 /// says otherwise.
 pub const TEST_POW_BITS: u32 = 4;
