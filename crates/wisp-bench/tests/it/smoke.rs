@@ -3,37 +3,23 @@
 //! acknowledged message arrived exactly once and was burned, never a speed.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wisp_bench::run::Swarm;
-use wisp_server::clock::SystemClock;
-use wisp_server::{Config, Server};
+use wisp_test_support::TestServer;
 
 /// A server on its embedded store in a fresh directory, without abuse
-/// limits (as a load test runs it).
-async fn server() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        pow_difficulty: 0,
-        register_limit: 0,
-        send_limit: 0,
-        ..Config::default()
-    };
-    let server = Server::start_with_clock(&config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    (dir, server)
+/// limits or a puzzle (as a load test runs it).
+async fn server() -> TestServer {
+    TestServer::start_with(|config| config.pow_difficulty = 0).await
 }
 
 /// `wisp-bench run --json` with 30 users for one second at `rate` against
 /// `server`, plus `extra`.
-async fn bench_run(server: &Server, rate: &str, extra: &[&str]) -> std::process::Output {
+async fn bench_run(server: &TestServer, rate: &str, extra: &[&str]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wisp-bench"));
     command
-        .args(["run", "--server", &server.ws_url(), "--users", "30"])
+        .args(["run", "--server", &server.url(), "--users", "30"])
         .args(["--rate", rate, "--duration", "1", "--json", "--quiet"])
         .args(extra);
     tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -43,8 +29,8 @@ async fn bench_run(server: &Server, rate: &str, extra: &[&str]) -> std::process:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_loses_and_duplicates_nothing() {
-    let (_dir, server) = server().await;
-    let mut swarm = Swarm::start(&[server.ws_url()], 100, false, true)
+    let server = server().await;
+    let mut swarm = Swarm::start(&[server.url()], 100, false, true)
         .await
         .unwrap();
     let summary = swarm.phase(300.0, Duration::from_secs(3)).await.unwrap();
@@ -53,16 +39,14 @@ async fn a_short_run_loses_and_duplicates_nothing() {
     assert_eq!(summary.send_errors, 0, "{summary:?}");
     assert_eq!(summary.delivered, summary.acked, "{summary:?}");
     assert!(summary.clean(), "{summary:?}");
-    assert_eq!(server.stored_message_count().await.unwrap(), 0);
+    assert_eq!(server.stored().await, 0);
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_run_decrypts_every_message() {
-    let (_dir, server) = server().await;
-    let mut swarm = Swarm::start(&[server.ws_url()], 12, true, true)
-        .await
-        .unwrap();
+    let server = server().await;
+    let mut swarm = Swarm::start(&[server.url()], 12, true, true).await.unwrap();
     let summary = swarm.phase(60.0, Duration::from_secs(2)).await.unwrap();
     swarm.stop();
     assert!(summary.acked > 60, "{summary:?}");
@@ -76,7 +60,7 @@ async fn an_encrypted_run_decrypts_every_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_warms_up_then_measures_and_accounts_for_both() {
-    let (_dir, server) = server().await;
+    let server = server().await;
     let output = bench_run(&server, "100", &["--warmup", "1"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
@@ -88,7 +72,7 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
     assert_eq!(run["warmup"]["duplicated"], 0, "{run}");
     assert!(run["acked"].as_u64().unwrap() > 50, "{run}");
     assert_eq!(run["lost"], 0, "{run}");
-    assert_eq!(server.stored_message_count().await.unwrap(), 0);
+    assert_eq!(server.stored().await, 0);
     server.shutdown().await;
 }
 
@@ -98,7 +82,7 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
 /// not take its capacity from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_find_max_that_holds_nothing_says_so_in_json_and_plan_refuses_it() {
-    let (dir, server) = server().await;
+    let server = server().await;
     let output = bench_run(&server, "1000000", &["--warmup", "0", "--find-max"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -127,6 +111,7 @@ async fn a_find_max_that_holds_nothing_says_so_in_json_and_plan_refuses_it() {
     assert_eq!(run["sent"], run["steps"][0]["sent"], "{run}");
     assert!(run.get("timeline").is_none() && run.get("histogram").is_none());
 
+    let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("find-max.json");
     std::fs::write(&saved, &output.stdout).unwrap();
     let plan = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))

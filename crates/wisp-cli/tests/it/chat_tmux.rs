@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common;
+use wisp_test_support::TestServer;
 
-use common::PASSPHRASE;
+use crate::PASSPHRASE;
 
 /// A tmux server on a socket in the test's directory; killed on drop.
 struct Tmux {
@@ -105,8 +105,8 @@ fn show(title: &str, screen: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::start_server(dir.path()).await;
-    let url = server.ws_url();
+    let server = TestServer::start().await;
+    let url = server.url();
     let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
     let socket = dir.path().join("tmux.sock");
     let wisp_bin = env!("CARGO_BIN_EXE_wisp");
@@ -254,8 +254,7 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
 
     // The server goes away: both status lines say so; it comes back on the
     // same address and data: both reconnect by themselves and say so.
-    let addr = server.local_addr();
-    server.shutdown().await;
+    let stopped = server.stop().await;
     let (screens, tmux) = tokio::task::spawn_blocking(move || {
         let mut screens = screens;
         let limit = Duration::from_secs(20);
@@ -269,7 +268,7 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
     })
     .await
     .unwrap();
-    let server = common::start_server_at(dir.path(), addr).await;
+    let server = stopped.start_again().await;
 
     let (screens, tmux) = {
         tokio::task::spawn_blocking(move || {
@@ -325,9 +324,5 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
     for (title, screen) in &screens {
         show(title, screen);
     }
-    assert_eq!(
-        server.stored_message_count().await.unwrap(),
-        0,
-        "burned on the server too"
-    );
+    assert_eq!(server.stored().await, 0, "burned on the server too");
 }

@@ -6,14 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wisp_client::{Client, Identity, KeyStore};
-use wisp_server::Server;
+use wisp_test_support::TestServer;
 
-use crate::common;
-
-use common::PASSPHRASE;
+use crate::PASSPHRASE;
 
 struct Env {
-    server: Server,
+    server: TestServer,
     dir: tempfile::TempDir,
 }
 
@@ -26,7 +24,7 @@ struct Output {
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = common::start_server(dir.path()).await;
+        let server = TestServer::start().await;
         Self { server, dir }
     }
 
@@ -37,7 +35,7 @@ impl Env {
     /// Runs `wisp` as `user` (a home directory of its own).
     async fn wisp(&self, user: &str, args: &[&str]) -> Output {
         let home = self.home(user);
-        let server = self.server.ws_url();
+        let server = self.server.url();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
             let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
@@ -183,7 +181,7 @@ async fn decline_remove_and_block_behave() {
 /// Logs an SDK client in as the CLI user in `home`.
 async fn sdk_login(env: &Env, home: &Path) -> (Client, Identity) {
     let state = KeyStore::peek(home, PASSPHRASE).unwrap();
-    let (mut client, _) = Client::connect(&env.server.ws_url()).await.unwrap();
+    let (mut client, _) = Client::connect(&env.server.url()).await.unwrap();
     client
         .login(&state.identity, state.server_name.as_deref().unwrap())
         .await
@@ -205,12 +203,9 @@ async fn a_21st_friend_is_refused_with_a_one_line_reason() {
     // Twenty friends, made through the SDK to keep the test quick.
     for _ in 0..20 {
         let friend = Identity::generate();
-        let (mut client, _) = Client::connect(&env.server.ws_url()).await.unwrap();
+        let (mut client, _) = Client::connect(&env.server.url()).await.unwrap();
         client.register(&friend).await.unwrap();
-        client
-            .login(&friend, env.server.server_name())
-            .await
-            .unwrap();
+        client.login(&friend, &env.server.name()).await.unwrap();
         client.request_friend(popular_id.user_id()).await.unwrap();
         popular.accept_friend(friend.user_id()).await.unwrap();
     }
@@ -287,7 +282,7 @@ async fn failures_have_one_line_reasons_and_distinct_exit_codes() {
     let wrong = Command::new(env!("CARGO_BIN_EXE_wisp"))
         .args(["friend", "list"])
         .env("WISP_HOME", env.home("alice"))
-        .env("WISP_SERVER", env.server.ws_url())
+        .env("WISP_SERVER", env.server.url())
         .env("WISP_PASSPHRASE", "not the passphrase")
         .output()
         .unwrap();
@@ -361,17 +356,13 @@ async fn send_then_recv_prints_once_and_burns() {
 
     // Burned: a second recv prints nothing.
     assert_eq!(env.ok("bob", &["recv"]).await, "");
-    assert_eq!(
-        env.server.stored_message_count().await.unwrap(),
-        2,
-        "two read receipts for Alice"
-    );
+    assert_eq!(env.server.stored().await, 2, "two read receipts for Alice");
     assert_eq!(
         env.ok("alice", &["recv"]).await,
         "",
         "receipts are not messages"
     );
-    assert_eq!(env.server.stored_message_count().await.unwrap(), 0);
+    assert_eq!(env.server.stored().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +396,7 @@ async fn send_refusals_say_why() {
         "{}",
         too_big.stderr
     );
-    assert_eq!(env.server.stored_message_count().await.unwrap(), 0);
+    assert_eq!(env.server.stored().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

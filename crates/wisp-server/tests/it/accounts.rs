@@ -1,9 +1,6 @@
 //! Registration without a phone number, and challenge-response login,
 //! against a real server on a real SQLite file.
 
-use crate::common;
-
-use common::{RawConnection, Received, TestServer, code_of};
 use wisp_client::{Client, Identity};
 use wisp_proto::ErrorCode;
 use wisp_proto::client_frame::Body as Request;
@@ -11,6 +8,7 @@ use wisp_proto::frames::{
     FriendOp, ListFriends, Login, LoginChallengeRequest, Register, RegisterChallengeRequest,
 };
 use wisp_proto::server_frame::Body as Reply;
+use wisp_test_support::{RawConnection, Received, TestServer, code_of};
 
 #[tokio::test]
 async fn registered_id_is_the_hash_of_the_key_and_login_works() {

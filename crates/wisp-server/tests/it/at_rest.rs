@@ -2,12 +2,12 @@
 //! messages survive `kill -9`; message text never reaches the disk or the
 //! logs, only ciphertext, and burned ciphertext is gone.
 
-use crate::common;
-
 use std::time::Duration;
 
-use common::{friends_one_offline, reopen_at, spawn};
 use wisp_client::Event;
+use wisp_test_support::{friends_one_offline, reopen_at};
+
+use crate::WISP_SERVER;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -52,7 +52,7 @@ async fn messages_in(data_dir: &std::path::Path) -> i64 {
 async fn an_acknowledged_message_survives_kill_9_and_arrives_once() {
     let cwd = tempfile::tempdir().unwrap();
     let env = [("WISP_POW_DIFFICULTY", "4"), ("WISP_REGISTER_LIMIT", "0")];
-    let (mut first, addr, _logs) = spawn(cwd.path(), &env);
+    let (mut first, addr, _logs) = WISP_SERVER.spawn(cwd.path(), &env);
     let url = format!("ws://{addr}");
     let (mut alice, b, bob_home) = friends_one_offline(&url).await;
 
@@ -68,7 +68,7 @@ async fn an_acknowledged_message_survives_kill_9_and_arrives_once() {
     drop(first);
     drop(alice);
 
-    let (mut second, addr, _logs) = spawn(cwd.path(), &env);
+    let (mut second, addr, _logs) = WISP_SERVER.spawn(cwd.path(), &env);
     let url = format!("ws://{addr}");
     let mut bob = reopen_at(&url, bob_home).await;
     assert_eq!(bob.read_all().await, vec!["survives a crash"]);
@@ -96,7 +96,7 @@ async fn message_text_never_reaches_the_server_disk_or_logs() {
         ("WISP_REGISTER_LIMIT", "0"),
         ("WISP_LOG", "trace"),
     ];
-    let (mut server, addr, logs) = spawn(cwd.path(), &env);
+    let (mut server, addr, logs) = WISP_SERVER.spawn(cwd.path(), &env);
     let url = format!("ws://{addr}");
     let data_dir = cwd.path().join("wisp-data");
     let marker = format!("MARKER-{}", wisp_client::Identity::generate().user_id());

@@ -1,13 +1,11 @@
 //! Malformed, truncated, oversized, out-of-order and wrong-version frames
 //! each get their typed error, and nobody else's session notices.
 
-use crate::common;
-
-use common::{RawConnection, Received, TestServer, befriend};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{Hello, Ping};
 use wisp_proto::server_frame::Body as Reply;
 use wisp_proto::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, encode};
+use wisp_test_support::{RawConnection, Received, TestServer, befriend};
 
 fn hello_bytes(version: u32) -> Vec<u8> {
     encode(&ClientFrame {

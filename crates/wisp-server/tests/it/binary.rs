@@ -2,17 +2,17 @@
 //! answers /healthz, /readyz and /metrics, and shuts down gracefully on
 //! SIGTERM, saying goodbye to connected clients.
 
-use crate::common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{RawConnection, Received, http_get, spawn};
+use wisp_test_support::{RawConnection, Received, http_get};
+
+use crate::WISP_SERVER;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_with_defaults_and_stops_gracefully_on_sigterm() {
     let cwd = tempfile::tempdir().unwrap();
-    let (mut child, addr, logs) = spawn(cwd.path(), &[]);
+    let (mut child, addr, logs) = WISP_SERVER.spawn(cwd.path(), &[]);
     assert!(cwd.path().join("wisp-data/wisp.sqlite3").exists());
 
     let health = tokio::task::spawn_blocking(move || {

@@ -3,16 +3,12 @@
 //! different nodes befriend and message each other, pushed across nodes,
 //! and a removal on one node takes effect on another at once.
 
-use crate::common;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ClusterBackend, Device, befriend_devices, code_of, device_at};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_server::Server;
-use wisp_server::clock::SystemClock;
+use wisp_test_support::{ClusterBackend, Device, befriend_devices, code_of, device_at};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -30,12 +26,7 @@ impl Cluster {
             nodes: Vec::new(),
         };
         for _ in 0..nodes {
-            let mut config = common::open_node_config();
-            cluster.backend.configure(&mut config);
-            let stores = cluster.backend.stores().await;
-            let node = Server::start_with(&config, stores, Arc::new(SystemClock))
-                .await
-                .unwrap();
+            let node = cluster.backend.start_node().await;
             cluster.nodes.push(node);
         }
         Some(cluster)
@@ -152,7 +143,7 @@ async fn a_user_reconnecting_to_another_node_gets_what_is_pending() {
             .unwrap();
     }
     // Bob comes back through the third node.
-    let mut bob = common::reopen_at(&cluster.url(2), home).await;
+    let mut bob = wisp_test_support::reopen_at(&cluster.url(2), home).await;
     assert_eq!(bob.read_all().await, vec!["one", "two", "three"]);
     let _ = &mut alice;
     cluster.stop().await;
@@ -212,15 +203,11 @@ async fn a_stale_cache_cannot_slip_a_message_past_a_removal() {
     let Some(cluster) = Cluster::start(1).await else {
         return;
     };
-    let config = common::open_node_config();
     // Same stores, but no Redis URL: no bus, no invalidations.
-    let deaf = Server::start_with(
-        &config,
-        cluster.backend.stores().await,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let deaf = cluster
+        .backend
+        .start_node_with(|config| config.redis_url = None)
+        .await;
     let alice = device_at(&cluster.url(0)).await;
     let mut bob = device_at(&deaf.ws_url()).await;
     removal_refuses_the_next_send(&alice, &mut bob).await;

@@ -3,20 +3,21 @@
 //! with SIGKILL midway. Every acknowledged message is delivered, and stored
 //! once; the killed node's users carry on through the other two.
 
-use crate::common;
-use crate::common::traffic;
+use wisp_test_support::traffic;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ClusterBackend, spawn_nodes};
+use wisp_test_support::ClusterBackend;
+
+use crate::WISP_SERVER;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
     let Some(backend) = ClusterBackend::create().await else {
         return;
     };
-    let nodes = spawn_nodes(3, &backend.node_env());
+    let nodes = WISP_SERVER.spawn_nodes(3, &backend.node_env());
     let urls = nodes.urls.clone();
     let nodes = Arc::new(Mutex::new(nodes));
     let victim = Arc::clone(&nodes);

@@ -1,14 +1,12 @@
 //! Friends over the wire: requests, accept/decline/cancel/remove/block,
 //! the 20-friend cap (including a race for the last places), and pushes.
 
-use crate::common;
-
 use std::time::Duration;
 
-use common::{TestServer, TestUser, befriend, code_of};
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_FRIENDS;
+use wisp_test_support::{TestServer, TestUser, befriend, code_of};
 
 /// The next friend-related event (mailbox events are not the subject here).
 async fn next_event(user: &mut TestUser) -> Event {

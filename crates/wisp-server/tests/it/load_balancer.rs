@@ -3,15 +3,13 @@
 //! through it, and when a node goes away its users come back through the
 //! balancer to the other node and get what is pending.
 
-use crate::common;
-
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ClusterBackend, befriend_devices, device_at, friends_one_offline};
 use wisp_server::Server;
-use wisp_server::clock::SystemClock;
+use wisp_test_support::{
+    ClusterBackend, befriend_devices, device_at, free_port, friends_one_offline,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -33,7 +31,7 @@ fn haproxy() -> Option<String> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_owned))
         .filter(|s| !s.is_empty());
-    common::tool_or_skip("haproxy", found, "scripts/ensure-services.sh installs it")
+    wisp_test_support::tool_or_skip("haproxy", found, "scripts/ensure-services.sh installs it")
 }
 
 /// The shipped configuration, pointed at `nodes` and listening on `port`.
@@ -70,20 +68,10 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     };
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let mut config = common::open_node_config();
-        cluster.configure(&mut config);
-        nodes.push(
-            Server::start_with(&config, cluster.stores().await, Arc::new(SystemClock))
-                .await
-                .unwrap(),
-        );
+        nodes.push(cluster.start_node().await);
     }
     let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, config_for(port, &addrs)).unwrap();
@@ -99,7 +87,7 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     let lb = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let ready = tokio::task::spawn_blocking(move || common::http_get(lb, "/readyz"));
+        let ready = tokio::task::spawn_blocking(move || wisp_test_support::http_get(lb, "/readyz"));
         if let Ok(response) = ready.await
             && response.starts_with("HTTP/1.1 200")
         {
@@ -158,7 +146,7 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut dave = common::Device {
+    let mut dave = wisp_test_support::Device {
         messenger: messenger.expect("reconnected through the balancer"),
         home: dave_home,
     };

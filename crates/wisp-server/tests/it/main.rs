@@ -1,10 +1,14 @@
 //! The server's integration tests, in one test binary (one link instead of
 //! one per file): real servers on loopback port 0, in process or as the
-//! `wisp-server` binary, over real SQLite, PostgreSQL and Redis. Each module
+//! `wisp-server` binary, over real SQLite, PostgreSQL and Redis, set up with
+//! the shared helpers of `wisp-test-support`. Each module
 //! is one area; run one with `cargo test -p wisp-server --test it <module>::`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use wisp_test_support::ServerBinary;
+
+/// This crate's server binary, for the tests that run it as a process.
+const WISP_SERVER: ServerBinary = ServerBinary(env!("CARGO_BIN_EXE_wisp-server"));
 
 mod accounts;
 mod at_rest;

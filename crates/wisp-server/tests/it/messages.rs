@@ -2,14 +2,9 @@
 //! file with real SDK devices: encrypt, store, deliver, burn; exactly once,
 //! in order; expiry; refusals; retries; renewal after a failure.
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    Backend, Device, TestServer, befriend_devices, code_of, friends_one_offline, http_get,
-};
 use futures_util::FutureExt;
 use wisp_client::Event;
 use wisp_proto::ErrorCode;
@@ -18,6 +13,9 @@ use wisp_proto::{MessageId, UserId};
 use wisp_server::clock::{Clock, ManualClock, SystemClock};
 use wisp_server::store::{
     Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, Stores,
+};
+use wisp_test_support::{
+    Backend, Device, TestServer, befriend, befriend_devices, code_of, friends_one_offline, http_get,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -534,19 +532,7 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
         prekeys: Arc::new(sqlite.clone()),
         mailbox: Arc::new(LostAcks(sqlite)),
     };
-    let config = wisp_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        pow_difficulty: 0,
-        register_limit: 0,
-        send_limit: 0,
-        ..wisp_server::Config::default()
-    };
-    let server = TestServer::wrap(
-        wisp_server::Server::start_with(&config, stores, Arc::new(SystemClock))
-            .await
-            .unwrap(),
-        dir,
-    );
+    let server = TestServer::start_over(stores, dir).await;
     let (mut alice, b, home) = friends_one_offline(&server.url()).await;
     alice
         .messenger
@@ -573,30 +559,20 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_messenger_reconnects_by_itself_after_the_server_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = wisp_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        pow_difficulty: 0,
-        register_limit: 0,
-        send_limit: 0,
-        ..wisp_server::Config::default()
-    };
-    let first = wisp_server::Server::start(&config).await.unwrap();
-    config.listen = first.local_addr();
-    let url = first.ws_url();
-    let mut alice = common::device_at(&url).await;
-    let mut bob = common::device_at(&url).await;
+    let first = TestServer::start().await;
+    let mut alice = first.device().await;
+    let mut bob = first.device().await;
     befriend_devices(&alice, &bob).await;
     assert!(bob.read_all().await.is_empty());
 
-    first.shutdown().await;
+    // Shut down; the same server comes back on the same address and data.
+    let stopped = first.stop().await;
     loop {
         if let Event::Disconnected { .. } = bob.event().await {
             break;
         }
     }
-    let second = wisp_server::Server::start(&config).await.unwrap();
+    let second = stopped.start_again().await;
     // Bob's next call reconnects, backing off until the server is there.
     match tokio::time::timeout(Duration::from_secs(30), bob.messenger.next_event()).await {
         Ok(Some(Event::Reconnected { attempts })) => assert!(attempts >= 1),
@@ -756,14 +732,10 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
         prekeys: Arc::new(store.clone()),
         mailbox: Arc::new(store.clone()),
     };
-    let config = common::open_node_config();
-    let server = wisp_server::Server::start_with(&config, stores, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let server = TestServer::wrap(server, dir);
+    let server = TestServer::start_over(stores, dir).await;
     let alice = server.user().await;
     let mut bob = server.user().await;
-    common::befriend(&alice, &bob).await;
+    befriend(&alice, &bob).await;
     let now = SystemClock.now_ms();
     // Straight into the store: nobody is told.
     let silent = store

@@ -6,14 +6,16 @@
 //! PostgreSQL of its own (initdb on a free loopback port), so stopping it
 //! disturbs no other test.
 
-use crate::common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ClusterBackend, befriend_devices, device_at, http_get, reopen_at, spawn};
+use wisp_test_support::{
+    ClusterBackend, befriend_devices, device_at, free_port, http_get, reopen_at,
+};
+
+use crate::WISP_SERVER;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -34,7 +36,7 @@ fn postgres_bin() -> Option<PathBuf> {
         dirs.sort();
         dirs.pop()
     });
-    common::tool_or_skip(
+    wisp_test_support::tool_or_skip(
         "PostgreSQL server binaries (initdb, pg_ctl)",
         found,
         "scripts/ensure-services.sh installs them",
@@ -79,11 +81,7 @@ impl OwnPostgres {
                 .unwrap();
             assert!(done.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let data = dir.path().join("data");
         let init = pg(
             &bin,
@@ -180,7 +178,7 @@ async fn a_node_survives_a_postgresql_restart() {
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let (_node, addr, _logs) = spawn(dir.path(), &env);
+    let (_node, addr, _logs) = WISP_SERVER.spawn(dir.path(), &env);
     let url = format!("ws://{addr}");
 
     let mut alice = device_at(&url).await;

@@ -4,17 +4,11 @@
 //! pub/sub, burns empty the mailboxes on every primary, and a removal on one
 //! node stops a send through the other.
 
-use crate::common;
-use crate::common::redis_set;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ClusterBackend, befriend_devices, code_of, device_at};
-use redis_set::{RedisCluster, redis_server};
 use wisp_proto::ErrorCode;
-use wisp_server::Server;
-use wisp_server::clock::SystemClock;
+use wisp_test_support::redis_set::{RedisCluster, redis_server};
+use wisp_test_support::{ClusterBackend, befriend_devices, code_of, device_at};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -32,15 +26,10 @@ async fn a_redis_cluster_carries_mailboxes_and_notifications() {
     let url = redis.url();
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let mut config = common::open_node_config();
-        backend.configure(&mut config);
-        config.redis_url = Some(url.clone());
-        let stores = backend.stores_on(&url).await;
-        nodes.push(
-            Server::start_with(&config, stores, Arc::new(SystemClock))
-                .await
-                .unwrap(),
-        );
+        let node = backend
+            .start_node_with(|config| config.redis_url = Some(url.clone()))
+            .await;
+        nodes.push(node);
     }
     let (a, b) = (nodes[0].ws_url(), nodes[1].ws_url());
     // Several recipients, so mailboxes (almost surely) land on more than one

@@ -6,15 +6,15 @@
 //! nodes follow it without a restart, and no acknowledged message is lost
 //! or stored twice.
 
-use crate::common;
-use crate::common::redis_set;
-use crate::common::traffic;
+use wisp_test_support::traffic;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ClusterBackend, spawn_nodes};
-use redis_set::{SentinelSet, redis_server};
+use wisp_test_support::ClusterBackend;
+
+use crate::WISP_SERVER;
+use wisp_test_support::redis_set::{SentinelSet, redis_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_redis_primary_loses_no_acknowledged_message() {
@@ -37,7 +37,7 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
         }
     }
     env.push(("WISP_REDIS_REPLICAS", "1".into()));
-    let nodes = spawn_nodes(2, &env);
+    let nodes = WISP_SERVER.spawn_nodes(2, &env);
     let urls = nodes.urls.clone();
 
     let set = Arc::new(Mutex::new(set));

@@ -2,9 +2,7 @@
 //! test registers users, makes them friends, then scans the SQLite file and
 //! its WAL for every byte string of each user's private keys.
 
-use crate::common;
-
-use common::{TestServer, befriend};
+use wisp_test_support::{TestServer, befriend};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

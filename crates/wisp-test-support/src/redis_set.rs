@@ -1,21 +1,18 @@
 //! Redis deployments a test starts for itself on free loopback ports: a
 //! primary with replicas under Sentinels, and a Redis Cluster. Every process
 //! is killed when its owner is dropped.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::host::{free_port, tool_or_skip};
+
+/// The name the Sentinels monitor the primary under.
 pub const SERVICE: &str = "wisp";
 
 /// A process stopped (SIGKILL) when dropped.
+#[derive(Debug)]
 pub struct Process(Child);
 
 impl Drop for Process {
@@ -25,14 +22,7 @@ impl Drop for Process {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The `redis-server` on PATH, or None (a skip; a failure in CI).
 pub fn redis_server() -> Option<String> {
     let found = Command::new("sh")
         .args(["-c", "command -v redis-server"])
@@ -41,7 +31,7 @@ pub fn redis_server() -> Option<String> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
-    crate::common::tool_or_skip(
+    tool_or_skip(
         "redis-server",
         found,
         "scripts/ensure-services.sh installs it",
@@ -102,6 +92,7 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 /// A primary, two replicas and three Sentinels (quorum two).
+#[derive(Debug)]
 pub struct SentinelSet {
     pub data_ports: Vec<u16>,
     pub data: Vec<Option<Process>>,
@@ -208,6 +199,7 @@ fn write_sentinel_config(path: &Path, port: u16, primary: u16) {
 }
 
 /// A Redis Cluster of three primaries (no replicas).
+#[derive(Debug)]
 pub struct RedisCluster {
     pub ports: Vec<u16>,
     _nodes: Vec<Process>,

@@ -10,14 +10,6 @@
 //! on; a send that failed is retried with the same client message id (as
 //! the `Messenger` does), so a retry can never store a second copy.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

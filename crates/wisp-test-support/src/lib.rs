@@ -1,0 +1,59 @@
+//! What Wisp's integration tests share (an unpublished crate, only ever a
+//! dev-dependency): real servers on loopback port 0 over real SQLite,
+//! PostgreSQL and Redis, real SDK clients, raw WebSocket connections, Redis
+//! deployments a test starts for itself, and a traffic script that accounts
+//! for every message. The tests of `wisp-server`, `wisp-cli` and
+//! `wisp-bench` use it instead of each carrying a copy.
+//!
+//! Every helper panics when it cannot do its job: a failed set-up fails the
+//! test that asked for it, with a message saying what failed. Services a
+//! test cannot find here (PostgreSQL, Redis, `redis-server`, `haproxy`) make
+//! it skip with a note, except with `CI=true`, where they fail it.
+//!
+//! Depending on this crate turns on the `test-support` features of
+//! `wisp-server` and `wisp-client` (seams such as `ManualClock`,
+//! `Server::stored_message_count` and `Identity::clone_for_tests`) in the
+//! test builds that use it, and nowhere else.
+//!
+//! # Layout
+//! - [`server`]: [`TestServer`], one server in the test's process, on SQLite
+//!   in a temporary directory or on the cluster backend; [`test_config`],
+//!   the settings every test server and node starts from.
+//! - [`cluster`]: [`ClusterBackend`], a PostgreSQL schema and a Redis key
+//!   prefix of one test's own, and the nodes ([`ClusterBackend::start_node`])
+//!   that share them.
+//! - [`device`]: users: [`Device`] (a `Messenger` and the home holding its
+//!   encrypted state), [`TestUser`] (a plain `Client`), making friends, and
+//!   [`code_of`] for refusals.
+//! - [`raw`]: [`RawConnection`], a WebSocket with no SDK in between, for
+//!   bytes no SDK would send.
+//! - [`process`]: the `wisp-server` binary run as child processes
+//!   ([`ServerBinary`]): one, or several nodes on one cluster.
+//! - [`host`]: what the machine offers: a free port, a tool (or a skip), a
+//!   plain HTTP GET.
+//! - [`redis_set`]: Redis deployments on free ports: a primary and replicas
+//!   under Sentinels, a Redis Cluster.
+//! - [`traffic`]: many users chatting across nodes while something breaks,
+//!   then an account of every message.
+// A test helper that cannot do its job fails the test: panicking is how it
+// says so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod cluster;
+pub mod device;
+pub mod host;
+pub mod process;
+pub mod raw;
+pub mod redis_set;
+pub mod server;
+pub mod traffic;
+
+pub use cluster::ClusterBackend;
+pub use device::{
+    Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at,
+    friends_one_offline, reopen_at,
+};
+pub use host::{free_port, http_get, tool_or_skip};
+pub use process::{NodeProcesses, ServerBinary, ServerProcess};
+pub use raw::{RawConnection, Received};
+pub use server::{Backend, StoppedServer, TEST_POW_BITS, TestServer, test_config};
