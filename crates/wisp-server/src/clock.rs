@@ -26,9 +26,11 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to: for tests of expiry that must not
 /// sleep for minutes.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug)]
 pub struct ManualClock(std::sync::atomic::AtomicI64);
 
+#[cfg(any(test, feature = "test-support"))]
 impl ManualClock {
     /// A clock showing the system time now.
     pub fn starting_now() -> Self {
@@ -42,6 +44,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> UnixMillis {
         self.0.load(std::sync::atomic::Ordering::SeqCst)

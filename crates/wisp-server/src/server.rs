@@ -228,6 +228,7 @@ impl Server {
 
     /// How many messages the server stores right now (undelivered or
     /// delivered but not yet acknowledged).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn stored_message_count(&self) -> Result<u64, StoreError> {
         self.state.stores.mailbox.stored_count().await
     }

@@ -206,9 +206,11 @@ pub trait MailboxStore: Send + Sync + 'static {
     }
 
     /// How many messages are stored in all (for tests and metrics).
+    #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError>;
 
     /// How many of `sender`'s messages wait in `recipient`'s mailbox.
+    #[cfg(any(test, feature = "test-support"))]
     async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError>;
 
     /// Housekeeping after deletions, so deleted ciphertext leaves the disk

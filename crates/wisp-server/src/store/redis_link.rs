@@ -361,6 +361,7 @@ impl RedisLink {
 
     /// Every key matching `pattern`, from every primary (for tests and
     /// operators' checks: it walks the whole key space).
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) async fn all_keys(&self, pattern: &str) -> RedisResult<Vec<String>> {
         let mut keys = Vec::new();
         let Shape::Cluster {
@@ -432,6 +433,7 @@ impl RedisLink {
 }
 
 /// Appends every key on `connection`'s server that matches `pattern`.
+#[cfg(any(test, feature = "test-support"))]
 async fn scan_into<C: ConnectionLike + Send + Sync>(
     connection: &mut C,
     pattern: &str,

@@ -359,6 +359,7 @@ impl MailboxStore for RedisMailbox {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError> {
         let keys = self
             .redis
@@ -368,6 +369,7 @@ impl MailboxStore for RedisMailbox {
         Ok(keys.len() as u64)
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError> {
         let mb = self.mailbox(recipient);
         let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);

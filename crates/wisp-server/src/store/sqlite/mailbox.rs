@@ -71,6 +71,7 @@ impl MailboxStore for SqliteStore {
         self.group.drop_conversation(a, b).await
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM messages WHERE recipient = ? AND sender = ?")
@@ -88,6 +89,7 @@ impl MailboxStore for SqliteStore {
         self.group.maintain().await
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
             .fetch_one(&self.writer)
