@@ -5,12 +5,17 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use indicatif::ProgressBar;
 use serde::Serialize;
-use wisp_client::{Client, Events};
+use wisp_client::{Client, Events, Identity};
 
 /// Connections per loopback source address (well under the ephemeral port
 /// range of one address).
 const PER_SOURCE_ADDRESS: usize = 20_000;
+
+/// Logins in flight at once.
+const LOGINS_IN_FLIGHT: usize = 64;
 
 /// What holding the users cost.
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +79,26 @@ fn source(server: &str, i: usize) -> Option<IpAddr> {
     Some(IpAddr::from([127, 0, 0, x]))
 }
 
+/// Logs every identity in on `server`, [`LOGINS_IN_FLIGHT`] at a time,
+/// each over a connection of its own (spread over source addresses).
+async fn log_in_all(
+    server: &str,
+    identities: Vec<Identity>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<(Client, Events)>> {
+    stream::iter(identities.into_iter().enumerate())
+        .map(|(i, identity)| async move {
+            let (mut client, events) = Client::connect_from(server, source(server, i)).await?;
+            let name = client.server_name().to_owned();
+            client.login(&identity, &name).await?;
+            bar.inc(1);
+            anyhow::Ok((client, events))
+        })
+        .buffer_unordered(LOGINS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
 /// Registers `users` users, measures the server, logs them all in, and
 /// measures again; holds them for `hold` before letting go.
 pub async fn idle(
@@ -95,28 +120,7 @@ pub async fn idle(
 
     let bar = crate::run::progress(quiet, users as u64, "logging in");
     let started = Instant::now();
-    let mut held: Vec<(Client, Events)> = Vec::with_capacity(users);
-    let mut logging_in = tokio::task::JoinSet::new();
-    for (i, identity) in identities.into_iter().enumerate() {
-        if logging_in.len() >= 64
-            && let Some(done) = logging_in.join_next().await
-        {
-            held.push(done??);
-            bar.inc(1);
-        }
-        let url = server.to_owned();
-        let local = source(server, i);
-        logging_in.spawn(async move {
-            let (mut client, events) = Client::connect_from(&url, local).await?;
-            let name = client.server_name().to_owned();
-            client.login(&identity, &name).await?;
-            anyhow::Ok((client, events))
-        });
-    }
-    while let Some(done) = logging_in.join_next().await {
-        held.push(done??);
-        bar.inc(1);
-    }
+    let held = log_in_all(server, identities, &bar).await?;
     let took = started.elapsed();
     bar.finish();
     // Let the server settle (login bookkeeping, allocator) before reading.

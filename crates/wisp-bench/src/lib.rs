@@ -7,11 +7,13 @@
 //!   logged in over the nodes), phases of traffic at a rate, exactly-once
 //!   accounting, latency histograms, and the search for the highest rate
 //!   held.
+//! - [`json`]: the `run --json` objects, typed (a public contract).
 //! - [`idle`]: many idle logged-in users and the server memory each costs.
 //! - [`plan`]: the brief's traffic model, storage sizes and machines.
 //! - [`report`]: the SVG report of a run.
 
 pub mod idle;
+pub mod json;
 pub mod plan;
 pub mod report;
 pub mod run;

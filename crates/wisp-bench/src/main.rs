@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use wisp_bench::json::{FindMaxReport, RunReport, Warmup};
 use wisp_bench::plan::{Machines, Model, Plan};
 use wisp_bench::run::{Summary, Swarm};
 
@@ -32,115 +33,128 @@ struct Cli {
 enum Command {
     /// Register, befriend and log in users, then send at a rate and account
     /// for every message.
-    Run {
-        /// WebSocket URL of each node, comma-separated; users are spread
-        /// over them
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required = true,
-            value_name = "URL[,URL...]"
-        )]
-        server: Vec<String>,
-        /// Users (in circles of six: each talks to five friends)
-        #[arg(long, default_value_t = 1000)]
-        users: usize,
-        /// Messages per second, all users together
-        #[arg(long, default_value_t = 1000.0, value_name = "MSGS_PER_SEC")]
-        rate: f64,
-        /// Seconds of sending
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        /// Step the rate up (from --rate, ×1.25 a step of --duration
-        /// seconds) to find the highest held with p99 ≤ --p99-limit-ms and
-        /// nothing lost, then halve the gap between the last rate held and
-        /// the first not held three times
-        #[arg(long)]
-        find_max: bool,
-        /// Encrypt and decrypt every message for real with Olm (sessions are
-        /// opened before the measured phase); by default messages are
-        /// ready-made 200-byte blobs, so the server is what is measured
-        #[arg(long)]
-        e2e: bool,
-        /// The latency bound --find-max holds to
-        #[arg(long, default_value_t = 50.0, value_name = "MS")]
-        p99_limit_ms: f64,
-        /// Seconds of sending at --rate before anything is measured, while
-        /// the server's caches fill and its files grow; its messages are
-        /// checked like any others (a loss fails the run) but left out of
-        /// the figures. 0 for none
-        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
-        warmup: u64,
-        /// Print one JSON object instead of the summary
-        #[arg(long)]
-        json: bool,
-        /// Write an SVG report (latency over time, histogram) to FILE
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// No progress bars
-        #[arg(long)]
-        quiet: bool,
-    },
+    Run(RunArgs),
     /// Hold many logged-in idle users and report the server's memory per
     /// connection.
-    Idle {
-        /// WebSocket URL of the server
-        #[arg(long, value_name = "URL")]
-        server: String,
-        /// Idle users to hold
-        #[arg(long, default_value_t = 1000)]
-        users: usize,
-        /// The server's process id, to read its memory from /proc
-        #[arg(long, value_name = "PID")]
-        server_pid: Option<u32>,
-        /// Seconds to hold the users after measuring
-        #[arg(long, default_value_t = 0)]
-        hold: u64,
-        /// Print one JSON object instead of the summary
-        #[arg(long)]
-        json: bool,
-        /// No progress bars
-        #[arg(long)]
-        quiet: bool,
-    },
+    Idle(IdleArgs),
     /// Print the brief's traffic table, storage sizes and, given a measured
     /// run, the machines a deployment needs.
-    Plan {
-        /// Registered users
-        #[arg(long, default_value_t = 10_000_000)]
-        users: u64,
-        /// Share of users active daily
-        #[arg(long, default_value_t = 0.4)]
-        dau: f64,
-        /// Friends an active user talks to
-        #[arg(long, default_value_t = 5)]
-        friends: u64,
-        /// Messages an active user sends each friend a day
-        #[arg(long, default_value_t = 100)]
-        msgs_per_day: u64,
-        /// Hours the day's messages are packed into
-        #[arg(long, default_value_t = 6.0)]
-        peak_hours: f64,
-        /// Hours the day's logins are packed into
-        #[arg(long, default_value_t = 4.0)]
-        login_peak_hours: f64,
-        /// A `wisp-bench run --json` output: its msgs_per_s per node sizes
-        /// the deployment
-        #[arg(long, value_name = "RUN.json")]
-        node_capacity: Option<PathBuf>,
-        /// Share of measured capacity to plan for at peak
-        #[arg(long, default_value_t = 0.5)]
-        headroom: f64,
-        /// Usable memory of one Redis machine, GiB
-        #[arg(long, default_value_t = 48.0)]
-        redis_memory_gib: f64,
-        /// Commands one Redis shard serves per second
-        #[arg(long, default_value_t = 100_000.0)]
-        redis_ops_per_s: f64,
-        /// Print one JSON object instead of the table
-        #[arg(long)]
-        json: bool,
-    },
+    Plan(PlanArgs),
+}
+
+// The flags of `wisp-bench run` (a plain comment: a doc comment here
+// would compete with the subcommand's own).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// WebSocket URL of each node, comma-separated; users are spread
+    /// over them
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "URL[,URL...]"
+    )]
+    server: Vec<String>,
+    /// Users (in circles of six: each talks to five friends)
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Messages per second, all users together
+    #[arg(long, default_value_t = 1000.0, value_name = "MSGS_PER_SEC")]
+    rate: f64,
+    /// Seconds of sending
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Step the rate up (from --rate, ×1.25 a step of --duration
+    /// seconds) to find the highest held with p99 ≤ --p99-limit-ms and
+    /// nothing lost, then halve the gap between the last rate held and
+    /// the first not held three times
+    #[arg(long)]
+    find_max: bool,
+    /// Encrypt and decrypt every message for real with Olm (sessions are
+    /// opened before the measured phase); by default messages are
+    /// ready-made 200-byte blobs, so the server is what is measured
+    #[arg(long)]
+    e2e: bool,
+    /// The latency bound --find-max holds to
+    #[arg(long, default_value_t = 50.0, value_name = "MS")]
+    p99_limit_ms: f64,
+    /// Seconds of sending at --rate before anything is measured, while
+    /// the server's caches fill and its files grow; its messages are
+    /// checked like any others (a loss fails the run) but left out of
+    /// the figures. 0 for none
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    warmup: u64,
+    /// Print one JSON object instead of the summary
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG report (latency over time, histogram) to FILE
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// No progress bars
+    #[arg(long)]
+    quiet: bool,
+}
+
+// The flags of `wisp-bench idle`.
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// WebSocket URL of the server
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// Idle users to hold
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// The server's process id, to read its memory from /proc
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Seconds to hold the users after measuring
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
+    /// Print one JSON object instead of the summary
+    #[arg(long)]
+    json: bool,
+    /// No progress bars
+    #[arg(long)]
+    quiet: bool,
+}
+
+// The flags of `wisp-bench plan`.
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Registered users
+    #[arg(long, default_value_t = 10_000_000)]
+    users: u64,
+    /// Share of users active daily
+    #[arg(long, default_value_t = 0.4)]
+    dau: f64,
+    /// Friends an active user talks to
+    #[arg(long, default_value_t = 5)]
+    friends: u64,
+    /// Messages an active user sends each friend a day
+    #[arg(long, default_value_t = 100)]
+    msgs_per_day: u64,
+    /// Hours the day's messages are packed into
+    #[arg(long, default_value_t = 6.0)]
+    peak_hours: f64,
+    /// Hours the day's logins are packed into
+    #[arg(long, default_value_t = 4.0)]
+    login_peak_hours: f64,
+    /// A `wisp-bench run --json` output: its msgs_per_s per node sizes
+    /// the deployment
+    #[arg(long, value_name = "RUN.json")]
+    node_capacity: Option<PathBuf>,
+    /// Share of measured capacity to plan for at peak
+    #[arg(long, default_value_t = 0.5)]
+    headroom: f64,
+    /// Usable memory of one Redis machine, GiB
+    #[arg(long, default_value_t = 48.0)]
+    redis_memory_gib: f64,
+    /// Commands one Redis shard serves per second
+    #[arg(long, default_value_t = 100_000.0)]
+    redis_ops_per_s: f64,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    json: bool,
 }
 
 /// The per-node capacity in a run's JSON: a --find-max result's best held
@@ -165,193 +179,169 @@ fn node_capacity(path: &PathBuf) -> anyhow::Result<f64> {
     Ok(rate / nodes)
 }
 
-/// One `--find-max` step as JSON: a plain run's fields, without the
-/// timeline and histogram (those go to `--report`).
-fn step_json(step: &Summary) -> serde_json::Value {
-    let mut value = serde_json::to_value(step).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("timeline");
-        object.remove("histogram");
-    }
-    value
-}
-
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run {
-            server,
-            users,
-            rate,
-            duration,
-            find_max,
-            e2e,
-            p99_limit_ms,
-            warmup,
-            json,
-            report,
-            quiet,
-        } => {
-            let mut swarm = Swarm::start(&server, users, e2e, quiet).await?;
-            let step = Duration::from_secs(duration);
-            let warm = if warmup > 0 {
-                let warm = swarm.phase(rate, Duration::from_secs(warmup)).await?;
-                eprintln!(
-                    "warm-up: {warmup} s at {rate:.0} msgs/s, {} acknowledged, lost {}, duplicated {}, left stored {} (not in the figures)",
-                    warm.acked, warm.lost, warm.duplicated, warm.left_stored
-                );
-                Some(warm)
-            } else {
-                None
-            };
-            let warm_json = warm.as_ref().map(|w| {
-                serde_json::json!({
-                    "seconds": warmup,
-                    "target_rate": w.target_rate,
-                    "acked": w.acked,
-                    "lost": w.lost,
-                    "duplicated": w.duplicated,
-                    "left_stored": w.left_stored,
-                })
-            });
-            let warm_clean = warm.as_ref().is_none_or(|w| w.clean());
-            let (phases, output, ok) = if find_max {
-                let steps = swarm.find_max(rate, 1.25, step, p99_limit_ms).await?;
-                let best = steps
-                    .iter()
-                    .filter(|s| s.held(p99_limit_ms))
-                    .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s))
-                    .cloned();
-                let all_clean = steps.iter().all(|s| s.clean());
-                let text = match &best {
-                    Some(best) => format!(
-                        "highest rate held (p99 ≤ {p99_limit_ms} ms, nothing lost): {:.0} msgs/s (p99 {:.2} ms)\n\n{}",
-                        best.msgs_per_s,
-                        best.p99_ms,
-                        best.render()
-                    ),
-                    None => format!(
-                        "no rate held p99 ≤ {p99_limit_ms} ms with nothing lost; start lower than --rate {rate}"
-                    ),
-                };
-                // The top level carries a plain run's fields (`sent`,
-                // `lost`, `p99_ms`, `users`, `nodes`, …) for the highest step
-                // held, or for the first step when none held, so a script
-                // reads either output the same way; then the search's own
-                // fields.
-                let mut json_value = best
-                    .as_ref()
-                    .or(steps.first())
-                    .map_or_else(|| serde_json::json!({}), step_json);
-                if let Some(object) = json_value.as_object_mut() {
-                    object.extend([
-                        ("warmup".into(), warm_json.unwrap_or_default()),
-                        ("held".into(), best.is_some().into()),
-                        (
-                            "max_msgs_per_s".into(),
-                            best.as_ref().map(|b| b.msgs_per_s).into(),
-                        ),
-                        ("max_p99_ms".into(), best.as_ref().map(|b| b.p99_ms).into()),
-                        ("p99_limit_ms".into(), p99_limit_ms.into()),
-                        ("steps".into(), steps.iter().map(step_json).collect()),
-                    ]);
-                }
-                (
-                    steps,
-                    if json { json_value.to_string() } else { text },
-                    best.is_some() && all_clean && warm_clean,
-                )
-            } else {
-                let summary = swarm.phase(rate, step).await?;
-                let ok = summary.clean() && warm_clean;
-                let text = if json {
-                    let mut value = serde_json::to_value(&summary)?;
-                    if let Some(object) = value.as_object_mut() {
-                        object.insert("warmup".into(), warm_json.unwrap_or_default());
-                    }
-                    value.to_string()
-                } else {
-                    summary.render()
-                };
-                (vec![summary], text, ok)
-            };
-            swarm.stop();
-            if let Some(path) = report {
-                std::fs::write(&path, wisp_bench::report::svg(&phases))
-                    .with_context(|| format!("writing {}", path.display()))?;
-                if !json {
-                    eprintln!("report written to {}", path.display());
-                }
-            }
-            println!("{output}");
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Command::Idle {
-            server,
-            users,
-            server_pid,
-            hold,
-            json,
-            quiet,
-        } => {
-            let summary = wisp_bench::idle::idle(
-                &server,
-                users,
-                server_pid,
-                Duration::from_secs(hold),
-                quiet,
-            )
-            .await?;
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                println!("{}", summary.render());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan {
-            users,
-            dau,
-            friends,
-            msgs_per_day,
-            peak_hours,
-            login_peak_hours,
-            node_capacity: capacity_file,
-            headroom,
-            redis_memory_gib,
-            redis_ops_per_s,
-            json,
-        } => {
-            let model = Model {
-                users,
-                dau,
-                friends,
-                msgs_per_day,
-                peak_hours,
-                login_peak_hours,
-                ..Model::brief(users)
-            };
-            let capacity = capacity_file.as_ref().map(node_capacity).transpose()?;
-            let plan = Plan::new(
-                model,
-                capacity,
-                Machines {
-                    redis_memory: redis_memory_gib * 1024.0 * 1024.0 * 1024.0,
-                    redis_ops_per_s,
-                    headroom,
-                },
-            );
-            if json {
-                println!("{}", serde_json::to_string(&plan)?);
-            } else {
-                print!("{}", plan.render());
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Run(args) => run_swarm(args).await,
+        Command::Idle(args) => idle(args).await,
+        Command::Plan(args) => plan(&args),
+    }
+}
+
+/// What a `run` measured and prints.
+struct Outcome {
+    /// Every measured phase (one, or each `--find-max` step), for the SVG.
+    phases: Vec<Summary>,
+    /// The summary or the JSON object.
+    output: String,
+    /// Everything arrived exactly once (and, with `--find-max`, a rate held).
+    ok: bool,
+}
+
+/// `wisp-bench run`: the swarm, its warm-up, then one measured phase or
+/// the search for the highest rate held.
+async fn run_swarm(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut swarm = Swarm::start(&args.server, args.users, args.e2e, args.quiet).await?;
+    let warmup = warm_up(&mut swarm, &args).await?;
+    let outcome = if args.find_max {
+        find_max(&mut swarm, &args, warmup).await?
+    } else {
+        measure(&mut swarm, &args, warmup).await?
+    };
+    swarm.stop();
+    if let Some(path) = &args.report {
+        std::fs::write(path, wisp_bench::report::svg(&outcome.phases))
+            .with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            eprintln!("report written to {}", path.display());
         }
     }
+    println!("{}", outcome.output);
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Sends for `--warmup` seconds at `--rate`, outside the figures, and says
+/// how it went on stderr; `None` with `--warmup 0`.
+async fn warm_up(swarm: &mut Swarm, args: &RunArgs) -> anyhow::Result<Option<Warmup>> {
+    if args.warmup == 0 {
+        return Ok(None);
+    }
+    let rate = args.rate;
+    let warm = swarm.phase(rate, Duration::from_secs(args.warmup)).await?;
+    eprintln!(
+        "warm-up: {} s at {rate:.0} msgs/s, {} acknowledged, lost {}, duplicated {}, left stored {} (not in the figures)",
+        args.warmup, warm.acked, warm.lost, warm.duplicated, warm.left_stored
+    );
+    Ok(Some(Warmup::of(&warm, args.warmup)))
+}
+
+/// One measured phase of `--duration` seconds at `--rate`.
+async fn measure(
+    swarm: &mut Swarm,
+    args: &RunArgs,
+    warmup: Option<Warmup>,
+) -> anyhow::Result<Outcome> {
+    let summary = swarm
+        .phase(args.rate, Duration::from_secs(args.duration))
+        .await?;
+    let ok = summary.clean() && warmup.as_ref().is_none_or(Warmup::clean);
+    let output = if args.json {
+        serde_json::to_string(&RunReport::new(&summary, warmup))?
+    } else {
+        summary.render()
+    };
+    Ok(Outcome {
+        phases: vec![summary],
+        output,
+        ok,
+    })
+}
+
+/// `--find-max`: steps of `--duration` seconds from `--rate` up, and the
+/// highest rate held.
+async fn find_max(
+    swarm: &mut Swarm,
+    args: &RunArgs,
+    warmup: Option<Warmup>,
+) -> anyhow::Result<Outcome> {
+    let limit = args.p99_limit_ms;
+    let steps = swarm
+        .find_max(args.rate, 1.25, Duration::from_secs(args.duration), limit)
+        .await?;
+    let warm_clean = warmup.as_ref().is_none_or(Warmup::clean);
+    let report = FindMaxReport::new(&steps, warmup, limit);
+    let ok = report.held && steps.iter().all(Summary::clean) && warm_clean;
+    let output = if args.json {
+        serde_json::to_string(&report)?
+    } else {
+        match report.best {
+            Some(best) => format!(
+                "highest rate held (p99 ≤ {limit} ms, nothing lost): {:.0} msgs/s (p99 {:.2} ms)\n\n{}",
+                best.msgs_per_s,
+                best.p99_ms,
+                best.render()
+            ),
+            None => format!(
+                "no rate held p99 ≤ {limit} ms with nothing lost; start lower than --rate {}",
+                args.rate
+            ),
+        }
+    };
+    Ok(Outcome {
+        phases: steps,
+        output,
+        ok,
+    })
+}
+
+/// `wisp-bench idle`.
+async fn idle(args: IdleArgs) -> anyhow::Result<ExitCode> {
+    let summary = wisp_bench::idle::idle(
+        &args.server,
+        args.users,
+        args.server_pid,
+        Duration::from_secs(args.hold),
+        args.quiet,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{}", summary.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wisp-bench plan`.
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let model = Model {
+        users: args.users,
+        dau: args.dau,
+        friends: args.friends,
+        msgs_per_day: args.msgs_per_day,
+        peak_hours: args.peak_hours,
+        login_peak_hours: args.login_peak_hours,
+        ..Model::brief(args.users)
+    };
+    let capacity = args.node_capacity.as_ref().map(node_capacity).transpose()?;
+    let plan = Plan::new(
+        model,
+        capacity,
+        Machines {
+            redis_memory: args.redis_memory_gib * 1024.0 * 1024.0 * 1024.0,
+            redis_ops_per_s: args.redis_ops_per_s,
+            headroom: args.headroom,
+        },
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&plan)?);
+    } else {
+        print!("{}", plan.render());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

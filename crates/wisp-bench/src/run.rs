@@ -2,23 +2,31 @@
 //! over the given nodes, then messages at an aggregate rate, every one
 //! accounted for.
 //!
-//! Each message carries a header (phase, sequence number, send time) ahead
-//! of padding, in a blob made once: the server sees opaque ciphertext of the
-//! usual size and the bench spends no time on crypto. The receiver of a
+//! Set-up (registering, logging in, befriending, with `--e2e` opening Olm
+//! sessions) runs a bounded number of operations at once, on `futures`
+//! streams. Then each phase starts one [`Sender`] task per user. Each
+//! message carries a header (phase, sequence number, send time) ahead of
+//! padding, in a blob made once per sender: the server sees opaque
+//! ciphertext of the usual size and, unless `--e2e` asks for real Olm
+//! encryption, the bench spends no time on crypto. The receiver of a
 //! message reads the header, records the send→deliver latency, and
 //! acknowledges (burns) it, in batches as they come. At the end of a phase
 //! every acknowledged send must have been delivered exactly once and burned.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use wisp_client::{Client, ClientError, ErrorCode, Event, Events, Identity, LocalState, UserId};
 use wisp_proto::frames::sealed::Kind;
 use wisp_proto::frames::{Sealed, Text};
@@ -89,7 +97,9 @@ pub struct Second {
     pub p99_ms: f64,
 }
 
-/// The result of one phase.
+/// The result of one phase. Serialized, its figures: a `--find-max`
+/// step's JSON; a plain run's JSON adds the timeline and histogram
+/// ([`crate::json::RunReport`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub users: usize,
@@ -119,8 +129,11 @@ pub struct Summary {
     pub max_ms: f64,
     /// The first send error, if any (e.g. a rate limit).
     pub first_error: Option<String>,
+    /// Latency and throughput per second, for the report.
+    #[serde(skip)]
     pub timeline: Vec<Second>,
     /// Every latency bucket: (upper bound in ms, count), for the report.
+    #[serde(skip)]
     pub histogram: Vec<(f64, u64)>,
 }
 
@@ -194,34 +207,32 @@ fn explain(error: ClientError, doing: &str) -> anyhow::Error {
     anyhow::anyhow!("{doing}: {error}{hint}")
 }
 
-/// Runs `jobs` with at most [`SETUP_PARALLELISM`] at once, ticking `bar`.
-async fn in_parallel<T, F>(jobs: Vec<F>, bar: &ProgressBar) -> anyhow::Result<Vec<T>>
+/// Runs `jobs` with at most [`SETUP_PARALLELISM`] at once, ticking `bar`
+/// as each finishes. The results come in the jobs' order; the first error
+/// drops the jobs still running.
+async fn in_parallel<T, F>(
+    jobs: impl IntoIterator<Item = F>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<T>>
 where
-    F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = anyhow::Result<T>>,
 {
-    let mut results: Vec<Option<T>> = (0..jobs.len()).map(|_| None).collect();
-    let mut running = tokio::task::JoinSet::new();
-    for (i, job) in jobs.into_iter().enumerate() {
-        if running.len() >= SETUP_PARALLELISM
-            && let Some(done) = running.join_next().await
-        {
-            let (j, value) = done.context("setup task")?;
-            results[j] = Some(value?);
-            bar.inc(1);
-        }
-        running.spawn(async move { (i, job.await) });
-    }
-    while let Some(done) = running.join_next().await {
-        let (j, value) = done.context("setup task")?;
-        results[j] = Some(value?);
-        bar.inc(1);
-    }
+    let mut done: Vec<(usize, T)> = stream::iter(jobs.into_iter().enumerate())
+        .map(|(i, job)| async move { job.await.map(|value| (i, value)) })
+        .buffer_unordered(SETUP_PARALLELISM)
+        .inspect_ok(|_| bar.inc(1))
+        .try_collect()
+        .await?;
     bar.finish();
-    results
-        .into_iter()
-        .map(|r| r.context("a setup job did not finish"))
-        .collect()
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, value)| value).collect())
+}
+
+/// Connects to `url`, saying what failed.
+async fn connect(url: &str) -> anyhow::Result<(Client, Events)> {
+    Client::connect(url)
+        .await
+        .map_err(|e| explain(e, &format!("connecting to {url}")))
 }
 
 /// Registers `users` new identities, spread over `servers`, over a few
@@ -234,45 +245,125 @@ pub async fn register(
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<Identity>> {
     let workers = SETUP_PARALLELISM.min(users).max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers {
-        let servers = servers.to_vec();
-        let bar = bar.clone();
-        tasks.spawn(async move {
-            let mut mine = Vec::new();
-            let mut connections: HashMap<usize, Client> = HashMap::new();
-            for i in (worker..users).step_by(workers) {
-                let node = i % servers.len();
-                if let std::collections::hash_map::Entry::Vacant(slot) = connections.entry(node) {
-                    let url = &servers[node];
-                    let (client, _) = Client::connect(url)
-                        .await
-                        .map_err(|e| explain(e, &format!("connecting to {url}")))?;
-                    slot.insert(client);
-                }
-                let identity = Identity::generate();
-                if let Some(client) = connections.get(&node) {
-                    client
-                        .register(&identity)
-                        .await
-                        .map_err(|e| explain(e, "registering"))?;
-                }
-                mine.push((i, identity));
-                bar.inc(1);
-            }
-            anyhow::Ok(mine)
-        });
+    let batches: Vec<Vec<(usize, Identity)>> = stream::iter(0..workers)
+        .map(|worker| register_batch(servers, (worker..users).step_by(workers), bar))
+        .buffer_unordered(workers)
+        .try_collect()
+        .await?;
+    let mut registered: Vec<(usize, Identity)> = batches.into_iter().flatten().collect();
+    registered.sort_unstable_by_key(|(i, _)| *i);
+    Ok(registered
+        .into_iter()
+        .map(|(_, identity)| identity)
+        .collect())
+}
+
+/// Registers a new identity for each of `indices`, one after the other,
+/// keeping one connection per node.
+async fn register_batch(
+    servers: &[String],
+    indices: impl Iterator<Item = usize>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<(usize, Identity)>> {
+    let mut mine = Vec::new();
+    let mut connections: HashMap<usize, Client> = HashMap::new();
+    for i in indices {
+        let node = i % servers.len();
+        let client = match connections.entry(node) {
+            Entry::Occupied(slot) => slot.into_mut(),
+            Entry::Vacant(slot) => slot.insert(connect(&servers[node]).await?.0),
+        };
+        let identity = Identity::generate();
+        client
+            .register(&identity)
+            .await
+            .map_err(|e| explain(e, "registering"))?;
+        mine.push((i, identity));
+        bar.inc(1);
     }
-    let mut identities: Vec<Option<Identity>> = (0..users).map(|_| None).collect();
-    while let Some(done) = tasks.join_next().await {
-        for (i, identity) in done.context("registration task")?? {
-            identities[i] = Some(identity);
+    Ok(mine)
+}
+
+/// Logs identity `i` in on `servers[i % servers.len()]`, over a connection
+/// of its own.
+async fn log_in(
+    servers: &[String],
+    identities: Vec<Identity>,
+    quiet: bool,
+) -> anyhow::Result<Vec<(Identity, Client, Events)>> {
+    let bar = progress(quiet, identities.len() as u64, "logging in");
+    let jobs = identities.into_iter().enumerate().map(|(i, identity)| {
+        let url = &servers[i % servers.len()];
+        async move {
+            let (mut client, events) = connect(url).await?;
+            let name = client.server_name().to_owned();
+            client
+                .login(&identity, &name)
+                .await
+                .map_err(|e| explain(e, "logging in"))?;
+            Ok((identity, client, events))
+        }
+    });
+    in_parallel(jobs, &bar).await
+}
+
+/// Users `0..users` in circles of six (the last one takes any remainder).
+fn circles(users: usize) -> Vec<Range<usize>> {
+    let mut circles: Vec<Range<usize>> = (0..users)
+        .step_by(CIRCLE)
+        .map(|start| start..(start + CIRCLE).min(users))
+        .collect();
+    if circles.len() > 1 && circles.last().is_some_and(|c| c.len() < 2) {
+        let last = circles.pop().unwrap_or(0..0);
+        if let Some(previous) = circles.last_mut() {
+            previous.end = last.end;
         }
     }
-    identities
-        .into_iter()
-        .map(|i| i.context("a registration did not finish"))
-        .collect()
+    circles
+}
+
+/// Every pair of users in each circle, and each user's friends.
+fn friendships(
+    circles: &[Range<usize>],
+    ids: &[UserId],
+) -> (Vec<(usize, usize)>, Vec<Vec<UserId>>) {
+    let mut friends: Vec<Vec<UserId>> = vec![Vec::new(); ids.len()];
+    let mut pairs = Vec::new();
+    for circle in circles {
+        for i in circle.clone() {
+            for j in (i + 1)..circle.end {
+                pairs.push((i, j));
+                friends[i].push(ids[j]);
+                friends[j].push(ids[i]);
+            }
+        }
+    }
+    (pairs, friends)
+}
+
+/// Makes each pair friends: the first asks, the second accepts.
+async fn befriend(
+    clients: &[Arc<Client>],
+    ids: &[UserId],
+    pairs: Vec<(usize, usize)>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let bar = progress(quiet, pairs.len() as u64, "befriending");
+    let jobs = pairs.into_iter().map(|(i, j)| {
+        let (a, b) = (&clients[i], &clients[j]);
+        let (ida, idb) = (ids[i], ids[j]);
+        async move {
+            a.request_friend(idb)
+                .await
+                .map_err(|e| explain(e, "requesting a friend"))?;
+            b.accept_friend(ida)
+                .await
+                .map_err(|e| explain(e, "accepting a friend"))?;
+            Ok(())
+        }
+    });
+    in_parallel(jobs, &bar).await?;
+    Ok(())
 }
 
 impl std::fmt::Debug for Swarm {
@@ -307,44 +398,11 @@ impl Swarm {
         let bar = progress(quiet, users as u64, "registering");
         let identities = register(servers, users, &bar).await?;
         bar.finish();
-
-        // Log in, each on its node.
-        let bar = progress(quiet, users as u64, "logging in");
-        let jobs: Vec<_> = identities
-            .into_iter()
-            .enumerate()
-            .map(|(i, identity)| {
-                let url = servers[i % servers.len()].clone();
-                async move {
-                    let (mut client, events) = Client::connect(&url)
-                        .await
-                        .map_err(|e| explain(e, &format!("connecting to {url}")))?;
-                    let name = client.server_name().to_owned();
-                    client
-                        .login(&identity, &name)
-                        .await
-                        .map_err(|e| explain(e, "logging in"))?;
-                    Ok((identity, client, events))
-                }
-            })
-            .collect();
-        let logged_in = in_parallel(jobs, &bar).await?;
-
-        // Circles of six (the last one takes any remainder).
+        let logged_in = log_in(servers, identities, quiet).await?;
         let ids: Vec<UserId> = logged_in
             .iter()
             .map(|(identity, ..)| identity.user_id())
             .collect();
-        let mut circles: Vec<std::ops::Range<usize>> = (0..users)
-            .step_by(CIRCLE)
-            .map(|start| start..(start + CIRCLE).min(users))
-            .collect();
-        if circles.len() > 1 && circles.last().is_some_and(|c| c.len() < 2) {
-            let last = circles.pop().unwrap_or(0..0);
-            if let Some(previous) = circles.last_mut() {
-                previous.end = last.end;
-            }
-        }
         let mut clients: Vec<Arc<Client>> = Vec::new();
         let mut events_of = Vec::new();
         let mut identities = Vec::new();
@@ -353,72 +411,52 @@ impl Swarm {
             events_of.push(events);
             identities.push(identity);
         }
-        let mut friends: Vec<Vec<UserId>> = vec![Vec::new(); users];
-        let mut pairs = Vec::new();
-        for circle in &circles {
-            for i in circle.clone() {
-                for j in (i + 1)..circle.end {
-                    pairs.push((i, j));
-                    friends[i].push(ids[j]);
-                    friends[j].push(ids[i]);
-                }
-            }
-        }
-        let bar = progress(quiet, pairs.len() as u64, "befriending");
-        let jobs: Vec<_> = pairs
-            .into_iter()
-            .map(|(i, j)| {
-                let (a, b) = (Arc::clone(&clients[i]), Arc::clone(&clients[j]));
-                let (ida, idb) = (ids[i], ids[j]);
-                async move {
-                    a.request_friend(idb)
-                        .await
-                        .map_err(|e| explain(e, "requesting a friend"))?;
-                    b.accept_friend(ida)
-                        .await
-                        .map_err(|e| explain(e, "accepting a friend"))?;
-                    Ok(())
-                }
-            })
-            .collect();
-        in_parallel(jobs, &bar).await?;
+        let (pairs, mut friends) = friendships(&circles(users), &ids);
+        befriend(&clients, &ids, pairs, quiet).await?;
         let olms = if e2e {
             Some(open_sessions(&clients, identities, &friends, quiet).await?)
         } else {
             None
         };
+        let members = events_of.into_iter().enumerate().map(|(i, events)| {
+            let user = User {
+                id: ids[i],
+                client: Arc::clone(&clients[i]),
+                friends: std::mem::take(&mut friends[i]),
+                olm: olms.as_ref().map(|o| Arc::clone(&o[i])),
+            };
+            (user, events)
+        });
+        Ok(Self::listen(members.collect(), servers.len(), quiet))
+    }
 
+    /// The swarm of `members`, each with a receiver on its events.
+    fn listen(members: Vec<(User, Events)>, nodes: usize, quiet: bool) -> Self {
         let (observe, observed) = mpsc::unbounded_channel();
         let receivers_stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
-        let mut swarm_users = Vec::with_capacity(users);
-        for (i, events) in events_of.into_iter().enumerate() {
-            let olm = olms.as_ref().map(|o| Arc::clone(&o[i]));
+        let mut users = Vec::with_capacity(members.len());
+        for (user, events) in members {
             tokio::spawn(receive(
                 events,
-                Arc::clone(&clients[i]),
-                olm.clone(),
+                Arc::clone(&user.client),
+                user.olm.clone(),
                 observe.clone(),
                 epoch,
                 Arc::clone(&receivers_stop),
             ));
-            swarm_users.push(User {
-                id: ids[i],
-                client: Arc::clone(&clients[i]),
-                friends: std::mem::take(&mut friends[i]),
-                olm,
-            });
+            users.push(user);
         }
-        Ok(Self {
-            users: swarm_users,
-            nodes: servers.len(),
+        Self {
+            users,
+            nodes,
             observed,
             receivers_stop,
             epoch,
             next_seq: Arc::new(AtomicU64::new(0)),
             phase: 0,
             quiet,
-        })
+        }
     }
 
     /// Sends at `rate` messages per second (all users together) for
@@ -428,98 +466,71 @@ impl Swarm {
             bail!("the rate must be above 0");
         }
         self.phase += 1;
-        let phase = self.phase;
+        let started = Instant::now();
+        let counters = Arc::new(SendCounters::default());
+        let senders = self.spawn_senders(rate, started + duration, &counters);
+        let mut record = Recorder::new(self.phase, started.duration_since(self.epoch));
+        let bar = sending_bar(self.quiet, rate, duration);
+        self.record_while_sending(senders, &mut record, &counters, &bar, started, duration)
+            .await?;
+        let sending_took = started.elapsed();
+        bar.finish_and_clear();
+        let acked = counters.take_acked()?;
+        self.drain(&mut record, &acked).await;
+        let window = Window {
+            rate,
+            duration,
+            sending_took,
+        };
+        Ok(self.summarize(window, &acked, &counters, &record))
+    }
+
+    /// Starts every user's [`Sender`] for the current phase, their ticks
+    /// spread over one period, all ending at `until`.
+    fn spawn_senders(
+        &self,
+        rate: f64,
+        until: Instant,
+        counters: &Arc<SendCounters>,
+    ) -> JoinSet<()> {
         let senders = self.users.len();
         let period = Duration::from_secs_f64(senders as f64 / rate);
-        let started = Instant::now();
-        let until = started + duration;
-        let acked = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
-        let counters = Arc::new(SendCounters::default());
-        let mut tasks = tokio::task::JoinSet::new();
+        let until = tokio::time::Instant::from_std(until);
+        let mut tasks = JoinSet::new();
         for (i, user) in self.users.iter().enumerate() {
-            let client = Arc::clone(&user.client);
-            let olm = user.olm.clone();
-            let friends = user.friends.clone();
-            let acked = Arc::clone(&acked);
-            let counters = Arc::clone(&counters);
-            let next_seq = Arc::clone(&self.next_seq);
-            let epoch = self.epoch;
-            // Spread the senders' ticks over one period.
-            let offset = period.mul_f64(i as f64 / senders as f64);
-            tasks.spawn(async move {
-                let mut blob = vec![0u8; MESSAGE_BYTES];
-                rand::fill(&mut blob[..]);
-                blob[..4].copy_from_slice(MAGIC);
-                blob[4..8].copy_from_slice(&phase.to_be_bytes());
-                let until = tokio::time::Instant::from_std(until);
-                // At a low rate a sender's period can outlast the window:
-                // neither the offset nor a tick may hold it past the end.
-                if tokio::time::timeout_at(until, tokio::time::sleep(offset))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let mut n = 0usize;
-                let mut mine = Vec::new();
-                loop {
-                    if tokio::time::timeout_at(until, tick.tick()).await.is_err()
-                        || tokio::time::Instant::now() >= until
-                    {
-                        break;
-                    }
-                    let to = friends[n % friends.len()];
-                    n += 1;
-                    let seq = next_seq.fetch_add(1, Ordering::Relaxed);
-                    blob[8..16].copy_from_slice(&seq.to_be_bytes());
-                    let sent_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    blob[16..24].copy_from_slice(&sent_us.to_be_bytes());
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
-                    let id = wisp_client::new_client_msg_id();
-                    let ciphertext = match &olm {
-                        None => blob.clone(),
-                        Some(olm) => match seal(olm, to, id, phase, seq, sent_us) {
-                            Ok(ciphertext) => ciphertext,
-                            Err(error) => {
-                                counters.errors.fetch_add(1, Ordering::Relaxed);
-                                counters.first_error(error);
-                                continue;
-                            }
-                        },
-                    };
-                    match client.send_ciphertext(to, id, ciphertext, TTL).await {
-                        Ok(_) => mine.push(seq),
-                        Err(error) => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            counters.first_error(error.to_string());
-                        }
-                    }
-                }
-                if let Ok(mut all) = acked.lock() {
-                    all.extend(mine);
-                }
-            });
+            let sender = Sender {
+                client: Arc::clone(&user.client),
+                olm: user.olm.clone(),
+                friends: user.friends.clone(),
+                counters: Arc::clone(counters),
+                next_seq: Arc::clone(&self.next_seq),
+                epoch: self.epoch,
+                phase: self.phase,
+                // Spread the senders' ticks over one period.
+                offset: period.mul_f64(i as f64 / senders as f64),
+                period,
+                until,
+            };
+            tasks.spawn(sender.run());
         }
-        // Progress while sending.
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            let bar = ProgressBar::new(duration.as_secs().max(1));
-            bar.set_style(
-                ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} s  {prefix}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            bar.set_message(format!("{rate:.0} msgs/s"));
-            bar
-        };
-        let mut record = Recorder::new(phase, started.duration_since(self.epoch));
+        tasks
+    }
+
+    /// Records what the receivers observe until every sender is done,
+    /// showing progress on `bar`.
+    async fn record_while_sending(
+        &mut self,
+        mut senders: JoinSet<()>,
+        record: &mut Recorder,
+        counters: &SendCounters,
+        bar: &ProgressBar,
+        started: Instant,
+        duration: Duration,
+    ) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
-        while !tasks.is_empty() {
+        while !senders.is_empty() {
             tokio::select! {
-                done = tasks.join_next() => {
+                done = senders.join_next() => {
                     if let Some(Err(error)) = done {
                         bail!("a sender failed: {error}");
                     }
@@ -535,21 +546,15 @@ impl Swarm {
                 }
             }
         }
-        let sending_took = started.elapsed();
-        bar.finish_and_clear();
-        let acked = std::mem::take(
-            &mut *acked
-                .lock()
-                .map_err(|_| anyhow::anyhow!("a sender panicked"))?,
-        );
-        // Wait for every acknowledged message (and its burn) while they
-        // still come.
+        Ok(())
+    }
+
+    /// Waits for every message in `acked` (and its burn) while they still
+    /// come: until none has come for [`DRAIN_QUIET`], [`DRAIN_MAX`] at most.
+    async fn drain(&mut self, record: &mut Recorder, acked: &[u64]) {
         let deadline = Instant::now() + DRAIN_MAX;
         let mut quiet_until = Instant::now() + DRAIN_QUIET;
-        while Instant::now() < deadline.min(quiet_until)
-            && (acked.iter().any(|seq| !record.deliveries.contains_key(seq))
-                || record.burned < record.deliveries.len() as u64)
-        {
+        while Instant::now() < deadline.min(quiet_until) && !record.complete(acked) {
             match tokio::time::timeout(Duration::from_millis(100), self.observed.recv()).await {
                 Ok(Some(observed)) => {
                     record.take(observed);
@@ -559,55 +564,41 @@ impl Swarm {
                 Err(_) => {}
             }
         }
-        let lost = acked
-            .iter()
-            .filter(|seq| !record.deliveries.contains_key(seq))
-            .count() as u64;
-        let duplicated = record
-            .deliveries
-            .values()
-            .map(|n| u64::from(n.saturating_sub(1)))
-            .sum();
+    }
+
+    /// The phase's figures.
+    fn summarize(
+        &self,
+        window: Window,
+        acked: &[u64],
+        counters: &SendCounters,
+        record: &Recorder,
+    ) -> Summary {
         let delivered = record.deliveries.len() as u64;
-        let ms = |us: u64| us as f64 / 1000.0;
         let total = &record.total;
-        Ok(Summary {
+        Summary {
             users: self.users.len(),
             nodes: self.nodes,
-            target_rate: rate,
-            duration_s: sending_took.as_secs_f64(),
+            target_rate: window.rate,
+            duration_s: window.sending_took.as_secs_f64(),
             sent: counters.sent.load(Ordering::Relaxed),
             acked: acked.len() as u64,
             send_errors: counters.errors.load(Ordering::Relaxed),
             delivered,
-            lost,
-            duplicated,
+            lost: record.lost(acked),
+            duplicated: record.duplicated(),
             left_stored: delivered.saturating_sub(record.burned),
             // Sends happen only inside the window, so a server that falls
             // behind shows as fewer acknowledged in it.
-            msgs_per_s: acked.len() as f64 / duration.as_secs_f64(),
+            msgs_per_s: acked.len() as f64 / window.duration.as_secs_f64(),
             p50_ms: ms(total.value_at_quantile(0.5)),
             p99_ms: ms(total.value_at_quantile(0.99)),
             p999_ms: ms(total.value_at_quantile(0.999)),
             max_ms: ms(total.max()),
             first_error: counters.first.lock().ok().and_then(|e| e.clone()),
-            timeline: record
-                .seconds
-                .iter()
-                .enumerate()
-                .map(|(t, h)| Second {
-                    t: t as u64,
-                    delivered: h.len(),
-                    p50_ms: ms(h.value_at_quantile(0.5)),
-                    p99_ms: ms(h.value_at_quantile(0.99)),
-                })
-                .collect(),
-            histogram: total
-                .iter_log(1000, 1.25)
-                .filter(|v| v.count_since_last_iteration() > 0)
-                .map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration()))
-                .collect(),
-        })
+            timeline: record.timeline(),
+            histogram: record.histogram(),
+        }
     }
 
     /// Steps the rate up from `start` by `factor` until a step is not
@@ -691,11 +682,16 @@ impl Swarm {
     }
 }
 
+/// What a phase's senders did, together.
 #[derive(Default)]
 struct SendCounters {
     sent: AtomicU64,
     errors: AtomicU64,
+    /// The first send error.
     first: std::sync::Mutex<Option<String>>,
+    /// The sequence numbers the server acknowledged (each sender adds its
+    /// own when it is done).
+    acked: std::sync::Mutex<Vec<u64>>,
 }
 
 impl SendCounters {
@@ -706,6 +702,125 @@ impl SendCounters {
             *first = Some(error);
         }
     }
+
+    /// Adds one sender's acknowledged sends.
+    fn acked(&self, mine: Vec<u64>) {
+        if let Ok(mut all) = self.acked.lock() {
+            all.extend(mine);
+        }
+    }
+
+    /// Every acknowledged send, once the senders are done.
+    fn take_acked(&self) -> anyhow::Result<Vec<u64>> {
+        let mut acked = self
+            .acked
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a sender panicked"))?;
+        Ok(std::mem::take(&mut *acked))
+    }
+}
+
+/// The sending window of a phase.
+struct Window {
+    /// Messages per second asked for, all users together.
+    rate: f64,
+    /// How long the senders were to send.
+    duration: Duration,
+    /// How long until the last sender was done.
+    sending_took: Duration,
+}
+
+/// One user's sending side in a phase: a message to the next of its
+/// friends every `period`, from `offset` into the phase until `until`.
+struct Sender {
+    client: Arc<Client>,
+    olm: Option<Olm>,
+    friends: Vec<UserId>,
+    counters: Arc<SendCounters>,
+    next_seq: Arc<AtomicU64>,
+    epoch: Instant,
+    phase: u32,
+    offset: Duration,
+    period: Duration,
+    until: tokio::time::Instant,
+}
+
+impl Sender {
+    /// Sends until the window ends, then adds what was acknowledged to the
+    /// counters. The blob is made once; each send only stamps its header.
+    async fn run(self) {
+        let mut blob = vec![0u8; MESSAGE_BYTES];
+        rand::fill(&mut blob[..]);
+        blob[..4].copy_from_slice(MAGIC);
+        blob[4..8].copy_from_slice(&self.phase.to_be_bytes());
+        let until = self.until;
+        // At a low rate a sender's period can outlast the window:
+        // neither the offset nor a tick may hold it past the end.
+        if tokio::time::timeout_at(until, tokio::time::sleep(self.offset))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut n = 0usize;
+        let mut mine = Vec::new();
+        loop {
+            if tokio::time::timeout_at(until, tick.tick()).await.is_err()
+                || tokio::time::Instant::now() >= until
+            {
+                break;
+            }
+            let to = self.friends[n % self.friends.len()];
+            n += 1;
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            blob[8..16].copy_from_slice(&seq.to_be_bytes());
+            let sent_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+            blob[16..24].copy_from_slice(&sent_us.to_be_bytes());
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            let id = wisp_client::new_client_msg_id();
+            let ciphertext = match &self.olm {
+                None => blob.clone(),
+                Some(olm) => match seal(olm, to, id, self.phase, seq, sent_us) {
+                    Ok(ciphertext) => ciphertext,
+                    Err(error) => {
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        self.counters.first_error(error);
+                        continue;
+                    }
+                },
+            };
+            match self.client.send_ciphertext(to, id, ciphertext, TTL).await {
+                Ok(_) => mine.push(seq),
+                Err(error) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.first_error(error.to_string());
+                }
+            }
+        }
+        self.counters.acked(mine);
+    }
+}
+
+/// The progress bar while a phase sends (hidden with `quiet`).
+fn sending_bar(quiet: bool, rate: f64, duration: Duration) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(duration.as_secs().max(1));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} s  {prefix}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("{rate:.0} msgs/s"));
+    bar
+}
+
+/// Microseconds as milliseconds.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 /// Steps of `--find-max` going up, at most.
@@ -770,6 +885,52 @@ impl Recorder {
             }
             Observed::Burned(n) => self.burned += n,
         }
+    }
+
+    /// Whether every one of `acked` was delivered and every delivery
+    /// burned.
+    fn complete(&self, acked: &[u64]) -> bool {
+        acked.iter().all(|seq| self.deliveries.contains_key(seq))
+            && self.burned >= self.deliveries.len() as u64
+    }
+
+    /// Acknowledged messages never delivered.
+    fn lost(&self, acked: &[u64]) -> u64 {
+        acked
+            .iter()
+            .filter(|seq| !self.deliveries.contains_key(seq))
+            .count() as u64
+    }
+
+    /// Deliveries beyond the first of a message.
+    fn duplicated(&self) -> u64 {
+        self.deliveries
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum()
+    }
+
+    /// Latency and deliveries per second of the phase.
+    fn timeline(&self) -> Vec<Second> {
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(t, h)| Second {
+                t: t as u64,
+                delivered: h.len(),
+                p50_ms: ms(h.value_at_quantile(0.5)),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+            })
+            .collect()
+    }
+
+    /// Every non-empty latency bucket: (upper bound in ms, count).
+    fn histogram(&self) -> Vec<(f64, u64)> {
+        self.total
+            .iter_log(1000, 1.25)
+            .filter(|v| v.count_since_last_iteration() > 0)
+            .map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration()))
+            .collect()
     }
 }
 
@@ -956,5 +1117,22 @@ mod tests {
         assert_eq!(header(&blob), Some((7, 42, 1234)));
         assert_eq!(header(b"short"), None);
         assert_eq!(header(&[0u8; 200]), None);
+    }
+
+    #[test]
+    fn users_fall_into_circles_of_six_and_the_last_takes_a_lone_remainder() {
+        assert_eq!(circles(2), vec![0..2]);
+        assert_eq!(circles(12), vec![0..6, 6..12]);
+        assert_eq!(circles(13), vec![0..6, 6..13]);
+        assert_eq!(circles(14), vec![0..6, 6..12, 12..14]);
+        let ids: Vec<UserId> = (0..13)
+            .map(|_| Identity::generate().user_id())
+            .collect();
+        let (pairs, friends) = friendships(&circles(13), &ids);
+        // 15 pairs in a circle of six, 21 in one of seven.
+        assert_eq!(pairs.len(), 15 + 21);
+        assert_eq!(friends[0].len(), 5);
+        assert_eq!(friends[12].len(), 6);
+        assert!(!friends[6].contains(&ids[5]));
     }
 }

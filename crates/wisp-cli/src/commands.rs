@@ -420,116 +420,158 @@ fn parse_id(text: &str) -> Result<UserId, CliError> {
     parse_invitation(text).map_err(|e| CliError::failed(e.to_string()))
 }
 
+/// `wisp friend ...`: a change to a relationship, or one of the lists.
 async fn friend(
     home: &std::path::Path,
     server: &str,
     command: FriendCommand,
 ) -> Result<(), CliError> {
     // Check the argument before asking for a passphrase or connecting.
-    let target = match &command {
-        FriendCommand::Add { id }
-        | FriendCommand::Accept { id }
-        | FriendCommand::Decline { id }
-        | FriendCommand::Cancel { id }
-        | FriendCommand::Remove { id }
-        | FriendCommand::Block { id }
-        | FriendCommand::Unblock { id } => Some(parse_id(id)?),
-        FriendCommand::List { .. }
-        | FriendCommand::Requests { .. }
-        | FriendCommand::Blocked { .. } => None,
-    };
+    let change = FriendChange::of(&command)?;
     // Read without locking, so these work beside `wisp chat`.
     let secret = store_passphrase(home)?;
     let state = unlock_with(home, &secret, KeyStore::peek).await?;
     let client = logged_in(&state, server).await?;
-    // A friendship that ends, or starts afresh, keeps no verified mark.
-    let drop_mark = async |id: UserId| {
-        if state.is_verified(&id) {
+    if let Some((change, id)) = change {
+        let done = change.apply(&client, id).await?;
+        if change.drops_mark() && state.is_verified(&id) {
             forget_verified(home, &secret, id).await;
         }
-    };
-    match (command, target) {
-        (FriendCommand::Add { .. }, Some(id)) => {
-            let now_friends = client.request_friend(id).await?;
-            drop_mark(id).await;
-            if now_friends {
-                println!("you are now friends with {id}");
-            } else {
-                println!("friend request sent to {id}");
-            }
-        }
-        (FriendCommand::Accept { .. }, Some(id)) => {
-            client.accept_friend(id).await?;
-            drop_mark(id).await;
-            println!("you are now friends with {id}");
-        }
-        (FriendCommand::Decline { .. }, Some(id)) => {
-            client.decline_friend(id).await?;
-            println!("declined the request from {id}");
-        }
-        (FriendCommand::Cancel { .. }, Some(id)) => {
-            client.cancel_friend_request(id).await?;
-            println!("withdrew your request to {id}");
-        }
-        (FriendCommand::Remove { .. }, Some(id)) => {
-            client.remove_friend(id).await?;
-            drop_mark(id).await;
-            println!("{id} is no longer your friend");
-        }
-        (FriendCommand::Block { .. }, Some(id)) => {
-            client.block(id).await?;
-            drop_mark(id).await;
-            println!("blocked {id}");
-        }
-        (FriendCommand::Unblock { .. }, Some(id)) => {
-            client.unblock(id).await?;
-            println!("unblocked {id}");
-        }
-        (FriendCommand::List { json }, _) => {
-            for friend in client.friends().await? {
-                let verified = state.is_verified(&friend.id);
-                if json {
-                    json_line(&json!({
-                        "id": friend.id.to_string(),
-                        "since_unix_ms": friend.since_unix_ms,
-                        "verified": verified,
-                    }));
-                } else if verified {
-                    println!("{} (verified)", friend.id);
+        println!("{done}");
+        return Ok(());
+    }
+    match command {
+        FriendCommand::List { json } => list_friends(&client, &state, json).await,
+        FriendCommand::Requests { json } => list_requests(&client, json).await,
+        FriendCommand::Blocked { json } => list_blocked(&client, json).await,
+        _ => Err(CliError::failed("this command needs a user id")),
+    }
+}
+
+/// A `wisp friend` command that changes a relationship with one user.
+#[derive(Debug, Clone, Copy)]
+enum FriendChange {
+    Add,
+    Accept,
+    Decline,
+    Cancel,
+    Remove,
+    Block,
+    Unblock,
+}
+
+impl FriendChange {
+    /// The change `command` asks for, with the id it names (checked);
+    /// `None` for the lists.
+    fn of(command: &FriendCommand) -> Result<Option<(Self, UserId)>, CliError> {
+        let (change, id) = match command {
+            FriendCommand::Add { id } => (Self::Add, id),
+            FriendCommand::Accept { id } => (Self::Accept, id),
+            FriendCommand::Decline { id } => (Self::Decline, id),
+            FriendCommand::Cancel { id } => (Self::Cancel, id),
+            FriendCommand::Remove { id } => (Self::Remove, id),
+            FriendCommand::Block { id } => (Self::Block, id),
+            FriendCommand::Unblock { id } => (Self::Unblock, id),
+            FriendCommand::List { .. }
+            | FriendCommand::Requests { .. }
+            | FriendCommand::Blocked { .. } => return Ok(None),
+        };
+        Ok(Some((change, parse_id(id)?)))
+    }
+
+    /// Whether the friendship ends, or starts afresh: either way it keeps
+    /// no verified mark.
+    fn drops_mark(self) -> bool {
+        matches!(self, Self::Add | Self::Accept | Self::Remove | Self::Block)
+    }
+
+    /// Asks the server for the change with `id`; says what happened.
+    async fn apply(self, client: &Client, id: UserId) -> Result<String, CliError> {
+        Ok(match self {
+            Self::Add => {
+                if client.request_friend(id).await? {
+                    format!("you are now friends with {id}")
                 } else {
-                    println!("{}", friend.id);
+                    format!("friend request sent to {id}")
                 }
             }
-        }
-        (FriendCommand::Requests { json }, _) => {
-            let pending = client.friend_requests().await?;
-            let all = pending
-                .incoming
-                .iter()
-                .map(|r| ("incoming", r))
-                .chain(pending.outgoing.iter().map(|r| ("outgoing", r)));
-            for (direction, request) in all {
-                if json {
-                    json_line(&json!({
-                        "id": request.id.to_string(),
-                        "direction": direction,
-                        "created_unix_ms": request.created_unix_ms,
-                    }));
-                } else {
-                    println!("{direction} {}", request.id);
-                }
+            Self::Accept => {
+                client.accept_friend(id).await?;
+                format!("you are now friends with {id}")
             }
-        }
-        (FriendCommand::Blocked { json }, _) => {
-            for id in client.friend_requests().await?.blocked {
-                if json {
-                    json_line(&json!({ "id": id.to_string() }));
-                } else {
-                    println!("{id}");
-                }
+            Self::Decline => {
+                client.decline_friend(id).await?;
+                format!("declined the request from {id}")
             }
+            Self::Cancel => {
+                client.cancel_friend_request(id).await?;
+                format!("withdrew your request to {id}")
+            }
+            Self::Remove => {
+                client.remove_friend(id).await?;
+                format!("{id} is no longer your friend")
+            }
+            Self::Block => {
+                client.block(id).await?;
+                format!("blocked {id}")
+            }
+            Self::Unblock => {
+                client.unblock(id).await?;
+                format!("unblocked {id}")
+            }
+        })
+    }
+}
+
+/// `wisp friend list`: friends, with their verified marks.
+async fn list_friends(client: &Client, state: &LocalState, json: bool) -> Result<(), CliError> {
+    for friend in client.friends().await? {
+        let verified = state.is_verified(&friend.id);
+        if json {
+            json_line(&json!({
+                "id": friend.id.to_string(),
+                "since_unix_ms": friend.since_unix_ms,
+                "verified": verified,
+            }));
+        } else if verified {
+            println!("{} (verified)", friend.id);
+        } else {
+            println!("{}", friend.id);
         }
-        (_, None) => return Err(CliError::failed("this command needs a user id")),
+    }
+    Ok(())
+}
+
+/// `wisp friend requests`: pending requests, to this user and from them.
+async fn list_requests(client: &Client, json: bool) -> Result<(), CliError> {
+    let pending = client.friend_requests().await?;
+    let all = pending
+        .incoming
+        .iter()
+        .map(|r| ("incoming", r))
+        .chain(pending.outgoing.iter().map(|r| ("outgoing", r)));
+    for (direction, request) in all {
+        if json {
+            json_line(&json!({
+                "id": request.id.to_string(),
+                "direction": direction,
+                "created_unix_ms": request.created_unix_ms,
+            }));
+        } else {
+            println!("{direction} {}", request.id);
+        }
+    }
+    Ok(())
+}
+
+/// `wisp friend blocked`: the users this user blocked.
+async fn list_blocked(client: &Client, json: bool) -> Result<(), CliError> {
+    for id in client.friend_requests().await?.blocked {
+        if json {
+            json_line(&json!({ "id": id.to_string() }));
+        } else {
+            println!("{id}");
+        }
     }
     Ok(())
 }

@@ -1,14 +1,18 @@
 //! `wisp`, the Wisp command line: one-shot commands for scripts and people
-//! (register, id, invite, friends, verify). Protocol logic lives in the SDK
+//! (register, id, invite, verify, friend, send, recv) and `wisp chat`, the
+//! full-screen terminal chat. Protocol logic lives in the SDK
 //! ([`wisp_client`]); this crate parses arguments, asks for the passphrase,
 //! prints results and maps failures to one-line errors and exit codes.
 //!
 //! # Layout
 //! - [`args`]: the command-line interface (clap).
 //! - [`commands`]: what each command does, on top of the SDK.
-//! - `chat`: `wisp chat`, the full-screen terminal chat (ratatui).
+//! - `chat`: `wisp chat`, the full-screen terminal chat (ratatui): its
+//!   state (`chat::model`), its drawing (`chat::ui`), and the two tasks
+//!   that run it.
 //! - [`output`]: errors with exit codes, and JSON lines.
-//! - `qr`: QR codes drawn in the terminal (invitations, safety numbers).
+//! - `qr`: QR codes drawn in the terminal by `qrcode`'s Unicode renderer
+//!   (invitations, safety numbers).
 
 pub mod args;
 mod chat;

@@ -1,19 +1,18 @@
-//! QR codes drawn in the terminal with Unicode half blocks: each text line
-//! holds two rows of modules (`▀` top, `▄` bottom, `█` both, ` ` neither),
-//! so a code is as tall as it is wide on a terminal's usual 1:2 cells.
+//! QR codes drawn in the terminal by `qrcode`'s own Unicode renderer
+//! ([`Dense1x2`]): each text line holds two rows of modules (`▀` top, `▄`
+//! bottom, `█` both, ` ` neither), so a code is as tall as it is wide on a
+//! terminal's usual 1:2 cells.
 //!
-//! The light modules (and the quiet zone around the code) are drawn, the
-//! dark ones left as background, like `qrencode -t UTF8`. On a terminal the
-//! colours are set outright (white on black), so the code shows dark on
-//! light, as scanners expect, whatever the terminal's theme; piped, the
-//! text is plain.
+//! The light modules (and the quiet zone of four modules around the code)
+//! are drawn, the dark ones left as background, like `qrencode -t UTF8`.
+//! On a terminal the colours are set outright (white on black), so the
+//! code shows dark on light, as scanners expect, whatever the terminal's
+//! theme; piped, the text is plain.
 
-use qrcode::{Color, EcLevel, QrCode};
+use qrcode::render::unicode::Dense1x2;
+use qrcode::{EcLevel, QrCode};
 
 use crate::output::CliError;
-
-/// Light modules around the code, as the QR standard asks.
-pub(crate) const QUIET_ZONE: usize = 4;
 
 /// `data` as a QR code (error correction level M), one string of lines
 /// ending in newlines. Upper-case text (digits, A-Z, `:/-`) codes most
@@ -21,7 +20,7 @@ pub(crate) const QUIET_ZONE: usize = 4;
 pub(crate) fn render(data: &str) -> Result<String, CliError> {
     let code = QrCode::with_error_correction_level(data, EcLevel::M)
         .map_err(|e| CliError::failed(format!("cannot draw a QR code: {e}")))?;
-    let text = draw(code.width(), &code.to_colors());
+    let text = draw(&code);
     Ok(if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         in_colour(&text)
     } else {
@@ -36,41 +35,33 @@ fn in_colour(text: &str) -> String {
         .collect()
 }
 
-/// Draws a `width` × `width` module matrix (row by row) with its quiet zone.
-fn draw(width: usize, modules: &[Color]) -> String {
-    let size = width + 2 * QUIET_ZONE;
-    // Inside the matrix, the module; in the quiet zone, light; below the
-    // last row (an odd count), nothing: the background.
-    let light = |x: usize, y: usize| -> bool {
-        if y >= size {
-            return false;
-        }
-        let inside = |c: usize| (QUIET_ZONE..QUIET_ZONE + width).contains(&c);
-        if !inside(x) || !inside(y) {
-            return true;
-        }
-        modules
-            .get((y - QUIET_ZONE) * width + (x - QUIET_ZONE))
-            .is_some_and(|c| *c == Color::Light)
-    };
-    let mut text = String::with_capacity(size.div_ceil(2) * (size * 3 + 1));
-    for y in (0..size).step_by(2) {
-        for x in 0..size {
-            text.push(match (light(x, y), light(x, y + 1)) {
-                (true, true) => '█',
-                (true, false) => '▀',
-                (false, true) => '▄',
-                (false, false) => ' ',
-            });
-        }
-        text.push('\n');
-    }
+/// Draws `code`, one module a half cell, with its quiet zone; each line
+/// ends in a newline.
+fn draw(code: &QrCode) -> String {
+    // The renderer draws what it is given as the dark colour on a
+    // background of the light one: swapped, it draws the light modules
+    // and the quiet zone, and leaves the dark modules (and the lower half
+    // of the last line, when the rows are odd) as background.
+    let mut text = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .module_dimensions(1, 1)
+        .build();
+    text.push('\n');
     text
 }
 
 #[cfg(test)]
 mod tests {
+    use qrcode::Color;
+
     use super::*;
+
+    /// Light modules around the code, as the QR standard asks (and as
+    /// `qrcode` draws for a code that is not a Micro QR code).
+    const QUIET_ZONE: usize = 4;
 
     #[test]
     fn on_a_terminal_each_line_is_white_on_black_and_reset() {
@@ -105,7 +96,11 @@ mod tests {
         let code = QrCode::with_error_correction_level(data, EcLevel::M).unwrap();
         let width = code.width();
         let colors = code.to_colors();
-        let rows = read_back(&render(data).unwrap());
+        let drawing = render(data).unwrap();
+        // Each line ends in a newline, the last one too, so what is
+        // printed after the code starts on a line of its own.
+        assert!(drawing.ends_with('\n'), "{drawing:?}");
+        let rows = read_back(&drawing);
         let size = width + 2 * QUIET_ZONE;
         // An odd size: the last line's lower halves are background.
         assert_eq!(size % 2, 1);

@@ -9,6 +9,7 @@
 mod model;
 mod ui;
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -54,17 +55,10 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
-        let now = Instant::now();
-        let mut drawn = ui::Drawn::default();
-        if let Err(error) = screen
-            .terminal
-            .draw(|frame| drawn = ui::draw(frame, &chat, now, now_ms()))
-        {
-            break Err(CliError::failed(format!("cannot draw: {error}")));
-        }
-        chat.scroll = chat.scroll.min(drawn.max_scroll);
-        // What is on screen now is read: receipts go out, timers start.
-        let read = chat.reveal(&drawn.shown, now);
+        let read = match show(&mut screen, &mut chat) {
+            Ok(read) => read,
+            Err(error) => break Err(error),
+        };
         if !read.is_empty() {
             for action in read {
                 let _ = actions_tx.send(action);
@@ -74,49 +68,25 @@ pub(crate) async fn run(
         if chat.quit {
             break Ok(());
         }
-        let actions = tokio::select! {
+        let step = tokio::select! {
             _ = tick.tick() => {
                 chat.tick(Instant::now(), now_ms());
-                Vec::new()
+                Step::Continue(Vec::new())
             }
             () = signals.next() => {
                 chat.quit = true;
-                Vec::new()
+                Step::Continue(Vec::new())
             }
-            input = keys.next() => match input {
-                Some(Ok(TermEvent::Key(key))) => on_key(&mut chat, key),
-                Some(Ok(TermEvent::Paste(text))) => {
-                    if chat.focus == Focus::Compose && chat.open.is_some() {
-                        chat.paste(&text);
-                    }
-                    Vec::new()
-                }
-                Some(Ok(_)) => Vec::new(),
-                Some(Err(error)) => {
-                    break Err(CliError::failed(format!("terminal input failed: {error}")));
-                }
-                None => break Ok(()),
-            },
-            update = updates.recv() => match update {
-                Some(update) => {
-                    let roster = matches!(update, Update::Roster { .. });
-                    let actions = on_update(&mut chat, update);
-                    if let Some(friend) = pending_open.filter(|_| roster) {
-                        pending_open = None;
-                        if chat.friend(&friend).is_some() {
-                            chat.open(friend);
-                        } else {
-                            let who = model::short(&friend);
-                            chat.say(format!("{who} is not your friend (yet)"), Instant::now());
-                        }
-                    }
-                    actions
-                }
-                None => break Err(CliError::failed("the connection to the server ended")),
-            },
+            input = keys.next() => on_input(&mut chat, input),
+            update = updates.recv() => on_message(&mut chat, update, &mut pending_open),
         };
-        for action in actions {
-            let _ = actions_tx.send(action);
+        match step {
+            Step::Continue(actions) => {
+                for action in actions {
+                    let _ = actions_tx.send(action);
+                }
+            }
+            Step::Break(outcome) => break outcome,
         }
     };
     drop(actions_tx);
@@ -125,6 +95,60 @@ pub(crate) async fn run(
     // (burning it on the server), and ends once it sees the channel closed.
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
     outcome
+}
+
+/// After an input or an update: go on, with actions for the messenger, or
+/// end the chat with this outcome.
+type Step = ControlFlow<Result<(), CliError>, Vec<Action>>;
+
+/// Draws the chat. What is on screen now is read: returns the receipts
+/// that go out for it (its burn timers start).
+fn show(screen: &mut Screen, chat: &mut Chat) -> Result<Vec<Action>, CliError> {
+    let now = Instant::now();
+    let mut drawn = ui::Drawn::default();
+    screen
+        .terminal
+        .draw(|frame| drawn = ui::draw(frame, chat, now, now_ms()))
+        .map_err(|error| CliError::failed(format!("cannot draw: {error}")))?;
+    chat.scroll = chat.scroll.min(drawn.max_scroll);
+    Ok(chat.reveal(&drawn.shown, now))
+}
+
+/// Terminal input: a key, pasted text, or the end of input.
+fn on_input(chat: &mut Chat, input: Option<std::io::Result<TermEvent>>) -> Step {
+    match input {
+        Some(Ok(TermEvent::Key(key))) => Step::Continue(on_key(chat, key)),
+        Some(Ok(TermEvent::Paste(text))) => {
+            if chat.focus == Focus::Compose && chat.open.is_some() {
+                chat.paste(&text);
+            }
+            Step::Continue(Vec::new())
+        }
+        Some(Ok(_)) => Step::Continue(Vec::new()),
+        Some(Err(error)) => Step::Break(Err(CliError::failed(format!(
+            "terminal input failed: {error}"
+        )))),
+        None => Step::Break(Ok(())),
+    }
+}
+
+/// An update from the messenger's task (`None`: it ended). The first
+/// friend list opens the conversation asked for at start, `pending_open`.
+fn on_message(chat: &mut Chat, update: Option<Update>, pending_open: &mut Option<UserId>) -> Step {
+    let Some(update) = update else {
+        return Step::Break(Err(CliError::failed("the connection to the server ended")));
+    };
+    let roster = matches!(update, Update::Roster { .. });
+    let actions = on_update(chat, update);
+    if roster && let Some(friend) = pending_open.take() {
+        if chat.friend(&friend).is_some() {
+            chat.open(friend);
+        } else {
+            let who = model::short(&friend);
+            chat.say(format!("{who} is not your friend (yet)"), Instant::now());
+        }
+    }
+    Step::Continue(actions)
 }
 
 fn on_update(chat: &mut Chat, update: Update) -> Vec<Action> {

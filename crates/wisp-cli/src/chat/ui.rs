@@ -1,7 +1,9 @@
 //! Draws a [`Chat`] with ratatui: friends and requests on the left, the
 //! open conversation with each message's countdowns on the right, the
-//! composer, and a status line. Fits 80×24.
+//! composer, a status line, and over them the help or a friend's safety
+//! number. Fits 80×24.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use ratatui::Frame;
@@ -96,6 +98,8 @@ fn sidebar(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     frame.render_stateful_widget(list, area, &mut state);
 }
 
+/// The open conversation, newest at the bottom, scrolled up by
+/// `chat.scroll` rows; or, when there is none to show, a note in its place.
 fn conversation(
     frame: &mut Frame<'_>,
     chat: &Chat,
@@ -103,47 +107,76 @@ fn conversation(
     now: Instant,
     now_ms: i64,
 ) -> Drawn {
-    if chat.focus == Focus::List
-        && let Some(Selected::Request(id)) = chat.selection()
-    {
-        // The whole id, to check against what they gave you.
-        let text = format!(
-            "A friend request from\n\n{id}\n\nan identity you have not verified. Check the id \
-             against the one they gave you (someone who reinstalled Wisp comes back under \
-             a new id). a accepts, d declines."
-        );
-        let paragraph = Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::default().borders(Borders::ALL).title(" Request "));
-        frame.render_widget(paragraph, area);
-        return Drawn::default();
-    }
-    let Some(friend) = chat.open else {
-        let text = if chat.friends.is_empty() && chat.requests.is_empty() {
-            "No friends yet. Share `wisp invite` with someone, or add them with `wisp friend add ID`."
-        } else {
-            "Pick a friend with ↑/↓ and Enter; friend requests are the entries marked with a ?"
-        };
-        let paragraph = Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::default().borders(Borders::ALL).title(" Wisp "));
-        frame.render_widget(paragraph, area);
-        return Drawn::default();
-    };
-    let verified = chat.friend(&friend).is_some_and(|f| f.verified);
-    let title = format!(
-        " {} {} ",
-        short(&friend),
-        if verified {
-            "✓ verified"
-        } else {
-            "· not verified (v in the list)"
+    let friend = match (request_in_view(chat), chat.open) {
+        (Some(id), _) => {
+            frame.render_widget(request(id), area);
+            return Drawn::default();
         }
-    );
+        (None, None) => {
+            frame.render_widget(welcome(chat), area);
+            return Drawn::default();
+        }
+        (None, Some(friend)) => friend,
+    };
     let width = usize::from(area.width.saturating_sub(2)).max(1);
     let height = usize::from(area.height.saturating_sub(2));
-    // Every screen row, and for each message the rows of its text.
-    let mut rows: Vec<TextLine<'_>> = Vec::new();
+    let (mut rows, text_rows) = message_rows(chat, friend, width, now, now_ms);
+    let max_scroll = rows.len().saturating_sub(height);
+    let end = rows.len() - chat.scroll.min(max_scroll);
+    let start = end.saturating_sub(height);
+    let shown = shown(&text_rows, start..end, height);
+    let title = conversation_title(chat, friend, max_scroll);
+    let visible: Vec<TextLine<'_>> = rows.drain(start..end).collect();
+    let paragraph =
+        Paragraph::new(visible).block(Block::default().borders(Borders::ALL).title(title));
+    frame.render_widget(paragraph, area);
+    Drawn { shown, max_scroll }
+}
+
+/// The request selected in the list, if the list has the focus.
+fn request_in_view(chat: &Chat) -> Option<UserId> {
+    match chat.selection() {
+        Some(Selected::Request(id)) if chat.focus == Focus::List => Some(id),
+        _ => None,
+    }
+}
+
+/// A friend request, with the whole id to check against what they gave
+/// you.
+fn request(id: UserId) -> Paragraph<'static> {
+    let text = format!(
+        "A friend request from\n\n{id}\n\nan identity you have not verified. Check the id \
+         against the one they gave you (someone who reinstalled Wisp comes back under \
+         a new id). a accepts, d declines."
+    );
+    Paragraph::new(text)
+        .wrap(Wrap { trim: true })
+        .block(Block::default().borders(Borders::ALL).title(" Request "))
+}
+
+/// What to do while no conversation is open.
+fn welcome(chat: &Chat) -> Paragraph<'static> {
+    let text = if chat.friends.is_empty() && chat.requests.is_empty() {
+        "No friends yet. Share `wisp invite` with someone, or add them with `wisp friend add ID`."
+    } else {
+        "Pick a friend with ↑/↓ and Enter; friend requests are the entries marked with a ?"
+    };
+    Paragraph::new(text)
+        .wrap(Wrap { trim: true })
+        .block(Block::default().borders(Borders::ALL).title(" Wisp "))
+}
+
+/// Every screen row of the conversation with `friend` (each message's
+/// text cut to `width`, then its timers), and for each message the rows
+/// of its text.
+fn message_rows(
+    chat: &Chat,
+    friend: UserId,
+    width: usize,
+    now: Instant,
+    now_ms: i64,
+) -> (Vec<TextLine<'static>>, Vec<Range<usize>>) {
+    let mut rows: Vec<TextLine<'static>> = Vec::new();
     let mut text_rows = Vec::new();
     for line in chat.lines(&friend) {
         let (text, style) = message_text(line, chat.covered());
@@ -156,30 +189,45 @@ fn conversation(
         text_rows.push(first..rows.len());
         rows.push(timer_line(line, now, now_ms));
     }
-    let max_scroll = rows.len().saturating_sub(height);
-    let end = rows.len() - chat.scroll.min(max_scroll);
-    let start = end.saturating_sub(height);
-    // A message is shown when all of its text is on screen, or as much of
-    // it as the pane can hold.
-    let shown = text_rows
+    (rows, text_rows)
+}
+
+/// The messages (indices) shown in the rows `view` of a pane `height`
+/// rows high: all of their text is on screen, or as much of it as the
+/// pane can hold.
+fn shown(text_rows: &[Range<usize>], view: Range<usize>, height: usize) -> Vec<usize> {
+    text_rows
         .iter()
         .enumerate()
         .filter(|(_, text)| {
-            let visible = text.end.min(end).saturating_sub(text.start.max(start));
+            let visible = text
+                .end
+                .min(view.end)
+                .saturating_sub(text.start.max(view.start));
             visible > 0 && (visible == text.len() || visible == height)
         })
         .map(|(index, _)| index)
-        .collect();
-    let title = if chat.scroll > 0 && max_scroll > 0 {
+        .collect()
+}
+
+/// The conversation's title: who, whether verified, and whether newer
+/// messages are below.
+fn conversation_title(chat: &Chat, friend: UserId, max_scroll: usize) -> String {
+    let verified = chat.friend(&friend).is_some_and(|f| f.verified);
+    let title = format!(
+        " {} {} ",
+        short(&friend),
+        if verified {
+            "✓ verified"
+        } else {
+            "· not verified (v in the list)"
+        }
+    );
+    if chat.scroll > 0 && max_scroll > 0 {
         format!("{title}· PgDn for newer ")
     } else {
         title
-    };
-    let visible: Vec<TextLine<'_>> = rows.drain(start..end).collect();
-    let paragraph =
-        Paragraph::new(visible).block(Block::default().borders(Borders::ALL).title(title));
-    frame.render_widget(paragraph, area);
-    Drawn { shown, max_scroll }
+    }
 }
 
 /// A message's text as shown (under an overlay, unread text stays hidden:
