@@ -83,7 +83,7 @@ impl std::fmt::Debug for Topology {
 }
 
 fn bad_url(why: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("invalid Redis URL: {why}"))
+    StoreError::Config(format!("invalid Redis URL: {why}"))
 }
 
 /// Splits `[user:password@]rest` into the credentials and the rest.
@@ -260,7 +260,7 @@ impl std::fmt::Debug for RedisLink {
 }
 
 fn backend(error: RedisError) -> StoreError {
-    StoreError::Backend(error.to_string())
+    StoreError::from(error)
 }
 
 impl RedisLink {

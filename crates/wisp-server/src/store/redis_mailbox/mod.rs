@@ -39,7 +39,7 @@ use super::redis_link::RedisLink;
 use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis};
 
 fn backend(error: redis::RedisError) -> StoreError {
-    StoreError::Backend(error.to_string())
+    StoreError::from(error)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -150,7 +150,7 @@ impl RedisMailbox {
     /// not pin.
     pub fn with_replicas(mut self, replicas: u32) -> Result<Self, StoreError> {
         if replicas > 0 && self.redis.is_cluster() {
-            return Err(StoreError::Backend(
+            return Err(StoreError::Config(
                 "waiting for replicas (--redis-replicas) is supported with a Redis server or a Sentinel set, not with a Redis Cluster".into(),
             ));
         }
@@ -176,10 +176,11 @@ impl RedisMailbox {
             .map_err(backend)?;
         if reached < self.replicas {
             metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
-            return Err(StoreError::Backend(format!(
-                "a write reached {reached} of {} Redis replicas within {wait_ms} ms",
-                self.replicas
-            )));
+            return Err(StoreError::Unreplicated {
+                reached,
+                wanted: self.replicas,
+                waited_ms: wait_ms,
+            });
         }
         Ok(value)
     }
