@@ -58,8 +58,13 @@ impl WireError {
 }
 
 impl From<StoreError> for WireError {
+    /// Logs the failure with its sources for operators and answers the
+    /// client with nothing of it: no backend, host, query or reason.
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "storage failure");
+        tracing::error!(
+            error = &error as &(dyn std::error::Error + 'static),
+            "storage failure"
+        );
         Self::new(ErrorCode::Internal, "internal error; try again later")
     }
 }
@@ -133,6 +138,64 @@ impl From<FriendError> for WireError {
                 Self::new(C::InvalidArgument, "you have not blocked this user")
             }
             FriendError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// What an operator's log shows of `error`: it and its sources.
+    fn logged(error: &StoreError) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn store_failures_reach_the_wire_without_backend_detail() {
+        let detail = "password authentication failed for user \"wisp_admin\" at db1.internal";
+        let failures = [
+            StoreError::from(sqlx::Error::Configuration(detail.into())),
+            StoreError::Redis(detail.into()),
+            StoreError::Migration {
+                version: 4,
+                name: "secret_table",
+                source: detail.into(),
+            },
+            StoreError::Config(detail.into()),
+            StoreError::Corrupt(detail.into()),
+        ];
+        for failure in failures {
+            assert!(logged(&failure).contains(detail), "operators see why");
+            let shown = format!("{failure}");
+            for wire in [
+                WireError::from(failure),
+                WireError::from(FriendError::Store(StoreError::Closed)),
+            ] {
+                assert_eq!(wire.code, ErrorCode::Internal);
+                let frame = wire.to_frame();
+                for secret in [
+                    "wisp_admin",
+                    "db1",
+                    "password",
+                    "secret_table",
+                    shown.as_str(),
+                ] {
+                    assert!(
+                        !frame.message.contains(secret),
+                        "{shown}: {}",
+                        frame.message
+                    );
+                }
+            }
         }
     }
 }

@@ -93,10 +93,37 @@ async fn one_time_keys(accounts: &dyn AccountStore, prekeys: &dyn PreKeyStore) {
         .await
         .unwrap();
     assert_eq!(prekeys.claim(owner).await.unwrap().unwrap().key, signed(10));
-    // The store keeps at most MAX_STORED_ONE_TIME_KEYS.
+    // The store keeps at most MAX_STORED_ONE_TIME_KEYS, and the count an
+    // upload answers is the count asked for later.
     let many: Vec<SignedKey> = (0..=255u8).map(signed).collect();
     let stored = prekeys.add_keys(owner, &many, None).await.unwrap();
     assert_eq!(stored, MAX_STORED_ONE_TIME_KEYS);
+    assert_eq!(prekeys.one_time_key_count(owner).await.unwrap(), stored);
+    assert_eq!(prekeys.add_keys(owner, &many, None).await.unwrap(), stored);
+
+    // Concurrent claims never hand out the same key.
+    let racer = user(accounts, 801).await;
+    let keys: Vec<SignedKey> = (100..120u8).map(signed).collect();
+    assert_eq!(
+        prekeys
+            .add_keys(racer, &keys, Some(&signed(99)))
+            .await
+            .unwrap(),
+        20
+    );
+    let claims = futures_util::future::join_all((0..10).map(|_| prekeys.claim(racer))).await;
+    let mut claimed: Vec<[u8; 32]> = claims
+        .into_iter()
+        .map(|claim| {
+            let claim = claim.unwrap().unwrap();
+            assert!(!claim.fallback, "one-time keys were left");
+            claim.key.public_key
+        })
+        .collect();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 10, "each claim took a key of its own");
+    assert_eq!(prekeys.one_time_key_count(racer).await.unwrap(), 10);
 }
 
 pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore) {

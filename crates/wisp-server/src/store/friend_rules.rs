@@ -1,10 +1,11 @@
 //! The friend rules, written once for every backend.
 //!
-//! Each backend provides [`FriendTx`]: the primitive reads and writes of
-//! friendships, requests and blocks, run inside one transaction in which the
-//! two users' rows cannot change underneath (SQLite: the single writer with
-//! `BEGIN IMMEDIATE`; PostgreSQL: both accounts locked `FOR UPDATE` in id
-//! order). The functions here decide; the backends only store.
+//! [`FriendTx`] is the primitive reads and writes of friendships, requests
+//! and blocks, run inside one transaction in which the two users' rows
+//! cannot change underneath (SQLite: `BEGIN IMMEDIATE`, which holds the
+//! database's write lock; PostgreSQL: both accounts locked `FOR UPDATE` in
+//! id order). Its one implementation, shared by both SQL backends, is in
+//! `sql`. The functions here decide; the backends only store.
 
 use async_trait::async_trait;
 use wisp_proto::UserId;

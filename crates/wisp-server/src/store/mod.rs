@@ -8,8 +8,13 @@
 //! - [`MailboxStore`]: ciphertext waiting for its recipient, with expiry.
 //!
 //! Backends live in their own modules with their own migrations:
-//! [`sqlite`] is the embedded default. Every backend must pass the shared
-//! conformance suite in [`conformance`], which is what "behind the same
+//! [`sqlite`] is the embedded default (all four traits in one file);
+//! the cluster backend is [`postgres`] (accounts, friends, keys) with
+//! [`redis_mailbox`] (mailboxes). The two SQL backends share one body of
+//! SQL (`sql`) and one set of friend rules (`friend_rules`); `redis_link`
+//! is the Redis connection (server, Sentinel or Cluster) the mailbox and
+//! the cross-node bus share. Every backend must pass the shared
+//! conformance suite (`conformance`), which is what "behind the same
 //! traits" means in practice.
 
 use std::sync::Arc;
@@ -21,22 +26,88 @@ mod friend_rules;
 pub mod postgres;
 pub(crate) mod redis_link;
 pub mod redis_mailbox;
+mod sql;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
-/// A backend failed. Carries no user data: the message is for operators'
-/// logs and is never sent to clients.
+/// A backend's own error, kept whole for operators' logs.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A backend failed. Carries no user data; its text and sources are for
+/// operators' logs and never reach a client (`error.rs` answers
+/// "internal error").
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database could not be reached or refused the query.
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    /// The SQL database (SQLite or PostgreSQL) could not be reached or
+    /// refused the query; the source says why.
+    #[error("the SQL database failed")]
+    Sql(#[source] BackendError),
+    /// Redis could not be reached or refused the command; the source says
+    /// why.
+    #[error("Redis failed")]
+    Redis(#[source] BackendError),
+    /// A schema migration failed; nothing of it was applied.
+    #[error("schema migration {version} ({name}) failed")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// The migration's name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}", .path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store was closed and takes no more work.
+    #[error("the store is closed")]
+    Closed,
+    /// A write reached fewer Redis replicas than required in time; it may
+    /// be on the primary, and repeating it is safe.
+    #[error("a write reached {reached} of {wanted} Redis replicas within {waited_ms} ms")]
+    Unreplicated {
+        /// How many replicas acknowledged it.
+        reached: u32,
+        /// How many were required.
+        wanted: u32,
+        /// How long the write waited for them.
+        waited_ms: u64,
+    },
+    /// The store's settings cannot work (a malformed Redis URL, an option
+    /// the backend does not support).
+    #[error("{0}")]
+    Config(String),
     /// The stored data does not have the shape this version expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Sql(Box::new(error))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sql(Box::new(error))
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Redis(Box::new(error))
+    }
 }
 
 /// Milliseconds since the Unix epoch; the unit every stored time uses.

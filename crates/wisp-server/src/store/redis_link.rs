@@ -1,4 +1,4 @@
-//! One handle to a deployment's Redis, whatever its shape:
+//! One handle to a deployment's Redis, whatever its topology:
 //!
 //! - `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`):
 //!   one server;
@@ -9,16 +9,23 @@
 //! - `redis+cluster://[user:password@]host:port[,host:port…]`: a Redis
 //!   Cluster, found from these seed nodes.
 //!
+//! Credentials are percent-decoded the way redis-rs decodes them in
+//! `redis://` URLs (`%40` for `@`, `%3A` for `:`…).
+//!
 //! A command that fails because the connection broke or the server stepped
-//! down (`READONLY`, `LOADING`, `MASTERDOWN`…) is retried, with backoff, for
-//! up to [`RedisLink::FAILOVER_WAIT`]: long enough to ride out a Sentinel
-//! failover, short enough that a caller hears about an outage. Every
-//! command Wisp sends is safe to repeat (scripts are idempotent by design:
-//! a put carries its client message id, a burn names its ids).
+//! down (`READONLY`, `LOADING`, `MASTERDOWN`…) is retried with exponential
+//! backoff and jitter, for up to [`RedisLink::FAILOVER_WAIT`]: long enough
+//! to ride out a Sentinel failover, short enough that a caller hears about
+//! an outage. The jitter spreads the retries of many nodes (and of many
+//! tasks on one node) waiting out the same failover, so they do not hit
+//! the new primary in lockstep. Every command Wisp sends is safe to repeat
+//! (scripts are idempotent by design: a put carries its client message id,
+//! a burn names its ids).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -38,67 +45,80 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one reply may take (above the longest `WAIT` Wisp sends).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The shape of a deployment's Redis, parsed from its URL.
+/// The first retry waits this long (plus jitter)...
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// ...and each later one twice the one before, up to this (plus jitter).
+const LONGEST_RETRY: Duration = Duration::from_millis(800);
+
+/// A `redis+sentinel://` URL, read.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Topology {
-    /// One server.
-    Standalone(String),
-    /// A primary found through Sentinels.
-    Sentinel {
-        /// `redis://host:port` of each Sentinel.
-        sentinels: Vec<String>,
-        /// The monitored service's name.
-        service: String,
-        username: Option<String>,
-        password: Option<String>,
-        db: i64,
-    },
-    /// A Redis Cluster found from seed nodes.
-    Cluster {
-        /// `user:password@`, or empty.
-        auth: String,
-        /// `host:port` of each seed.
-        seeds: Vec<String>,
-    },
+struct SentinelUrl {
+    /// `redis://host:port` of each Sentinel.
+    sentinels: Vec<String>,
+    /// The monitored service's name.
+    service: String,
+    /// The data nodes' user, decoded.
+    username: Option<String>,
+    /// The data nodes' password, decoded.
+    password: Option<String>,
+    /// The data nodes' database.
+    db: i64,
 }
 
-impl std::fmt::Debug for Topology {
+impl std::fmt::Debug for SentinelUrl {
     // Credentials stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Standalone(_) => f.write_str("Standalone"),
-            Self::Sentinel {
-                sentinels, service, ..
-            } => f
-                .debug_struct("Sentinel")
-                .field("sentinels", sentinels)
-                .field("service", service)
-                .finish_non_exhaustive(),
-            Self::Cluster { seeds, .. } => f
-                .debug_struct("Cluster")
-                .field("seeds", seeds)
-                .finish_non_exhaustive(),
-        }
+        f.debug_struct("SentinelUrl")
+            .field("sentinels", &self.sentinels)
+            .field("service", &self.service)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `redis+cluster://` URL, read.
+#[derive(Clone, PartialEq, Eq)]
+struct ClusterUrl {
+    /// `user:password@` as written (still percent-encoded: it goes into
+    /// the `redis://` URL of each node, which redis-rs decodes), or empty.
+    auth: String,
+    /// `host:port` of each seed.
+    seeds: Vec<String>,
+}
+
+impl std::fmt::Debug for ClusterUrl {
+    // Credentials stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterUrl")
+            .field("seeds", &self.seeds)
+            .finish_non_exhaustive()
     }
 }
 
 fn bad_url(why: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("invalid Redis URL: {why}"))
+    StoreError::Config(format!("invalid Redis URL: {why}"))
 }
 
-/// Splits `[user:password@]rest` into the credentials and the rest.
-fn split_auth(s: &str) -> (Option<String>, Option<String>, &str) {
-    match s.rsplit_once('@') {
-        None => (None, None, s),
-        Some((auth, rest)) => {
-            let (user, password) = match auth.split_once(':') {
-                Some((user, password)) => (user, Some(password.to_owned())),
-                None => ("", Some(auth.to_owned())),
-            };
-            let user = (!user.is_empty()).then(|| user.to_owned());
-            (user, password, rest)
-        }
-    }
+/// Percent-decodes one credential, as redis-rs does for `redis://` URLs.
+fn decode(what: &str, encoded: &str) -> Result<String, StoreError> {
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| bad_url(format!("the {what} is not UTF-8 once percent-decoded")))
+}
+
+/// Splits `[user[:password]@]hosts` into the decoded credentials and the
+/// hosts. (As in `redis://` URLs, a lone `secret@` is a password.)
+fn split_auth(authority: &str) -> Result<(Option<String>, Option<String>, &str), StoreError> {
+    let Some((auth, hosts)) = authority.rsplit_once('@') else {
+        return Ok((None, None, authority));
+    };
+    let (user, password) = auth.split_once(':').unwrap_or(("", auth));
+    let user = (!user.is_empty())
+        .then(|| decode("user name", user))
+        .transpose()?;
+    Ok((user, Some(decode("password", password)?), hosts))
 }
 
 /// `host:port,host:port` as a list, each checked.
@@ -121,49 +141,48 @@ fn hosts(list: &str) -> Result<Vec<String>, StoreError> {
     Ok(hosts)
 }
 
-impl Topology {
-    /// Reads a Redis URL (see the module documentation for the forms).
-    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            let (username, password, rest) = split_auth(rest);
-            let (list, path) = rest.split_once('/').ok_or_else(|| {
-                bad_url("a Sentinel URL names its service: redis+sentinel://host:port/service")
-            })?;
-            let (service, db) = match path.split_once('/') {
-                Some((service, db)) => (
-                    service,
-                    db.parse()
-                        .map_err(|_| bad_url(format!("database `{db}` is not a number")))?,
-                ),
-                None => (path, 0),
-            };
-            if service.is_empty() {
-                return Err(bad_url("the Sentinel service name is empty"));
-            }
-            return Ok(Self::Sentinel {
-                sentinels: hosts(list)?
-                    .into_iter()
-                    .map(|h| format!("redis://{h}"))
-                    .collect(),
-                service: service.to_owned(),
-                username,
-                password,
-                db,
-            });
+impl SentinelUrl {
+    /// Reads what follows `redis+sentinel://`.
+    fn parse(rest: &str) -> Result<Self, StoreError> {
+        let (authority, path) = rest.split_once('/').ok_or_else(|| {
+            bad_url("a Sentinel URL names its service: redis+sentinel://host:port/service")
+        })?;
+        let (username, password, list) = split_auth(authority)?;
+        let (service, db) = match path.split_once('/') {
+            Some((service, db)) => (
+                service,
+                db.parse()
+                    .map_err(|_| bad_url(format!("database `{db}` is not a number")))?,
+            ),
+            None => (path, 0),
+        };
+        if service.is_empty() {
+            return Err(bad_url("the Sentinel service name is empty"));
         }
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            let (auth, list) = match rest.rsplit_once('@') {
-                Some((auth, list)) => (format!("{auth}@"), list),
-                None => (String::new(), rest),
-            };
-            let list = list.trim_end_matches('/');
-            return Ok(Self::Cluster {
-                auth,
-                seeds: hosts(list)?,
-            });
-        }
-        redis::Client::open(url).map_err(|e| bad_url(e.to_string()))?;
-        Ok(Self::Standalone(url.to_owned()))
+        Ok(Self {
+            sentinels: hosts(list)?
+                .into_iter()
+                .map(|h| format!("redis://{h}"))
+                .collect(),
+            service: service.to_owned(),
+            username,
+            password,
+            db,
+        })
+    }
+}
+
+impl ClusterUrl {
+    /// Reads what follows `redis+cluster://`.
+    fn parse(rest: &str) -> Result<Self, StoreError> {
+        let (auth, list) = match rest.rsplit_once('@') {
+            Some((auth, list)) => (format!("{auth}@"), list),
+            None => (String::new(), rest),
+        };
+        Ok(Self {
+            auth,
+            seeds: hosts(list.trim_end_matches('/'))?,
+        })
     }
 }
 
@@ -224,13 +243,18 @@ fn connection_config() -> AsyncConnectionConfig {
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
 }
 
+/// The deployment's Redis, connected: one variant per topology its URL
+/// can name.
 #[derive(Clone)]
-enum Shape {
+enum Topology {
+    /// One server (`redis://`).
     Standalone {
         client: redis::Client,
         manager: ConnectionManager,
     },
+    /// The primary Sentinels name (`redis+sentinel://`).
     Sentinel(Arc<SentinelPrimary>),
+    /// A Redis Cluster (`redis+cluster://`).
     Cluster {
         /// `user:password@`, or empty.
         auth: Arc<str>,
@@ -244,23 +268,33 @@ enum Shape {
 /// tasks, reconnects and follows failovers by itself.
 #[derive(Clone)]
 pub(crate) struct RedisLink {
-    shape: Shape,
+    topology: Topology,
     db: i64,
 }
 
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shape = match self.shape {
-            Shape::Standalone { .. } => "standalone",
-            Shape::Sentinel(_) => "sentinel",
-            Shape::Cluster { .. } => "cluster",
+        let topology = match self.topology {
+            Topology::Standalone { .. } => "standalone",
+            Topology::Sentinel(_) => "sentinel",
+            Topology::Cluster { .. } => "cluster",
         };
-        f.debug_struct("RedisLink").field("shape", &shape).finish()
+        f.debug_struct("RedisLink")
+            .field("topology", &topology)
+            .finish()
     }
 }
 
-fn backend(error: RedisError) -> StoreError {
-    StoreError::Backend(error.to_string())
+/// The retry schedule of one command: exponential with jitter (each wait
+/// is the doubling step plus up to as much again at random), for as many
+/// attempts as fit in [`RedisLink::FAILOVER_WAIT`].
+fn retry_schedule() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY)
+        .with_max_delay(LONGEST_RETRY)
+        .with_jitter()
+        .without_max_times()
+        .with_total_delay(Some(RedisLink::FAILOVER_WAIT))
 }
 
 impl RedisLink {
@@ -268,92 +302,87 @@ impl RedisLink {
     /// or a failover before its caller hears of the failure.
     pub(crate) const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 
-    /// Connects to the Redis `url` names.
+    /// Connects to the Redis `url` names (see the module documentation).
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
-        match Topology::parse(url)? {
-            Topology::Standalone(url) => {
-                let client = redis::Client::open(url).map_err(backend)?;
-                let db = client.get_connection_info().redis_settings().db();
-                let manager = client
-                    .get_connection_manager_with_config(
-                        ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                            .set_response_timeout(Some(RESPONSE_TIMEOUT)),
-                    )
-                    .await
-                    .map_err(backend)?;
-                Ok(Self {
-                    shape: Shape::Standalone { client, manager },
-                    db,
-                })
-            }
-            Topology::Sentinel {
-                sentinels,
-                service,
-                username,
-                password,
-                db,
-            } => {
-                let mut node = redis::RedisConnectionInfo::default().set_db(db);
-                if let Some(username) = username {
-                    node = node.set_username(username);
-                }
-                if let Some(password) = password {
-                    node = node.set_password(password);
-                }
-                let sentinel = SentinelClient::build(
-                    sentinels,
-                    service,
-                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
-                    SentinelServerType::Master,
-                )
-                .map_err(backend)?;
-                let primary = Arc::new(SentinelPrimary {
-                    sentinel: Mutex::new(sentinel),
-                    current: Mutex::new(None),
-                });
-                primary.connection().await.map_err(backend)?;
-                Ok(Self {
-                    shape: Shape::Sentinel(primary),
-                    db,
-                })
-            }
-            Topology::Cluster { auth, seeds } => {
-                let urls = seeds.iter().map(|h| format!("redis://{auth}{h}"));
-                let connection = redis::cluster::ClusterClient::builder(urls)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .build()
-                    .map_err(backend)?
-                    .get_async_connection()
-                    .await
-                    .map_err(backend)?;
-                Ok(Self {
-                    shape: Shape::Cluster {
-                        auth: auth.into(),
-                        seeds: Arc::new(seeds),
-                        connection,
-                    },
-                    db: 0,
-                })
-            }
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            return Self::connect_sentinel(SentinelUrl::parse(rest)?).await;
         }
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            return Self::connect_cluster(ClusterUrl::parse(rest)?).await;
+        }
+        let client = redis::Client::open(url).map_err(|e| bad_url(e.to_string()))?;
+        let db = client.get_connection_info().redis_settings().db();
+        let manager = client
+            .get_connection_manager_with_config(
+                ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+            )
+            .await?;
+        Ok(Self {
+            topology: Topology::Standalone { client, manager },
+            db,
+        })
+    }
+
+    async fn connect_sentinel(url: SentinelUrl) -> Result<Self, StoreError> {
+        let mut node = redis::RedisConnectionInfo::default().set_db(url.db);
+        if let Some(username) = url.username {
+            node = node.set_username(username);
+        }
+        if let Some(password) = url.password {
+            node = node.set_password(password);
+        }
+        let sentinel = SentinelClient::build(
+            url.sentinels,
+            url.service,
+            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+            SentinelServerType::Master,
+        )?;
+        let primary = Arc::new(SentinelPrimary {
+            sentinel: Mutex::new(sentinel),
+            current: Mutex::new(None),
+        });
+        primary.connection().await?;
+        Ok(Self {
+            topology: Topology::Sentinel(primary),
+            db: url.db,
+        })
+    }
+
+    async fn connect_cluster(url: ClusterUrl) -> Result<Self, StoreError> {
+        let ClusterUrl { auth, seeds } = url;
+        let urls = seeds.iter().map(|h| format!("redis://{auth}{h}"));
+        let connection = redis::cluster::ClusterClient::builder(urls)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()?
+            .get_async_connection()
+            .await?;
+        Ok(Self {
+            topology: Topology::Cluster {
+                auth: auth.into(),
+                seeds: Arc::new(seeds),
+                connection,
+            },
+            db: 0,
+        })
     }
 
     /// Whether this is a Redis Cluster (where commands without a key have
     /// no single home).
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.shape, Shape::Cluster { .. })
+        matches!(self.topology, Topology::Cluster { .. })
     }
 
     /// A client for a pub/sub connection: the server (or current primary)
     /// itself; in a cluster, any reachable seed (a publication reaches
     /// every node of a cluster).
     pub(crate) async fn pubsub_client(&self, attempt: usize) -> RedisResult<redis::Client> {
-        match &self.shape {
-            Shape::Standalone { client, .. } => Ok(client.clone()),
-            Shape::Sentinel(primary) => primary.resolve().await,
-            Shape::Cluster { auth, seeds, .. } => {
+        match &self.topology {
+            Topology::Standalone { client, .. } => Ok(client.clone()),
+            Topology::Sentinel(primary) => primary.resolve().await,
+            Topology::Cluster { auth, seeds, .. } => {
                 redis::Client::open(format!("redis://{auth}{}", seeds[attempt % seeds.len()]))
             }
         }
@@ -364,9 +393,9 @@ impl RedisLink {
     #[cfg(any(test, feature = "test-support"))]
     pub(crate) async fn all_keys(&self, pattern: &str) -> RedisResult<Vec<String>> {
         let mut keys = Vec::new();
-        let Shape::Cluster {
+        let Topology::Cluster {
             auth, connection, ..
-        } = &self.shape
+        } = &self.topology
         else {
             scan_into(&mut self.clone(), pattern, &mut keys).await?;
             return Ok(keys);
@@ -394,41 +423,43 @@ impl RedisLink {
         Ok(keys)
     }
 
-    /// Runs `op` on a connection, retrying transient failures (see the
-    /// module documentation) until [`Self::FAILOVER_WAIT`] has passed.
-    async fn retrying<'a, T>(
+    /// Runs `op` once on a connection. A Sentinel link forgets a primary
+    /// that failed transiently, so the next attempt asks the Sentinels.
+    async fn attempt<'a, T>(
         &self,
-        mut op: impl FnMut(Connection) -> RedisFuture<'a, T>,
+        op: &impl Fn(Connection) -> RedisFuture<'a, T>,
     ) -> RedisResult<T> {
-        let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let outcome = match &self.shape {
-                Shape::Standalone { manager, .. } => op(Connection::Manager(manager.clone())).await,
-                Shape::Cluster { connection, .. } => {
-                    op(Connection::Cluster(connection.clone())).await
+        match &self.topology {
+            Topology::Standalone { manager, .. } => op(Connection::Manager(manager.clone())).await,
+            Topology::Cluster { connection, .. } => {
+                op(Connection::Cluster(connection.clone())).await
+            }
+            Topology::Sentinel(primary) => {
+                let outcome = op(Connection::Multiplexed(primary.connection().await?)).await;
+                if outcome.as_ref().is_err_and(transient) {
+                    primary.forget().await;
                 }
-                Shape::Sentinel(primary) => match primary.connection().await {
-                    Ok(connection) => {
-                        let outcome = op(Connection::Multiplexed(connection)).await;
-                        if outcome.as_ref().is_err_and(transient) {
-                            primary.forget().await;
-                        }
-                        outcome
-                    }
-                    Err(error) => Err(error),
-                },
-            };
-            match outcome {
-                Err(error) if transient(&error) && started.elapsed() < Self::FAILOVER_WAIT => {
-                    metrics::counter!("wisp_redis_retries_total").increment(1);
-                    tracing::debug!(%error, "Redis unavailable; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(800));
-                }
-                outcome => return outcome,
+                outcome
             }
         }
+    }
+
+    /// Runs `op` on a connection, retrying transient failures on the
+    /// [`retry_schedule`] until [`Self::FAILOVER_WAIT`] has passed.
+    async fn retrying<'a, T>(
+        &self,
+        op: impl Fn(Connection) -> RedisFuture<'a, T>,
+    ) -> RedisResult<T> {
+        let started = tokio::time::Instant::now();
+        let (link, op) = (self, &op);
+        (move || async move { link.attempt(op).await })
+            .retry(retry_schedule())
+            .when(|error| transient(error) && started.elapsed() < Self::FAILOVER_WAIT)
+            .notify(|error, _| {
+                metrics::counter!("wisp_redis_retries_total").increment(1);
+                tracing::debug!(%error, "Redis unavailable; retrying");
+            })
+            .await
     }
 }
 
@@ -523,15 +554,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_name_each_shape() {
+    fn urls_name_each_topology() {
+        let sentinel = "redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/wisp/2";
         assert_eq!(
-            Topology::parse("redis://127.0.0.1:6379").unwrap(),
-            Topology::Standalone("redis://127.0.0.1:6379".into())
-        );
-        assert_eq!(
-            Topology::parse("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/wisp/2")
-                .unwrap(),
-            Topology::Sentinel {
+            SentinelUrl::parse(sentinel.strip_prefix("redis+sentinel://").unwrap()).unwrap(),
+            SentinelUrl {
                 sentinels: vec![
                     "redis://10.0.0.1:26379".into(),
                     "redis://10.0.0.2:26379".into()
@@ -543,8 +570,8 @@ mod tests {
             }
         );
         assert_eq!(
-            Topology::parse("redis+cluster://u:p@a:7000,b:7001").unwrap(),
-            Topology::Cluster {
+            ClusterUrl::parse("u:p@a:7000,b:7001").unwrap(),
+            ClusterUrl {
                 auth: "u:p@".into(),
                 seeds: vec!["a:7000".into(), "b:7001".into()]
             }
@@ -552,7 +579,31 @@ mod tests {
     }
 
     #[test]
-    fn bad_urls_say_what_is_wrong() {
+    fn sentinel_credentials_are_percent_decoded_like_redis_urls() {
+        let url = SentinelUrl::parse("w%40sp:p%40ss%3Aw%2Fd%25@h:1/wisp").unwrap();
+        assert_eq!(url.username.as_deref(), Some("w@sp"));
+        assert_eq!(url.password.as_deref(), Some("p@ss:w/d%"));
+        // The same as redis-rs makes of a `redis://` URL.
+        let info = redis::Client::open("redis://w%40sp:p%40ss%3Aw%2Fd%25@h:1")
+            .unwrap()
+            .get_connection_info()
+            .redis_settings()
+            .clone();
+        assert_eq!(info.username(), url.username.as_deref());
+        assert_eq!(info.password(), url.password.as_deref());
+        let error = SentinelUrl::parse(":%ff@h:1/wisp").unwrap_err().to_string();
+        assert!(error.contains("not UTF-8"), "{error}");
+    }
+
+    async fn connect_error(url: &str) -> String {
+        match RedisLink::connect(url).await {
+            Ok(link) => panic!("{url} connected: {link:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_urls_say_what_is_wrong() {
         for (url, says) in [
             ("redis+sentinel://10.0.0.1:26379", "names its service"),
             ("redis+sentinel://10.0.0.1/wisp", "needs a port"),
@@ -560,14 +611,39 @@ mod tests {
             ("redis+cluster://a:notaport", "not host:port"),
             ("http://x", "invalid Redis URL"),
         ] {
-            let error = Topology::parse(url).unwrap_err().to_string();
+            let error = connect_error(url).await;
             assert!(error.contains(says), "{url}: {error}");
         }
     }
 
     #[test]
     fn credentials_stay_out_of_debug_output() {
-        let topology = Topology::parse("redis+sentinel://:s3cret@h:1/wisp").unwrap();
-        assert!(!format!("{topology:?}").contains("s3cret"));
+        let sentinel = SentinelUrl::parse("user:s3cret@h:1/wisp").unwrap();
+        let cluster = ClusterUrl::parse("user:s3cret@h:1").unwrap();
+        for shown in [format!("{sentinel:?}"), format!("{cluster:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("user"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn retries_are_jittered_and_fit_the_failover_wait() {
+        use backon::BackoffBuilder;
+        let first: Vec<Duration> = retry_schedule().build().collect();
+        let second: Vec<Duration> = retry_schedule().build().collect();
+        assert_ne!(first, second, "two nodes do not retry in lockstep");
+        assert!(first.iter().sum::<Duration>() <= RedisLink::FAILOVER_WAIT);
+        assert!(first.len() >= 10, "retries all through the wait: {first:?}");
+        // (Backon computes in f32: a step may be off by a few nanoseconds.)
+        let slack = Duration::from_millis(1);
+        for (n, delay) in first.iter().enumerate() {
+            let step = (FIRST_RETRY * 2u32.pow(n.min(10) as u32)).min(LONGEST_RETRY);
+            assert!(
+                *delay + slack >= step && *delay <= step * 2 + slack,
+                "{n}: {delay:?}"
+            );
+        }
     }
 }

@@ -4,8 +4,8 @@
 
 use sqlx::PgPool;
 
-use super::backend;
 use crate::store::StoreError;
+use crate::store::sql::apply_migration;
 
 /// `(version, name, sql)`, in order. Append only; never edit a shipped one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -18,40 +18,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 const MIGRATION_LOCK: i64 = 0x7769_7370; // "wisp"
 
 pub(super) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (\
          version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
     )
     .execute(&mut *tx)
     .await
-    .map_err(backend)?;
-    for (version, name, sql) in MIGRATIONS {
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if applied.is_some() {
-            continue;
-        }
-        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(|e| {
-            StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
-        })?;
-        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tracing::info!(version, name, "applied schema migration");
+    ?;
+    for migration in MIGRATIONS {
+        apply_migration!(
+            tx,
+            migration,
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+        );
     }
-    tx.commit().await.map_err(backend)?;
+    tx.commit().await?;
     Ok(())
 }

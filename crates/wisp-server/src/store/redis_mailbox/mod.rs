@@ -1,8 +1,10 @@
 //! Mailboxes in Redis: the short-lived half of the cluster backend.
 //!
 //! Every key of one recipient shares the hash tag `{<recipient>}`, so a
-//! mailbox lives on one Redis Cluster slot and each operation is one atomic
-//! Lua script. Per recipient:
+//! mailbox lives on one Redis Cluster slot and each write to it (put, burn,
+//! drop) is one atomic Lua script: `put.lua`, `burn.lua` and `drop.lua`
+//! beside this file, each opening by naming its `KEYS` and `ARGV`. Fetches
+//! are plain reads. Per recipient:
 //! - `…:seq`: the id counter (ids only grow, so delivery cursors never skip);
 //! - `…:ids`: sorted set of waiting message ids;
 //! - `…:m:<id>`: the message (sender, ciphertext, times), with Redis expiry
@@ -28,19 +30,15 @@
 //! failover that lost the newest unreplicated (hence unacknowledged) puts,
 //! new ids still lie beyond every id handed out before, so no id is reused.
 
-use async_trait::async_trait;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::{AsyncCommands, Cmd, FromRedisValue};
 use wisp_proto::{MessageId, UserId};
 
 use super::redis_link::RedisLink;
 
 use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis};
-
-fn backend(error: redis::RedisError) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
 
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
@@ -53,56 +51,32 @@ const REPLICATION_WAIT: Duration = Duration::from_secs(1);
 /// well beyond how long a node trusts a cached friendship.
 const CLOSED_FOR: Duration = Duration::from_secs(600);
 
-const PUT: &str = r#"
-local dup = redis.call('GET', KEYS[3])
-if dup then return {1, dup} end
-if redis.call('EXISTS', KEYS[5]) == 1 then return {3, ''} end
-if redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[3], '+inf') >= tonumber(ARGV[6]) then
-  return {2, ''}
-end
-local now = redis.call('TIME')
-local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local id = redis.call('INCR', KEYS[1])
-if id < floor then
-  id = floor
-  redis.call('SET', KEYS[1], string.format('%d', id))
-end
-id = string.format('%d', id)
-local mk = ARGV[5] .. id
-redis.call('HSET', mk, 's', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'e', ARGV[4])
-redis.call('PEXPIREAT', mk, ARGV[4])
-redis.call('ZADD', KEYS[2], id, id)
-redis.call('ZADD', KEYS[4], ARGV[4], id)
-redis.call('SET', KEYS[3], id .. ':' .. ARGV[4], 'PXAT', ARGV[4])
-return {0, id .. ':' .. ARGV[4]}
-"#;
+/// The mailbox's Lua scripts, one file each beside this one; each opens
+/// by naming its `KEYS` and `ARGV`.
+struct Scripts {
+    put: String,
+    burn: String,
+    drop: String,
+}
 
-const BURN: &str = r#"
-local burned = 0
-for i, id in ipairs(ARGV) do
-  local mk = KEYS[2] .. id
-  local sender = redis.call('HGET', mk, 's')
-  redis.call('ZREM', KEYS[1], id)
-  if sender then
-    redis.call('DEL', mk)
-    redis.call('ZREM', KEYS[3] .. sender, id)
-    burned = burned + 1
-  end
-end
-return burned
-"#;
+/// The scripts as sent: comments and indentation stripped, since every
+/// call carries its script whole (see [`eval`]).
+static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+    put: compact(include_str!("put.lua")),
+    burn: compact(include_str!("burn.lua")),
+    drop: compact(include_str!("drop.lua")),
+});
 
-const DROP: &str = r#"
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-local dropped = 0
-for i, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[2], id)
-  dropped = dropped + redis.call('DEL', KEYS[3] .. id)
-end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[4], '1', 'PX', ARGV[1])
-return dropped
-"#;
+/// `source` without its `--` comments, indentation and blank lines. (The
+/// scripts hold no `--` inside a string.)
+fn compact(source: &str) -> String {
+    source
+        .lines()
+        .map(|line| line.split_once("--").map_or(line, |(code, _)| code).trim())
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// The Redis mailbox store. Cheap to clone; reconnects by itself and
 /// follows a Sentinel failover.
@@ -150,7 +124,7 @@ impl RedisMailbox {
     /// not pin.
     pub fn with_replicas(mut self, replicas: u32) -> Result<Self, StoreError> {
         if replicas > 0 && self.redis.is_cluster() {
-            return Err(StoreError::Backend(
+            return Err(StoreError::Config(
                 "waiting for replicas (--redis-replicas) is supported with a Redis server or a Sentinel set, not with a Redis Cluster".into(),
             ));
         }
@@ -163,7 +137,10 @@ impl RedisMailbox {
     async fn write<T: FromRedisValue>(&self, script: Cmd) -> Result<T, StoreError> {
         let mut redis = self.redis.clone();
         if self.replicas == 0 {
-            return script.query_async(&mut redis).await.map_err(backend);
+            return script
+                .query_async(&mut redis)
+                .await
+                .map_err(StoreError::from);
         }
         let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
         let (value, reached): (T, u32) = redis::pipe()
@@ -172,14 +149,14 @@ impl RedisMailbox {
             .arg(self.replicas)
             .arg(wait_ms)
             .query_async(&mut redis)
-            .await
-            .map_err(backend)?;
+            .await?;
         if reached < self.replicas {
             metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
-            return Err(StoreError::Backend(format!(
-                "a write reached {reached} of {} Redis replicas within {wait_ms} ms",
-                self.replicas
-            )));
+            return Err(StoreError::Unreplicated {
+                reached,
+                wanted: self.replicas,
+                waited_ms: wait_ms,
+            });
         }
         Ok(value)
     }
@@ -219,7 +196,7 @@ impl MailboxStore for RedisMailbox {
     async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
         let mb = self.mailbox(message.recipient);
         let sender = hex(message.sender.as_bytes());
-        let mut script = eval(PUT, 5);
+        let mut script = eval(&SCRIPTS.put, 5);
         script
             .arg(format!("{mb}:seq"))
             .arg(format!("{mb}:ids"))
@@ -258,8 +235,7 @@ impl MailboxStore for RedisMailbox {
                 0,
                 isize::try_from(limit).unwrap_or(isize::MAX),
             )
-            .await
-            .map_err(backend)?;
+            .await?;
         if ids.is_empty() {
             // (An empty pipeline would wait for replies that never come.)
             return Ok(Vec::new());
@@ -271,7 +247,10 @@ impl MailboxStore for RedisMailbox {
                 .arg(&["s", "c", "t", "e"]);
         }
         type Row = (Option<String>, Option<Vec<u8>>, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = pipe.query_async(&mut redis).await.map_err(backend)?;
+        let rows: Vec<Row> = pipe
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::from)?;
         let mut messages = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, row) in ids.into_iter().zip(rows) {
@@ -298,10 +277,7 @@ impl MailboxStore for RedisMailbox {
         }
         if !gone.is_empty() {
             // Expired by Redis: forget the ids too.
-            let _: () = redis
-                .zrem(format!("{mb}:ids"), gone)
-                .await
-                .map_err(backend)?;
+            let _: () = redis.zrem(format!("{mb}:ids"), gone).await?;
         }
         Ok(messages)
     }
@@ -311,7 +287,7 @@ impl MailboxStore for RedisMailbox {
             return Ok(0);
         }
         let mb = self.mailbox(recipient);
-        let mut script = eval(BURN, 3);
+        let mut script = eval(&SCRIPTS.burn, 3);
         script
             .arg(format!("{mb}:ids"))
             .arg(format!("{mb}:m:"))
@@ -333,7 +309,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mb = self.mailbox(recipient);
             let sender = hex(sender.as_bytes());
-            let mut script = eval(DROP, 4);
+            let mut script = eval(&SCRIPTS.drop, 4);
             script
                 .arg(format!("{mb}:p:{sender}"))
                 .arg(format!("{mb}:ids"))
@@ -364,8 +340,7 @@ impl MailboxStore for RedisMailbox {
         let keys = self
             .redis
             .all_keys(&format!("{}:mb:*:m:*", self.prefix))
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(keys.len() as u64)
     }
 
@@ -381,7 +356,7 @@ impl MailboxStore for RedisMailbox {
                 "+inf",
             )
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 }
 
@@ -440,6 +415,24 @@ mod tests {
         }
         accounts.close().await;
         Some((mailbox, [users[0], users[1], users[2]]))
+    }
+
+    #[test]
+    fn scripts_name_their_keys_and_arguments_up_front() {
+        for source in [
+            include_str!("put.lua"),
+            include_str!("burn.lua"),
+            include_str!("drop.lua"),
+        ] {
+            for line in source.lines() {
+                let code = line.split_once("--").map_or(line, |(code, _)| code);
+                if code.contains("KEYS[") || code.contains("ARGV[") {
+                    assert!(code.starts_with("local "), "named up front: {line}");
+                }
+            }
+            let sent = compact(source);
+            assert!(!sent.contains("--") && sent.contains("return"), "{sent}");
+        }
     }
 
     #[tokio::test]

@@ -1,10 +1,13 @@
 //! Mailboxes in SQLite: one row per undelivered message, deleted on burn or
-//! expiry (with `secure_delete`, so the ciphertext is overwritten).
+//! expiry (with `secure_delete`, so the ciphertext is overwritten). Every
+//! write goes through the [group commit](super::group_commit); fetches use
+//! the read-only pool.
 
 use async_trait::async_trait;
 use wisp_proto::{MessageId, UserId};
 
-use super::{SqliteStore, backend, user_from_row};
+use super::SqliteStore;
+use crate::store::sql::user_from_row;
 use crate::store::{
     Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis,
 };
@@ -22,7 +25,7 @@ pub(super) fn id_to_row(id: MessageId) -> i64 {
 #[async_trait]
 impl MailboxStore for SqliteStore {
     async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        self.group.put(message, max_pending).await
+        self.group_commit.put(message, max_pending).await
     }
 
     async fn fetch(
@@ -41,8 +44,7 @@ impl MailboxStore for SqliteStore {
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.readers)
-        .await
-        .map_err(backend)?;
+        .await?;
         rows.into_iter()
             .map(|(id, sender, ciphertext, sent_at, expires_at)| {
                 Ok(StoredMessage {
@@ -60,15 +62,15 @@ impl MailboxStore for SqliteStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        self.group.burn(recipient, ids.to_vec()).await
+        self.group_commit.burn(recipient, ids.to_vec()).await
     }
 
     async fn purge_expired(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
-        self.group.purge_expired(now, limit).await
+        self.group_commit.purge_expired(now, limit).await
     }
 
     async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
-        self.group.drop_conversation(a, b).await
+        self.group_commit.drop_conversation(a, b).await
     }
 
     #[cfg(any(test, feature = "test-support"))]
@@ -78,23 +80,21 @@ impl MailboxStore for SqliteStore {
                 .bind(recipient.as_bytes().as_slice())
                 .bind(sender.as_bytes().as_slice())
                 .fetch_one(&self.readers)
-                .await
-                .map_err(backend)?;
+                .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn maintain(&self) -> Result<bool, StoreError> {
         // Old WAL frames still hold page images from before a delete;
         // checkpointing and truncating the WAL removes them.
-        self.group.maintain().await
+        self.group_commit.maintain().await
     }
 
     #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
             .fetch_one(&self.writer)
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }

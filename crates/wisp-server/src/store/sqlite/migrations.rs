@@ -3,8 +3,8 @@
 
 use sqlx::SqlitePool;
 
-use super::backend;
 use crate::store::StoreError;
+use crate::store::sql::apply_migration;
 
 /// `(version, name, sql)`, in order. Append only; never edit a shipped one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -31,34 +31,17 @@ pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
          version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT",
     )
     .execute(pool)
-    .await
-    .map_err(backend)?;
-    for (version, name, sql) in MIGRATIONS {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if applied.is_some() {
-            tx.rollback().await.map_err(backend)?;
-            continue;
-        }
-        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(|e| {
-            StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
-        })?;
-        sqlx::query(
+    .await?;
+    // One transaction per migration, each holding the write lock.
+    for migration in MIGRATIONS {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        apply_migration!(
+            tx,
+            migration,
             "INSERT INTO schema_migrations (version, name, applied_ms) \
-             VALUES (?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
-        )
-        .bind(version)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        tracing::info!(version, name, "applied schema migration");
+             VALUES ($1, $2, CAST(unixepoch('subsec') * 1000 AS INTEGER))"
+        );
+        tx.commit().await?;
     }
     Ok(())
 }

@@ -1,21 +1,24 @@
-//! Group commit for the writes to mailboxes (storing and burning messages,
-//! and the rarer purges and conversation drops): callers queue their write
-//! and wait; one thread takes everything queued, runs it in one
-//! transaction on a connection of its own, commits once (one WAL sync for
-//! the whole group), and only then answers each caller. Durability is
-//! unchanged (nobody hears "stored" before the commit that stores it),
-//! while the cost of a sync is shared by every write that arrived while the
-//! previous one ran. Under load (a group of [`BUSY_GROUP`] writes or more),
-//! groups start at most every [`GATHER`], so each gathers more writes:
-//! fewer syncs and fewer pages written, for at most that much latency.
+//! Group commit for the mailbox writes (storing and burning messages, and
+//! the rarer purges and conversation drops): "group" as in one commit for a
+//! group of writes, nothing to do with group chats. Callers queue their
+//! write on [`GroupCommit`] and wait; one thread ([`CommitThread`]) takes
+//! everything queued (a [`CommitGroup`]), runs it in one transaction on a
+//! connection of its own, commits once (one WAL sync for the whole group),
+//! and only then answers each caller. Durability is unchanged (nobody hears
+//! "stored" before the commit that stores it), while the cost of a sync is
+//! shared by every write that arrived while the previous one ran. Under
+//! load (a group of [`BUSY_GROUP`] writes or more), groups start at most
+//! every [`GATHER`], so each gathers more writes: fewer syncs and fewer
+//! pages written, for at most that much latency.
 //!
 //! The thread drives SQLite directly (rusqlite, statements prepared once
 //! and cached): a group is one hand-over in and one answer per caller out,
 //! not a round trip to a database thread per statement. Every change to
-//! the `messages` table goes through it, so it also keeps the id sequence
-//! in memory. Other writes (accounts, friendships, keys) use the pool's
-//! writer; SQLite's write lock (`BEGIN IMMEDIATE`, with a busy timeout)
-//! keeps the two apart.
+//! the `messages` and `sent_ids` tables goes through it, so it also keeps
+//! the id sequence in memory. The other writes (accounts, friendships,
+//! keys) go through the store's one-connection writer pool; SQLite's write
+//! lock (`BEGIN IMMEDIATE` or a single writing statement, with a busy
+//! timeout) keeps the two writers apart.
 //!
 //! A write that fails on its own terms (a full mailbox, a retry) is
 //! answered as such and does not disturb the group; a database failure
@@ -24,6 +27,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -88,41 +92,39 @@ enum Write {
     Close(oneshot::Sender<()>),
 }
 
-/// The queue in front of the writer thread. Cheap to clone; the thread
+/// The queue in front of the commit thread. Cheap to clone; the thread
 /// ends when every handle is dropped.
 #[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
     queue: mpsc::Sender<Write>,
 }
 
-fn gone() -> StoreError {
-    StoreError::Backend("the store is closed".into())
-}
-
-fn backend(error: &rusqlite::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
+/// One error for each of the callers a failure reaches, each holding the
+/// same rusqlite error as its source.
+fn shared(error: &Arc<rusqlite::Error>) -> StoreError {
+    StoreError::Sql(Box::new(Arc::clone(error)))
 }
 
 impl GroupCommit {
-    /// Opens the writer's connection to the database at `path` (whose
+    /// Opens the commit thread's connection to the database at `path` (whose
     /// schema is already up to date) and starts its thread.
     pub(super) async fn start(path: &Path) -> Result<Self, StoreError> {
         let (queue, writes) = mpsc::channel(QUEUE);
         let (opened, open_result) = oneshot::channel();
         let path = path.to_path_buf();
         std::thread::Builder::new()
-            .name("wisp-sqlite-group".into())
-            .spawn(move || match Writer::open(&path) {
+            .name("wisp-group-commit".into())
+            .spawn(move || match CommitThread::open(&path) {
                 Ok(writer) => {
                     let _ = opened.send(Ok(()));
                     writer.run(writes);
                 }
                 Err(error) => {
-                    let _ = opened.send(Err(backend(&error)));
+                    let _ = opened.send(Err(StoreError::from(error)));
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("cannot start the store's writer: {e}")))?;
-        open_result.await.map_err(|_| gone())??;
+            .map_err(|e| StoreError::Sql(Box::new(e)))?;
+        open_result.await.map_err(|_| StoreError::Closed)??;
         Ok(Self { queue })
     }
 
@@ -142,8 +144,11 @@ impl GroupCommit {
             max_pending,
             reply,
         });
-        self.queue.send(write).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.queue
+            .send(write)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Deletes what `what` names and says how much that was.
@@ -152,8 +157,8 @@ impl GroupCommit {
         self.queue
             .send(Write::Delete(Delete { what, reply }))
             .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     pub(super) async fn burn(
@@ -177,7 +182,7 @@ impl GroupCommit {
     }
 
     /// Commits what is queued, copies the WAL into the database, closes
-    /// the writer's connection and ends its thread; later writes are
+    /// the commit thread's connection and ends its thread; later writes are
     /// refused as "closed". Returns once the connection is closed.
     pub(super) async fn close(&self) {
         let (reply, closed) = oneshot::channel();
@@ -188,29 +193,29 @@ impl GroupCommit {
 
     /// Copies the WAL into the database and truncates it, so page images
     /// from before a delete leave the disk; false when readers kept it
-    /// from finishing (try again later). It runs on the writer thread,
+    /// from finishing (try again later). It runs on the commit thread,
     /// between groups: from another connection it would have to wait for
-    /// the write lock, and the writer for it, each sleeping in SQLite's
+    /// the write lock, and the commit thread for it, each sleeping in SQLite's
     /// busy handler.
     pub(super) async fn maintain(&self) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Write::Maintain(reply))
             .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-/// The writer thread's connection, and the last message id it handed out
+/// The commit thread's connection, and the last message id it handed out
 /// (`None`: read it from the table's sequence again, as after a failed
 /// group).
-struct Writer {
+struct CommitThread {
     db: Connection,
     last_id: Option<i64>,
 }
 
-impl Writer {
+impl CommitThread {
     fn open(path: &Path) -> rusqlite::Result<Self> {
         let db = Connection::open_with_flags(
             path,
@@ -234,7 +239,7 @@ impl Writer {
     }
 
     fn run(mut self, mut writes: mpsc::Receiver<Write>) {
-        let mut group = Group::default();
+        let mut group = CommitGroup::default();
         let mut maintain = Vec::new();
         let mut closing = None;
         let mut busy = false;
@@ -266,11 +271,11 @@ impl Writer {
                 self.commit_group(&mut group);
             }
             if !maintain.is_empty() {
-                let done = self.checkpoint();
+                let done = self.checkpoint().map_err(Arc::new);
                 for reply in maintain.drain(..) {
                     let _ = reply.send(match &done {
                         Ok(finished) => Ok(*finished),
-                        Err(error) => Err(backend(error)),
+                        Err(error) => Err(shared(error)),
                     });
                 }
             }
@@ -313,7 +318,7 @@ impl Writer {
     }
 
     /// Commits `group` and answers each of its writes; leaves it empty.
-    fn commit_group(&mut self, group: &mut Group) {
+    fn commit_group(&mut self, group: &mut CommitGroup) {
         metrics::histogram!("wisp_store_group_size").record(group.len() as f64);
         let started = Instant::now();
         let committed = self.commit(group);
@@ -330,11 +335,12 @@ impl Writer {
             Err(error) => {
                 self.last_id = None;
                 tracing::warn!(%error, writes = group.len(), "group commit failed");
+                let error = Arc::new(error);
                 for delete in group.deletes.drain(..) {
-                    let _ = delete.reply.send(Err(backend(&error)));
+                    let _ = delete.reply.send(Err(shared(&error)));
                 }
                 for put in group.puts.drain(..) {
-                    let _ = put.reply.send(Err(PutError::Store(backend(&error))));
+                    let _ = put.reply.send(Err(PutError::Store(shared(&error))));
                 }
             }
         }
@@ -345,7 +351,7 @@ impl Writer {
     /// burned in its own group, its recipient has not seen it), then the
     /// puts in arrival order. Returns each deletion's count and each put's
     /// outcome, in the group's order.
-    fn commit(&mut self, group: &Group) -> rusqlite::Result<Committed> {
+    fn commit(&mut self, group: &CommitGroup) -> rusqlite::Result<Committed> {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -385,12 +391,12 @@ type Committed = (Vec<u64>, Vec<Result<Accepted, PutError>>);
 
 /// The writes of one transaction, by kind, each kind in arrival order.
 #[derive(Default)]
-struct Group {
+struct CommitGroup {
     deletes: Vec<Delete>,
     puts: Vec<Put>,
 }
 
-impl Group {
+impl CommitGroup {
     fn len(&self) -> usize {
         self.deletes.len() + self.puts.len()
     }
@@ -400,13 +406,13 @@ impl Group {
 fn refuse(write: Write) {
     match write {
         Write::Put(put) => {
-            let _ = put.reply.send(Err(PutError::Store(gone())));
+            let _ = put.reply.send(Err(PutError::Store(StoreError::Closed)));
         }
         Write::Delete(delete) => {
-            let _ = delete.reply.send(Err(gone()));
+            let _ = delete.reply.send(Err(StoreError::Closed));
         }
         Write::Maintain(reply) => {
-            let _ = reply.send(Err(gone()));
+            let _ = reply.send(Err(StoreError::Closed));
         }
         Write::Close(reply) => {
             let _ = reply.send(());
@@ -588,9 +594,9 @@ mod tests {
             std::fs::metadata(&wal).unwrap().len() > 0,
             "written to the WAL"
         );
-        // The writer alone: the pools still hold the file open, so only the
-        // writer's own checkpoint can have emptied the WAL.
-        store.group.close().await;
+        // The commit thread alone: the pools still hold the file open, so only the
+        // commit thread's own checkpoint can have emptied the WAL.
+        store.group_commit.close().await;
         assert_eq!(
             std::fs::metadata(&wal).unwrap().len(),
             0,
