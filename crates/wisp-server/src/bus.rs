@@ -25,12 +25,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::{mpsc, oneshot};
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
 
 use crate::cache::Cache;
-use crate::hub::Hub;
+use crate::hub::{Hub, Presence};
 use crate::store::StoreError;
 use crate::store::redis_link::RedisLink;
 
@@ -38,19 +39,6 @@ const WAKE: u8 = 0;
 const PUSH: u8 = 1;
 const FRIENDSHIP: u8 = 2;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
-
-/// A user's first connection arrived on this node, or its last one left.
-#[derive(Debug)]
-pub(crate) enum Presence {
-    /// Told on `listening` once the node is subscribed to the user's
-    /// channel, so the login is answered only when nothing published for
-    /// the user from then on can be missed.
-    Arrived {
-        user: UserId,
-        listening: oneshot::Sender<()>,
-    },
-    Left(UserId),
-}
 
 /// The publishing half, shared by all connections of a node.
 #[derive(Clone)]
@@ -99,14 +87,14 @@ impl Bus {
     ) -> Result<Self, StoreError> {
         let publisher = RedisLink::connect(url).await?;
         let node = rand::random::<u64>();
-        tokio::spawn(subscriber(
-            publisher.clone(),
-            prefix.to_owned(),
+        let receiving = Subscriber {
+            link: publisher.clone(),
+            prefix: prefix.to_owned(),
             node,
-            Receivers { hub, cache },
-            presence,
-            shutdown,
-        ));
+            hub,
+            cache,
+        };
+        tokio::spawn(subscriber(receiving, presence, shutdown));
         Ok(Self {
             publisher,
             prefix: prefix.to_owned(),
@@ -152,13 +140,106 @@ impl Bus {
     }
 }
 
-/// What the subscriber feeds.
-struct Receivers {
+/// What the subscriber task holds: the link to Redis, and what it feeds.
+struct Subscriber {
+    link: RedisLink,
+    prefix: String,
+    /// This node's id, to skip its own publications.
+    node: u64,
     hub: Arc<Hub>,
     cache: Arc<Cache>,
 }
 
-impl Receivers {
+/// Why the subscriber stopped listening.
+enum Stopped {
+    /// The server is shutting down (or the hub is gone): the task ends.
+    ForGood,
+    /// The connection to Redis failed: connect again.
+    Lost,
+}
+
+impl Subscriber {
+    /// Subscribes for everyone connected here and for friendship changes,
+    /// then wakes everyone here and forgets every cached friendship: what
+    /// was stored or changed while nobody listened is fetched now.
+    async fn resubscribe(&self, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+        sink.subscribe(friendships_channel(&self.prefix)).await?;
+        for user in self.hub.online_users() {
+            sink.subscribe(channel(&self.prefix, user)).await?;
+        }
+        self.cache.forget_friendships();
+        self.hub.wake_all();
+        Ok(())
+    }
+
+    /// Follows presence changes and hands on what other nodes publish,
+    /// until the connection fails or the server shuts down.
+    async fn listen(
+        &self,
+        mut sink: PubSubSink,
+        mut stream: PubSubStream,
+        presence: &mut mpsc::UnboundedReceiver<Presence>,
+        shutdown: &CancellationToken,
+    ) -> Stopped {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Stopped::ForGood,
+                change = presence.recv() => {
+                    let Some(change) = change else { return Stopped::ForGood };
+                    if self.follow(&mut sink, change).await.is_err() {
+                        return Stopped::Lost;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { return Stopped::Lost };
+                    self.hand_on(&message);
+                }
+            }
+        }
+    }
+
+    /// Subscribes to a user who arrived here, unsubscribes from one who
+    /// left.
+    async fn follow(&self, sink: &mut PubSubSink, change: Presence) -> redis::RedisResult<()> {
+        match change {
+            Presence::Arrived { user, listening } => {
+                let done = sink.subscribe(channel(&self.prefix, user)).await;
+                // Anything published before the subscription took effect is
+                // fetched by this wake.
+                self.hub.wake(user);
+                if done.is_ok() {
+                    let _ = listening.send(());
+                }
+                done
+            }
+            Presence::Left(user) => sink.unsubscribe(channel(&self.prefix, user)).await,
+        }
+    }
+
+    /// Hands a publication from another node to the hub or the cache.
+    fn hand_on(&self, message: &redis::Msg) {
+        let payload = message.get_payload_bytes();
+        if payload.len() < 9 || payload[..8] == self.node.to_be_bytes() {
+            return;
+        }
+        if payload[8] == FRIENDSHIP {
+            self.friendship_changed(&payload[9..]);
+            return;
+        }
+        let Some(user) = user_of(&self.prefix, message.get_channel_name()) else {
+            return;
+        };
+        match payload[8] {
+            WAKE => self.hub.wake(user),
+            PUSH => {
+                if let Ok(frame) = decode_server_frame(&payload[9..]) {
+                    self.hub.push(user, &frame);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn friendship_changed(&self, body: &[u8]) {
         let half = body.len() / 2;
         if let (Ok(a), Ok(b)) = (
@@ -170,25 +251,23 @@ impl Receivers {
     }
 }
 
+/// The subscriber task: connects, (re)subscribes, listens, and starts over
+/// whenever the connection fails, until shutdown.
 async fn subscriber(
-    link: RedisLink,
-    prefix: String,
-    node: u64,
-    receivers: Receivers,
+    subscriber: Subscriber,
     mut presence: mpsc::UnboundedReceiver<Presence>,
     shutdown: CancellationToken,
 ) {
-    let Receivers { hub, cache } = &receivers;
     let mut attempt = 0usize;
     loop {
         attempt = attempt.wrapping_add(1);
         let pubsub = tokio::select! {
             () = shutdown.cancelled() => return,
             connected = async {
-                link.pubsub_client(attempt).await?.get_async_pubsub().await
+                subscriber.link.pubsub_client(attempt).await?.get_async_pubsub().await
             } => connected,
         };
-        let (mut sink, mut stream) = match pubsub {
+        let (mut sink, stream) = match pubsub {
             Ok(pubsub) => pubsub.split(),
             Err(error) => {
                 tracing::warn!(%error, "cannot reach Redis for notifications; retrying");
@@ -196,68 +275,13 @@ async fn subscriber(
                 continue;
             }
         };
-        // (Re)subscribe for everyone connected here, then wake them all:
-        // anything stored while we were not listening is fetched now.
-        let mut healthy = sink.subscribe(friendships_channel(&prefix)).await.is_ok();
-        for user in hub.online_users() {
-            if sink.subscribe(channel(&prefix, user)).await.is_err() {
-                healthy = false;
-                break;
-            }
-        }
-        if !healthy {
+        if subscriber.resubscribe(&mut sink).await.is_err() {
             tokio::time::sleep(RECONNECT_DELAY).await;
             continue;
         }
-        // Friendship changes may have been missed too.
-        cache.forget_friendships();
-        hub.wake_all();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                change = presence.recv() => {
-                    let result = match change {
-                        Some(Presence::Arrived { user, listening }) => {
-                            let done = sink.subscribe(channel(&prefix, user)).await;
-                            // Anything published before the subscription took
-                            // effect is fetched by this wake.
-                            hub.wake(user);
-                            if done.is_ok() {
-                                let _ = listening.send(());
-                            }
-                            done
-                        }
-                        Some(Presence::Left(user)) => sink.unsubscribe(channel(&prefix, user)).await,
-                        None => return,
-                    };
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                message = stream.next() => {
-                    let Some(message) = message else { break };
-                    let payload = message.get_payload_bytes();
-                    if payload.len() < 9 || payload[..8] == node.to_be_bytes() {
-                        continue;
-                    }
-                    if payload[8] == FRIENDSHIP {
-                        receivers.friendship_changed(&payload[9..]);
-                        continue;
-                    }
-                    let Some(user) = user_of(&prefix, message.get_channel_name()) else {
-                        continue;
-                    };
-                    match payload[8] {
-                        WAKE => hub.wake(user),
-                        PUSH => {
-                            if let Ok(frame) = decode_server_frame(&payload[9..]) {
-                                hub.push(user, &frame);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        let listened = subscriber.listen(sink, stream, &mut presence, &shutdown);
+        if let Stopped::ForGood = listened.await {
+            return;
         }
         tracing::warn!("notification connection to Redis lost; reconnecting");
         tokio::time::sleep(RECONNECT_DELAY).await;

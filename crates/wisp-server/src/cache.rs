@@ -2,6 +2,11 @@
 //! are friends (every send, every key claim) and users' identity keys
 //! (every login, every key claim).
 //!
+//! Both are bounded `moka` caches: when full, they evict entries one by
+//! one (by how often and how recently each was used), so a node with more
+//! users than it can cache keeps serving most lookups from memory instead
+//! of dropping everything at once.
+//!
 //! Identity keys never change (a user id is the hash of its signing key),
 //! so they are cached without expiry; only keys that exist are cached, as a
 //! missing account may be registered a moment later.
@@ -9,19 +14,18 @@
 //! Friendships change. A node that changes one invalidates its own entry
 //! before it answers and tells every other node (see `bus`); a node that
 //! lost its notification connection clears the whole cache when it is back.
-//! Entries also expire after [`FRIENDSHIP_TTL`]. What makes a removal
-//! effective on every node *at once*, even in the instant before another
-//! node hears of it, is the store: the cluster mailbox refuses messages
-//! between two users for a while after their conversation was dropped
-//! (longer than an entry can live), and the message service rechecks the
-//! friendship after storing.
+//! Entries also expire after [`FRIENDSHIP_TTL`] at most. What makes a
+//! removal effective on every node *at once*, even in the instant before
+//! another node hears of it, is the store: the cluster mailbox refuses
+//! messages between two users for a while after their conversation was
+//! dropped (longer than an entry can live), and the message service
+//! rechecks the friendship after storing.
 //!
 //! A read that raced an invalidation does not put its (possibly stale)
 //! answer back: every invalidation moves an epoch, and a fill is kept only
 //! if the epoch did not move while it read.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use wisp_proto::UserId;
@@ -32,18 +36,42 @@ use crate::store::{AccountStore, FriendStore, IdentityKeys, StoreError};
 /// most.
 pub(crate) const FRIENDSHIP_TTL: Duration = Duration::from_secs(60);
 
-/// An entry lives between three quarters of [`FRIENDSHIP_TTL`] and all of
-/// it, drawn at random: entries filled together (every friend of a crowd
-/// that logged in at once) do not all expire, and go back to the store,
-/// in the same instant.
-fn friendship_deadline() -> Instant {
+/// How long a friendship entry lives: between three quarters of
+/// [`FRIENDSHIP_TTL`] and all of it, drawn at random, so entries filled
+/// together (every friend of a crowd that logged in at once) do not all
+/// expire, and go back to the store, in the same instant.
+fn friendship_lifetime() -> Duration {
     use rand::RngExt;
-    Instant::now() + rand::rng().random_range(FRIENDSHIP_TTL * 3 / 4..=FRIENDSHIP_TTL)
+    rand::rng().random_range(FRIENDSHIP_TTL * 3 / 4..=FRIENDSHIP_TTL)
 }
 
-/// Entries each cache holds at most (a full cache drops what expired, and
-/// starts over when nothing had).
-const CAPACITY: usize = 200_000;
+/// Gives every friendship entry its own [`friendship_lifetime`], from when
+/// it was (last) filled.
+struct FriendshipExpiry;
+
+impl moka::Expiry<(UserId, UserId), bool> for FriendshipExpiry {
+    fn expire_after_create(
+        &self,
+        _pair: &(UserId, UserId),
+        _friends: &bool,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(friendship_lifetime())
+    }
+
+    fn expire_after_update(
+        &self,
+        _pair: &(UserId, UserId),
+        _friends: &bool,
+        _updated_at: Instant,
+        _until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(friendship_lifetime())
+    }
+}
+
+/// Entries each cache holds at most.
+const CAPACITY: u64 = 200_000;
 
 fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
     if a.as_bytes() <= b.as_bytes() {
@@ -53,38 +81,67 @@ fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
     }
 }
 
-#[derive(Debug, Default)]
-struct Friendships {
-    /// Whether friends, and until when that is trusted.
-    entries: HashMap<(UserId, UserId), (bool, Instant)>,
-    /// Moves on every invalidation.
-    epoch: u64,
-}
-
 /// A node's caches.
-#[derive(Debug, Default)]
 pub(crate) struct Cache {
-    friendships: Mutex<Friendships>,
-    identities: Mutex<HashMap<UserId, IdentityKeys>>,
+    /// Whether two users (the pair in order) are friends.
+    friendships: moka::sync::Cache<(UserId, UserId), bool>,
+    /// Moves on every friendship invalidation. Locked while a fill is put
+    /// in and while an invalidation runs, so no stale fill lands after an
+    /// invalidation; lookups that hit never take it.
+    friendship_epoch: Mutex<u64>,
+    identities: moka::sync::Cache<UserId, IdentityKeys>,
 }
 
-fn hit(cache: &'static str, hit: bool) {
-    let outcome = if hit { "hit" } else { "miss" };
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts only: moka's own Debug would list every entry.
+        f.debug_struct("Cache")
+            .field("friendships", &self.friendships.entry_count())
+            .field("identities", &self.identities.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+/// What a cache lookup found.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    Hit,
+    Miss,
+}
+
+fn count_lookup(cache: &'static str, lookup: Lookup) {
+    let outcome = match lookup {
+        Lookup::Hit => "hit",
+        Lookup::Miss => "miss",
+    };
     metrics::counter!("wisp_cache_lookups_total", "cache" => cache, "outcome" => outcome)
         .increment(1);
 }
 
 impl Cache {
-    fn friendships(&self) -> std::sync::MutexGuard<'_, Friendships> {
-        // A panic while holding the lock cannot leave the map inconsistent
-        // (every update is one insert or remove), so poisoning is ignored.
-        self.friendships
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Caches holding at most `capacity` entries each.
+    fn with_capacity(capacity: u64) -> Self {
+        Self {
+            friendships: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(FriendshipExpiry)
+                .build(),
+            friendship_epoch: Mutex::new(0),
+            identities: moka::sync::Cache::new(capacity),
+        }
     }
 
-    fn identities(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, IdentityKeys>> {
-        self.identities
+    fn friendship_epoch(&self) -> MutexGuard<'_, u64> {
+        // A panic while holding the lock cannot leave the epoch
+        // inconsistent (every update is one increment), so poisoning is
+        // ignored.
+        self.friendship_epoch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -97,46 +154,32 @@ impl Cache {
         b: UserId,
     ) -> Result<bool, StoreError> {
         let key = pair(a, b);
-        let epoch = {
-            let friendships = self.friendships();
-            if let Some((friends, until)) = friendships.entries.get(&key)
-                && Instant::now() < *until
-            {
-                hit("friendship", true);
-                return Ok(*friends);
-            }
-            friendships.epoch
-        };
-        hit("friendship", false);
+        if let Some(friends) = self.friendships.get(&key) {
+            count_lookup("friendship", Lookup::Hit);
+            return Ok(friends);
+        }
+        count_lookup("friendship", Lookup::Miss);
+        let epoch = *self.friendship_epoch();
         let friends = store.are_friends(a, b).await?;
-        let mut friendships = self.friendships();
-        if friendships.epoch == epoch {
-            if friendships.entries.len() >= CAPACITY {
-                let now = Instant::now();
-                friendships.entries.retain(|_, (_, until)| now < *until);
-                if friendships.entries.len() >= CAPACITY {
-                    friendships.entries.clear();
-                }
-            }
-            friendships
-                .entries
-                .insert(key, (friends, friendship_deadline()));
+        let current = self.friendship_epoch();
+        if *current == epoch {
+            self.friendships.insert(key, friends);
         }
         Ok(friends)
     }
 
     /// Forgets whether `a` and `b` are friends (it just changed).
     pub(crate) fn forget_friendship(&self, a: UserId, b: UserId) {
-        let mut friendships = self.friendships();
-        friendships.epoch = friendships.epoch.wrapping_add(1);
-        friendships.entries.remove(&pair(a, b));
+        let mut epoch = self.friendship_epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.friendships.invalidate(&pair(a, b));
     }
 
     /// Forgets every friendship (changes may have been missed).
     pub(crate) fn forget_friendships(&self) {
-        let mut friendships = self.friendships();
-        friendships.epoch = friendships.epoch.wrapping_add(1);
-        friendships.entries.clear();
+        let mut epoch = self.friendship_epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.friendships.invalidate_all();
     }
 
     /// `user`'s identity keys, from the cache or else `store`.
@@ -145,18 +188,14 @@ impl Cache {
         store: &dyn AccountStore,
         user: UserId,
     ) -> Result<Option<IdentityKeys>, StoreError> {
-        let cached = self.identities().get(&user).cloned();
-        hit("identity", cached.is_some());
-        if cached.is_some() {
-            return Ok(cached);
+        if let Some(keys) = self.identities.get(&user) {
+            count_lookup("identity", Lookup::Hit);
+            return Ok(Some(keys));
         }
+        count_lookup("identity", Lookup::Miss);
         let keys = store.identity(user).await?;
         if let Some(keys) = &keys {
-            let mut identities = self.identities();
-            if identities.len() >= CAPACITY {
-                identities.clear();
-            }
-            identities.insert(user, keys.clone());
+            self.identities.insert(user, keys.clone());
         }
         Ok(keys)
     }
@@ -193,15 +232,41 @@ mod tests {
 
     #[test]
     fn friendship_entries_expire_spread_over_the_last_quarter_of_the_ttl() {
-        let before = Instant::now();
-        let deadlines: Vec<Instant> = (0..200).map(|_| friendship_deadline()).collect();
-        let after = Instant::now();
-        for deadline in &deadlines {
-            assert!(*deadline >= before + FRIENDSHIP_TTL * 3 / 4);
-            assert!(*deadline <= after + FRIENDSHIP_TTL);
+        let lifetimes: Vec<Duration> = (0..200).map(|_| friendship_lifetime()).collect();
+        for lifetime in &lifetimes {
+            assert!(*lifetime >= FRIENDSHIP_TTL * 3 / 4);
+            assert!(*lifetime <= FRIENDSHIP_TTL);
         }
-        let distinct: std::collections::HashSet<_> = deadlines.iter().collect();
-        assert!(distinct.len() > 100, "deadlines are not spread");
+        let distinct: std::collections::HashSet<_> = lifetimes.iter().collect();
+        assert!(distinct.len() > 100, "lifetimes are not spread");
+    }
+
+    /// A full cache makes room one entry at a time: adding more keeps most
+    /// of what it held (the old cache dropped everything at once).
+    #[tokio::test]
+    async fn a_full_cache_keeps_most_of_its_entries_when_more_are_added() {
+        let (_dir, store) = store().await;
+        let cache = Cache::with_capacity(500);
+        let someone = |i: u32| {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            UserId::from_ed25519(&key)
+        };
+        let me = someone(u32::MAX);
+        for i in 0..500 {
+            assert!(!cache.are_friends(&store, me, someone(i)).await.unwrap());
+        }
+        cache.friendships.run_pending_tasks();
+        assert_eq!(cache.friendships.entry_count(), 500);
+        for i in 500..600 {
+            assert!(!cache.are_friends(&store, me, someone(i)).await.unwrap());
+        }
+        cache.friendships.run_pending_tasks();
+        assert!(cache.friendships.entry_count() <= 500, "stays bounded");
+        let kept = (0..500)
+            .filter(|&i| cache.friendships.contains_key(&pair(me, someone(i))))
+            .count();
+        assert!(kept >= 400, "only {kept} of 500 entries kept");
     }
 
     #[tokio::test]

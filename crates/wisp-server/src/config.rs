@@ -243,8 +243,16 @@ impl Args {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let config = self.over(file)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Each setting from `self` (flags and environment), else from `file`,
+    /// else the default.
+    fn over(self, file: FileConfig) -> Result<Config, ConfigError> {
         let defaults = Config::default();
-        let config = Config {
+        Ok(Config {
             listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             server_name: self.server_name.or(file.server_name),
@@ -290,25 +298,31 @@ impl Args {
             } else {
                 self.trusted_proxies
             },
-        };
-        if config.postgres_url.is_some() != config.redis_url.is_some() {
+        })
+    }
+}
+
+impl Config {
+    /// Refuses settings that do not go together or are out of range.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.postgres_url.is_some() != self.redis_url.is_some() {
             return Err(ConfigError::Invalid(
                 "the cluster backend needs both --postgres-url and --redis-url".into(),
             ));
         }
-        if config.pow_difficulty > wisp_proto::limits::MAX_POW_DIFFICULTY {
+        if self.pow_difficulty > wisp_proto::limits::MAX_POW_DIFFICULTY {
             return Err(ConfigError::Invalid(format!(
                 "pow_difficulty {} is over the most clients will solve ({})",
-                config.pow_difficulty,
+                self.pow_difficulty,
                 wisp_proto::limits::MAX_POW_DIFFICULTY
             )));
         }
-        if config.max_connections == 0 {
+        if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),
             ));
         }
-        if config
+        if self
             .server_name
             .as_deref()
             .is_some_and(|n| n.is_empty() || n.len() > 255)
@@ -317,7 +331,7 @@ impl Args {
                 "server_name must be 1 to 255 bytes".into(),
             ));
         }
-        Ok(config)
+        Ok(())
     }
 }
 

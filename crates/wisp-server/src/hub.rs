@@ -1,16 +1,20 @@
 //! The local delivery hub: which users have live connections on this node,
-//! and how to push a frame to each of them.
+//! and how to reach each of them: push a frame, wake it to fetch from the
+//! mailbox, or hand it a message just stored (a hint). The hub reports a
+//! user's first arrival and last departure ([`Presence`]) to whoever links
+//! nodes (the bus).
 //!
 //! A push never blocks and never drops silently: each connection has a
 //! bounded outbound queue, and a connection whose queue is full is told to
-//! close (it reconnects and fetches what it missed from the store).
+//! close (it reconnects and fetches what it missed from the store). A hint
+//! that does not fit becomes a wake-up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wisp_proto::{ServerFrame, UserId};
 
@@ -18,6 +22,21 @@ use crate::store::StoredMessage;
 
 /// Frames a connection may have queued before it counts as too slow.
 pub(crate) const OUTBOUND_QUEUE: usize = 256;
+
+/// A user's first connection arrived on this node, or its last one left:
+/// what the hub tells whoever listens across nodes (the bus), which
+/// subscribes to and unsubscribes from the user's channel accordingly.
+#[derive(Debug)]
+pub(crate) enum Presence {
+    /// Told on `listening` once the node is subscribed to the user's
+    /// channel, so the login is answered only when nothing published for
+    /// the user from then on can be missed.
+    Arrived {
+        user: UserId,
+        listening: oneshot::Sender<()>,
+    },
+    Left(UserId),
+}
 
 #[derive(Debug)]
 struct Subscriber {
@@ -39,7 +58,7 @@ struct Subscriber {
 
 /// The bus's answer to a user's arrival, for every connection that waits
 /// on it.
-type Listening = futures_util::future::Shared<tokio::sync::oneshot::Receiver<()>>;
+type Listening = futures_util::future::Shared<oneshot::Receiver<()>>;
 
 /// Live connections by user.
 #[derive(Debug, Default)]
@@ -48,7 +67,7 @@ pub(crate) struct Hub {
     next_id: AtomicU64,
     /// Told when a user's first connection arrives or last one leaves (the
     /// cross-node bus subscribes and unsubscribes accordingly).
-    presence: Option<mpsc::UnboundedSender<crate::bus::Presence>>,
+    presence: Option<mpsc::UnboundedSender<Presence>>,
 }
 
 /// A connection's place in the hub; leaving the hub is dropping this.
@@ -85,7 +104,7 @@ impl Hub {
     }
 
     /// A hub that reports presence changes to `presence`.
-    pub(crate) fn with_presence(presence: mpsc::UnboundedSender<crate::bus::Presence>) -> Self {
+    pub(crate) fn with_presence(presence: mpsc::UnboundedSender<Presence>) -> Self {
         Self {
             presence: Some(presence),
             ..Self::default()
@@ -123,8 +142,8 @@ impl Hub {
         let listening = match connections.first() {
             Some(earlier) => earlier.listening.clone(),
             None => self.presence.as_ref().map(|presence| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = presence.send(crate::bus::Presence::Arrived {
+                let (tx, rx) = oneshot::channel();
+                let _ = presence.send(Presence::Arrived {
                     user,
                     listening: tx,
                 });
@@ -211,7 +230,7 @@ impl Drop for Subscription {
             if subscribers.is_empty() {
                 users.remove(&self.user);
                 if let Some(presence) = &self.hub.presence {
-                    let _ = presence.send(crate::bus::Presence::Left(self.user));
+                    let _ = presence.send(Presence::Left(self.user));
                 }
             }
         }
@@ -268,7 +287,7 @@ mod tests {
             Arc::default(),
             None,
         );
-        let Some(crate::bus::Presence::Arrived {
+        let Some(Presence::Arrived {
             user: arrived,
             listening,
         }) = presence.recv().await

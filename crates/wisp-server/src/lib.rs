@@ -1,22 +1,32 @@
 //! The Wisp server: a WebSocket gateway in front of services (accounts,
-//! friends) that keep their state behind storage traits. The server never
-//! sees plaintext or private keys: it stores public keys, relations and
-//! (later) ciphertext with the routing fields it needs.
+//! friends, keys, messages) that keep their state behind storage traits.
+//! The server never sees plaintext or private keys: it stores public keys,
+//! relations and ciphertext with the routing fields it needs, until the
+//! message is acknowledged or expires.
 //!
 //! # Layout
 //! - [`config`]: flags, environment and config file, resolved to [`Config`].
 //! - [`server`]: [`Server::start`] / [`Server::shutdown`]; the HTTP routes
-//!   (`/` WebSocket, `/healthz`, `/readyz`, `/metrics`).
-//! - `gateway`: the connection loop (`connection`) and the per-connection
-//!   protocol state machine (`session`).
+//!   (`/` WebSocket, `/healthz`, `/readyz`, `/metrics`) and the reaper that
+//!   deletes expired messages.
+//! - `gateway`: the upgrade to WebSocket with the connection cap and the
+//!   client's address; the connection loop with mailbox delivery
+//!   (`connection`); the per-connection protocol state machine by phase
+//!   (`session`).
 //! - `services`: what the server does — `accounts` (proof-of-work
-//!   registration, challenge-response login) and `friends`.
-//! - [`store`]: one trait per concern and the backends ([`store::sqlite`]).
+//!   registration, challenge-response login), `friends` (requests, the
+//!   20-friend circle, blocks), `keys` (one-time keys) and `messages` (send,
+//!   deliver, burn on acknowledgement, reap what expired).
+//! - [`store`]: one trait per concern and the backends: [`store::sqlite`]
+//!   (embedded, the default), [`store::postgres`] and
+//!   [`store::redis_mailbox`] (the cluster backend).
+//! - `state`: what every connection shares (stores, hub, cache, limits).
 //! - `hub`: live connections on this node and pushes to them; `bus`: the
 //!   same across nodes (Redis pub/sub); `cache`: friendships and identity
 //!   keys, invalidated across nodes.
 //! - `error`: the one mapping from failures to wire error codes.
-//! - `ratelimit`, [`clock`], `metrics`: supporting pieces.
+//! - `ratelimit` (per-user and per-address limits), [`clock`], `metrics`:
+//!   supporting pieces.
 
 mod bus;
 mod cache;

@@ -1,5 +1,7 @@
-//! Starting and stopping a server: bind, open the store, serve the
-//! WebSocket gateway and the operator endpoints, shut down gracefully.
+//! Starting and stopping a server: open the stores (embedded SQLite, or
+//! PostgreSQL and Redis), bind, join the other nodes (with Redis), serve the
+//! WebSocket gateway and the operator endpoints, run the reaper, shut down
+//! gracefully.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,24 +18,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::Bus;
+use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::Limits;
 use crate::state::AppState;
 use crate::store::postgres::PgStore;
 use crate::store::redis_mailbox::RedisMailbox;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, Stores};
 
-/// Key uploads and claims one user may make per minute.
-const KEY_OPS_PER_MINUTE: u32 = 60;
-
 /// Reaper ticks between store maintenance passes (when anything was deleted).
 const MAINTAIN_EVERY_TICKS: u32 = 4;
-
-/// Friend operations one user may make per minute (bursts up to the same).
-const FRIEND_OPS_PER_MINUTE: u32 = 120;
 
 /// How often expired messages are deleted.
 const REAPER_INTERVAL: Duration = Duration::from_millis(500);
@@ -115,54 +113,11 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let metrics = crate::metrics::install();
-        let proposed = config.server_name.clone().unwrap_or_else(|| {
-            format!(
-                "wisp-{}",
-                data_encoding::HEXLOWER.encode(&crate::services::accounts::fresh_nonce()[..6])
-            )
-        });
-        let server_name = stores.accounts.server_name(&proposed).await?;
-        if config
-            .server_name
-            .as_ref()
-            .is_some_and(|n| *n != server_name)
-        {
-            tracing::warn!(
-                configured = ?config.server_name,
-                stored = %server_name,
-                "the store keeps the deployment name it was first given; the configured one is ignored"
-            );
-        }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let server_name = deployment_name(config, &stores).await?;
+        let (listener, addr) = bind(config.listen).await?;
         let shutdown = CancellationToken::new();
-        let cache = Arc::new(crate::cache::Cache::default());
-        let (hub, bus) = match &config.redis_url {
-            Some(url) => {
-                let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
-                let hub = Arc::new(Hub::with_presence(presence_tx));
-                let bus = crate::bus::Bus::start(
-                    url,
-                    &config.redis_prefix,
-                    Arc::clone(&hub),
-                    Arc::clone(&cache),
-                    presence_rx,
-                    shutdown.clone(),
-                )
-                .await?;
-                (hub, Some(bus))
-            }
-            None => (Arc::new(Hub::default()), None),
-        };
+        let cache = Arc::new(Cache::default());
+        let (hub, bus) = start_hub(config, &cache, &shutdown).await?;
         let state = Arc::new(AppState {
             stores,
             hub,
@@ -170,13 +125,7 @@ impl Server {
             clock,
             server_name,
             pow_difficulty: config.pow_difficulty,
-            register_limiter: RateLimiter::per_minute(config.register_limit),
-            friend_op_limiter: RateLimiter::per_minute(FRIEND_OPS_PER_MINUTE),
-            send_limiter: RateLimiter::per_minute(config.send_limit),
-            // Acknowledgements follow deliveries, so they get ten times the
-            // send allowance (and are unlimited when sends are).
-            ack_limiter: RateLimiter::per_minute(config.send_limit.saturating_mul(10)),
-            key_op_limiter: RateLimiter::per_minute(KEY_OPS_PER_MINUTE),
+            limits: Limits::new(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,
@@ -191,22 +140,7 @@ impl Server {
             .route("/metrics", get(move || render_metrics(metrics.clone())))
             .with_state(Arc::clone(&state));
         tokio::spawn(reaper(Arc::clone(&state)));
-        let shutdown = state.shutdown.clone();
-        let serving = tokio::spawn(async move {
-            // Small frames go out at once: with Nagle's algorithm a push
-            // waits for the ACK of the previous one (tens of ms).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(error) = tcp.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        });
+        let serving = tokio::spawn(serve(listener, app, state.shutdown.clone()));
         tracing::info!(%addr, name = %state.server_name, "wisp-server listening");
         Ok(Self {
             addr,
@@ -261,9 +195,90 @@ impl Server {
     }
 }
 
-/// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown.
-/// Delivery never hands out an expired message however late this runs; the
-/// reaper is what makes expired ciphertext leave the disk.
+/// The deployment's name: the one the store keeps (it is signed into every
+/// login), else the configured one, else a fresh random one.
+async fn deployment_name(config: &Config, stores: &Stores) -> Result<String, StoreError> {
+    let proposed = config.server_name.clone().unwrap_or_else(|| {
+        format!(
+            "wisp-{}",
+            data_encoding::HEXLOWER.encode(&crate::services::accounts::fresh_nonce()[..6])
+        )
+    });
+    let server_name = stores.accounts.server_name(&proposed).await?;
+    if config
+        .server_name
+        .as_ref()
+        .is_some_and(|n| *n != server_name)
+    {
+        tracing::warn!(
+            configured = ?config.server_name,
+            stored = %server_name,
+            "the store keeps the deployment name it was first given; the configured one is ignored"
+        );
+    }
+    Ok(server_name)
+}
+
+/// Binds the listen address; returns the listener and the address bound.
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, addr))
+}
+
+/// The hub of this node's connections and, with Redis configured, the bus
+/// that links it to the other nodes.
+async fn start_hub(
+    config: &Config,
+    cache: &Arc<Cache>,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<Hub>, Option<Bus>), StoreError> {
+    let Some(url) = &config.redis_url else {
+        return Ok((Arc::new(Hub::default()), None));
+    };
+    let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hub = Arc::new(Hub::with_presence(presence_tx));
+    let bus = Bus::start(
+        url,
+        &config.redis_prefix,
+        Arc::clone(&hub),
+        Arc::clone(cache),
+        presence_rx,
+        shutdown.clone(),
+    )
+    .await?;
+    Ok((hub, Some(bus)))
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // Small frames go out at once: with Nagle's algorithm a push waits for
+    // the ACK of the previous one (tens of ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown, with
+/// a store maintenance pass now and then, and keeps the rate limiters'
+/// tables small. Delivery never hands out an expired message however late
+/// this runs; the reaper is what makes expired ciphertext leave the disk.
 async fn reaper(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,6 +290,7 @@ async fn reaper(state: Arc<AppState>) {
                 if let Err(error) = crate::services::messages::reap(&state).await {
                     tracing::warn!(?error, "reaper pass failed; retrying next tick");
                 }
+                state.limits.forget_idle();
                 ticks = ticks.wrapping_add(1);
                 if ticks.is_multiple_of(MAINTAIN_EVERY_TICKS)
                     && state.mailbox_dirty.swap(false, std::sync::atomic::Ordering::Relaxed)

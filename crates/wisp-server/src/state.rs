@@ -1,4 +1,6 @@
-//! What every connection shares: stores, the hub, settings, limits.
+//! What every connection shares: stores, the hub, the cache, the bus,
+//! settings and limits; and the few acts that reach this node and every
+//! other one (waking a user, pushing to them, a friendship change).
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::hub::Hub;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::Limits;
 use crate::store::{IdentityKeys, StoreError, Stores};
 use wisp_proto::UserId;
 
@@ -22,11 +24,7 @@ pub(crate) struct AppState {
     /// The deployment's name, signed into registrations and logins.
     pub(crate) server_name: String,
     pub(crate) pow_difficulty: u32,
-    pub(crate) register_limiter: RateLimiter,
-    pub(crate) friend_op_limiter: RateLimiter<wisp_proto::UserId>,
-    pub(crate) send_limiter: RateLimiter<wisp_proto::UserId>,
-    pub(crate) ack_limiter: RateLimiter<wisp_proto::UserId>,
-    pub(crate) key_op_limiter: RateLimiter<wisp_proto::UserId>,
+    pub(crate) limits: Limits,
     /// Set when messages were deleted since the last store maintenance.
     pub(crate) mailbox_dirty: std::sync::atomic::AtomicBool,
     pub(crate) connection_slots: Arc<Semaphore>,
@@ -90,5 +88,40 @@ impl AppState {
         if let Some(bus) = &self.bus {
             bus.push(user, frame).await;
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    /// A node's shared state on a fresh embedded store, with the default
+    /// settings and no other nodes.
+    pub(crate) async fn state() -> (tempfile::TempDir, Arc<AppState>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let config = crate::config::Config::default();
+        let state = AppState {
+            stores: Stores {
+                accounts: Arc::new(store.clone()),
+                friends: Arc::new(store.clone()),
+                prekeys: Arc::new(store.clone()),
+                mailbox: Arc::new(store),
+            },
+            hub: Arc::new(Hub::default()),
+            clock: Arc::new(crate::clock::SystemClock),
+            server_name: "test".to_owned(),
+            pow_difficulty: 0,
+            limits: Limits::new(&config),
+            mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            bus: None,
+            cache: Arc::new(Cache::default()),
+            trusted_proxies: Vec::new(),
+        };
+        (dir, Arc::new(state))
     }
 }

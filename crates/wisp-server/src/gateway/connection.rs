@@ -21,10 +21,11 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ use wisp_proto::server_frame::Body;
 use wisp_proto::{MessageId, UserId};
 use wisp_proto::{ServerFrame, encode};
 
-use super::session::{Close, Session};
+use super::session::{Close, Outcome, Session};
 use crate::hub::{OUTBOUND_QUEUE, Subscription};
 use crate::services::messages;
 use crate::state::AppState;
@@ -62,8 +63,6 @@ const HINTS_PER_FETCH: u32 = 32;
 /// After a store failure, delivery is retried this much later.
 const DELIVERY_RETRY: Duration = Duration::from_millis(200);
 
-const GOING_AWAY: u16 = 1001;
-
 /// Where a logged-in connection is in its user's mailbox.
 #[derive(Debug)]
 struct Delivery {
@@ -80,7 +79,6 @@ struct Delivery {
     /// Hints delivered since the last fetch.
     hints_since_fetch: u32,
 }
-const TRY_AGAIN_LATER: u16 = 1013;
 
 pub(crate) async fn serve<S>(mut socket: S, state: Arc<AppState>, peer: IpAddr)
 where
@@ -100,39 +98,46 @@ where
     metrics::gauge!("wisp_connections").decrement(1.0);
 }
 
+/// Runs the connection until it ends; returns how to close it, if the
+/// server is the one closing.
 async fn run<S>(socket: &mut S, state: &Arc<AppState>, peer: IpAddr) -> Option<Close>
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send,
 {
     let (outbound_tx, mut outbound) = mpsc::channel::<Box<ServerFrame>>(OUTBOUND_QUEUE);
     let (hints_tx, mut hints) = mpsc::channel::<Arc<StoredMessage>>(DELIVERY_WINDOW);
-    let kick = CancellationToken::new();
+    let link = HubLink {
+        outbound: outbound_tx,
+        hints: hints_tx,
+        kick: CancellationToken::new(),
+        wake: Arc::new(Notify::new()),
+    };
+    let wake = &link.wake;
     let mut session = Session::new(Arc::clone(state), peer);
     let mut subscription: Option<Subscription> = None;
-    let wake = Arc::new(Notify::new());
     let mut delivery: Option<Delivery> = None;
     let login_deadline = tokio::time::sleep(LOGIN_DEADLINE);
     tokio::pin!(login_deadline);
     // Made once, not on every turn of the loop (each registers a waiter).
     let shutdown = state.shutdown.cancelled();
     tokio::pin!(shutdown);
-    let kicked = kick.cancelled();
+    let kicked = link.kick.cancelled();
     tokio::pin!(kicked);
 
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => {
-                return Some(Close { code: GOING_AWAY, reason: "server shutting down" });
+                return Some(Close { code: close_code::AWAY, reason: "server shutting down" });
             }
             () = &mut kicked => {
                 return Some(Close {
-                    code: TRY_AGAIN_LATER,
+                    code: close_code::AGAIN,
                     reason: "connection fell too far behind; reconnect",
                 });
             }
             () = &mut login_deadline, if !session.is_logged_in() => {
-                return Some(Close { code: Close::POLICY, reason: "log in sooner" });
+                return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
             }
             Some(frame) = outbound.recv() => {
                 if send(socket, &frame).await.is_err() {
@@ -141,7 +146,7 @@ where
             }
             () = wake.notified(), if delivery.is_some() => {
                 if let Some(delivery) = delivery.as_mut()
-                    && deliver(socket, state, delivery, &wake).await.is_err()
+                    && deliver(socket, state, delivery, wake).await.is_err()
                 {
                     return None;
                 }
@@ -150,7 +155,7 @@ where
             // overtakes an earlier message that is waiting to be fetched.
             Some(message) = hints.recv(), if delivery.is_some() => {
                 if let Some(delivery) = delivery.as_mut()
-                    && deliver_hint(socket, state, delivery, message, &wake).await.is_err()
+                    && deliver_hint(socket, state, delivery, message, wake).await.is_err()
                 {
                     return None;
                 }
@@ -162,47 +167,98 @@ where
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
                 };
-                if let Some(user) = outcome.logged_in {
-                    let subscribed = subscription.insert(state.hub.subscribe(
-                        user,
-                        outbound_tx.clone(),
-                        kick.clone(),
-                        Arc::clone(&wake),
-                        Some(hints_tx.clone()),
-                    ));
-                    // The login is answered once pushes from other nodes
-                    // reach this connection (at once on a single node).
-                    subscribed.listening(LISTEN_WAIT).await;
-                    delivery = Some(Delivery {
-                        user,
-                        cursor: MessageId(0),
-                        drained_announced: false,
-                        in_flight: HashSet::new(),
-                        behind: true,
-                        hints_since_fetch: 0,
-                    });
-                    // Subscribed first, then woken: a message stored from now
-                    // on wakes us again, one stored before is fetched now.
-                    wake.notify_one();
-                }
-                if let Some(delivery) = delivery.as_mut()
-                    && !outcome.acked.is_empty()
-                {
-                    let was_full = delivery.in_flight.len() >= DELIVERY_WINDOW;
-                    for id in &outcome.acked {
-                        delivery.in_flight.remove(id);
-                    }
-                    if was_full && delivery.in_flight.len() < DELIVERY_WINDOW {
-                        wake.notify_one();
-                    }
-                }
-                if send(socket, &outcome.reply).await.is_err() {
-                    return None;
-                }
-                if outcome.close.is_some() {
-                    return outcome.close;
+                let answered =
+                    answer(socket, state, &link, outcome, &mut subscription, &mut delivery);
+                if let ControlFlow::Break(close) = answered.await {
+                    return close;
                 }
             }
+        }
+    }
+}
+
+/// Acts on what the session made of a frame: joins the hub when it logged
+/// in, lets acknowledged messages leave the window, sends the reply. Breaks
+/// when the connection ends (with how to close it, if the server closes).
+async fn answer<S>(
+    socket: &mut S,
+    state: &AppState,
+    link: &HubLink,
+    outcome: Outcome,
+    subscription: &mut Option<Subscription>,
+    delivery: &mut Option<Delivery>,
+) -> ControlFlow<Option<Close>>
+where
+    S: Sink<Message> + Unpin,
+{
+    if let Some(user) = outcome.logged_in {
+        let (subscribed, fresh) = link.log_in(state, user).await;
+        *subscription = Some(subscribed);
+        *delivery = Some(fresh);
+    }
+    if let Some(delivery) = delivery.as_mut() {
+        delivery.acknowledged(&outcome.acked, &link.wake);
+    }
+    if send(socket, &outcome.reply).await.is_err() {
+        return ControlFlow::Break(None);
+    }
+    match outcome.close {
+        Some(close) => ControlFlow::Break(Some(close)),
+        None => ControlFlow::Continue(()),
+    }
+}
+
+/// Where the hub reaches a connection: its outbound queue, its hint queue,
+/// the token that kicks it, and its wake-up.
+struct HubLink {
+    outbound: mpsc::Sender<Box<ServerFrame>>,
+    hints: mpsc::Sender<Arc<StoredMessage>>,
+    kick: CancellationToken,
+    wake: Arc<Notify>,
+}
+
+impl HubLink {
+    /// Joins the hub as `user` (dropping the subscription leaves it) and
+    /// starts delivery from the beginning of the mailbox.
+    async fn log_in(&self, state: &AppState, user: UserId) -> (Subscription, Delivery) {
+        let mut subscription = state.hub.subscribe(
+            user,
+            self.outbound.clone(),
+            self.kick.clone(),
+            Arc::clone(&self.wake),
+            Some(self.hints.clone()),
+        );
+        // The login is answered once pushes from other nodes reach this
+        // connection (at once on a single node).
+        subscription.listening(LISTEN_WAIT).await;
+        let delivery = Delivery {
+            user,
+            cursor: MessageId(0),
+            drained_announced: false,
+            in_flight: HashSet::new(),
+            behind: true,
+            hints_since_fetch: 0,
+        };
+        // Subscribed first, then woken: a message stored from now on wakes
+        // us again, one stored before is fetched now.
+        self.wake.notify_one();
+        (subscription, delivery)
+    }
+}
+
+impl Delivery {
+    /// The client acknowledged `ids`: they leave the window, and a window
+    /// that was full has room again.
+    fn acknowledged(&mut self, ids: &[u64], wake: &Notify) {
+        if ids.is_empty() {
+            return;
+        }
+        let was_full = self.in_flight.len() >= DELIVERY_WINDOW;
+        for id in ids {
+            self.in_flight.remove(id);
+        }
+        if was_full && self.in_flight.len() < DELIVERY_WINDOW {
+            wake.notify_one();
         }
     }
 }
@@ -332,5 +388,103 @@ where
     match tokio::time::timeout(SEND_TIMEOUT, sending).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use wisp_proto::frames::Hello;
+    use wisp_proto::{ClientFrame, PROTOCOL_VERSION, client_frame, decode_server_frame};
+
+    use super::*;
+
+    /// The server's end of an in-memory WebSocket: what the test sends
+    /// comes out of the stream, what the connection sends goes to the test.
+    struct Duplex {
+        incoming: mpsc::UnboundedReceiver<Message>,
+        outgoing: mpsc::UnboundedSender<Message>,
+    }
+
+    impl Stream for Duplex {
+        type Item = Result<Message, axum::Error>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx).map(|message| message.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for Duplex {
+        type Error = mpsc::error::SendError<Message>;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+            self.outgoing.send(message)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn reply(from_server: &mut mpsc::UnboundedReceiver<Message>) -> ServerFrame {
+        match from_server.recv().await {
+            Some(Message::Binary(bytes)) => decode_server_frame(&bytes).unwrap(),
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+
+    /// The loop needs no socket: a stream and a sink in memory carry a
+    /// whole conversation, down to the close frame.
+    #[tokio::test]
+    async fn a_connection_runs_over_any_stream_and_sink() {
+        let (_dir, state) = crate::state::tests::state().await;
+        let (to_server, incoming) = mpsc::unbounded_channel();
+        let (outgoing, mut from_server) = mpsc::unbounded_channel();
+        let peer = "127.0.0.1".parse().unwrap();
+        let serving = tokio::spawn(serve(
+            Duplex { incoming, outgoing },
+            Arc::clone(&state),
+            peer,
+        ));
+
+        let hello = ClientFrame {
+            request_id: 7,
+            body: Some(client_frame::Body::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client: "test".into(),
+            })),
+        };
+        to_server
+            .send(Message::Binary(encode(&hello).into()))
+            .unwrap();
+        let answer = reply(&mut from_server).await;
+        assert_eq!(answer.request_id, 7);
+        assert!(matches!(answer.body, Some(Body::HelloOk(_))), "{answer:?}");
+
+        // Text is not part of the protocol: a typed error, not a close.
+        to_server.send(Message::Text("hi".into())).unwrap();
+        let answer = reply(&mut from_server).await;
+        assert!(matches!(answer.body, Some(Body::Error(_))), "{answer:?}");
+
+        // Shutdown closes the connection with "going away".
+        state.shutdown.cancel();
+        match from_server.recv().await {
+            Some(Message::Close(Some(close))) => {
+                assert_eq!(close.code, close_code::AWAY);
+                assert_eq!(close.reason, "server shutting down");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        serving.await.unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! The WebSocket gateway: accepts connections, enforces the connection cap,
-//! and runs each connection's loop.
+//! finds the client's address (behind trusted proxies), and runs each
+//! connection's loop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ pub(crate) mod session;
 
 /// The transport accepts messages up to this size, so that frames a little
 /// over [`MAX_FRAME_BYTES`] get a typed FRAME_TOO_LARGE reply; anything
-/// larger closes the connection (1009, message too big).
+/// larger closes the connection (close code 1009, message too big).
 const TRANSPORT_MAX_MESSAGE: usize = 2 * MAX_FRAME_BYTES;
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy,

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::extract::ws::close_code;
 use wisp_proto::client_frame::Body as In;
 use wisp_proto::frames::{
     Acked, Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, KeysUploaded, LoggedIn,
@@ -40,11 +41,6 @@ enum Phase {
 pub(crate) struct Close {
     pub(crate) code: u16,
     pub(crate) reason: &'static str,
-}
-
-impl Close {
-    pub(crate) const PROTOCOL: u16 = 1002;
-    pub(crate) const POLICY: u16 = 1008;
 }
 
 /// What handling one frame produced.
@@ -149,7 +145,7 @@ impl Session {
         metrics::counter!("wisp_requests_refused_total", "code" => error.code.as_str_name())
             .increment(1);
         let close = (self.protocol_errors >= MAX_PROTOCOL_ERRORS).then_some(Close {
-            code: Close::PROTOCOL,
+            code: close_code::PROTOCOL,
             reason: "too many malformed frames",
         });
         Outcome {
@@ -163,20 +159,20 @@ impl Session {
     fn close_after(&mut self, error: &WireError) -> Option<Close> {
         match error.code {
             ErrorCode::UnsupportedVersion => Some(Close {
-                code: Close::PROTOCOL,
+                code: close_code::PROTOCOL,
                 reason: "unsupported protocol version",
             }),
             ErrorCode::AuthFailed => {
                 self.failed_logins += 1;
                 (self.failed_logins >= MAX_FAILED_LOGINS).then_some(Close {
-                    code: Close::POLICY,
+                    code: close_code::POLICY,
                     reason: "too many failed logins",
                 })
             }
             ErrorCode::HelloRequired | ErrorCode::AuthRequired => {
                 self.protocol_errors += 1;
                 (self.protocol_errors >= MAX_PROTOCOL_ERRORS).then_some(Close {
-                    code: Close::PROTOCOL,
+                    code: close_code::PROTOCOL,
                     reason: "too many out-of-order frames",
                 })
             }
@@ -184,38 +180,49 @@ impl Session {
         }
     }
 
+    /// Answers one request according to the connection's phase.
     async fn dispatch(&mut self, frame: ClientFrame) -> Result<Out, WireError> {
         let Some(body) = frame.body else {
             return Err(WireError::new(ErrorCode::BadFrame, "frame has no body"));
         };
-        match (self.phase, body) {
-            (Phase::AwaitingHello, In::Hello(hello)) => {
-                if hello.protocol_version != PROTOCOL_VERSION {
-                    return Err(WireError::new(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "this server speaks protocol version {PROTOCOL_VERSION}, not {}; update your client",
-                            hello.protocol_version
-                        ),
-                    ));
-                }
-                self.phase = Phase::Anonymous;
-                Ok(Out::HelloOk(HelloOk {
-                    protocol_version: PROTOCOL_VERSION,
-                    server_name: self.state.server_name.clone(),
-                    max_frame_bytes: u32::try_from(MAX_FRAME_BYTES).unwrap_or(u32::MAX),
-                }))
-            }
-            (Phase::AwaitingHello, _) => Err(WireError::new(
+        match self.phase {
+            Phase::AwaitingHello => self.before_hello(body),
+            Phase::Anonymous => self.before_login(body).await,
+            Phase::LoggedIn(me) => self.logged_in(me, body).await,
+        }
+    }
+
+    /// Before `Hello`: only `Hello` itself.
+    fn before_hello(&mut self, body: In) -> Result<Out, WireError> {
+        let In::Hello(hello) = body else {
+            return Err(WireError::new(
                 ErrorCode::HelloRequired,
                 "send Hello with the protocol version first",
-            )),
-            (_, In::Hello(_)) => Err(WireError::new(
-                ErrorCode::HelloRequired,
-                "Hello was already received on this connection",
-            )),
-            (_, In::Ping(_)) => Ok(Out::Pong(Pong {})),
-            (Phase::Anonymous, In::RegisterChallenge(_)) => {
+            ));
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(WireError::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "this server speaks protocol version {PROTOCOL_VERSION}, not {}; update your client",
+                    hello.protocol_version
+                ),
+            ));
+        }
+        self.phase = Phase::Anonymous;
+        Ok(Out::HelloOk(HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: self.state.server_name.clone(),
+            max_frame_bytes: u32::try_from(MAX_FRAME_BYTES).unwrap_or(u32::MAX),
+        }))
+    }
+
+    /// After `Hello`, before login: register, or log in.
+    async fn before_login(&mut self, body: In) -> Result<Out, WireError> {
+        match body {
+            In::Hello(_) => Err(hello_again()),
+            In::Ping(_) => Ok(Out::Pong(Pong {})),
+            In::RegisterChallenge(_) => {
                 let puzzle = accounts::new_puzzle(&self.state);
                 let reply = RegisterPuzzle {
                     nonce: puzzle.nonce.to_vec(),
@@ -224,7 +231,7 @@ impl Session {
                 self.puzzle = Some(puzzle);
                 Ok(Out::RegisterPuzzle(reply))
             }
-            (Phase::Anonymous, In::Register(register)) => {
+            In::Register(register) => {
                 let user = accounts::register(
                     &self.state,
                     self.peer,
@@ -242,7 +249,7 @@ impl Session {
                     user_id: user.to_vec(),
                 }))
             }
-            (Phase::Anonymous, In::LoginChallenge(request)) => {
+            In::LoginChallenge(request) => {
                 let user = user_arg(&request.user_id)?;
                 let nonce = accounts::fresh_nonce();
                 self.login_challenge = Some(accounts::LoginChallenge { user, nonce });
@@ -250,10 +257,9 @@ impl Session {
                     nonce: nonce.to_vec(),
                 }))
             }
-            (Phase::Anonymous, In::Login(login)) => {
-                let user =
-                    accounts::login(&self.state, self.login_challenge.take(), &login.signature)
-                        .await?;
+            In::Login(login) => {
+                let challenge = self.login_challenge.take();
+                let user = accounts::login(&self.state, challenge, &login.signature).await?;
                 self.phase = Phase::LoggedIn(user);
                 tracing::debug!(%user, "logged in");
                 Ok(Out::LoggedIn(LoggedIn {
@@ -261,12 +267,31 @@ impl Session {
                     one_time_keys_remaining: keys::remaining(&self.state, user).await?,
                 }))
             }
-            (Phase::LoggedIn(_), In::RegisterChallenge(_) | In::Register(_))
-            | (Phase::LoggedIn(_), In::LoginChallenge(_) | In::Login(_)) => Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                "this connection is already logged in",
+            In::FriendOp(_)
+            | In::ListFriends(_)
+            | In::ListFriendRequests(_)
+            | In::UploadKeys(_)
+            | In::ClaimKeys(_)
+            | In::Send(_)
+            | In::Ack(_) => Err(WireError::new(
+                ErrorCode::AuthRequired,
+                "log in before using this request",
             )),
-            (Phase::LoggedIn(me), In::FriendOp(op)) => {
+        }
+    }
+
+    /// Logged in as `me`: friends, keys and messages.
+    async fn logged_in(&mut self, me: UserId, body: In) -> Result<Out, WireError> {
+        match body {
+            In::Hello(_) => Err(hello_again()),
+            In::Ping(_) => Ok(Out::Pong(Pong {})),
+            In::RegisterChallenge(_) | In::Register(_) | In::LoginChallenge(_) | In::Login(_) => {
+                Err(WireError::new(
+                    ErrorCode::InvalidArgument,
+                    "this connection is already logged in",
+                ))
+            }
+            In::FriendOp(op) => {
                 let action = FriendAction::try_from(op.action).map_err(|_| {
                     WireError::new(ErrorCode::InvalidArgument, "unknown friend action")
                 })?;
@@ -274,45 +299,19 @@ impl Session {
                 let friends = friends::apply(&self.state, me, action, other).await?;
                 Ok(Out::FriendOpResult(FriendOpResult { friends }))
             }
-            (Phase::LoggedIn(me), In::ListFriends(_)) => {
-                let friends = friends::list(&self.state, me).await?;
-                Ok(Out::FriendList(FriendList {
-                    friends: friends
-                        .into_iter()
-                        .map(|f| Friend {
-                            user_id: f.user.to_vec(),
-                            since_unix_ms: f.since,
-                        })
-                        .collect(),
-                }))
-            }
-            (Phase::LoggedIn(me), In::ListFriendRequests(_)) => {
-                let pending = friends::pending(&self.state, me).await?;
-                let entries = |list: Vec<crate::store::RequestEntry>| {
-                    list.into_iter()
-                        .map(|r| PendingRequest {
-                            user_id: r.user.to_vec(),
-                            created_unix_ms: r.created,
-                        })
-                        .collect()
-                };
-                Ok(Out::FriendRequests(FriendRequests {
-                    incoming: entries(pending.incoming),
-                    outgoing: entries(pending.outgoing),
-                    blocked: pending.blocked.iter().map(UserId::to_vec).collect(),
-                }))
-            }
-            (Phase::LoggedIn(me), In::UploadKeys(upload)) => {
+            In::ListFriends(_) => self.friend_list(me).await,
+            In::ListFriendRequests(_) => self.friend_requests(me).await,
+            In::UploadKeys(upload) => {
                 let remaining = keys::upload(&self.state, me, upload).await?;
                 Ok(Out::KeysUploaded(KeysUploaded {
                     one_time_keys_remaining: remaining,
                 }))
             }
-            (Phase::LoggedIn(me), In::ClaimKeys(claim)) => {
+            In::ClaimKeys(claim) => {
                 let other = user_arg(&claim.user_id)?;
                 Ok(Out::KeyBundle(keys::claim(&self.state, me, other).await?))
             }
-            (Phase::LoggedIn(me), In::Send(send)) => {
+            In::Send(send) => {
                 let accepted = messages::send(&self.state, me, send).await?;
                 Ok(Out::SendAck(SendAck {
                     message_id: accepted.id.0,
@@ -320,26 +319,50 @@ impl Session {
                     duplicate: accepted.duplicate,
                 }))
             }
-            (Phase::LoggedIn(me), In::Ack(ack)) => {
+            In::Ack(ack) => {
                 let burned = messages::ack(&self.state, me, &ack.message_ids).await?;
                 self.acked = ack.message_ids;
                 Ok(Out::Acked(Acked {
                     burned: u32::try_from(burned).unwrap_or(u32::MAX),
                 }))
             }
-            (
-                Phase::Anonymous,
-                In::FriendOp(_)
-                | In::ListFriends(_)
-                | In::ListFriendRequests(_)
-                | In::UploadKeys(_)
-                | In::ClaimKeys(_)
-                | In::Send(_)
-                | In::Ack(_),
-            ) => Err(WireError::new(
-                ErrorCode::AuthRequired,
-                "log in before using this request",
-            )),
         }
     }
+
+    async fn friend_list(&self, me: UserId) -> Result<Out, WireError> {
+        let friends = friends::list(&self.state, me).await?;
+        Ok(Out::FriendList(FriendList {
+            friends: friends
+                .into_iter()
+                .map(|f| Friend {
+                    user_id: f.user.to_vec(),
+                    since_unix_ms: f.since,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn friend_requests(&self, me: UserId) -> Result<Out, WireError> {
+        let pending = friends::pending(&self.state, me).await?;
+        let entries = |list: Vec<crate::store::RequestEntry>| {
+            list.into_iter()
+                .map(|r| PendingRequest {
+                    user_id: r.user.to_vec(),
+                    created_unix_ms: r.created,
+                })
+                .collect()
+        };
+        Ok(Out::FriendRequests(FriendRequests {
+            incoming: entries(pending.incoming),
+            outgoing: entries(pending.outgoing),
+            blocked: pending.blocked.iter().map(UserId::to_vec).collect(),
+        }))
+    }
+}
+
+fn hello_again() -> WireError {
+    WireError::new(
+        ErrorCode::HelloRequired,
+        "Hello was already received on this connection",
+    )
 }

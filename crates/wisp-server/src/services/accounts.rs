@@ -80,10 +80,7 @@ pub(crate) async fn register(
     puzzle: Option<Puzzle>,
     request: Registration<'_>,
 ) -> Result<UserId, WireError> {
-    if let Err(retry_after) = state
-        .register_limiter
-        .check(crate::ratelimit::address_key(peer))
-    {
+    if let Err(retry_after) = state.limits.registrations.check(peer) {
         metrics::counter!("wisp_registrations_refused_total", "reason" => "rate_limited")
             .increment(1);
         return Err(WireError::rate_limited("registrations", retry_after));

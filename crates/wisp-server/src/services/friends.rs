@@ -1,6 +1,9 @@
 //! Friend requests, the 20-friend circle, and blocks. The store enforces the
-//! rules atomically; this service picks the operation, tells the other side
-//! what happened (when it is online), and counts.
+//! rules atomically; this service picks the operation, makes every node
+//! forget its cached answer when a friendship begins or ends, drops what a
+//! removed or blocked friend had not read, tells the other side what
+//! happened (on whichever node they are connected), and counts. It also
+//! lists friends and pending requests.
 
 use wisp_proto::frames::{FriendAccepted, FriendRemoved, FriendRequestReceived};
 use wisp_proto::server_frame::Body;
@@ -8,7 +11,7 @@ use wisp_proto::{ErrorCode, FriendAction, ServerFrame, UserId};
 
 use crate::error::WireError;
 use crate::state::AppState;
-use crate::store::{FriendEntry, PendingRequests, RequestOutcome};
+use crate::store::{FriendEntry, PendingRequests, RequestOutcome, UnixMillis};
 
 /// Runs one friend operation for `me`; returns whether the two are friends
 /// afterwards.
@@ -18,53 +21,75 @@ pub(crate) async fn apply(
     action: FriendAction,
     other: UserId,
 ) -> Result<bool, WireError> {
-    if let Err(retry_after) = state.friend_op_limiter.check(me) {
+    if let Err(retry_after) = state.limits.friend_ops.check(me) {
         return Err(WireError::rate_limited("friend operations", retry_after));
     }
+    let done = perform(state, me, action, other).await?;
+    metrics::counter!("wisp_friend_operations_total", "action" => action.as_str_name())
+        .increment(1);
+    if let Some(body) = done.tell {
+        let frame = ServerFrame {
+            request_id: 0,
+            body: Some(body),
+        };
+        state.push(other, &frame).await;
+    }
+    Ok(done.friends)
+}
+
+/// What a friend operation did.
+struct Done {
+    /// Whether the two are friends now.
+    friends: bool,
+    /// What the other side is told, if anything.
+    tell: Option<Body>,
+}
+
+impl Done {
+    fn quiet(friends: bool) -> Self {
+        Self {
+            friends,
+            tell: None,
+        }
+    }
+}
+
+/// Carries out `action` in the store, and what must follow on every node.
+async fn perform(
+    state: &AppState,
+    me: UserId,
+    action: FriendAction,
+    other: UserId,
+) -> Result<Done, WireError> {
     let store = &state.stores.friends;
     let now = state.clock.now_ms();
-    let (friends, event) = match action {
-        FriendAction::Request => match store.request(me, other, now).await? {
-            RequestOutcome::Sent => (
-                false,
-                Some(Body::FriendRequestReceived(FriendRequestReceived {
-                    from: me.to_vec(),
-                })),
-            ),
-            RequestOutcome::BecameFriends => {
-                became_friends(state, me, other).await?;
-                (
-                    true,
-                    Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
-                )
-            }
-            // Nothing new to tell anyone; a shadowed request looks sent.
-            RequestOutcome::AlreadyPending | RequestOutcome::Shadowed => (false, None),
-        },
+    let removed = || Body::FriendRemoved(FriendRemoved { by: me.to_vec() });
+    let done = match action {
+        FriendAction::Request => request(state, me, other, now).await?,
         FriendAction::Accept => {
             store.accept(me, other, now).await?;
             became_friends(state, me, other).await?;
-            (
-                true,
-                Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
-            )
+            Done {
+                friends: true,
+                tell: Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
+            }
         }
         FriendAction::Decline => {
             store.decline(me, other).await?;
-            (false, None)
+            Done::quiet(false)
         }
         FriendAction::Cancel => {
             store.cancel(me, other).await?;
-            (false, None)
+            Done::quiet(false)
         }
         FriendAction::Remove => {
             store.remove(me, other).await?;
             state.friendship_changed(me, other).await;
             drop_undelivered(state, me, other).await?;
-            (
-                false,
-                Some(Body::FriendRemoved(FriendRemoved { by: me.to_vec() })),
-            )
+            Done {
+                friends: false,
+                tell: Some(removed()),
+            }
         }
         FriendAction::Block => {
             let ended = store.block(me, other, now).await?;
@@ -72,12 +97,14 @@ pub(crate) async fn apply(
             drop_undelivered(state, me, other).await?;
             // The blocked side learns the friendship ended, not that it was
             // a block.
-            let event = ended.then(|| Body::FriendRemoved(FriendRemoved { by: me.to_vec() }));
-            (false, event)
+            Done {
+                friends: false,
+                tell: ended.then(removed),
+            }
         }
         FriendAction::Unblock => {
             store.unblock(me, other).await?;
-            (false, None)
+            Done::quiet(false)
         }
         FriendAction::Unspecified => {
             return Err(WireError::new(
@@ -86,20 +113,35 @@ pub(crate) async fn apply(
             ));
         }
     };
-    metrics::counter!("wisp_friend_operations_total", "action" => action.as_str_name())
-        .increment(1);
-    if let Some(body) = event {
-        state
-            .push(
-                other,
-                &ServerFrame {
-                    request_id: 0,
-                    body: Some(body),
-                },
-            )
-            .await;
-    }
-    Ok(friends)
+    Ok(done)
+}
+
+/// A friend request from `me` to `other`: it waits for an answer, or, when
+/// `other` had asked `me` already, they are friends now.
+async fn request(
+    state: &AppState,
+    me: UserId,
+    other: UserId,
+    now: UnixMillis,
+) -> Result<Done, WireError> {
+    let done = match state.stores.friends.request(me, other, now).await? {
+        RequestOutcome::Sent => Done {
+            friends: false,
+            tell: Some(Body::FriendRequestReceived(FriendRequestReceived {
+                from: me.to_vec(),
+            })),
+        },
+        RequestOutcome::BecameFriends => {
+            became_friends(state, me, other).await?;
+            Done {
+                friends: true,
+                tell: Some(Body::FriendAccepted(FriendAccepted { by: me.to_vec() })),
+            }
+        }
+        // Nothing new to tell anyone; a shadowed request looks sent.
+        RequestOutcome::AlreadyPending | RequestOutcome::Shadowed => Done::quiet(false),
+    };
+    Ok(done)
 }
 
 /// A new friendship: open the conversation, then let every node know.
@@ -109,7 +151,8 @@ async fn became_friends(state: &AppState, me: UserId, other: UserId) -> Result<(
     Ok(())
 }
 
-/// Removing or blocking a friend (after every node was told) drops what they have not read yet, both ways.
+/// Removing or blocking a friend (after every node was told) drops what
+/// they have not read yet, both ways.
 async fn drop_undelivered(state: &AppState, me: UserId, other: UserId) -> Result<(), WireError> {
     let dropped = state.stores.mailbox.drop_conversation(me, other).await?;
     metrics::counter!("wisp_messages_dropped_total").increment(dropped);
@@ -121,10 +164,12 @@ async fn drop_undelivered(state: &AppState, me: UserId, other: UserId) -> Result
     Ok(())
 }
 
+/// `me`'s friends.
 pub(crate) async fn list(state: &AppState, me: UserId) -> Result<Vec<FriendEntry>, WireError> {
     Ok(state.stores.friends.friends(me).await?)
 }
 
+/// Friend requests to and from `me`, and whom `me` blocked.
 pub(crate) async fn pending(state: &AppState, me: UserId) -> Result<PendingRequests, WireError> {
     Ok(state.stores.friends.pending(me).await?)
 }

@@ -37,14 +37,16 @@ fn checked(key: &WireKey, owner_key: &ed25519_dalek::VerifyingKey) -> Result<Sig
     })
 }
 
-/// Stores `me`'s new keys; returns how many one-time keys it now has.
+/// Counts a key upload or claim against `me`'s limit.
 fn limit(state: &AppState, me: UserId) -> Result<(), WireError> {
     state
-        .key_op_limiter
+        .limits
+        .key_ops
         .check(me)
         .map_err(|retry_after| WireError::rate_limited("key requests", retry_after))
 }
 
+/// Stores `me`'s new keys; returns how many one-time keys it now has.
 pub(crate) async fn upload(
     state: &AppState,
     me: UserId,

@@ -1,7 +1,8 @@
 //! The message lifecycle on the server: accept (checks, durable store with
-//! its expiry), wake the recipient's connections, hand out what is pending
-//! in order, burn on acknowledgement. The server sees ciphertext and routing
-//! fields only.
+//! its expiry), hand the message to the recipient's connections on this
+//! node and wake those on others, hand out what is pending in order, burn on
+//! acknowledgement, delete what expired. The server sees ciphertext and
+//! routing fields only.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
 use crate::state::AppState;
-use crate::store::{Accepted, NewMessage, PutError, StoredMessage};
+use crate::store::{Accepted, NewMessage, PutError, StoredMessage, UnixMillis};
 
 /// Length of a client message id.
 pub(crate) const CLIENT_MSG_ID_BYTES: usize = 16;
@@ -26,57 +27,8 @@ fn refused(reason: &'static str, error: WireError) -> WireError {
 /// Accepts a message from `me`: checks, stores it durably, wakes the
 /// recipient. Returns once the message is safe.
 pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Accepted, WireError> {
-    let to = UserId::from_bytes(&send.to).map_err(|e| {
-        refused(
-            "invalid",
-            WireError::new(ErrorCode::InvalidArgument, e.to_string()),
-        )
-    })?;
-    if send.client_msg_id.len() != CLIENT_MSG_ID_BYTES {
-        return Err(refused(
-            "invalid",
-            WireError::new(ErrorCode::InvalidArgument, "client_msg_id must be 16 bytes"),
-        ));
-    }
-    if send.ciphertext.is_empty() {
-        return Err(refused(
-            "invalid",
-            WireError::new(ErrorCode::InvalidArgument, "a message needs a ciphertext"),
-        ));
-    }
-    if send.ciphertext.len() > MAX_CIPHERTEXT_BYTES {
-        return Err(refused(
-            "too_large",
-            WireError::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "message of {} bytes is over the {MAX_CIPHERTEXT_BYTES}-byte limit",
-                    send.ciphertext.len()
-                ),
-            ),
-        ));
-    }
-    let ttl = Duration::from_secs(u64::from(send.ttl_seconds));
-    if ttl.is_zero() {
-        return Err(refused(
-            "invalid",
-            WireError::new(ErrorCode::InvalidArgument, "ttl_seconds must be at least 1"),
-        ));
-    }
-    if ttl > MAX_MESSAGE_TTL {
-        return Err(refused(
-            "ttl",
-            WireError::new(
-                ErrorCode::TtlTooLong,
-                format!(
-                    "a message may live at most {} s, not {} s",
-                    MAX_MESSAGE_TTL.as_secs(),
-                    ttl.as_secs()
-                ),
-            ),
-        ));
-    }
-    if let Err(retry_after) = state.send_limiter.check(me) {
+    let Valid { to, ttl } = validate(&send)?;
+    if let Err(retry_after) = state.limits.sends.check(me) {
         return Err(refused(
             "rate_limited",
             WireError::rate_limited("messages", retry_after),
@@ -86,71 +38,14 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
         return Err(not_friends());
     }
     let now = state.clock.now_ms();
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let stored = state
-        .stores
-        .mailbox
-        .put(
-            NewMessage {
-                sender: me,
-                recipient: to,
-                client_msg_id: &send.client_msg_id,
-                ciphertext: &send.ciphertext,
-                sent_at: now,
-                expires_at: now.saturating_add(ttl_ms),
-            },
-            MAX_PENDING_PER_CONVERSATION,
-        )
-        .await;
-    let accepted = match stored {
-        Ok(accepted) => accepted,
-        Err(PutError::MailboxFull) => {
-            return Err(refused(
-                "mailbox_full",
-                WireError::new(
-                    ErrorCode::MailboxFull,
-                    format!(
-                        "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
-                    ),
-                ),
-            ));
-        }
-        // Removed on another node a moment ago (this node's cache had not
-        // heard yet).
-        Err(PutError::Closed) => return Err(not_friends()),
-        Err(PutError::Store(error)) => {
-            // The write may have landed all the same (a commit that
-            // reported failure, a write short of its replicas): have the
-            // recipient look, so it is not left behind later messages.
-            state.wake(to).await;
-            return Err(error.into());
-        }
-    };
-    // A removal that ran between the check above and the store has already
-    // dropped the conversation and forgotten the cached friendship; take
-    // this message back out too.
-    let still_friends = if accepted.duplicate {
-        Ok(true)
-    } else {
-        state.are_friends(me, to).await
-    };
-    match still_friends {
-        Ok(true) => {}
-        Ok(false) => {
-            state.stores.mailbox.drop_conversation(me, to).await?;
-            return Err(not_friends());
-        }
-        Err(error) => {
-            state.wake(to).await;
-            return Err(error.into());
-        }
-    }
+    let accepted = store(state, me, to, &send, now, ttl).await?;
     if accepted.duplicate {
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
         // The first attempt may have stored it without telling anyone (it
         // failed after the store); a fetch finds it in its place.
         state.wake(to).await;
     } else {
+        still_friends(state, me, to).await?;
         metrics::counter!("wisp_messages_sent_total").increment(1);
         // Shared by pointer: each connection's hint queue then costs a
         // pointer a slot, which matters for idle connections. The frame's
@@ -167,6 +62,129 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
     Ok(accepted)
 }
 
+/// A `Send` that passed the checks that need no state.
+struct Valid {
+    to: UserId,
+    ttl: Duration,
+}
+
+/// Checks what a `Send` says on its own: the recipient's id, the client
+/// message id, the ciphertext's size and the lifetime asked for.
+fn validate(send: &Send) -> Result<Valid, WireError> {
+    let invalid = |message: &'static str| {
+        refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, message),
+        )
+    };
+    let to = UserId::from_bytes(&send.to).map_err(|e| {
+        refused(
+            "invalid",
+            WireError::new(ErrorCode::InvalidArgument, e.to_string()),
+        )
+    })?;
+    if send.client_msg_id.len() != CLIENT_MSG_ID_BYTES {
+        return Err(invalid("client_msg_id must be 16 bytes"));
+    }
+    if send.ciphertext.is_empty() {
+        return Err(invalid("a message needs a ciphertext"));
+    }
+    if send.ciphertext.len() > MAX_CIPHERTEXT_BYTES {
+        return Err(refused(
+            "too_large",
+            WireError::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {} bytes is over the {MAX_CIPHERTEXT_BYTES}-byte limit",
+                    send.ciphertext.len()
+                ),
+            ),
+        ));
+    }
+    let ttl = Duration::from_secs(u64::from(send.ttl_seconds));
+    if ttl.is_zero() {
+        return Err(invalid("ttl_seconds must be at least 1"));
+    }
+    if ttl > MAX_MESSAGE_TTL {
+        return Err(refused(
+            "ttl",
+            WireError::new(
+                ErrorCode::TtlTooLong,
+                format!(
+                    "a message may live at most {} s, not {} s",
+                    MAX_MESSAGE_TTL.as_secs(),
+                    ttl.as_secs()
+                ),
+            ),
+        ));
+    }
+    Ok(Valid { to, ttl })
+}
+
+/// Stores the message durably, sent at `now` and living `ttl`.
+async fn store(
+    state: &AppState,
+    me: UserId,
+    to: UserId,
+    send: &Send,
+    now: UnixMillis,
+    ttl: Duration,
+) -> Result<Accepted, WireError> {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let message = NewMessage {
+        sender: me,
+        recipient: to,
+        client_msg_id: &send.client_msg_id,
+        ciphertext: &send.ciphertext,
+        sent_at: now,
+        expires_at: now.saturating_add(ttl_ms),
+    };
+    let stored = state
+        .stores
+        .mailbox
+        .put(message, MAX_PENDING_PER_CONVERSATION)
+        .await;
+    match stored {
+        Ok(accepted) => Ok(accepted),
+        Err(PutError::MailboxFull) => Err(refused(
+            "mailbox_full",
+            WireError::new(
+                ErrorCode::MailboxFull,
+                format!(
+                    "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
+                ),
+            ),
+        )),
+        // Removed on another node a moment ago (this node's cache had not
+        // heard yet).
+        Err(PutError::Closed) => Err(not_friends()),
+        Err(PutError::Store(error)) => {
+            // The write may have landed all the same (a commit that
+            // reported failure, a write short of its replicas): have the
+            // recipient look, so it is not left behind later messages.
+            state.wake(to).await;
+            Err(error.into())
+        }
+    }
+}
+
+/// After a new message was stored: a removal that ran between the
+/// friendship check and the store has already dropped the conversation and
+/// forgotten the cached friendship; this takes the message back out too.
+async fn still_friends(state: &AppState, me: UserId, to: UserId) -> Result<(), WireError> {
+    match state.are_friends(me, to).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            state.stores.mailbox.drop_conversation(me, to).await?;
+            Err(not_friends())
+        }
+        Err(error) => {
+            state.wake(to).await;
+            Err(error.into())
+        }
+    }
+}
+
 fn not_friends() -> WireError {
     refused(
         "not_friends",
@@ -179,7 +197,7 @@ fn not_friends() -> WireError {
 
 /// Burns messages `me` has read.
 pub(crate) async fn ack(state: &AppState, me: UserId, ids: &[u64]) -> Result<u64, WireError> {
-    if let Err(retry_after) = state.ack_limiter.check(me) {
+    if let Err(retry_after) = state.limits.acks.check(me) {
         return Err(WireError::rate_limited("acknowledgements", retry_after));
     }
     if ids.len() > MAX_ACK_BATCH {
