@@ -19,7 +19,9 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use wisp_client::{Client, ClientError, ErrorCode, Event, Events, Identity, LocalState, UserId};
+use wisp_client::{
+    Client, ClientError, ClientMsgId, ErrorCode, Events, Identity, LocalState, ServerEvent, UserId,
+};
 use wisp_proto::frames::sealed::Kind;
 use wisp_proto::frames::{Sealed, Text};
 
@@ -781,7 +783,7 @@ const E2E_TEXT_BYTES: usize = 120;
 fn seal(
     olm: &Olm,
     to: UserId,
-    client_msg_id: [u8; 16],
+    client_msg_id: ClientMsgId,
     phase: u32,
     seq: u64,
     sent_us: u64,
@@ -792,9 +794,9 @@ fn seal(
     }
     let now_ms = wisp_client::now_ms();
     let sealed = Sealed {
-        client_msg_id: client_msg_id.to_vec(),
-        sent_unix_ms: now_ms,
-        expires_unix_ms: now_ms.saturating_add(3_600_000),
+        client_msg_id: client_msg_id.0.to_vec(),
+        sent_unix_ms: now_ms.0,
+        expires_unix_ms: now_ms.0.saturating_add(3_600_000),
         kind: Some(Kind::Text(Text {
             body,
             view_seconds: 0,
@@ -908,7 +910,7 @@ async fn receive(
         }
         let mut next = Some(event);
         while let Some(event) = next.take() {
-            if let Event::Delivery(delivery) = event {
+            if let ServerEvent::Delivery(delivery) = event {
                 let now = epoch.elapsed();
                 let read = match &olm {
                     None => header(&delivery.ciphertext),

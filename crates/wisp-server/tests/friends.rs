@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, TestUser, befriend, code_of};
-use wisp_client::Event;
+use wisp_client::ServerEvent as Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_FRIENDS;
 

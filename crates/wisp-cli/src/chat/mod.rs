@@ -58,7 +58,7 @@ pub(crate) async fn run(
         let mut drawn = ui::Drawn::default();
         if let Err(error) = screen
             .terminal
-            .draw(|frame| drawn = ui::draw(frame, &chat, now, now_ms()))
+            .draw(|frame| drawn = ui::draw(frame, &chat, now, now_ms().0))
         {
             break Err(CliError::failed(format!("cannot draw: {error}")));
         }
@@ -76,7 +76,7 @@ pub(crate) async fn run(
         }
         let actions = tokio::select! {
             _ = tick.tick() => {
-                chat.tick(Instant::now(), now_ms());
+                chat.tick(Instant::now(), now_ms().0);
                 Vec::new()
             }
             () = signals.next() => {
@@ -123,8 +123,12 @@ pub(crate) async fn run(
     drop(screen);
     // The driver sends the receipts still queued, confirms what was shown
     // (burning it on the server), and ends once it sees the channel closed.
-    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    outcome
+    // A forged key seen meanwhile is repeated on stderr and in the exit code.
+    let forged = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    match forged {
+        Ok(Ok(Some(warning))) if outcome.is_ok() => Err(warning),
+        _ => outcome,
+    }
 }
 
 fn on_update(chat: &mut Chat, update: Update) -> Vec<Action> {
@@ -216,7 +220,7 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
             KeyCode::Esc | KeyCode::Tab => chat.focus = Focus::List,
             KeyCode::PageUp => chat.scroll += 5,
             KeyCode::PageDown => chat.scroll = chat.scroll.saturating_sub(5),
-            KeyCode::Enter => return chat.submit(now_ms()).into_iter().collect(),
+            KeyCode::Enter => return chat.submit(now_ms().0).into_iter().collect(),
             KeyCode::Backspace => {
                 chat.composer.pop();
             }
@@ -228,20 +232,24 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
 }
 
 /// Owns the messenger: performs actions, forwards events. `next_event` is
-/// cancel-safe, so an action may interrupt the wait for one.
+/// cancel-safe, so an action may interrupt the wait for one. Returns the
+/// warning for a forged key, if a send met one.
 async fn drive(
     mut messenger: Messenger,
     mut actions: mpsc::UnboundedReceiver<Action>,
     updates: mpsc::Sender<Update>,
     ttl: Duration,
     view: Option<Duration>,
-) {
+) -> Option<CliError> {
+    let mut forged = None;
     roster(&messenger, &updates).await;
     loop {
         let update = tokio::select! {
             biased;
             action = actions.recv() => match action {
-                Some(action) => perform(&mut messenger, action, &updates, ttl, view).await,
+                Some(action) => {
+                    perform(&mut messenger, action, &updates, (ttl, view), &mut forged).await
+                }
                 None => break,
             },
             event = messenger.next_event() => match event {
@@ -256,21 +264,31 @@ async fn drive(
         }
     }
     let _ = messenger.confirm().await;
+    forged
 }
 
 async fn perform(
     messenger: &mut Messenger,
     action: Action,
     updates: &mpsc::Sender<Update>,
-    ttl: Duration,
-    view: Option<Duration>,
+    (ttl, view): (Duration, Option<Duration>),
+    forged: &mut Option<CliError>,
 ) -> Option<Update> {
     match action {
         Action::Send { local, to, text } => {
             let outcome = messenger
                 .send_text(to, &text, ttl, view)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| {
+                    // A forged key is a warning, shown here and again on exit.
+                    let error = CliError::from(e);
+                    if error.exit_code() != crate::output::EXIT_FORGED_KEY {
+                        return error.to_string();
+                    }
+                    let shown = format!("{}: {error}", error.label());
+                    *forged = Some(error);
+                    shown
+                });
             Some(Update::Sent { local, outcome })
         }
         Action::MarkRead(messages) => messenger
