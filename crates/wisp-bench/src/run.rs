@@ -27,7 +27,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use wisp_client::{Client, ClientError, ErrorCode, Event, Events, Identity, LocalState, UserId};
+use wisp_client::{
+    Client, ClientError, ClientMsgId, ErrorCode, Events, Identity, LocalState, ServerEvent, UserId,
+};
 use wisp_proto::frames::sealed::Kind;
 use wisp_proto::frames::{Sealed, Text};
 
@@ -942,7 +944,7 @@ const E2E_TEXT_BYTES: usize = 120;
 fn seal(
     olm: &Olm,
     to: UserId,
-    client_msg_id: [u8; 16],
+    client_msg_id: ClientMsgId,
     phase: u32,
     seq: u64,
     sent_us: u64,
@@ -953,9 +955,9 @@ fn seal(
     }
     let now_ms = wisp_client::now_ms();
     let sealed = Sealed {
-        client_msg_id: client_msg_id.to_vec(),
-        sent_unix_ms: now_ms,
-        expires_unix_ms: now_ms.saturating_add(3_600_000),
+        client_msg_id: client_msg_id.0.to_vec(),
+        sent_unix_ms: now_ms.0,
+        expires_unix_ms: now_ms.0.saturating_add(3_600_000),
         kind: Some(Kind::Text(Text {
             body,
             view_seconds: 0,
@@ -1069,7 +1071,7 @@ async fn receive(
         }
         let mut next = Some(event);
         while let Some(event) = next.take() {
-            if let Event::Delivery(delivery) = event {
+            if let ServerEvent::Delivery(delivery) = event {
                 let now = epoch.elapsed();
                 let read = match &olm {
                     None => header(&delivery.ciphertext),
@@ -1125,9 +1127,7 @@ mod tests {
         assert_eq!(circles(12), vec![0..6, 6..12]);
         assert_eq!(circles(13), vec![0..6, 6..13]);
         assert_eq!(circles(14), vec![0..6, 6..12, 12..14]);
-        let ids: Vec<UserId> = (0..13)
-            .map(|_| Identity::generate().user_id())
-            .collect();
+        let ids: Vec<UserId> = (0..13).map(|_| Identity::generate().user_id()).collect();
         let (pairs, friends) = friendships(&circles(13), &ids);
         // 15 pairs in a circle of six, 21 in one of seven.
         assert_eq!(pairs.len(), 15 + 21);

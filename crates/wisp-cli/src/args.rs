@@ -21,7 +21,9 @@ otherwise you are asked for it (input hidden).
 
 Exit codes: 0 success; 1 refused by the server or failed; 2 bad usage;
 3 server unreachable or connection lost; 4 key store problem (no identity,
-wrong passphrase)."
+wrong passphrase); 5 a friend's key is forged (not signed by their identity:
+someone may be intercepting; nothing was sent; compare the safety number
+with `wisp verify ID`)."
 )]
 pub struct Cli {
     /// Directory holding your encrypted identity [default: the platform data

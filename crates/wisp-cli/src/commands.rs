@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wisp_client::{
     Client, ClientError, ErrorCode, Event, Identity, KdfParams, KeyStore, KeyStoreError,
-    LocalState, Messenger, SafetyNumber, UserId, invitation_link, parse_invitation,
+    LocalState, Messenger, SafetyNumber, UnixMillis, UserId, invitation_link, parse_invitation,
 };
 use wisp_proto::limits::MAX_MESSAGE_TTL;
 use zeroize::Zeroizing;
@@ -130,13 +130,13 @@ async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Re
             Event::Message(message) => {
                 if json {
                     json_line(&json!({
-                        "id": message.id,
+                        "id": message.id.0,
                         "from": message.from.to_string(),
                         "text": message.text.as_str(),
                         "sent_at": rfc3339(message.sent_unix_ms),
                         "expires_at": rfc3339(message.expires_unix_ms),
-                        "sent_unix_ms": message.sent_unix_ms,
-                        "expires_unix_ms": message.expires_unix_ms,
+                        "sent_unix_ms": message.sent_unix_ms.0,
+                        "expires_unix_ms": message.expires_unix_ms.0,
                         "view_seconds": message.view_timer.map_or(0, |d| d.as_secs()),
                     }));
                 } else {
@@ -157,9 +157,9 @@ async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Re
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-23T22:49:46.123Z.
-fn rfc3339(unix_ms: i64) -> String {
-    let ms = u64::try_from(unix_ms).unwrap_or(0);
+/// A time as RFC 3339 UTC, e.g. 2026-11-23T22:49:46.123Z.
+fn rfc3339(at: UnixMillis) -> String {
+    let ms = u64::try_from(at.0).unwrap_or(0);
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -530,7 +530,7 @@ async fn list_friends(client: &Client, state: &LocalState, json: bool) -> Result
         if json {
             json_line(&json!({
                 "id": friend.id.to_string(),
-                "since_unix_ms": friend.since_unix_ms,
+                "since_unix_ms": friend.since_unix_ms.0,
                 "verified": verified,
             }));
         } else if verified {
@@ -555,7 +555,7 @@ async fn list_requests(client: &Client, json: bool) -> Result<(), CliError> {
             json_line(&json!({
                 "id": request.id.to_string(),
                 "direction": direction,
-                "created_unix_ms": request.created_unix_ms,
+                "created_unix_ms": request.created_unix_ms.0,
             }));
         } else {
             println!("{direction} {}", request.id);

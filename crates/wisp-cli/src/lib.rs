@@ -39,7 +39,7 @@ pub fn main_entry() -> std::process::ExitCode {
     match runtime.block_on(commands::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("{}: {error}", error.label());
             std::process::ExitCode::from(error.exit_code())
         }
     }

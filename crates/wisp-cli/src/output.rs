@@ -1,9 +1,9 @@
-//! How the CLI reports: a one-line error with an exit code per kind of
-//! failure, and JSON lines for `--json`.
+//! How the CLI reports: a one-line error (or, for a forged key, a warning)
+//! with an exit code per kind of failure, and JSON lines for `--json`.
 
 use std::fmt;
 
-use wisp_client::{ClientError, KeyStoreError};
+use wisp_client::{ClientError, E2eError, KeyStoreError, UserId};
 
 /// Refused by the server, or failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -11,12 +11,17 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_UNREACHABLE: u8 = 3;
 /// Key store problem.
 pub const EXIT_KEYSTORE: u8 = 4;
+/// The server handed out a key the friend's identity did not sign
+/// ([`E2eError::ForgedKey`]): someone may be intercepting; nothing was sent.
+pub const EXIT_FORGED_KEY: u8 = 5;
 
 /// A command's failure: what to print and which exit code to use.
 #[derive(Debug)]
 pub struct CliError {
     message: String,
     exit_code: u8,
+    /// A security warning rather than a plain failure.
+    warning: bool,
 }
 
 impl CliError {
@@ -25,12 +30,33 @@ impl CliError {
         Self {
             message: message.into(),
             exit_code: EXIT_FAILURE,
+            warning: false,
+        }
+    }
+
+    /// The warning for a key the server handed out for `friend` that their
+    /// identity did not sign.
+    pub fn forged_key(friend: UserId) -> Self {
+        Self {
+            message: format!(
+                "the server handed out a key for {friend} that their identity did not sign: \
+                 someone may be intercepting your messages, so nothing was sent. Compare your \
+                 safety number with them in person or on a call: wisp verify {friend}"
+            ),
+            exit_code: EXIT_FORGED_KEY,
+            warning: true,
         }
     }
 
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         self.exit_code
+    }
+
+    /// How the line on stderr starts: `warning` for a security warning,
+    /// `error` otherwise.
+    pub fn label(&self) -> &'static str {
+        if self.warning { "warning" } else { "error" }
     }
 }
 
@@ -44,6 +70,9 @@ impl std::error::Error for CliError {}
 
 impl From<ClientError> for CliError {
     fn from(error: ClientError) -> Self {
+        if let ClientError::E2e(E2eError::ForgedKey(friend)) = error {
+            return Self::forged_key(friend);
+        }
         let exit_code = match &error {
             ClientError::Connect { .. } | ClientError::Closed(_) | ClientError::Timeout(_) => {
                 EXIT_UNREACHABLE
@@ -54,6 +83,7 @@ impl From<ClientError> for CliError {
         Self {
             message: error.to_string(),
             exit_code,
+            warning: false,
         }
     }
 }
@@ -63,6 +93,7 @@ impl From<KeyStoreError> for CliError {
         Self {
             message: error.to_string(),
             exit_code: EXIT_KEYSTORE,
+            warning: false,
         }
     }
 }

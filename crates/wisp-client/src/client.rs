@@ -1,24 +1,30 @@
-//! The typed async API: connect, register, log in, manage friends, and a
-//! stream of [`Event`]s the server pushes.
+//! The typed async API over one connection: connect, register, log in,
+//! manage friends, upload and claim keys, send ciphertext, acknowledge, and
+//! the [`Events`] stream of [`ServerEvent`]s the server pushes.
 
 use tokio::sync::mpsc;
+use wisp_core::{Delivery, Identity};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
     Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
-    LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, SendAck, UploadKeys,
+    LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, UploadKeys,
 };
-use wisp_proto::limits::MAX_POW_DIFFICULTY;
 use wisp_proto::server_frame::Body as Reply;
-use wisp_proto::{FriendAction, PROTOCOL_VERSION, UserId, pow};
+use wisp_proto::{ClientMsgId, FriendAction, MessageId, PROTOCOL_VERSION, UnixMillis, UserId};
 
 use crate::connection::{Connection, Push};
 use crate::error::ClientError;
-use crate::identity::Identity;
 
-/// Something the server told us without being asked.
+/// Something the server told us without being asked: what the transport
+/// (a [`Client`]'s [`Events`]) carries. A [`Messenger`](crate::Messenger)
+/// turns these into its own [`Event`](crate::Event)s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum ServerEvent {
+    /// An encrypted message arrived.
+    Delivery(Delivery),
+    /// Everything waiting at login has been delivered.
+    MailboxDrained,
     /// Someone asked to be friends.
     FriendRequest {
         /// Who asked.
@@ -34,108 +40,36 @@ pub enum Event {
         /// Who.
         by: UserId,
     },
-    /// The server refused a frame it could not tie to a request.
-    ServerError {
-        /// Its explanation.
-        message: String,
-    },
-    /// The connection ended. A [`Messenger`](crate::Messenger) reconnects
-    /// by itself at the next call to `next_event`.
-    Disconnected {
-        /// The server's reason, when it gave one.
-        reason: Option<String>,
-    },
-    /// The messenger is connected and logged in again after a disconnect;
-    /// what was pending meanwhile is delivered next.
-    Reconnected {
-        /// Attempts it took.
-        attempts: u32,
-    },
-    /// An encrypted message arrived (the [`Messenger`](crate::Messenger)
-    /// turns these into [`Event::Message`] and friends).
-    Delivery(Delivery),
-    /// Everything waiting at login has been delivered.
-    MailboxDrained,
     /// The server is running out of this user's one-time keys.
     KeysLow {
         /// How many are left.
         remaining: u32,
     },
-    /// A friend's message, decrypted. Its text lives in memory only.
-    Message(ReceivedMessage),
-    /// A friend read a message you sent (an end-to-end read receipt); drop
-    /// your copy.
-    Read {
-        /// Who read it.
-        by: UserId,
-        /// Your id for the message.
-        client_msg_id: [u8; 16],
+    /// The server refused a frame it could not tie to a request.
+    ServerError {
+        /// Its explanation.
+        message: String,
     },
-    /// A message you sent expired before any read receipt came.
-    ExpiredUnread {
-        /// To whom.
-        to: UserId,
-        /// Your id for the message.
-        client_msg_id: [u8; 16],
-    },
-    /// A message arrived that could not be decrypted. It is reported, never
-    /// silently dropped, and a fresh session with the sender is set up.
-    Undecryptable {
-        /// Who sent it.
-        from: UserId,
-        /// The server's id for it.
-        message_id: u64,
-        /// Why.
-        reason: String,
+    /// The connection ended; this is the last event of the stream.
+    Disconnected {
+        /// The server's reason, when it gave one.
+        reason: Option<String>,
     },
 }
 
-/// An encrypted message as the server delivered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+/// A message the server stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
     /// The server's id for it.
-    pub message_id: u64,
-    /// Who sent it.
-    pub from: UserId,
-    /// The end-to-end ciphertext.
-    pub ciphertext: Vec<u8>,
-    /// When the server accepted it (ms since the epoch).
-    pub sent_unix_ms: i64,
-    /// When it expires (ms since the epoch).
-    pub expires_unix_ms: i64,
+    pub message_id: MessageId,
+    /// When the server burns it, read or not.
+    pub expires_unix_ms: UnixMillis,
+    /// Whether the server had it already (a retry with the same client
+    /// message id): stored once all the same.
+    pub duplicate: bool,
 }
 
-/// A decrypted message. `Debug` does not print the text.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ReceivedMessage {
-    /// The server's id for it.
-    pub id: u64,
-    /// The sender's id for it.
-    pub client_msg_id: [u8; 16],
-    /// Who sent it.
-    pub from: UserId,
-    /// The text, in memory only; drop it once read.
-    pub text: zeroize::Zeroizing<String>,
-    /// When the server accepted it (ms since the epoch).
-    pub sent_unix_ms: i64,
-    /// The hard ceiling: gone from the screen by then, read or not.
-    pub expires_unix_ms: i64,
-    /// The burn-on-read timer the sender chose, started when it is read.
-    pub view_timer: Option<std::time::Duration>,
-}
-
-impl std::fmt::Debug for ReceivedMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceivedMessage")
-            .field("id", &self.id)
-            .field("from", &self.from)
-            .field("text", &format_args!("<{} bytes>", self.text.len()))
-            .field("expires_unix_ms", &self.expires_unix_ms)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The stream of [`Event`]s for one connection.
+/// The stream of [`ServerEvent`]s for one connection.
 #[derive(Debug)]
 pub struct Events {
     pushes: mpsc::Receiver<Push>,
@@ -144,7 +78,7 @@ pub struct Events {
 impl Events {
     /// The next event; `None` once the connection is gone and every event
     /// was read.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<ServerEvent> {
         loop {
             if let Some(event) = event_of(self.pushes.recv().await?) {
                 return Some(event);
@@ -154,7 +88,7 @@ impl Events {
 
     /// The next event if one has already arrived, without waiting (to
     /// handle in one go what came together, e.g. acknowledge a batch).
-    pub fn try_next(&mut self) -> Option<Event> {
+    pub fn try_next(&mut self) -> Option<ServerEvent> {
         while let Ok(push) = self.pushes.try_recv() {
             if let Some(event) = event_of(push) {
                 return Some(event);
@@ -165,30 +99,30 @@ impl Events {
 }
 
 /// The event a push stands for, if this version knows it.
-fn event_of(push: Push) -> Option<Event> {
+fn event_of(push: Push) -> Option<ServerEvent> {
     match push {
-        Push::Closed(reason) => Some(Event::Disconnected { reason }),
+        Push::Closed(reason) => Some(ServerEvent::Disconnected { reason }),
         Push::Frame(Reply::FriendRequestReceived(e)) => UserId::from_bytes(&e.from)
             .ok()
-            .map(|from| Event::FriendRequest { from }),
+            .map(|from| ServerEvent::FriendRequest { from }),
         Push::Frame(Reply::FriendAccepted(e)) => UserId::from_bytes(&e.by)
             .ok()
-            .map(|by| Event::FriendAccepted { by }),
+            .map(|by| ServerEvent::FriendAccepted { by }),
         Push::Frame(Reply::FriendRemoved(e)) => UserId::from_bytes(&e.by)
             .ok()
-            .map(|by| Event::FriendRemoved { by }),
-        Push::Frame(Reply::Error(e)) => Some(Event::ServerError { message: e.message }),
+            .map(|by| ServerEvent::FriendRemoved { by }),
+        Push::Frame(Reply::Error(e)) => Some(ServerEvent::ServerError { message: e.message }),
         Push::Frame(Reply::Deliver(d)) => UserId::from_bytes(&d.from).ok().map(|from| {
-            Event::Delivery(Delivery {
-                message_id: d.message_id,
+            ServerEvent::Delivery(Delivery {
+                message_id: MessageId(d.message_id),
                 from,
                 ciphertext: d.ciphertext,
-                sent_unix_ms: d.sent_unix_ms,
-                expires_unix_ms: d.expires_unix_ms,
+                sent_unix_ms: UnixMillis(d.sent_unix_ms),
+                expires_unix_ms: UnixMillis(d.expires_unix_ms),
             })
         }),
-        Push::Frame(Reply::MailboxDrained(_)) => Some(Event::MailboxDrained),
-        Push::Frame(Reply::KeysLow(k)) => Some(Event::KeysLow {
+        Push::Frame(Reply::MailboxDrained(_)) => Some(ServerEvent::MailboxDrained),
+        Push::Frame(Reply::KeysLow(k)) => Some(ServerEvent::KeysLow {
             remaining: k.one_time_keys_remaining,
         }),
         Push::Frame(other) => {
@@ -203,8 +137,8 @@ fn event_of(push: Push) -> Option<Event> {
 pub struct FriendInfo {
     /// Their id.
     pub id: UserId,
-    /// When the friendship began, ms since the Unix epoch.
-    pub since_unix_ms: i64,
+    /// When the friendship began.
+    pub since_unix_ms: UnixMillis,
 }
 
 /// A pending request, as listed.
@@ -212,8 +146,8 @@ pub struct FriendInfo {
 pub struct RequestInfo {
     /// The other side.
     pub id: UserId,
-    /// When it was sent, ms since the Unix epoch.
-    pub created_unix_ms: i64,
+    /// When it was sent.
+    pub created_unix_ms: UnixMillis,
 }
 
 /// Pending requests and blocks.
@@ -300,19 +234,15 @@ impl Client {
         let Reply::RegisterPuzzle(puzzle) = reply else {
             return Err(unexpected(&reply));
         };
-        if puzzle.difficulty_bits > MAX_POW_DIFFICULTY {
-            return Err(ClientError::PowTooHard(puzzle.difficulty_bits));
-        }
         let key = identity.ed25519_key();
         let nonce = puzzle.nonce.clone();
         let difficulty = puzzle.difficulty_bits;
-        // 64 times the expected work: failing is a 1-in-e^64 event.
-        let attempts = 1u64 << (difficulty + 6).min(63);
-        let solution =
-            tokio::task::spawn_blocking(move || pow::solve(&nonce, &key, difficulty, attempts))
-                .await
-                .map_err(|e| ClientError::Protocol(format!("proof-of-work task failed: {e}")))?
-                .ok_or_else(|| ClientError::Protocol("no proof-of-work solution found".into()))?;
+        // CPU work: off the async threads.
+        let solution = tokio::task::spawn_blocking(move || {
+            wisp_core::solve_registration(&nonce, &key, difficulty)
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(format!("proof-of-work task failed: {e}")))??;
         let signature = identity.sign_registration(&self.server_name, &puzzle.nonce);
         let reply = self
             .connection
@@ -440,7 +370,7 @@ impl Client {
             .map(|f| {
                 Ok(FriendInfo {
                     id: user_from(&f.user_id)?,
-                    since_unix_ms: f.since_unix_ms,
+                    since_unix_ms: UnixMillis(f.since_unix_ms),
                 })
             })
             .collect()
@@ -460,7 +390,7 @@ impl Client {
                 .map(|r| {
                     Ok(RequestInfo {
                         id: user_from(&r.user_id)?,
-                        created_unix_ms: r.created_unix_ms,
+                        created_unix_ms: UnixMillis(r.created_unix_ms),
                     })
                 })
                 .collect::<Result<Vec<_>, ClientError>>()
@@ -491,7 +421,7 @@ impl Client {
     }
 
     /// Claims one of a friend's keys, to start a session. Check it with
-    /// [`crate::e2e::verify_bundle`] (the [`crate::LocalState`] does) before
+    /// [`wisp_core::verify_bundle`] (the [`crate::LocalState`] does) before
     /// use.
     pub async fn claim_keys(&self, friend: UserId) -> Result<KeyBundle, ClientError> {
         match self
@@ -511,28 +441,33 @@ impl Client {
     pub async fn send_ciphertext(
         &self,
         to: UserId,
-        client_msg_id: [u8; 16],
+        client_msg_id: ClientMsgId,
         ciphertext: Vec<u8>,
         ttl: std::time::Duration,
-    ) -> Result<SendAck, ClientError> {
+    ) -> Result<Accepted, ClientError> {
         let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
         match self
             .connection
             .request(Request::Send(Send {
                 to: to.to_vec(),
-                client_msg_id: client_msg_id.to_vec(),
+                client_msg_id: client_msg_id.0.to_vec(),
                 ciphertext,
                 ttl_seconds,
             }))
             .await?
         {
-            Reply::SendAck(ack) => Ok(ack),
+            Reply::SendAck(ack) => Ok(Accepted {
+                message_id: MessageId(ack.message_id),
+                expires_unix_ms: UnixMillis(ack.expires_unix_ms),
+                duplicate: ack.duplicate,
+            }),
             other => Err(unexpected(&other)),
         }
     }
 
     /// Tells the server these messages were received: it deletes them.
-    pub async fn ack(&self, message_ids: Vec<u64>) -> Result<u32, ClientError> {
+    pub async fn ack(&self, message_ids: Vec<MessageId>) -> Result<u32, ClientError> {
+        let message_ids = message_ids.into_iter().map(|id| id.0).collect();
         match self
             .connection
             .request(Request::Ack(Ack { message_ids }))

@@ -3,10 +3,11 @@
 //! Every frame goes through the `wisp_proto` codec.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -43,13 +44,25 @@ pub(crate) struct Connection {
     pending: Pending,
     /// Set by the reader when the connection is gone, before it drops the
     /// waiters: a request made after that fails at once instead of waiting.
-    gone: Arc<std::sync::atomic::AtomicBool>,
+    gone: Arc<AtomicBool>,
     next_id: AtomicU64,
     close_reason: Arc<Mutex<Option<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The socket a connection runs over.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the reader task shares with the [`Connection`].
+struct Reader {
+    pending: Pending,
+    close_reason: Arc<Mutex<Option<String>>>,
+    gone: Arc<AtomicBool>,
+    pushes: mpsc::Sender<Push>,
 }
 
 impl Connection {
@@ -61,127 +74,21 @@ impl Connection {
         url: &str,
         local: Option<std::net::IpAddr>,
     ) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
-        // Read in small chunks: the default 128 KiB buffer is zeroed before
-        // every read, far more work than a chat frame.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .max_message_size(Some(MAX_FRAME_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES));
-        let failed = |reason: String| ClientError::Connect {
-            url: url.to_owned(),
-            reason,
-        };
-        let socket = match local {
-            None => {
-                tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .0
-            }
-            Some(local) => {
-                let authority = url
-                    .strip_prefix("ws://")
-                    .and_then(|rest| rest.split('/').next())
-                    .ok_or_else(|| failed("a local address needs a ws:// URL".into()))?;
-                let remote = tokio::net::lookup_host(authority)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .find(|addr| addr.is_ipv4() == local.is_ipv4())
-                    .ok_or_else(|| failed("no address of the same family".into()))?;
-                let tcp = if local.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()
-                } else {
-                    tokio::net::TcpSocket::new_v6()
-                }
-                .map_err(|e| failed(e.to_string()))?;
-                // Ports of this address still in TIME_WAIT from earlier
-                // connections may be taken again.
-                tcp.set_reuseaddr(true).map_err(|e| failed(e.to_string()))?;
-                tcp.bind(std::net::SocketAddr::new(local, 0))
-                    .map_err(|e| failed(format!("bind {local}: {e}")))?;
-                let stream = tcp
-                    .connect(remote)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                let _ = stream.set_nodelay(true);
-                let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-                tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .0
-            }
-        };
-        let (mut sink, mut stream) = socket.split();
-        let (outbound, mut outbound_rx) = mpsc::channel::<Message>(64);
+        let socket = connect(url, local).await?;
+        let (sink, stream) = socket.split();
+        let (outbound, outbound_rx) = mpsc::channel::<Message>(64);
         let (push_tx, push_rx) = mpsc::channel(EVENT_QUEUE);
         let pending: Pending = Arc::default();
         let close_reason: Arc<Mutex<Option<String>>> = Arc::default();
-
-        tokio::spawn(async move {
-            while let Some(message) = outbound_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-
-        let reader_pending = Arc::clone(&pending);
-        let reader_reason = Arc::clone(&close_reason);
-        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reader_gone = Arc::clone(&gone);
-        tokio::spawn(async move {
-            let mut reason = None;
-            while let Some(message) = stream.next().await {
-                let bytes = match message {
-                    Ok(Message::Binary(bytes)) => bytes,
-                    Ok(Message::Close(frame)) => {
-                        reason = frame
-                            .map(|f| f.reason.to_string())
-                            .filter(|r| !r.is_empty());
-                        break;
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        reason = Some(e.to_string());
-                        break;
-                    }
-                };
-                let frame = match decode_server_frame(&bytes) {
-                    Ok(frame) => frame,
-                    Err(error) => {
-                        tracing::warn!(%error, "server sent an undecodable frame");
-                        continue;
-                    }
-                };
-                if frame.request_id == 0 {
-                    // Pushes never hold up replies. An application that
-                    // stopped reading events (but still holds the stream)
-                    // gets a disconnect rather than a silent gap; one that
-                    // dropped the stream does not want them.
-                    if let Some(body) = frame.body {
-                        match push_tx.try_send(Push::Frame(body)) {
-                            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                reason = Some("events were not read; reconnect".to_owned());
-                                break;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let waiter = lock(&reader_pending).remove(&frame.request_id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(frame);
-                }
-            }
-            *lock(&reader_reason) = reason.clone();
-            reader_gone.store(true, Ordering::SeqCst);
-            // Dropping the waiters wakes every request still in flight.
-            lock(&reader_pending).clear();
-            let _ = push_tx.try_send(Push::Closed(reason));
-        });
-
+        let gone = Arc::new(AtomicBool::new(false));
+        tokio::spawn(write(sink, outbound_rx));
+        let reader = Reader {
+            pending: Arc::clone(&pending),
+            close_reason: Arc::clone(&close_reason),
+            gone: Arc::clone(&gone),
+            pushes: push_tx,
+        };
+        tokio::spawn(reader.run(stream));
         Ok((
             Self {
                 outbound,
@@ -239,5 +146,129 @@ impl Connection {
             Some(body) => Ok(body),
             None => Err(ClientError::Protocol("reply without a body".into())),
         }
+    }
+}
+
+/// Opens the WebSocket to `url`, from the local address `local` if given.
+async fn connect(url: &str, local: Option<std::net::IpAddr>) -> Result<Socket, ClientError> {
+    // Read in small chunks: the default 128 KiB buffer is zeroed before
+    // every read, far more work than a chat frame.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let failed = |reason: String| ClientError::Connect {
+        url: url.to_owned(),
+        reason,
+    };
+    let Some(local) = local else {
+        return tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map(|(socket, _)| socket)
+            .map_err(|e| failed(e.to_string()));
+    };
+    let stream = connect_tcp_from(url, local).await.map_err(failed)?;
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .map(|(socket, _)| socket)
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// A TCP connection to a `ws://` URL's host that leaves from `local`.
+async fn connect_tcp_from(
+    url: &str,
+    local: std::net::IpAddr,
+) -> Result<tokio::net::TcpStream, String> {
+    let authority = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| "a local address needs a ws:// URL".to_owned())?;
+    let remote = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| e.to_string())?
+        .find(|addr| addr.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| "no address of the same family".to_owned())?;
+    let tcp = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    // Ports of this address still in TIME_WAIT from earlier connections may
+    // be taken again.
+    tcp.set_reuseaddr(true).map_err(|e| e.to_string())?;
+    tcp.bind(std::net::SocketAddr::new(local, 0))
+        .map_err(|e| format!("bind {local}: {e}"))?;
+    let stream = tcp.connect(remote).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The writer task: sends what requests queue until the connection drops.
+async fn write(mut sink: SplitSink<Socket, Message>, mut outbound: mpsc::Receiver<Message>) {
+    while let Some(message) = outbound.recv().await {
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+impl Reader {
+    /// The reader task: routes replies to their requests and pushes to the
+    /// event stream until the connection ends, then wakes every request
+    /// still waiting and sends the last push, [`Push::Closed`].
+    async fn run(self, stream: SplitStream<Socket>) {
+        let reason = self.route(stream).await;
+        *lock(&self.close_reason) = reason.clone();
+        self.gone.store(true, Ordering::SeqCst);
+        // Dropping the waiters wakes every request still in flight.
+        lock(&self.pending).clear();
+        let _ = self.pushes.try_send(Push::Closed(reason));
+    }
+
+    /// Reads frames until the connection ends; returns why it ended, when
+    /// known.
+    async fn route(&self, mut stream: SplitStream<Socket>) -> Option<String> {
+        while let Some(message) = stream.next().await {
+            let bytes = match message {
+                Ok(Message::Binary(bytes)) => bytes,
+                Ok(Message::Close(frame)) => {
+                    return frame
+                        .map(|f| f.reason.to_string())
+                        .filter(|r| !r.is_empty());
+                }
+                Ok(_) => continue,
+                Err(e) => return Some(e.to_string()),
+            };
+            let frame = match decode_server_frame(&bytes) {
+                Ok(frame) => frame,
+                Err(error) => {
+                    tracing::warn!(%error, "server sent an undecodable frame");
+                    continue;
+                }
+            };
+            if frame.request_id == 0 {
+                // Pushes never hold up replies. An application that stopped
+                // reading events (but still holds the stream) gets a
+                // disconnect rather than a silent gap; one that dropped the
+                // stream does not want them.
+                if let Some(body) = frame.body {
+                    match self.pushes.try_send(Push::Frame(body)) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            return Some("events were not read; reconnect".to_owned());
+                        }
+                    }
+                }
+                continue;
+            }
+            let waiter = lock(&self.pending).remove(&frame.request_id);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(frame);
+            }
+        }
+        None
     }
 }

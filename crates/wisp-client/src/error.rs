@@ -1,9 +1,12 @@
-//! Client errors: transport failures, protocol surprises, and refusals the
-//! server sent with a typed code.
+//! Client errors: transport failures, protocol surprises, refusals the
+//! server sent with a typed code, and the core's end-to-end and key-store
+//! errors as themselves.
 
 use std::time::Duration;
 
 use wisp_proto::ErrorCode;
+
+use wisp_core::E2eError;
 
 use crate::keystore::KeyStoreError;
 
@@ -54,9 +57,34 @@ pub enum ClientError {
     /// The local key store failed.
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
+    /// End-to-end encryption refused a key or a message. Match
+    /// [`E2eError::ForgedKey`] to warn the user: the server handed out a key
+    /// their friend's identity did not sign, so someone may be intercepting;
+    /// nothing was sent, and the safety number is worth comparing.
+    #[error(transparent)]
+    E2e(#[from] E2eError),
+}
+
+impl From<wisp_core::PowError> for ClientError {
+    fn from(error: wisp_core::PowError) -> Self {
+        match error {
+            wisp_core::PowError::TooHard(bits) => ClientError::PowTooHard(bits),
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
 }
 
 impl ClientError {
+    /// The friend whose key was forged, if this is
+    /// [`E2eError::ForgedKey`]: the error a front end must show as a
+    /// warning, not as a glitch.
+    pub fn forged_key(&self) -> Option<wisp_proto::UserId> {
+        match self {
+            ClientError::E2e(E2eError::ForgedKey(friend)) => Some(*friend),
+            _ => None,
+        }
+    }
+
     /// The server's typed refusal code, if this is a refusal.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

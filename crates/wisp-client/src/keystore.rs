@@ -1,57 +1,23 @@
-//! The local key store: one file holding this device's identity (and, later,
-//! its end-to-end sessions), encrypted at rest.
+//! The local key store: one file holding this device's [`LocalState`]
+//! (identity, end-to-end sessions, handled ids, verified friends), sealed
+//! at rest by the core's [`envelope`](wisp_core::envelope).
 //!
-//! The file is a small JSON envelope. The key is derived from the user's
-//! passphrase with Argon2id (parameters and salt in the envelope); the
-//! content is sealed with XChaCha20-Poly1305 under a fresh random nonce on
-//! every save, with the envelope's header as associated data so parameters
-//! cannot be swapped. Plaintext and derived keys live in zeroizing buffers;
-//! writes are atomic (temporary file, fsync, rename), and the file is
-//! readable by its owner only.
+//! This module owns the file, nothing of the cryptography: where it lives
+//! (`identity.wisp` in the client's home), the lock that keeps a second
+//! process out, and atomic writes (temporary file, fsync, rename), readable
+//! by the owner only. The state pickles itself to bytes
+//! ([`LocalState::pickle`]); the envelope seals those bytes under the
+//! passphrase (Argon2id + XChaCha20-Poly1305).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-
-use vodozemac::olm::{AccountPickle, Session, SessionPickle};
-use zeroize::Zeroizing;
-
-use crate::e2e::SessionBook;
-use crate::identity::Identity;
+use wisp_core::envelope::{EnvelopeError, EnvelopeKey, KdfParams};
+use wisp_core::state::LocalState;
 
 /// The file name inside the client's home directory.
 pub const KEYSTORE_FILE: &str = "identity.wisp";
-
-const FORMAT: &str = "wisp-keystore";
-const VERSION: u32 = 1;
-const SALT_BYTES: usize = 16;
-const NONCE_BYTES: usize = 24;
-
-/// Argon2id cost parameters (RFC 9106's second recommended option, one lane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KdfParams {
-    /// Memory in KiB.
-    pub m_kib: u32,
-    /// Passes.
-    pub t: u32,
-    /// Lanes.
-    pub p: u32,
-}
-
-impl Default for KdfParams {
-    fn default() -> Self {
-        Self {
-            m_kib: 64 * 1024,
-            t: 3,
-            p: 1,
-        }
-    }
-}
 
 /// Why the key store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -93,120 +59,17 @@ pub enum KeyStoreError {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Header {
-    format: String,
-    version: u32,
-    kdf: KdfParams,
-    #[serde(with = "b64")]
-    salt: Vec<u8>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    #[serde(flatten)]
-    header: Header,
-    #[serde(with = "b64")]
-    nonce: Vec<u8>,
-    #[serde(with = "b64")]
-    ciphertext: Vec<u8>,
-}
-
-/// What is sealed inside. Holds private keys: never logged, zeroized.
-/// Never message text: that lives in memory only.
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    account: AccountPickle,
-    /// The deployment this identity registered with; logins sign this name.
-    server_name: Option<String>,
-    /// End-to-end sessions, per friend, preferred first.
-    #[serde(default)]
-    sessions: Vec<StoredSession>,
-    /// Server message ids already handled, with their expiry.
-    #[serde(default)]
-    seen: Vec<(u64, i64)>,
-    /// When the fallback key was last replaced.
-    #[serde(default)]
-    fallback_rotated_ms: Option<i64>,
-    /// Friends whose safety number the user confirmed, as id text. Absent
-    /// in stores written before verification existed.
-    #[serde(default)]
-    verified: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSession {
-    peer: String,
-    session: SessionPickle,
-}
-
-/// A device's identity plus what the client remembers: its server, its
-/// end-to-end sessions, the messages it has handled. No message text.
-pub struct LocalState {
-    /// The identity keys.
-    pub identity: Identity,
-    /// The deployment name pinned at registration (None until registered).
-    pub server_name: Option<String>,
-    /// End-to-end sessions per friend, preferred first.
-    pub(crate) sessions: SessionBook,
-    /// Server message ids handled, with their expiry (ms since the epoch).
-    pub(crate) seen: BTreeMap<u64, i64>,
-    /// Friends' message ids shown in this process, with their expiry: a
-    /// replayed message is not shown twice. Kept in memory only (persisting
-    /// it would grow every save); across restarts, replays of known
-    /// sessions are refused by the session checks in [`crate::e2e`].
-    pub(crate) seen_messages: BTreeMap<(wisp_proto::UserId, [u8; 16]), i64>,
-    /// When the fallback key was last replaced.
-    pub(crate) fallback_rotated_ms: Option<i64>,
-    /// Friends whose safety number the user confirmed matches on both
-    /// devices.
-    pub(crate) verified: BTreeSet<wisp_proto::UserId>,
-}
-
-impl std::fmt::Debug for LocalState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalState")
-            .field("identity", &self.identity)
-            .field("server_name", &self.server_name)
-            .field("sessions", &self.sessions.len())
-            .field("verified", &self.verified)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LocalState {
-    /// A fresh state for a new identity, not yet registered.
-    pub fn new(identity: Identity) -> Self {
-        Self {
-            identity,
-            server_name: None,
-            sessions: SessionBook::new(),
-            seen: BTreeMap::new(),
-            seen_messages: BTreeMap::new(),
-            fallback_rotated_ms: None,
-            verified: BTreeSet::new(),
+impl KeyStoreError {
+    /// The envelope's error, for the file at `path`.
+    fn of_envelope(error: EnvelopeError, path: &Path) -> Self {
+        match error {
+            EnvelopeError::WrongPassphrase => Self::WrongPassphrase,
+            EnvelopeError::EmptyPassphrase => Self::EmptyPassphrase,
+            other => Self::Unreadable {
+                path: path.to_owned(),
+                reason: other.to_string(),
+            },
         }
-    }
-
-    /// Whether the user marked `friend` as verified (compared the safety
-    /// number with them).
-    pub fn is_verified(&self, friend: &wisp_proto::UserId) -> bool {
-        self.verified.contains(friend)
-    }
-
-    /// Marks `friend` as verified, or not. Returns whether anything
-    /// changed (so the caller knows whether to save).
-    pub fn set_verified(&mut self, friend: wisp_proto::UserId, verified: bool) -> bool {
-        if verified {
-            self.verified.insert(friend)
-        } else {
-            self.verified.remove(&friend)
-        }
-    }
-
-    /// The friends marked as verified.
-    pub fn verified(&self) -> impl Iterator<Item = &wisp_proto::UserId> {
-        self.verified.iter()
     }
 }
 
@@ -219,8 +82,7 @@ impl LocalState {
 /// nothing.
 pub struct KeyStore {
     path: PathBuf,
-    header: Header,
-    key: Zeroizing<[u8; 32]>,
+    key: EnvelopeKey,
     _lock: fs::File,
 }
 
@@ -262,19 +124,11 @@ impl KeyStore {
             path: home.to_owned(),
             source,
         })?;
-        let mut salt = vec![0u8; SALT_BYTES];
-        random(&mut salt);
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            kdf,
-            salt,
-        };
         let lock = lock_home(home)?;
-        let key = derive_key(passphrase, &header, &path)?;
+        let key = EnvelopeKey::derive(passphrase, kdf)
+            .map_err(|e| KeyStoreError::of_envelope(e, &path))?;
         let store = Self {
             path,
-            header,
             key,
             _lock: lock,
         };
@@ -285,10 +139,9 @@ impl KeyStore {
     /// Opens the store in `home`, locking it, and decrypts it.
     pub fn open(home: &Path, passphrase: &str) -> Result<(Self, LocalState), KeyStoreError> {
         let lock = lock_home(home)?;
-        let (path, header, key, state) = Self::read(home, passphrase)?;
+        let (path, key, state) = Self::read(home, passphrase)?;
         let store = Self {
             path,
-            header,
             key,
             _lock: lock,
         };
@@ -298,139 +151,41 @@ impl KeyStore {
     /// Decrypts the store in `home` without locking it or keeping the key:
     /// for reading the identity while another process may hold the store.
     pub fn peek(home: &Path, passphrase: &str) -> Result<LocalState, KeyStoreError> {
-        Self::read(home, passphrase).map(|(_, _, _, state)| state)
+        Self::read(home, passphrase).map(|(_, _, state)| state)
     }
 
-    #[allow(clippy::type_complexity)]
     fn read(
         home: &Path,
         passphrase: &str,
-    ) -> Result<(PathBuf, Header, Zeroizing<[u8; 32]>, LocalState), KeyStoreError> {
+    ) -> Result<(PathBuf, EnvelopeKey, LocalState), KeyStoreError> {
         let path = Self::path_in(home);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
+        let sealed = match fs::read(&path) {
+            Ok(sealed) => sealed,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(KeyStoreError::Missing(home.to_owned()));
             }
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
-        let unreadable = |reason: String| KeyStoreError::Unreadable {
+        let (key, pickle) = EnvelopeKey::open(passphrase, &sealed)
+            .map_err(|e| KeyStoreError::of_envelope(e, &path))?;
+        let state = LocalState::from_pickle(&pickle).map_err(|e| KeyStoreError::Unreadable {
             path: path.clone(),
-            reason,
-        };
-        let envelope: Envelope =
-            serde_json::from_slice(&text).map_err(|e| unreadable(e.to_string()))?;
-        if envelope.header.format != FORMAT || envelope.header.version != VERSION {
-            return Err(unreadable(format!(
-                "format {} version {}",
-                envelope.header.format, envelope.header.version
-            )));
-        }
-        let nonce: [u8; NONCE_BYTES] = envelope
-            .nonce
-            .as_slice()
-            .try_into()
-            .map_err(|_| unreadable("bad nonce length".into()))?;
-        let key = derive_key(passphrase, &envelope.header, &path)?;
-        let aad = associated_data(&envelope.header);
-        let cipher = XChaCha20Poly1305::new(&(*key).into());
-        let plaintext = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: &envelope.ciphertext,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| KeyStoreError::WrongPassphrase)?,
-        );
-        let sealed: Sealed =
-            serde_json::from_slice(&plaintext).map_err(|e| unreadable(e.to_string()))?;
-        let mut sessions = SessionBook::new();
-        for stored in sealed.sessions {
-            let peer: wisp_proto::UserId = stored
-                .peer
-                .parse()
-                .map_err(|e: wisp_proto::ParseUserIdError| unreadable(e.to_string()))?;
-            sessions
-                .entry(peer)
-                .or_default()
-                .push(Session::from_pickle(stored.session));
-        }
-        let verified = sealed
-            .verified
-            .iter()
-            .map(|id| id.parse())
-            .collect::<Result<_, wisp_proto::ParseUserIdError>>()
-            .map_err(|e| unreadable(e.to_string()))?;
-        let state = LocalState {
-            identity: Identity::from_pickle(sealed.account),
-            server_name: sealed.server_name,
-            sessions,
-            seen: sealed.seen.into_iter().collect(),
-            seen_messages: BTreeMap::new(),
-            fallback_rotated_ms: sealed.fallback_rotated_ms,
-            verified,
-        };
-        Ok((path, envelope.header, key, state))
+            reason: e.to_string(),
+        })?;
+        Ok((path, key, state))
     }
 
     /// Seals `state` and replaces the file atomically.
     pub fn save(&self, state: &LocalState) -> Result<(), KeyStoreError> {
-        let sealed = Sealed {
-            account: state.identity.pickle(),
-            server_name: state.server_name.clone(),
-            sessions: state
-                .sessions
-                .iter()
-                .flat_map(|(peer, sessions)| {
-                    sessions.iter().map(|s| StoredSession {
-                        peer: peer.to_string(),
-                        session: s.pickle(),
-                    })
-                })
-                .collect(),
-            seen: state.seen.iter().map(|(id, exp)| (*id, *exp)).collect(),
-            fallback_rotated_ms: state.fallback_rotated_ms,
-            verified: state.verified.iter().map(|id| id.to_string()).collect(),
-        };
-        self.write_sealed(&serialize_zeroizing(&sealed))
+        self.write_sealed(&state.pickle())
     }
 
-    /// Encrypts the serialized content and replaces the file atomically.
-    fn write_sealed(&self, plaintext: &[u8]) -> Result<(), KeyStoreError> {
-        let mut nonce = [0u8; NONCE_BYTES];
-        random(&mut nonce);
-        let aad = associated_data(&self.header);
-        let cipher = XChaCha20Poly1305::new(&(*self.key).into());
-        let ciphertext = cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| KeyStoreError::Unreadable {
-                path: self.path.clone(),
-                reason: "encryption failed".into(),
-            })?;
-        let envelope = Envelope {
-            header: Header {
-                format: self.header.format.clone(),
-                version: self.header.version,
-                kdf: self.header.kdf,
-                salt: self.header.salt.clone(),
-            },
-            nonce: nonce.to_vec(),
-            ciphertext,
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&envelope).map_err(|e| KeyStoreError::Unreadable {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
+    /// Seals the pickled state and replaces the file atomically.
+    fn write_sealed(&self, pickle: &[u8]) -> Result<(), KeyStoreError> {
+        let bytes = self
+            .key
+            .seal(pickle)
+            .map_err(|e| KeyStoreError::of_envelope(e, &self.path))?;
         write_atomically(&self.path, &bytes)
     }
 
@@ -438,76 +193,6 @@ impl KeyStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Serializes into a buffer sized exactly beforehand, so no reallocation
-/// leaves copies of secret bytes behind in freed memory.
-fn serialize_zeroizing<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
-    struct Counter(usize);
-    impl Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Serializing plain data into memory cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    let mut buffer = Zeroizing::new(Vec::with_capacity(counter.0));
-    let _ = serde_json::to_writer(&mut *buffer, value);
-    buffer
-}
-
-fn associated_data(header: &Header) -> Vec<u8> {
-    format!(
-        "{}|{}|argon2id|{}|{}|{}|{}",
-        header.format,
-        header.version,
-        header.kdf.m_kib,
-        header.kdf.t,
-        header.kdf.p,
-        data_encoding::BASE64.encode(&header.salt)
-    )
-    .into_bytes()
-}
-
-/// Parameters a file may ask for before it is authenticated; anything larger
-/// is refused rather than allowed to exhaust memory or time.
-const MAX_KDF: KdfParams = KdfParams {
-    m_kib: 1024 * 1024,
-    t: 16,
-    p: 8,
-};
-
-fn derive_key(
-    passphrase: &str,
-    header: &Header,
-    path: &Path,
-) -> Result<Zeroizing<[u8; 32]>, KeyStoreError> {
-    let kdf = header.kdf;
-    if kdf.m_kib > MAX_KDF.m_kib || kdf.t > MAX_KDF.t || kdf.p > MAX_KDF.p {
-        return Err(KeyStoreError::Unreadable {
-            path: path.to_owned(),
-            reason: format!("key derivation parameters {kdf:?} are beyond what this client allows"),
-        });
-    }
-    let params = argon2::Params::new(header.kdf.m_kib, header.kdf.t, header.kdf.p, Some(32))
-        .map_err(|e| KeyStoreError::Unreadable {
-            path: path.to_owned(),
-            reason: format!("bad key derivation parameters: {e}"),
-        })?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut key = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase.as_bytes(), &header.salt, &mut *key)
-        .map_err(|e| KeyStoreError::Unreadable {
-            path: path.to_owned(),
-            reason: format!("key derivation failed: {e}"),
-        })?;
-    Ok(key)
 }
 
 /// Takes the home's lock file, or says another process holds it.
@@ -527,11 +212,6 @@ fn lock_home(home: &Path) -> Result<fs::File, KeyStoreError> {
         Err(fs::TryLockError::WouldBlock) => Err(KeyStoreError::InUse(home.to_owned())),
         Err(fs::TryLockError::Error(source)) => Err(KeyStoreError::Io { path, source }),
     }
-}
-
-fn random(buf: &mut [u8]) {
-    use rand::Rng;
-    rand::rng().fill_bytes(buf);
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
@@ -561,26 +241,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     Ok(())
 }
 
-mod b64 {
-    //! Byte fields as standard base64 in the JSON envelope.
-    use data_encoding::BASE64;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64.encode(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        BASE64
-            .decode(text.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wisp_core::{Identity, MessageId, UnixMillis};
 
     /// Cheap parameters so the tests stay fast; the format is the same.
     const TEST_KDF: KdfParams = KdfParams {
@@ -635,11 +299,11 @@ mod tests {
     fn sessions_and_handled_ids_survive_a_reopen() {
         let home = tempfile::tempdir().unwrap();
         let mut original = state();
-        original.mark_seen(42, i64::MAX);
+        original.mark_seen(MessageId(42), UnixMillis::MAX);
         let store = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
         drop(store);
         let (_, reopened) = KeyStore::open(home.path(), "pw").unwrap();
-        assert!(reopened.is_seen(42));
+        assert!(reopened.is_seen(MessageId(42)));
     }
 
     #[test]
@@ -670,15 +334,7 @@ mod tests {
         let id = original.identity.user_id();
         let store = KeyStore::create(home.path(), "pw", TEST_KDF, &original).unwrap();
         // The content as an older version wrote it: no `verified` field.
-        let mut sealed = serde_json::to_value(Sealed {
-            account: original.identity.pickle(),
-            server_name: original.server_name.clone(),
-            sessions: Vec::new(),
-            seen: Vec::new(),
-            fallback_rotated_ms: None,
-            verified: Vec::new(),
-        })
-        .unwrap();
+        let mut sealed: serde_json::Value = serde_json::from_slice(&original.pickle()).unwrap();
         assert!(sealed.as_object_mut().unwrap().remove("verified").is_some());
         store.write_sealed(sealed.to_string().as_bytes()).unwrap();
         drop(store);

@@ -1,29 +1,30 @@
-//! The Wisp client SDK: everything a front end (the `wisp` CLI, later a chat
-//! window, a mobile or web app) needs to talk to a Wisp server, with no UI.
+//! The Wisp client SDK: everything a native front end (the `wisp` CLI and
+//! its chat window, the load generator) needs to talk to a Wisp server,
+//! with no UI. It is the native shell around [`wisp_core`], which holds the
+//! logic without I/O (identity, end-to-end state, the key-store envelope,
+//! safety numbers, invitations) and is re-exported here, so a front end
+//! depends on this crate alone.
 //!
 //! # Layout
-//! - [`identity`]: [`Identity`], the device's vodozemac account and the
-//!   self-certifying user id; signs registrations and logins.
-//! - [`keystore`]: [`KeyStore`], the identity encrypted at rest under a
-//!   passphrase (Argon2id + XChaCha20-Poly1305).
 //! - [`client`]: [`Client`], the typed async API over one connection, and
-//!   the [`Events`] stream of server pushes.
-//! - [`e2e`]: end-to-end encryption, sans IO: Olm sessions per friend,
-//!   one-time keys, and the signature checks that keep the server from
-//!   swapping keys.
+//!   the [`Events`] stream of [`ServerEvent`]s the server pushes.
+//! - `connection`: the WebSocket transport: request ids, reply matching,
+//!   pushes handed to the event stream.
 //! - [`messenger`]: [`Messenger`], a logged-in device sending and receiving
-//!   end-to-end encrypted messages that burn, with both timers.
-//! - [`invitation`]: invitation links (`wisp://add/<ID>`) and the one
-//!   parser front ends use for whatever id the user types or scans.
-//! - [`safety`]: [`SafetyNumber`], what two friends compare to verify each
-//!   other; verified friends are kept in [`LocalState`].
-//! - `connection`: the WebSocket transport: request ids, reply matching.
-//! - [`error`]: the SDK's error type, [`ClientError`].
+//!   end-to-end encrypted messages that burn, with both timers, reconnects
+//!   and the [`Event`]s it tells the application.
+//! - [`keystore`]: [`KeyStore`], the file that keeps the [`LocalState`]
+//!   sealed at rest: path, lock, atomic writes.
+//! - [`error`]: the SDK's error type, [`ClientError`]; the core's
+//!   [`E2eError`] reaches callers as itself ([`ClientError::E2e`]).
+//! - From [`wisp_core`]: [`Identity`], [`LocalState`], [`e2e`],
+//!   [`SafetyNumber`], [`invitation`], the message types.
 //!
 //! # Building a front end
 //! A front end (the `wisp chat` window, a web or mobile client) opens the
 //! [`KeyStore`], connects a [`Messenger`], and reads one typed event stream
-//! from [`Messenger::next_event`]:
+//! from [`Messenger::next_event`]. It receives [`Event`]s only (the raw
+//! [`ServerEvent`]s of the transport are the messenger's business):
 //!
 //! | event | what to show |
 //! |---|---|
@@ -33,19 +34,35 @@
 //! | [`Event::FriendRequest`], [`Event::FriendAccepted`], [`Event::FriendRemoved`] | the circle changed: list again with [`Client::friends`] and [`Client::friend_requests`] (via [`Messenger::client`]). |
 //! | [`Event::Disconnected`], [`Event::Reconnected`] | the connection state: the next `next_event` after a disconnect reconnects with backoff, and what came meanwhile follows. |
 //! | [`Event::Undecryptable`] | a message that could not be decrypted: say so; a fresh session is already being set up. |
+//! | [`Event::MailboxDrained`] | everything waiting at login has come. |
+//! | [`Event::ServerError`] | the server refused something it could not tie to a request: show its text. |
+//!
+//! Sends fail with a [`ClientError`]. One of them is not a glitch:
+//! [`ClientError::E2e`] with [`E2eError::ForgedKey`] means the server
+//! handed out a key the friend's identity did not sign: someone may be
+//! intercepting. Nothing was sent. Show it as a warning and ask the user to
+//! compare the [`SafetyNumber`] with the friend ([`Messenger::safety_number`]);
+//! [`ClientError::forged_key`] tells whom it is about.
 //!
 //! `next_event` is cancel-safe, so it can sit in a `select!` beside the
 //! user's input, and sends ([`Messenger::send_text`]) go in between:
 //!
 //! ```no_run
 //! # async fn front_end(mut messenger: wisp_client::Messenger) -> Result<(), wisp_client::ClientError> {
-//! use wisp_client::Event;
+//! use wisp_client::{ClientError, E2eError, Event};
 //! let (_typed, mut input) = tokio::sync::mpsc::channel::<(wisp_client::UserId, String)>(8);
 //! loop {
 //!     tokio::select! {
 //!         Some((to, text)) = input.recv() => {
 //!             let hour = std::time::Duration::from_secs(3600);
-//!             messenger.send_text(to, &text, hour, None).await?;
+//!             match messenger.send_text(to, &text, hour, None).await {
+//!                 Ok(_) => {}
+//!                 Err(ClientError::E2e(E2eError::ForgedKey(friend))) => {
+//!                     let number = messenger.safety_number(friend);
+//!                     println!("warning: a key for {friend} is forged; compare:\n{number}");
+//!                 }
+//!                 Err(other) => return Err(other),
+//!             }
 //!         }
 //!         event = messenger.next_event() => match event {
 //!             Some(Event::Message(message)) => {
@@ -68,21 +85,19 @@
 
 pub mod client;
 mod connection;
-pub mod e2e;
 pub mod error;
-pub mod identity;
-pub mod invitation;
 pub mod keystore;
 pub mod messenger;
-pub mod safety;
 
-pub use client::{
-    Client, Delivery, Event, Events, FriendInfo, PendingInfo, ReceivedMessage, RequestInfo,
-};
+pub use wisp_core::{e2e, envelope, identity, invitation, safety, state};
+
+pub use client::{Accepted, Client, Events, FriendInfo, PendingInfo, RequestInfo, ServerEvent};
 pub use error::ClientError;
-pub use identity::Identity;
-pub use invitation::{InvitationError, invitation_link, parse_invitation};
-pub use keystore::{KdfParams, KeyStore, KeyStoreError, LocalState};
-pub use messenger::{Messenger, SentMessage, new_client_msg_id, now_ms};
-pub use safety::{SafetyNumber, safety_number};
-pub use wisp_proto::{ErrorCode, UserId};
+pub use keystore::{KeyStore, KeyStoreError};
+pub use messenger::{Event, Messenger, SentMessage, new_client_msg_id, now_ms};
+pub use wisp_core::{
+    ClientMsgId, Content, Delivery, E2eError, Identity, InvitationError, KdfParams, LocalState,
+    MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId, invitation_link,
+    parse_invitation, safety_number,
+};
+pub use wisp_proto::ErrorCode;

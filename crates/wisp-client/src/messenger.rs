@@ -8,7 +8,8 @@
 //!
 //! Receiving: each delivery is checked against the messages already handled
 //! (a redelivery after a reconnect is acknowledged, never shown twice),
-//! decrypted in memory and handed to the application as [`Event::Message`].
+//! decrypted in memory by the core ([`LocalState::open`]) and handed to the
+//! application as [`Event::Message`].
 //! Only once the application has taken it (its next call to
 //! [`Messenger::next_event`], [`Messenger::mark_read`], a send, or
 //! [`Messenger::confirm`]) is the new state persisted and the message
@@ -27,15 +28,85 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wisp_proto::frames::sealed::Kind;
-use wisp_proto::frames::{ReadReceipt, Sealed, SessionRenewal, Text};
+use wisp_core::{
+    Content, Delivery, LocalState, Opened, ReceivedMessage, SafetyNumber, safety_number,
+};
 use wisp_proto::limits::{LOW_ONE_TIME_KEYS, MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
-use wisp_proto::{ErrorCode, UserId};
+use wisp_proto::{ClientMsgId, ErrorCode, MessageId, UnixMillis, UserId};
 
-use crate::client::{Client, Delivery, Event, Events, ReceivedMessage};
+use crate::client::{Client, Events, ServerEvent};
 use crate::error::ClientError;
-use crate::keystore::{KeyStore, LocalState};
-use crate::safety::{SafetyNumber, safety_number};
+use crate::keystore::KeyStore;
+
+/// What a [`Messenger`] tells the application: decrypted messages, receipts,
+/// expiries, changes to the circle of friends, and the connection's state.
+/// Only what a front end can receive from a messenger; the transport's own
+/// pushes are [`ServerEvent`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A friend's message, decrypted. Its text lives in memory only.
+    Message(ReceivedMessage),
+    /// A friend read a message you sent (an end-to-end read receipt); drop
+    /// your copy.
+    Read {
+        /// Who read it.
+        by: UserId,
+        /// Your id for the message.
+        client_msg_id: ClientMsgId,
+    },
+    /// A message you sent expired before any read receipt came.
+    ExpiredUnread {
+        /// To whom.
+        to: UserId,
+        /// Your id for the message.
+        client_msg_id: ClientMsgId,
+    },
+    /// A message arrived that could not be decrypted. It is reported, never
+    /// silently dropped, and a fresh session with the sender is set up.
+    Undecryptable {
+        /// Who sent it.
+        from: UserId,
+        /// The server's id for it.
+        message_id: MessageId,
+        /// Why.
+        reason: String,
+    },
+    /// Everything waiting at login has been delivered.
+    MailboxDrained,
+    /// Someone asked to be friends.
+    FriendRequest {
+        /// Who asked.
+        from: UserId,
+    },
+    /// Someone accepted our request (or asked while we had asked them).
+    FriendAccepted {
+        /// Who.
+        by: UserId,
+    },
+    /// Someone ended the friendship (their verified mark is dropped).
+    FriendRemoved {
+        /// Who.
+        by: UserId,
+    },
+    /// The server refused a frame it could not tie to a request.
+    ServerError {
+        /// Its explanation.
+        message: String,
+    },
+    /// The connection ended. The next call to [`Messenger::next_event`]
+    /// reconnects by itself.
+    Disconnected {
+        /// The server's reason, when it gave one.
+        reason: Option<String>,
+    },
+    /// Connected and logged in again after a disconnect; what was pending
+    /// meanwhile is delivered next.
+    Reconnected {
+        /// Attempts it took.
+        attempts: u32,
+    },
+}
 
 /// Sending attempts over fresh connections before giving up.
 const SEND_ATTEMPTS: usize = 3;
@@ -43,45 +114,42 @@ const SEND_ATTEMPTS: usize = 3;
 /// A session is renewed at most this often per friend.
 const RENEWAL_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Milliseconds since the Unix epoch, the unit of every expiry the SDK
-/// hands out (`expires_unix_ms`, `sent_unix_ms`).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// The system clock as [`UnixMillis`], the unit of every time the SDK
+/// hands out (`expires_unix_ms`, `sent_unix_ms`). The one place the SDK
+/// reads the clock; the core takes the time from here.
+pub fn now_ms() -> UnixMillis {
+    UnixMillis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
+    )
 }
 
-/// A fresh client message id: the time in milliseconds (48 bits, big
-/// endian) followed by 80 random bits, like a UUIDv7. Ids that grow with
-/// time let the server file its retry records at the end of one index
-/// instead of all over it; the random part keeps them unguessable and
-/// unique. The server learns nothing new from the time: it sees when a
-/// message arrives.
-pub fn new_client_msg_id() -> [u8; 16] {
+/// A fresh client message id ([`wisp_core::client_msg_id`]): the time now,
+/// then 80 random bits.
+pub fn new_client_msg_id() -> ClientMsgId {
     use rand::Rng;
-    let mut id = [0u8; 16];
-    let millis = u64::try_from(now_ms()).unwrap_or(0);
-    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    rand::rng().fill_bytes(&mut id[6..]);
-    id
+    let mut random = [0u8; 10];
+    rand::rng().fill_bytes(&mut random);
+    wisp_core::client_msg_id(now_ms(), random)
 }
 
 /// A message the server accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentMessage {
     /// The server's id for it.
-    pub message_id: u64,
+    pub message_id: MessageId,
     /// Our id for it (read receipts name it).
-    pub client_msg_id: [u8; 16],
-    /// When it expires, read or not (ms since the epoch).
-    pub expires_unix_ms: i64,
+    pub client_msg_id: ClientMsgId,
+    /// When it expires, read or not.
+    pub expires_unix_ms: UnixMillis,
 }
 
 #[derive(Debug)]
 struct Outgoing {
     to: UserId,
-    expires_unix_ms: i64,
+    expires_unix_ms: UnixMillis,
 }
 
 /// A logged-in device that sends and receives end-to-end encrypted messages.
@@ -92,11 +160,11 @@ pub struct Messenger {
     events: Events,
     store: KeyStore,
     state: LocalState,
-    outgoing: BTreeMap<[u8; 16], Outgoing>,
+    outgoing: BTreeMap<ClientMsgId, Outgoing>,
     pending_events: VecDeque<Event>,
     renewed: HashMap<UserId, Instant>,
     /// Received and handed out, not yet persisted and acknowledged.
-    unconfirmed: Vec<u64>,
+    unconfirmed: Vec<MessageId>,
     /// Set after [`Event::Disconnected`] was handed out: the next
     /// `next_event` reconnects first.
     disconnected: bool,
@@ -335,11 +403,13 @@ impl Messenger {
                 retry_after: None,
             });
         }
-        let kind = Kind::Text(Text {
-            body: text.to_owned(),
-            view_seconds: view_timer.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
-        });
-        let sent = self.send_sealed(to, kind, ttl, new_client_msg_id()).await?;
+        let content = Content::Text {
+            body: zeroize::Zeroizing::new(text.to_owned()),
+            view_timer,
+        };
+        let sent = self
+            .send_sealed(to, content, ttl, new_client_msg_id())
+            .await?;
         self.outgoing.insert(
             sent.client_msg_id,
             Outgoing {
@@ -350,12 +420,15 @@ impl Messenger {
         Ok(sent)
     }
 
+    /// Seals `content` for `to` (starting a session first if there is
+    /// none), persists the ratchet, and hands the ciphertext to the server,
+    /// retrying over fresh connections.
     async fn send_sealed(
         &mut self,
         to: UserId,
-        kind: Kind,
+        content: Content,
         ttl: Duration,
-        client_msg_id: [u8; 16],
+        client_msg_id: ClientMsgId,
     ) -> Result<SentMessage, ClientError> {
         if self.disconnected {
             self.reconnect().await?;
@@ -375,25 +448,26 @@ impl Messenger {
         }
         if !self.state.has_session(to) {
             let bundle = self.client.claim_keys(to).await?;
-            self.state
-                .start_session(to, &bundle)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            // A key the friend did not sign stops here, as E2eError::ForgedKey.
+            self.state.start_session(to, &bundle)?;
         }
-        let sent_unix_ms = now_ms();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let sealed = Sealed {
-            client_msg_id: client_msg_id.to_vec(),
-            sent_unix_ms,
-            expires_unix_ms: sent_unix_ms.saturating_add(ttl_ms),
-            kind: Some(kind),
-        };
-        let ciphertext = self
-            .state
-            .encrypt(to, &sealed)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let ciphertext = self.state.seal(to, client_msg_id, content, now_ms(), ttl)?;
         // The ratchet moved: persist before anything leaves the device, so a
         // crash can never make us reuse a message key.
         self.store.save(&self.state)?;
+        self.send_with_retries(to, client_msg_id, ciphertext, ttl)
+            .await
+    }
+
+    /// Hands `ciphertext` to the server; a lost connection is retried over a
+    /// fresh one with the same id, which the server stores once.
+    async fn send_with_retries(
+        &mut self,
+        to: UserId,
+        client_msg_id: ClientMsgId,
+        ciphertext: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<SentMessage, ClientError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -402,11 +476,11 @@ impl Messenger {
                 .send_ciphertext(to, client_msg_id, ciphertext.clone(), ttl)
                 .await
             {
-                Ok(ack) => {
+                Ok(accepted) => {
                     return Ok(SentMessage {
-                        message_id: ack.message_id,
+                        message_id: accepted.message_id,
                         client_msg_id,
-                        expires_unix_ms: ack.expires_unix_ms,
+                        expires_unix_ms: accepted.expires_unix_ms,
                     });
                 }
                 Err(ClientError::Closed(_) | ClientError::Timeout(_))
@@ -433,10 +507,10 @@ impl Messenger {
     pub async fn mark_read_all(&mut self, messages: &[ReceivedMessage]) -> Result<(), ClientError> {
         self.confirm().await?;
         let now = now_ms();
-        let mut by_sender: BTreeMap<UserId, (Vec<Vec<u8>>, i64)> = BTreeMap::new();
+        let mut by_sender: BTreeMap<UserId, (Vec<ClientMsgId>, UnixMillis)> = BTreeMap::new();
         for message in messages.iter().filter(|m| m.expires_unix_ms > now) {
             let (ids, latest) = by_sender.entry(message.from).or_default();
-            ids.push(message.client_msg_id.to_vec());
+            ids.push(message.client_msg_id);
             *latest = (*latest).max(message.expires_unix_ms);
         }
         // Every sender gets theirs even if one fails (an ex-friend): the
@@ -444,11 +518,15 @@ impl Messenger {
         let mut outcome = Ok(());
         for (sender, (client_msg_ids, latest)) in by_sender {
             // The receipt lives as long as the longest-lived message it names.
-            let ttl = Duration::from_millis(u64::try_from(latest - now).unwrap_or(0))
-                .max(Duration::from_secs(1));
-            let kind = Kind::ReadReceipt(ReadReceipt { client_msg_ids });
+            let ttl = latest.since(now).max(Duration::from_secs(1));
+            let content = Content::ReadReceipt(client_msg_ids);
             let sent = self
-                .send_sealed(sender, kind, ttl.min(MAX_MESSAGE_TTL), new_client_msg_id())
+                .send_sealed(
+                    sender,
+                    content,
+                    ttl.min(MAX_MESSAGE_TTL),
+                    new_client_msg_id(),
+                )
                 .await;
             if let (Err(error), Ok(())) = (sent, &outcome) {
                 outcome = Err(error);
@@ -480,8 +558,7 @@ impl Messenger {
                 return Some(event);
             }
             let next_expiry = self.outgoing.values().map(|o| o.expires_unix_ms).min();
-            let wait = next_expiry
-                .map(|at| Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)));
+            let wait = next_expiry.map(|at| at.since(now_ms()));
             let event = tokio::select! {
                 event = self.events.next() => event?,
                 () = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
@@ -489,36 +566,47 @@ impl Messenger {
                     continue;
                 }
             };
-            match event {
-                Event::Delivery(delivery) => {
-                    if let Some(event) = self.receive(delivery) {
-                        // Queued, then any renewal it asked for (so the
-                        // sender's next message can be read) before it is
-                        // told; both survive a drop meanwhile.
-                        self.pending_events.push_back(event);
-                        self.chores().await;
-                    }
-                }
-                Event::Disconnected { reason } => {
-                    self.disconnected = true;
-                    return Some(Event::Disconnected { reason });
-                }
-                Event::FriendRemoved { by } => {
-                    self.forget_verified(by);
-                    return Some(Event::FriendRemoved { by });
-                }
-                Event::KeysLow { remaining } => {
-                    self.keys_low = Some(remaining);
-                    self.chores().await;
-                }
-                other => return Some(other),
+            if let Some(event) = self.on_server_event(event).await {
+                return Some(event);
             }
+        }
+    }
+
+    /// What a push from the server means for the application, after the
+    /// work it asks for; `None` for what it need not see (yet).
+    async fn on_server_event(&mut self, event: ServerEvent) -> Option<Event> {
+        match event {
+            ServerEvent::Delivery(delivery) => {
+                self.receive(delivery);
+                // Any renewal a message asked for (so the sender's next
+                // message can be read) before it is told; both survive a
+                // drop meanwhile.
+                self.chores().await;
+                None
+            }
+            ServerEvent::Disconnected { reason } => {
+                self.disconnected = true;
+                Some(Event::Disconnected { reason })
+            }
+            ServerEvent::FriendRemoved { by } => {
+                self.forget_verified(by);
+                Some(Event::FriendRemoved { by })
+            }
+            ServerEvent::KeysLow { remaining } => {
+                self.keys_low = Some(remaining);
+                self.chores().await;
+                None
+            }
+            ServerEvent::MailboxDrained => Some(Event::MailboxDrained),
+            ServerEvent::FriendRequest { from } => Some(Event::FriendRequest { from }),
+            ServerEvent::FriendAccepted { by } => Some(Event::FriendAccepted { by }),
+            ServerEvent::ServerError { message } => Some(Event::ServerError { message }),
         }
     }
 
     fn expire_outgoing(&mut self) {
         let now = now_ms();
-        let expired: Vec<[u8; 16]> = self
+        let expired: Vec<ClientMsgId> = self
             .outgoing
             .iter()
             .filter(|(_, o)| o.expires_unix_ms <= now)
@@ -560,83 +648,35 @@ impl Messenger {
         Ok(())
     }
 
-    fn receive(&mut self, delivery: Delivery) -> Option<Event> {
-        let id = delivery.message_id;
-        let now = now_ms();
-        self.unconfirmed.push(id);
-        if self.state.is_seen(id) || delivery.expires_unix_ms <= now {
-            // Handled before (a redelivery after reconnect), or expired: burn
-            // it without showing it again.
-            return None;
-        }
-        let outcome = self.state.decrypt(delivery.from, &delivery.ciphertext);
-        self.state.mark_seen(id, delivery.expires_unix_ms);
-        let sealed = match outcome {
-            Ok(sealed) => sealed,
-            Err(error) => {
-                // A fresh session is set up before this is told.
-                self.renewals.insert(delivery.from);
-                return Some(Event::Undecryptable {
-                    from: delivery.from,
-                    message_id: id,
-                    reason: error.to_string(),
-                });
-            }
-        };
-        // The recipient enforces the ceiling too: never later than the
-        // server's expiry, never more than 60 minutes after sending.
-        let ceiling = delivery
-            .sent_unix_ms
-            .saturating_add(i64::try_from(MAX_MESSAGE_TTL.as_millis()).unwrap_or(i64::MAX));
-        let expires_unix_ms = sealed
-            .expires_unix_ms
-            .min(delivery.expires_unix_ms)
-            .min(ceiling);
-        if expires_unix_ms <= now {
-            return None;
-        }
-        if let Ok(client_msg_id) = <[u8; 16]>::try_from(sealed.client_msg_id.as_slice())
-            && !self
-                .state
-                .first_sight(delivery.from, client_msg_id, expires_unix_ms)
-        {
-            // The same message under a new server id: a replay.
-            return None;
-        }
-        match sealed.kind {
-            Some(Kind::Text(text)) => {
-                let client_msg_id: [u8; 16] = sealed.client_msg_id.as_slice().try_into().ok()?;
-                Some(Event::Message(ReceivedMessage {
-                    id,
-                    client_msg_id,
-                    from: delivery.from,
-                    text: zeroize::Zeroizing::new(text.body),
-                    sent_unix_ms: delivery.sent_unix_ms,
-                    expires_unix_ms,
-                    view_timer: (text.view_seconds > 0)
-                        .then(|| Duration::from_secs(u64::from(text.view_seconds))),
-                }))
-            }
-            Some(Kind::ReadReceipt(receipt)) => {
-                for raw in receipt.client_msg_ids {
-                    let Ok(client_msg_id) = <[u8; 16]>::try_from(raw.as_slice()) else {
-                        continue;
-                    };
+    /// Opens a delivery and queues what it means for the application; its
+    /// id waits to be confirmed, whatever it was.
+    fn receive(&mut self, delivery: Delivery) {
+        self.unconfirmed.push(delivery.message_id);
+        match self.state.open(&delivery, now_ms()) {
+            Opened::Text(message) => self.pending_events.push_back(Event::Message(message)),
+            Opened::Read { by, client_msg_ids } => {
+                for client_msg_id in client_msg_ids {
                     let ours = self
                         .outgoing
                         .get(&client_msg_id)
-                        .is_some_and(|o| o.to == delivery.from);
+                        .is_some_and(|o| o.to == by);
                     if ours {
                         self.outgoing.remove(&client_msg_id);
-                        self.pending_events.push_back(Event::Read {
-                            by: delivery.from,
-                            client_msg_id,
-                        });
+                        self.pending_events
+                            .push_back(Event::Read { by, client_msg_id });
                     }
                 }
-                None
             }
-            Some(Kind::Renewal(_)) | None => None,
+            Opened::Undecryptable(error) => {
+                // A fresh session is set up before this is told.
+                self.renewals.insert(delivery.from);
+                self.pending_events.push_back(Event::Undecryptable {
+                    from: delivery.from,
+                    message_id: delivery.message_id,
+                    reason: error.to_string(),
+                });
+            }
+            _ => {}
         }
     }
 
@@ -671,16 +711,9 @@ impl Messenger {
         }
         let result = async {
             let bundle = self.client.claim_keys(peer).await?;
-            self.state
-                .start_session(peer, &bundle)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            self.send_sealed(
-                peer,
-                Kind::Renewal(SessionRenewal {}),
-                MAX_MESSAGE_TTL,
-                new_client_msg_id(),
-            )
-            .await
+            self.state.start_session(peer, &bundle)?;
+            self.send_sealed(peer, Content::Renewal, MAX_MESSAGE_TTL, new_client_msg_id())
+                .await
         }
         .await;
         self.renewed.insert(peer, Instant::now());
@@ -722,12 +755,12 @@ mod tests {
 
     #[test]
     fn client_msg_ids_start_with_the_time_and_do_not_repeat() {
-        let before = u64::try_from(now_ms()).unwrap();
-        let ids: Vec<[u8; 16]> = (0..1000).map(|_| new_client_msg_id()).collect();
-        let after = u64::try_from(now_ms()).unwrap();
+        let before = u64::try_from(now_ms().0).unwrap();
+        let ids: Vec<ClientMsgId> = (0..1000).map(|_| new_client_msg_id()).collect();
+        let after = u64::try_from(now_ms().0).unwrap();
         for id in &ids {
             let mut millis = [0u8; 8];
-            millis[2..].copy_from_slice(&id[..6]);
+            millis[2..].copy_from_slice(&id.0[..6]);
             let millis = u64::from_be_bytes(millis);
             assert!(
                 (before..=after).contains(&millis),
@@ -735,7 +768,7 @@ mod tests {
             );
         }
         // Sorted by time: each id's time is no earlier than the last one's.
-        assert!(ids.windows(2).all(|w| w[0][..6] <= w[1][..6]));
+        assert!(ids.windows(2).all(|w| w[0].0[..6] <= w[1].0[..6]));
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
     }

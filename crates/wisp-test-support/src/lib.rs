@@ -25,6 +25,8 @@
 //! - [`device`]: users: [`Device`] (a `Messenger` and the home holding its
 //!   encrypted state), [`TestUser`] (a plain `Client`), making friends, and
 //!   [`code_of`] for refusals.
+//! - [`forging`]: a compromised server whose key claims hand out forged
+//!   keys ([`TestServer::start_forging_keys`]).
 //! - [`raw`]: [`RawConnection`], a WebSocket with no SDK in between, for
 //!   bytes no SDK would send.
 //! - [`process`]: the `wisp-server` binary run as child processes
@@ -41,6 +43,7 @@
 
 pub mod cluster;
 pub mod device;
+pub mod forging;
 pub mod host;
 pub mod process;
 pub mod raw;

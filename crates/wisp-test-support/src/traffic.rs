@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wisp_client::{Client, ClientError, Event, Events, Identity};
+use wisp_client::{Client, ClientError, ClientMsgId, Events, Identity, ServerEvent as Event};
 use wisp_proto::UserId;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -150,7 +150,11 @@ where
         let mut outbox = VecDeque::new();
         for round in 0..plan.rounds {
             for to in &friends {
-                outbox.push_back((*to, rand::random::<[u8; 16]>(), format!("{i}>{to}#{round}")));
+                outbox.push_back((
+                    *to,
+                    ClientMsgId(rand::random::<[u8; 16]>()),
+                    format!("{i}>{to}#{round}"),
+                ));
             }
         }
         tasks.spawn(chat(
@@ -246,7 +250,7 @@ async fn chat(
     chat: Chat,
     mut client: Client,
     mut events: Events,
-    mut outbox: VecDeque<(UserId, [u8; 16], String)>,
+    mut outbox: VecDeque<(UserId, ClientMsgId, String)>,
 ) {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut next_node = chat.user.home + 1;
@@ -264,10 +268,10 @@ async fn chat(
                     let label = String::from_utf8_lossy(&delivery.ciphertext).into_owned();
                     {
                         let mut ledger = chat.ledger.lock().unwrap();
-                        if !seen.insert(delivery.message_id) {
+                        if !seen.insert(delivery.message_id.0) {
                             ledger.redelivered += 1;
                         }
-                        ledger.received.entry(label).or_default().insert(delivery.message_id);
+                        ledger.received.entry(label).or_default().insert(delivery.message_id.0);
                     }
                     // A burn lost with its connection is redelivered and
                     // recognised by id.
@@ -285,7 +289,7 @@ async fn chat(
                     Ok(ack) => {
                         outbox.pop_front();
                         let mut ledger = chat.ledger.lock().unwrap();
-                        let previous = ledger.acknowledged.insert(label, ack.message_id);
+                        let previous = ledger.acknowledged.insert(label, ack.message_id.0);
                         assert!(previous.is_none(), "a label acknowledged twice");
                         chat.acknowledged.fetch_add(1, Ordering::SeqCst);
                         false

@@ -70,7 +70,7 @@ pub(crate) async fn run(
         }
         let step = tokio::select! {
             _ = tick.tick() => {
-                chat.tick(Instant::now(), now_ms());
+                chat.tick(Instant::now(), now_ms().0);
                 Step::Continue(Vec::new())
             }
             () = signals.next() => {
@@ -93,8 +93,12 @@ pub(crate) async fn run(
     drop(screen);
     // The driver sends the receipts still queued, confirms what was shown
     // (burning it on the server), and ends once it sees the channel closed.
-    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    outcome
+    // A forged key seen meanwhile is repeated on stderr and in the exit code.
+    let forged = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    match forged {
+        Ok(Ok(Some(warning))) if outcome.is_ok() => Err(warning),
+        _ => outcome,
+    }
 }
 
 /// After an input or an update: go on, with actions for the messenger, or
@@ -108,7 +112,7 @@ fn show(screen: &mut Screen, chat: &mut Chat) -> Result<Vec<Action>, CliError> {
     let mut drawn = ui::Drawn::default();
     screen
         .terminal
-        .draw(|frame| drawn = ui::draw(frame, chat, now, now_ms()))
+        .draw(|frame| drawn = ui::draw(frame, chat, now, now_ms().0))
         .map_err(|error| CliError::failed(format!("cannot draw: {error}")))?;
     chat.scroll = chat.scroll.min(drawn.max_scroll);
     Ok(chat.reveal(&drawn.shown, now))
@@ -240,7 +244,7 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
             KeyCode::Esc | KeyCode::Tab => chat.focus = Focus::List,
             KeyCode::PageUp => chat.scroll += 5,
             KeyCode::PageDown => chat.scroll = chat.scroll.saturating_sub(5),
-            KeyCode::Enter => return chat.submit(now_ms()).into_iter().collect(),
+            KeyCode::Enter => return chat.submit(now_ms().0).into_iter().collect(),
             KeyCode::Backspace => {
                 chat.composer.pop();
             }
@@ -252,20 +256,24 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
 }
 
 /// Owns the messenger: performs actions, forwards events. `next_event` is
-/// cancel-safe, so an action may interrupt the wait for one.
+/// cancel-safe, so an action may interrupt the wait for one. Returns the
+/// warning for a forged key, if a send met one.
 async fn drive(
     mut messenger: Messenger,
     mut actions: mpsc::UnboundedReceiver<Action>,
     updates: mpsc::Sender<Update>,
     ttl: Duration,
     view: Option<Duration>,
-) {
+) -> Option<CliError> {
+    let mut forged = None;
     roster(&messenger, &updates).await;
     loop {
         let update = tokio::select! {
             biased;
             action = actions.recv() => match action {
-                Some(action) => perform(&mut messenger, action, &updates, ttl, view).await,
+                Some(action) => {
+                    perform(&mut messenger, action, &updates, (ttl, view), &mut forged).await
+                }
                 None => break,
             },
             event = messenger.next_event() => match event {
@@ -280,21 +288,31 @@ async fn drive(
         }
     }
     let _ = messenger.confirm().await;
+    forged
 }
 
 async fn perform(
     messenger: &mut Messenger,
     action: Action,
     updates: &mpsc::Sender<Update>,
-    ttl: Duration,
-    view: Option<Duration>,
+    (ttl, view): (Duration, Option<Duration>),
+    forged: &mut Option<CliError>,
 ) -> Option<Update> {
     match action {
         Action::Send { local, to, text } => {
             let outcome = messenger
                 .send_text(to, &text, ttl, view)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| {
+                    // A forged key is a warning, shown here and again on exit.
+                    let error = CliError::from(e);
+                    if error.exit_code() != crate::output::EXIT_FORGED_KEY {
+                        return error.to_string();
+                    }
+                    let shown = format!("{}: {error}", error.label());
+                    *forged = Some(error);
+                    shown
+                });
             Some(Update::Sent { local, outcome })
         }
         Action::MarkRead(messages) => messenger

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use wisp_client::{Event, ReceivedMessage, SafetyNumber, SentMessage, UserId, safety_number};
+use wisp_client::{
+    ClientMsgId, Event, ReceivedMessage, SafetyNumber, SentMessage, UserId, safety_number,
+};
 use zeroize::Zeroizing;
 
 /// How long a sender still sees "read" (or "expired unread") before the
@@ -101,7 +103,7 @@ pub(crate) enum LineState {
     /// Ours, on its way to the server.
     Sending { local: u64 },
     /// Ours, stored by the server, not read yet.
-    Sent { client_msg_id: [u8; 16] },
+    Sent { client_msg_id: ClientMsgId },
     /// Ours, read by the friend: burns from the screen after [`LINGER`].
     Read { since: Instant },
     /// Ours, expired before the friend read it.
@@ -377,12 +379,12 @@ impl Chat {
             .or_default()
             .push(Line {
                 text,
-                expires_unix_ms: message.expires_unix_ms,
+                expires_unix_ms: message.expires_unix_ms.0,
                 state: LineState::Unread(Box::new(message)),
             });
     }
 
-    fn sent_line(&mut self, peer: &UserId, id: &[u8; 16]) -> Option<&mut Line> {
+    fn sent_line(&mut self, peer: &UserId, id: &ClientMsgId) -> Option<&mut Line> {
         self.conversations.get_mut(peer)?.iter_mut().find(
             |line| matches!(line.state, LineState::Sent { client_msg_id } if &client_msg_id == id),
         )
@@ -423,7 +425,7 @@ impl Chat {
         if let Some(line) = line {
             match outcome {
                 Ok(sent) => {
-                    line.expires_unix_ms = sent.expires_unix_ms;
+                    line.expires_unix_ms = sent.expires_unix_ms.0;
                     line.state = LineState::Sent {
                         client_msg_id: sent.client_msg_id,
                     };
@@ -549,6 +551,7 @@ pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use wisp_client::{MessageId, UnixMillis};
 
     pub(crate) fn id(n: u8) -> UserId {
         UserId::from_bytes(&[n; UserId::LEN]).unwrap()
@@ -561,12 +564,12 @@ pub(super) mod tests {
         view: Option<u64>,
     ) -> ReceivedMessage {
         ReceivedMessage {
-            id: 1,
-            client_msg_id: [9; 16],
+            id: MessageId(1),
+            client_msg_id: ClientMsgId([9; 16]),
             from,
             text: Zeroizing::new(text.to_owned()),
-            sent_unix_ms: now_ms,
-            expires_unix_ms: now_ms + 60_000,
+            sent_unix_ms: UnixMillis(now_ms),
+            expires_unix_ms: UnixMillis(now_ms + 60_000),
             view_timer: view.map(Duration::from_secs),
         }
     }
@@ -586,9 +589,9 @@ pub(super) mod tests {
             panic!("a send");
         };
         let sent = SentMessage {
-            message_id: 7,
-            client_msg_id: [3; 16],
-            expires_unix_ms: 3_600_000,
+            message_id: MessageId(7),
+            client_msg_id: ClientMsgId([3; 16]),
+            expires_unix_ms: UnixMillis(3_600_000),
         };
         chat.on_sent(local, Ok(sent), now);
     }
@@ -650,7 +653,7 @@ pub(super) mod tests {
         chat.on_event(
             Event::Read {
                 by: bob,
-                client_msg_id: [3; 16],
+                client_msg_id: ClientMsgId([3; 16]),
             },
             t0,
         );
@@ -670,7 +673,7 @@ pub(super) mod tests {
         chat.on_event(
             Event::Read {
                 by: carol,
-                client_msg_id: [3; 16],
+                client_msg_id: ClientMsgId([3; 16]),
             },
             t0,
         );
@@ -678,7 +681,7 @@ pub(super) mod tests {
         chat.on_event(
             Event::ExpiredUnread {
                 to: bob,
-                client_msg_id: [3; 16],
+                client_msg_id: ClientMsgId([3; 16]),
             },
             t0,
         );

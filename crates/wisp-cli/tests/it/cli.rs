@@ -28,6 +28,13 @@ impl Env {
         Self { server, dir }
     }
 
+    /// On a server that hands out forged keys.
+    async fn start_forging() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_forging_keys().await;
+        Self { server, dir }
+    }
+
     fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join(user)
     }
@@ -397,6 +404,29 @@ async fn send_refusals_say_why() {
         too_big.stderr
     );
     assert_eq!(env.server.stored().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_key_is_a_warning_with_its_own_exit_code() {
+    let env = Env::start_forging().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    // Bob's keys go up when he first connects.
+    env.ok("bob", &["recv"]).await;
+
+    let forged = env.wisp("alice", &["send", &bob, "hello bob"]).await;
+    assert_eq!(forged.code, 5, "{}", forged.stderr);
+    assert_eq!(forged.stderr.lines().count(), 1, "{}", forged.stderr);
+    assert_eq!(
+        forged.stderr.trim(),
+        format!(
+            "warning: the server handed out a key for {bob} that their identity did not sign: \
+             someone may be intercepting your messages, so nothing was sent. Compare your \
+             safety number with them in person or on a call: wisp verify {bob}"
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

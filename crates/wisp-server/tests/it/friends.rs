@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wisp_client::Event;
+use wisp_client::ServerEvent as Event;
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_FRIENDS;
 use wisp_test_support::{TestServer, TestUser, befriend, code_of};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use wisp_client::Event;
+use wisp_client::{ClientMsgId, Event, ServerEvent};
 use wisp_proto::ErrorCode;
 use wisp_proto::limits::MAX_CIPHERTEXT_BYTES;
 use wisp_proto::{MessageId, UserId};
@@ -45,12 +45,16 @@ async fn receive(device: &mut Device, n: usize) -> Vec<String> {
 
 /// Up to `n` raw deliveries: waits up to `first_wait` for the first, and
 /// stops after 500 ms with nothing new.
-async fn deliveries(events: &mut wisp_client::Events, n: usize, first_wait: Duration) -> Vec<u64> {
+async fn deliveries(
+    events: &mut wisp_client::Events,
+    n: usize,
+    first_wait: Duration,
+) -> Vec<MessageId> {
     let mut ids = Vec::new();
     let mut patience = first_wait;
     while ids.len() < n {
         match tokio::time::timeout(patience, events.next()).await {
-            Ok(Some(Event::Delivery(d))) => {
+            Ok(Some(ServerEvent::Delivery(d))) => {
                 ids.push(d.message_id);
                 patience = Duration::from_millis(500);
             }
@@ -179,13 +183,13 @@ async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it(backend
             .unwrap()
             .unwrap()
         {
-            Event::Delivery(d) => delivered.push(d),
-            Event::MailboxDrained => break,
+            ServerEvent::Delivery(d) => delivered.push(d),
+            ServerEvent::MailboxDrained => break,
             _ => {}
         }
     }
     assert_eq!(delivered.len(), 1, "the expired message is not delivered");
-    assert!(delivered[0].expires_unix_ms > clock.now_ms());
+    assert!(delivered[0].expires_unix_ms.0 > clock.now_ms());
     drop((raw, events));
     let mut bob = server.reopen(bob_home).await;
     assert_eq!(bob.read_all().await, vec!["long-lived"]);
@@ -227,7 +231,7 @@ async fn refused_messages_get_their_typed_error_and_store_nothing(backend: Backe
 
     // To a stranger.
     let result = client
-        .send_ciphertext(stranger.id(), [1; 16], vec![1, 2, 3], HOUR)
+        .send_ciphertext(stranger.id(), ClientMsgId([1; 16]), vec![1, 2, 3], HOUR)
         .await;
     assert_eq!(code_of(result), ErrorCode::NotFriends);
     // Keys are friends-only too.
@@ -237,12 +241,22 @@ async fn refused_messages_get_their_typed_error_and_store_nothing(backend: Backe
     );
     // A TTL over an hour.
     let result = client
-        .send_ciphertext(bob.id(), [2; 16], vec![1, 2, 3], Duration::from_secs(3601))
+        .send_ciphertext(
+            bob.id(),
+            ClientMsgId([2; 16]),
+            vec![1, 2, 3],
+            Duration::from_secs(3601),
+        )
         .await;
     assert_eq!(code_of(result), ErrorCode::TtlTooLong);
     // Over the size limit.
     let result = client
-        .send_ciphertext(bob.id(), [3; 16], vec![0; MAX_CIPHERTEXT_BYTES + 1], HOUR)
+        .send_ciphertext(
+            bob.id(),
+            ClientMsgId([3; 16]),
+            vec![0; MAX_CIPHERTEXT_BYTES + 1],
+            HOUR,
+        )
         .await;
     assert_eq!(code_of(result), ErrorCode::MessageTooLarge);
     // The SDK refuses a long TTL itself, before anything is encrypted.
@@ -289,12 +303,12 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backe
     let first = alice
         .messenger
         .client()
-        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .send_ciphertext(b, ClientMsgId([7; 16]), b"ciphertext".to_vec(), HOUR)
         .await
         .unwrap();
     let again = server.login_same(&alice).await;
     let retry = again
-        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .send_ciphertext(b, ClientMsgId([7; 16]), b"ciphertext".to_vec(), HOUR)
         .await
         .unwrap();
     assert!(!first.duplicate);
@@ -311,11 +325,11 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backe
             .unwrap()
             .unwrap()
         {
-            Event::Delivery(d) => {
+            ServerEvent::Delivery(d) => {
                 deliveries += 1;
                 client.ack(vec![d.message_id]).await.unwrap();
             }
-            Event::MailboxDrained => break,
+            ServerEvent::MailboxDrained => break,
             _ => {}
         }
     }
@@ -323,7 +337,7 @@ async fn a_retried_client_message_id_is_stored_and_delivered_once(backend: Backe
     assert_eq!(server.stored().await, 0);
     // Even after the burn, a late retry is recognised, not stored anew.
     let late = again
-        .send_ciphertext(b, [7; 16], b"ciphertext".to_vec(), HOUR)
+        .send_ciphertext(b, ClientMsgId([7; 16]), b"ciphertext".to_vec(), HOUR)
         .await
         .unwrap();
     assert!(late.duplicate);
@@ -414,12 +428,12 @@ async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows(backend: Backend
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&n.to_be_bytes());
         client
-            .send_ciphertext(b, id, vec![1; 32], HOUR)
+            .send_ciphertext(b, ClientMsgId(id), vec![1; 32], HOUR)
             .await
             .unwrap();
     }
     let full = client
-        .send_ciphertext(b, [0xff; 16], vec![1; 32], HOUR)
+        .send_ciphertext(b, ClientMsgId([0xff; 16]), vec![1; 32], HOUR)
         .await;
     assert_eq!(code_of(full), ErrorCode::MailboxFull);
 
@@ -604,7 +618,12 @@ async fn the_lifecycle_is_counted_in_metrics() {
     let refused = alice
         .messenger
         .client()
-        .send_ciphertext(bob.id(), [4; 16], vec![1], Duration::from_secs(7200))
+        .send_ciphertext(
+            bob.id(),
+            ClientMsgId([4; 16]),
+            vec![1],
+            Duration::from_secs(7200),
+        )
         .await;
     assert_eq!(code_of(refused), ErrorCode::TtlTooLong);
     tokio::time::sleep(Duration::from_millis(600)).await; // a reaper pass
@@ -755,7 +774,7 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
     for n in 0..40u8 {
         alice
             .client
-            .send_ciphertext(bob.id(), [n; 16], vec![n; 8], HOUR)
+            .send_ciphertext(bob.id(), ClientMsgId([n; 16]), vec![n; 8], HOUR)
             .await
             .unwrap();
     }
@@ -765,12 +784,12 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
             .await
             .expect("every message within 5 s while online")
             .expect("connection open");
-        if let Event::Delivery(delivery) = event {
+        if let ServerEvent::Delivery(delivery) = event {
             bob.client.ack(vec![delivery.message_id]).await.unwrap();
             seen.push(delivery.message_id);
         }
     }
-    assert!(seen.contains(&silent.id.0), "the silent message came too");
+    assert!(seen.contains(&silent.id), "the silent message came too");
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 41, "each exactly once");

@@ -1,11 +1,13 @@
 //! End-to-end encryption, sans IO: Olm sessions (vodozemac) per friend,
-//! one-time key batches, and the checks that keep the server from swapping
-//! keys. Bytes in, bytes out; the [`Messenger`](crate::messenger::Messenger)
-//! moves them over the network and persists the state.
+//! one-time key batches, the checks that keep the server from swapping
+//! keys, sealing and opening messages, read receipts, and the ids of
+//! messages already handled. Bytes in, bytes out; the caller (the SDK's
+//! `Messenger`) moves them over the network and persists the state.
 //!
 //! Trust: a friend is their user id, the hash of their Ed25519 key. Every
 //! Curve25519 key used for them (identity key, one-time key) must carry a
-//! signature by that Ed25519 key, checked here; anything else is refused.
+//! signature by that Ed25519 key, checked here; anything else is refused as
+//! [`E2eError::ForgedKey`].
 //!
 //! Sessions: each friend may have a few sessions, the preferred one first.
 //! A pre-key message from a friend that opens a new session moves it to the
@@ -13,14 +15,19 @@
 //! messages are tried against each. vodozemac commits ratchet state only
 //! when a message decrypts, so a bad message leaves the sessions unharmed.
 
-use std::collections::BTreeMap;
+use std::time::Duration;
 
 use vodozemac::olm::{OlmMessage, PreKeyMessage, Session, SessionConfig};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
-use wisp_proto::frames::{KeyBundle, OlmEnvelope, Sealed, SignedKey, UploadKeys};
-use wisp_proto::{UserId, codec, transcript};
+use wisp_proto::frames::sealed::Kind;
+use wisp_proto::frames::{
+    KeyBundle, OlmEnvelope, ReadReceipt, Sealed, SessionRenewal, SignedKey, Text, UploadKeys,
+};
+use wisp_proto::limits::MAX_MESSAGE_TTL;
+use wisp_proto::{ClientMsgId, MessageId, UnixMillis, UserId, codec, transcript};
 
-use crate::keystore::LocalState;
+use crate::message::{Content, Delivery, Opened, ReceivedMessage};
+use crate::state::LocalState;
 
 /// Sessions kept per friend; older ones are dropped.
 const SESSIONS_PER_FRIEND: usize = 3;
@@ -29,7 +36,7 @@ const SESSIONS_PER_FRIEND: usize = 3;
 pub const ONE_TIME_KEY_TARGET: usize = 50;
 
 /// How long a fallback key serves before a new one replaces it (a week).
-pub const FALLBACK_ROTATION_MS: i64 = 7 * 24 * 3600 * 1000;
+pub const FALLBACK_ROTATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a key or message was refused.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +44,10 @@ pub const FALLBACK_ROTATION_MS: i64 = 7 * 24 * 3600 * 1000;
 pub enum E2eError {
     /// A key does not carry a valid signature by the friend's identity key,
     /// or that identity key does not hash to the friend's id: the server (or
-    /// someone) handed out a key that is not theirs.
+    /// someone between it and us) handed out a key that is not theirs.
+    /// Nothing was encrypted to it. This is the signal of an attempt to
+    /// intercept: a front end says so loudly and suggests comparing the
+    /// safety number with the friend, never retries silently.
     #[error("a key for {0} is not signed by their identity; refusing it")]
     ForgedKey(UserId),
     /// There is no session with this friend yet.
@@ -106,26 +116,26 @@ pub fn verify_bundle(peer: UserId, bundle: &KeyBundle) -> Result<(), E2eError> {
 impl LocalState {
     /// Keys to upload so the server holds [`ONE_TIME_KEY_TARGET`] one-time
     /// keys (it reports `server_has`), plus a new fallback key when the last
-    /// one is older than [`FALLBACK_ROTATION_MS`] (rotating on every upload
+    /// one is older than [`FALLBACK_ROTATION`] (rotating on every upload
     /// would strand pre-key messages built on older fallbacks: vodozemac
     /// keeps only the current and the previous one). The caller must persist
     /// the state *before* uploading (the private halves must survive a
     /// crash), then call [`LocalState::keys_published`].
-    pub fn prepare_key_upload(&mut self, server_has: usize, now_ms: i64) -> Option<UploadKeys> {
+    pub fn prepare_key_upload(&mut self, server_has: usize, now: UnixMillis) -> Option<UploadKeys> {
         let missing = ONE_TIME_KEY_TARGET.saturating_sub(server_has);
         if missing == 0 {
             return None;
         }
         let rotate = self
-            .fallback_rotated_ms
-            .is_none_or(|at| now_ms.saturating_sub(at) >= FALLBACK_ROTATION_MS);
+            .fallback_rotated
+            .is_none_or(|at| now.since(at) >= FALLBACK_ROTATION);
         let account = self.identity.account_mut();
         // Never more unpublished keys than one upload carries.
         let unpublished = account.one_time_keys().len();
         account.generate_one_time_keys(missing.saturating_sub(unpublished));
         if rotate {
             account.generate_fallback_key();
-            self.fallback_rotated_ms = Some(now_ms);
+            self.fallback_rotated = Some(now);
         }
         let sign = |key: &Curve25519PublicKey| SignedKey {
             public_key: key.to_bytes().to_vec(),
@@ -289,18 +299,23 @@ impl LocalState {
     }
 
     /// Remembers that server message `id` was handled, until `expires_at`.
-    pub fn mark_seen(&mut self, id: u64, expires_at: i64) {
+    pub fn mark_seen(&mut self, id: MessageId, expires_at: UnixMillis) {
         self.seen.insert(id, expires_at);
     }
 
     /// Whether server message `id` was handled already.
-    pub fn is_seen(&self, id: u64) -> bool {
+    pub fn is_seen(&self, id: MessageId) -> bool {
         self.seen.contains_key(&id)
     }
 
     /// Remembers that `peer`'s message `client_msg_id` was shown, until
     /// `expires_at`; returns false if it had been shown already (a replay).
-    pub fn first_sight(&mut self, peer: UserId, client_msg_id: [u8; 16], expires_at: i64) -> bool {
+    pub fn first_sight(
+        &mut self,
+        peer: UserId,
+        client_msg_id: ClientMsgId,
+        expires_at: UnixMillis,
+    ) -> bool {
         self.seen_messages
             .insert((peer, client_msg_id), expires_at)
             .is_none()
@@ -308,14 +323,94 @@ impl LocalState {
 
     /// Forgets handled ids whose messages have expired (the server can no
     /// longer deliver them).
-    pub fn prune_seen(&mut self, now_ms: i64) {
-        self.seen.retain(|_, expires| *expires > now_ms);
-        self.seen_messages.retain(|_, expires| *expires > now_ms);
+    pub fn prune_seen(&mut self, now: UnixMillis) {
+        self.seen.retain(|_, expires| *expires > now);
+        self.seen_messages.retain(|_, expires| *expires > now);
+    }
+
+    /// Seals `content` for `to`, sent `now` to live `ttl`: the bytes to send
+    /// as the message's ciphertext. Needs a session with `to`
+    /// ([`LocalState::start_session`]); the ratchet moved, so the caller
+    /// persists the state before the bytes leave the device.
+    pub fn seal(
+        &mut self,
+        to: UserId,
+        client_msg_id: ClientMsgId,
+        content: Content,
+        now: UnixMillis,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, E2eError> {
+        let kind = match content {
+            Content::Text { body, view_timer } => Kind::Text(Text {
+                body: body.to_string(),
+                view_seconds: view_timer
+                    .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+            }),
+            Content::ReadReceipt(ids) => Kind::ReadReceipt(ReadReceipt {
+                client_msg_ids: ids.iter().map(|id| id.0.to_vec()).collect(),
+            }),
+            Content::Renewal => Kind::Renewal(SessionRenewal {}),
+        };
+        let sealed = Sealed {
+            client_msg_id: client_msg_id.0.to_vec(),
+            sent_unix_ms: now.0,
+            expires_unix_ms: now.plus(ttl).0,
+            kind: Some(kind),
+        };
+        self.encrypt(to, &sealed)
+    }
+
+    /// Opens a delivery at time `now`: skips what was handled before or has
+    /// expired, decrypts the rest, enforces the 60-minute ceiling (never
+    /// later than the server's expiry or an hour after sending), and drops
+    /// replays. The delivery counts as handled afterwards, whatever it was.
+    pub fn open(&mut self, delivery: &Delivery, now: UnixMillis) -> Opened {
+        let id = delivery.message_id;
+        if self.is_seen(id) || delivery.expires_unix_ms <= now {
+            return Opened::Nothing;
+        }
+        let outcome = self.decrypt(delivery.from, &delivery.ciphertext);
+        self.mark_seen(id, delivery.expires_unix_ms);
+        let sealed = match outcome {
+            Ok(sealed) => sealed,
+            Err(error) => return Opened::Undecryptable(error),
+        };
+        let expires_unix_ms = UnixMillis(sealed.expires_unix_ms)
+            .min(delivery.expires_unix_ms)
+            .min(delivery.sent_unix_ms.plus(MAX_MESSAGE_TTL));
+        if expires_unix_ms <= now {
+            return Opened::Nothing;
+        }
+        let Some(client_msg_id) = ClientMsgId::from_bytes(&sealed.client_msg_id) else {
+            return Opened::Nothing;
+        };
+        if !self.first_sight(delivery.from, client_msg_id, expires_unix_ms) {
+            // The same message under a new server id: a replay.
+            return Opened::Nothing;
+        }
+        match sealed.kind {
+            Some(Kind::Text(text)) => Opened::Text(ReceivedMessage {
+                id,
+                client_msg_id,
+                from: delivery.from,
+                text: zeroize::Zeroizing::new(text.body),
+                sent_unix_ms: delivery.sent_unix_ms,
+                expires_unix_ms,
+                view_timer: (text.view_seconds > 0)
+                    .then(|| Duration::from_secs(u64::from(text.view_seconds))),
+            }),
+            Some(Kind::ReadReceipt(receipt)) => Opened::Read {
+                by: delivery.from,
+                client_msg_ids: receipt
+                    .client_msg_ids
+                    .iter()
+                    .filter_map(|raw| ClientMsgId::from_bytes(raw))
+                    .collect(),
+            },
+            Some(Kind::Renewal(_)) | None => Opened::Nothing,
+        }
     }
 }
-
-/// Sessions of each friend, preferred first.
-pub(crate) type SessionBook = BTreeMap<UserId, Vec<Session>>;
 
 #[cfg(test)]
 mod tests {
@@ -348,7 +443,7 @@ mod tests {
 
     /// What a server would hand out for `owner`: its identity and one key.
     fn bundle(owner: &mut LocalState) -> KeyBundle {
-        let upload = owner.prepare_key_upload(0, 0).unwrap();
+        let upload = owner.prepare_key_upload(0, UnixMillis(0)).unwrap();
         owner.keys_published();
         KeyBundle {
             user_id: owner.identity.user_id().to_vec(),
@@ -543,21 +638,88 @@ mod tests {
     #[test]
     fn the_fallback_key_rotates_weekly_not_per_upload() {
         let mut bob = state();
-        let first = bob.prepare_key_upload(0, 0).unwrap().fallback_key;
+        let first = bob
+            .prepare_key_upload(0, UnixMillis(0))
+            .unwrap()
+            .fallback_key;
         bob.keys_published();
         assert!(first.is_some());
         assert!(
-            bob.prepare_key_upload(0, 1000)
+            bob.prepare_key_upload(0, UnixMillis(1000))
                 .unwrap()
                 .fallback_key
                 .is_none()
         );
         bob.keys_published();
         let later = bob
-            .prepare_key_upload(0, FALLBACK_ROTATION_MS)
+            .prepare_key_upload(0, UnixMillis(0).plus(FALLBACK_ROTATION))
             .unwrap()
             .fallback_key;
         assert!(later.is_some() && later != first);
+    }
+
+    fn delivery(from: UserId, id: u64, ciphertext: Vec<u8>, sent: UnixMillis) -> Delivery {
+        Delivery {
+            message_id: MessageId(id),
+            from,
+            ciphertext,
+            sent_unix_ms: sent,
+            expires_unix_ms: sent.plus(MAX_MESSAGE_TTL),
+        }
+    }
+
+    #[test]
+    fn sealed_text_and_receipts_open_once_within_their_ceiling() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        let now = UnixMillis(1_000_000);
+        let id = ClientMsgId([5; 16]);
+        let text = Content::Text {
+            body: zeroize::Zeroizing::new("hi bob".into()),
+            view_timer: Some(Duration::from_secs(5)),
+        };
+        let minute = Duration::from_secs(60);
+        let sealed = alice.seal(b, id, text, now, minute).unwrap();
+        let first = delivery(a, 1, sealed, now);
+        let Opened::Text(message) = bob.open(&first, now) else {
+            panic!("a text");
+        };
+        assert_eq!(message.text.as_str(), "hi bob");
+        assert_eq!(message.client_msg_id, id);
+        assert_eq!(
+            message.expires_unix_ms,
+            now.plus(minute),
+            "the sender's ttl"
+        );
+        assert_eq!(message.view_timer, Some(Duration::from_secs(5)));
+        // Handled: the same delivery again shows nothing.
+        assert!(matches!(bob.open(&first, now), Opened::Nothing));
+
+        let receipt = Content::ReadReceipt(vec![id]);
+        let sealed = bob
+            .seal(a, ClientMsgId([6; 16]), receipt, now, minute)
+            .unwrap();
+        match alice.open(&delivery(b, 2, sealed, now), now) {
+            Opened::Read { by, client_msg_ids } => {
+                assert_eq!((by, client_msg_ids), (b, vec![id]));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Past its ceiling, a delivery is not shown at all.
+        let late = alice
+            .seal(b, ClientMsgId([7; 16]), Content::Renewal, now, minute)
+            .unwrap();
+        let after = now.plus(MAX_MESSAGE_TTL);
+        assert!(matches!(
+            bob.open(&delivery(a, 3, late, now), after),
+            Opened::Nothing
+        ));
+        assert!(matches!(
+            bob.open(&delivery(a, 4, b"junk".to_vec(), now), now),
+            Opened::Undecryptable(_)
+        ));
     }
 
     #[test]

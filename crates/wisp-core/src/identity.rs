@@ -1,7 +1,9 @@
 //! A device's identity: a vodozemac [`Account`] holding an Ed25519 signing
 //! key and a Curve25519 key. The private halves never leave this type except
-//! into the encrypted [`KeyStore`](crate::keystore::KeyStore); `Debug`
-//! prints the user id only.
+//! in the state's pickle ([`LocalState::pickle`](crate::LocalState::pickle)),
+//! which the caller seals; `Debug` prints the user id only. It signs the
+//! transcripts of [`wisp_proto::transcript`]: registration, login, and the
+//! identity key it vouches for.
 
 use vodozemac::olm::{Account, AccountPickle};
 use wisp_proto::{UserId, transcript};
