@@ -86,7 +86,6 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
         return Err(not_friends());
     }
     let now = state.clock.now_ms();
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let stored = state
         .stores
         .mailbox
@@ -97,7 +96,7 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
                 client_msg_id: &send.client_msg_id,
                 ciphertext: &send.ciphertext,
                 sent_at: now,
-                expires_at: now.saturating_add(ttl_ms),
+                expires_at: now.plus(ttl),
             },
             MAX_PENDING_PER_CONVERSATION,
         )
@@ -223,8 +222,8 @@ pub(crate) enum Via {
 
 /// Counts a message going out to its recipient.
 pub(crate) fn delivered(state: &AppState, message: &StoredMessage, via: Via) {
-    let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
-    metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
+    let waited = state.clock.now_ms().since(message.sent_at);
+    metrics::histogram!("wisp_delivery_latency_seconds").record(waited.as_secs_f64());
     let via = match via {
         Via::Fetch => "fetch",
         Via::Hint => "hint",
