@@ -18,7 +18,7 @@ fn lifecycle(c: &mut Criterion) {
     let sender = UserId::from_ed25519(&[1; 32]);
     let recipient = UserId::from_ed25519(&[2; 32]);
     let ciphertext = vec![0xab_u8; 200];
-    let now = 1_795_485_132_326_i64;
+    let now = wisp_proto::UnixMillis(1_795_485_132_326);
     let mut n = 0u64;
     let message = |n: u64| -> [u8; 16] {
         let mut id = [0u8; 16];
@@ -38,7 +38,7 @@ fn lifecycle(c: &mut Criterion) {
                             client_msg_id: &id,
                             ciphertext: &ciphertext,
                             sent_at: now,
-                            expires_at: now + 3_600_000,
+                            expires_at: now.plus(std::time::Duration::from_secs(3600)),
                         },
                         1000,
                     )
@@ -70,7 +70,7 @@ fn lifecycle(c: &mut Criterion) {
                             client_msg_id: id,
                             ciphertext: &ciphertext,
                             sent_at: now,
-                            expires_at: now + 3_600_000,
+                            expires_at: now.plus(std::time::Duration::from_secs(3600)),
                         },
                         1000,
                     )

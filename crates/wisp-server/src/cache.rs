@@ -219,8 +219,11 @@ mod tests {
         let b = crate::store::conformance::user(&store, 2).await;
         let cache = Cache::default();
         assert!(!cache.are_friends(&store, a, b).await.unwrap());
-        store.request(a, b, 1).await.unwrap();
-        store.accept(b, a, 2).await.unwrap();
+        store
+            .request(a, b, wisp_proto::UnixMillis(1))
+            .await
+            .unwrap();
+        store.accept(b, a, wisp_proto::UnixMillis(2)).await.unwrap();
         // Cached "no" until told.
         assert!(!cache.are_friends(&store, b, a).await.unwrap());
         cache.forget_friendship(b, a);

@@ -1,9 +1,10 @@
-//! Time, injected: services ask a [`Clock`] rather than the system, so tests
-//! of expiry can move time instead of sleeping.
+//! Time, injected: services and stores ask a [`Clock`] rather than the
+//! system, so tests of expiry can move time instead of sleeping. Times are
+//! [`UnixMillis`], the protocol's unit.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::store::UnixMillis;
+use wisp_proto::UnixMillis;
 
 /// Where services read the time from.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -17,10 +18,12 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> UnixMillis {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
+        UnixMillis(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        )
     }
 }
 
@@ -34,7 +37,7 @@ pub struct ManualClock(std::sync::atomic::AtomicI64);
 impl ManualClock {
     /// A clock showing the system time now.
     pub fn starting_now() -> Self {
-        Self(std::sync::atomic::AtomicI64::new(SystemClock.now_ms()))
+        Self(std::sync::atomic::AtomicI64::new(SystemClock.now_ms().0))
     }
 
     /// Moves time forward.
@@ -47,6 +50,6 @@ impl ManualClock {
 #[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> UnixMillis {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        UnixMillis(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

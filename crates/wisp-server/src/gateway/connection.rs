@@ -323,8 +323,8 @@ fn deliver_frame(message: StoredMessage) -> ServerFrame {
             message_id: message.id.0,
             from: message.sender.to_vec(),
             ciphertext: message.ciphertext,
-            sent_unix_ms: message.sent_at,
-            expires_unix_ms: message.expires_at,
+            sent_unix_ms: message.sent_at.0,
+            expires_unix_ms: message.expires_at.0,
         })),
     }
 }

@@ -315,7 +315,7 @@ impl Session {
                 let accepted = messages::send(&self.state, me, send).await?;
                 Ok(Out::SendAck(SendAck {
                     message_id: accepted.id.0,
-                    expires_unix_ms: accepted.expires_at,
+                    expires_unix_ms: accepted.expires_at.0,
                     duplicate: accepted.duplicate,
                 }))
             }
@@ -336,7 +336,7 @@ impl Session {
                 .into_iter()
                 .map(|f| Friend {
                     user_id: f.user.to_vec(),
-                    since_unix_ms: f.since,
+                    since_unix_ms: f.since.0,
                 })
                 .collect(),
         }))
@@ -348,7 +348,7 @@ impl Session {
             list.into_iter()
                 .map(|r| PendingRequest {
                     user_id: r.user.to_vec(),
-                    created_unix_ms: r.created,
+                    created_unix_ms: r.created.0,
                 })
                 .collect()
         };

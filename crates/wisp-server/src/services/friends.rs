@@ -11,7 +11,8 @@ use wisp_proto::{ErrorCode, FriendAction, ServerFrame, UserId};
 
 use crate::error::WireError;
 use crate::state::AppState;
-use crate::store::{FriendEntry, PendingRequests, RequestOutcome, UnixMillis};
+use crate::store::{FriendEntry, PendingRequests, RequestOutcome};
+use wisp_proto::UnixMillis;
 
 /// Runs one friend operation for `me`; returns whether the two are friends
 /// afterwards.

@@ -14,7 +14,8 @@ use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
 use crate::state::AppState;
-use crate::store::{Accepted, NewMessage, PutError, StoredMessage, UnixMillis};
+use crate::store::{Accepted, NewMessage, PutError, StoredMessage};
+use wisp_proto::UnixMillis;
 
 /// Length of a client message id.
 pub(crate) const CLIENT_MSG_ID_BYTES: usize = 16;
@@ -130,14 +131,13 @@ async fn store(
     now: UnixMillis,
     ttl: Duration,
 ) -> Result<Accepted, WireError> {
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let message = NewMessage {
         sender: me,
         recipient: to,
         client_msg_id: &send.client_msg_id,
         ciphertext: &send.ciphertext,
         sent_at: now,
-        expires_at: now.saturating_add(ttl_ms),
+        expires_at: now.plus(ttl),
     };
     let stored = state
         .stores
@@ -241,8 +241,8 @@ pub(crate) enum Via {
 
 /// Counts a message going out to its recipient.
 pub(crate) fn delivered(state: &AppState, message: &StoredMessage, via: Via) {
-    let waited = state.clock.now_ms().saturating_sub(message.sent_at).max(0);
-    metrics::histogram!("wisp_delivery_latency_seconds").record(waited as f64 / 1000.0);
+    let waited = state.clock.now_ms().since(message.sent_at);
+    metrics::histogram!("wisp_delivery_latency_seconds").record(waited.as_secs_f64());
     let via = match via {
         Via::Fetch => "fetch",
         Via::Hint => "hint",

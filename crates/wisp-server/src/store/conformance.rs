@@ -9,11 +9,41 @@ use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING
 use wisp_proto::MessageId;
 use wisp_proto::limits::MAX_STORED_ONE_TIME_KEYS;
 
+use std::time::Duration;
+
+use wisp_proto::UnixMillis;
+
 use super::{
     Accepted, AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys,
     MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey, Stores,
-    UnixMillis,
 };
+use crate::clock::{Clock, ManualClock, SystemClock};
+
+/// The time the mailbox suite runs in, as a server would inject it.
+pub(crate) enum SuiteTime {
+    /// For a backend that knows only the times it is told (SQLite): time
+    /// moves when the suite says so, at once.
+    Manual(ManualClock),
+    /// For a backend that also expires data by its own clock (Redis): the
+    /// system clock, where letting time pass means waiting.
+    System(SystemClock),
+}
+
+impl SuiteTime {
+    fn now(&self) -> UnixMillis {
+        match self {
+            Self::Manual(clock) => clock.now_ms(),
+            Self::System(clock) => clock.now_ms(),
+        }
+    }
+
+    async fn pass(&self, by: Duration) {
+        match self {
+            Self::Manual(clock) => clock.advance(by),
+            Self::System(_) => tokio::time::sleep(by).await,
+        }
+    }
+}
 
 /// A registered user with made-up keys; `n` makes it distinct.
 pub(crate) async fn user(accounts: &dyn AccountStore, n: u32) -> UserId {
@@ -26,13 +56,16 @@ pub(crate) async fn user(accounts: &dyn AccountStore, n: u32) -> UserId {
         curve25519_signature: vec![0x5; 64],
     };
     let id = UserId::from_ed25519(&ed25519);
-    accounts.create_account(id, &keys, 1).await.unwrap();
+    accounts
+        .create_account(id, &keys, UnixMillis(1))
+        .await
+        .unwrap();
     id
 }
 
-pub(crate) async fn run_all(stores: &Stores) {
+pub(crate) async fn run_all(stores: &Stores, time: &SuiteTime) {
     run_relational(&*stores.accounts, &*stores.friends, &*stores.prekeys).await;
-    mailbox_lifecycle(&*stores.accounts, &*stores.mailbox).await;
+    mailbox_lifecycle(&*stores.accounts, &*stores.mailbox, time).await;
 }
 
 /// Accounts, friends and keys: what the relational store of every backend
@@ -126,13 +159,16 @@ async fn one_time_keys(accounts: &dyn AccountStore, prekeys: &dyn PreKeyStore) {
     assert_eq!(prekeys.one_time_key_count(racer).await.unwrap(), 10);
 }
 
-pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore) {
-    use crate::clock::{Clock, SystemClock};
+pub(crate) async fn mailbox_lifecycle(
+    accounts: &dyn AccountStore,
+    mailbox: &dyn MailboxStore,
+    time: &SuiteTime,
+) {
     let a = user(accounts, 900).await;
     let b = user(accounts, 901).await;
     let c = user(accounts, 902).await;
-    // Real time: a backend may expire messages by its own clock (Redis).
-    let t0 = SystemClock.now_ms();
+    let t0 = time.now();
+    let after = |ms: i64| UnixMillis(t0.0 + ms);
     let message = |id: u8, to: UserId, expires_at: UnixMillis| NewMessage {
         sender: a,
         recipient: to,
@@ -142,40 +178,40 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         expires_at,
     };
     let short = mailbox
-        .put_unlimited(message(0, b, t0 + SHORT_LIFE_MS))
+        .put_unlimited(message(0, b, after(SHORT_LIFE_MS)))
         .await
         .unwrap();
     assert!(!short.duplicate);
     let second = mailbox
-        .put_unlimited(message(1, b, t0 + 60_000))
+        .put_unlimited(message(1, b, after(60_000)))
         .await
         .unwrap();
     assert!(second.id > short.id);
     // A retry is recognised, and nothing new is stored.
     let retry = mailbox
-        .put_unlimited(message(1, b, t0 + 99_000))
+        .put_unlimited(message(1, b, after(99_000)))
         .await
         .unwrap();
     assert_eq!(
         (retry.id, retry.duplicate, retry.expires_at),
-        (second.id, true, t0 + 60_000)
+        (second.id, true, after(60_000))
     );
     mailbox
-        .put_unlimited(message(2, c, t0 + 60_000))
+        .put_unlimited(message(2, c, after(60_000)))
         .await
         .unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 3);
-    assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 2);
-    assert_eq!(mailbox.pending_between(b, a).await.unwrap(), 0);
+    assert_eq!(mailbox.pending_between(a, b, t0).await.unwrap(), 2);
+    assert_eq!(mailbox.pending_between(b, a, t0).await.unwrap(), 0);
     // The quota is checked in the same step: two waiting, cap two, refused;
     // a retry is still answered.
     assert!(matches!(
-        mailbox.put(message(5, b, t0 + 60_000), 2).await,
+        mailbox.put(message(5, b, after(60_000)), 2).await,
         Err(PutError::MailboxFull)
     ));
     assert!(
         mailbox
-            .put(message(1, b, t0 + 60_000), 2)
+            .put(message(1, b, after(60_000)), 2)
             .await
             .unwrap()
             .duplicate
@@ -197,7 +233,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
     );
     // Nothing is handed out once expired, purged or not.
     let late = mailbox
-        .fetch(b, MessageId(0), t0 + SHORT_LIFE_MS, 10)
+        .fetch(b, MessageId(0), after(SHORT_LIFE_MS), 10)
         .await
         .unwrap();
     assert_eq!(
@@ -212,15 +248,9 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
 
     // Once the short one's time is up, the reaper (or the backend's own
     // expiry) removes it and its retry record...
-    let wait = t0 + SHORT_LIFE_MS + 100 - SystemClock.now_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(
-        u64::try_from(wait).unwrap_or(0),
-    ))
-    .await;
-    mailbox
-        .purge_expired(SystemClock.now_ms(), 100)
-        .await
-        .unwrap();
+    time.pass(after(SHORT_LIFE_MS + 100).since(time.now()))
+        .await;
+    mailbox.purge_expired(time.now(), 100).await.unwrap();
     mailbox.maintain().await.unwrap();
     assert_eq!(
         mailbox.stored_count().await.unwrap(),
@@ -228,7 +258,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         "only c's message is left"
     );
     let again = mailbox
-        .put_unlimited(message(0, b, t0 + 60_000))
+        .put_unlimited(message(0, b, after(60_000)))
         .await
         .unwrap();
     assert!(!again.duplicate);
@@ -243,12 +273,12 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
             client_msg_id: CLIENT_IDS[3],
             ciphertext: b"x",
             sent_at: t0,
-            expires_at: t0 + 60_000,
+            expires_at: after(60_000),
         })
         .await
         .unwrap();
     mailbox
-        .put_unlimited(message(4, c, t0 + 60_000))
+        .put_unlimited(message(4, c, after(60_000)))
         .await
         .unwrap();
     assert_eq!(mailbox.drop_conversation(b, a).await.unwrap(), 2);
@@ -257,7 +287,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
         mailbox.fetch(c, MessageId(0), t0, 10).await.unwrap().len(),
         2
     );
-    assert_eq!(mailbox.pending_between(a, b).await.unwrap(), 0);
+    assert_eq!(mailbox.pending_between(a, b, t0).await.unwrap(), 0);
     mailbox.drop_conversation(a, c).await.unwrap();
     assert_eq!(mailbox.stored_count().await.unwrap(), 0);
 }
@@ -265,7 +295,7 @@ pub(crate) async fn mailbox_lifecycle(accounts: &dyn AccountStore, mailbox: &dyn
 /// How long the short-lived message of [`mailbox_lifecycle`] lives, in
 /// real time: every check that needs it still stored must fit in it, on a
 /// slow machine too.
-const SHORT_LIFE_MS: UnixMillis = 4_000;
+const SHORT_LIFE_MS: i64 = 4_000;
 
 const CLIENT_IDS: [&[u8]; 6] = [&[0; 16], &[1; 16], &[2; 16], &[3; 16], &[4; 16], &[5; 16]];
 
@@ -286,7 +316,7 @@ async fn accounts_are_unique(accounts: &dyn AccountStore) {
     let id = user(accounts, 1_000_000).await;
     let keys = accounts.identity(id).await.unwrap().unwrap();
     assert!(id.is_of_key(&keys.ed25519));
-    let again = accounts.create_account(id, &keys, 2).await;
+    let again = accounts.create_account(id, &keys, UnixMillis(2)).await;
     assert!(matches!(again, Err(CreateAccountError::AlreadyRegistered)));
     let stranger = UserId::from_ed25519(&[0x55; 32]);
     assert_eq!(accounts.identity(stranger).await.unwrap(), None);
@@ -297,20 +327,20 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     let b = user(accounts, 2).await;
     let ghost = UserId::from_ed25519(&[0x66; 32]);
     assert!(matches!(
-        friends.request(a, ghost, 10).await,
+        friends.request(a, ghost, UnixMillis(10)).await,
         Err(FriendError::NoSuchUser)
     ));
     assert!(matches!(
-        friends.request(a, a, 10).await,
+        friends.request(a, a, UnixMillis(10)).await,
         Err(FriendError::SelfTarget)
     ));
     assert_eq!(
-        friends.request(a, b, 10).await.unwrap(),
+        friends.request(a, b, UnixMillis(10)).await.unwrap(),
         RequestOutcome::Sent
     );
     // Asking twice changes nothing.
     assert_eq!(
-        friends.request(a, b, 11).await.unwrap(),
+        friends.request(a, b, UnixMillis(11)).await.unwrap(),
         RequestOutcome::AlreadyPending
     );
     let pending_b = friends.pending(b).await.unwrap();
@@ -320,30 +350,30 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     assert!(!friends.are_friends(a, b).await.unwrap());
     // Only the recipient can accept.
     assert!(matches!(
-        friends.accept(a, b, 12).await,
+        friends.accept(a, b, UnixMillis(12)).await,
         Err(FriendError::NoSuchRequest)
     ));
-    friends.accept(b, a, 12).await.unwrap();
+    friends.accept(b, a, UnixMillis(12)).await.unwrap();
     assert!(friends.are_friends(a, b).await.unwrap());
     assert!(friends.are_friends(b, a).await.unwrap());
     assert_eq!(friends.friends(a).await.unwrap()[0].user, b);
     assert_eq!(friends.friends(b).await.unwrap()[0].user, a);
-    assert_eq!(friends.friends(b).await.unwrap()[0].since, 12);
+    assert_eq!(friends.friends(b).await.unwrap()[0].since, UnixMillis(12));
     assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(matches!(
-        friends.request(b, a, 13).await,
+        friends.request(b, a, UnixMillis(13)).await,
         Err(FriendError::AlreadyFriends)
     ));
 
     // Crossing requests make friends at once.
     let c = user(accounts, 3).await;
     assert_eq!(
-        friends.request(a, c, 20).await.unwrap(),
+        friends.request(a, c, UnixMillis(20)).await.unwrap(),
         RequestOutcome::Sent
     );
     assert_eq!(
-        friends.request(c, a, 21).await.unwrap(),
+        friends.request(c, a, UnixMillis(21)).await.unwrap(),
         RequestOutcome::BecameFriends
     );
     assert!(friends.are_friends(a, c).await.unwrap());
@@ -353,7 +383,7 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
 async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let a = user(accounts, 101).await;
     let b = user(accounts, 102).await;
-    friends.request(a, b, 1).await.unwrap();
+    friends.request(a, b, UnixMillis(1)).await.unwrap();
     friends.decline(b, a).await.unwrap();
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(matches!(
@@ -361,11 +391,11 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
         Err(FriendError::NoSuchRequest)
     ));
     assert!(matches!(
-        friends.accept(b, a, 2).await,
+        friends.accept(b, a, UnixMillis(2)).await,
         Err(FriendError::NoSuchRequest)
     ));
 
-    friends.request(a, b, 3).await.unwrap();
+    friends.request(a, b, UnixMillis(3)).await.unwrap();
     friends.cancel(a, b).await.unwrap();
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(matches!(
@@ -377,8 +407,8 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
         friends.remove(a, b).await,
         Err(FriendError::NotFriends)
     ));
-    friends.request(a, b, 4).await.unwrap();
-    friends.accept(b, a, 5).await.unwrap();
+    friends.request(a, b, UnixMillis(4)).await.unwrap();
+    friends.accept(b, a, UnixMillis(5)).await.unwrap();
     friends.remove(b, a).await.unwrap();
     assert!(!friends.are_friends(a, b).await.unwrap());
     assert!(!friends.are_friends(b, a).await.unwrap());
@@ -388,27 +418,27 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
 async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let a = user(accounts, 201).await;
     let b = user(accounts, 202).await;
-    friends.request(a, b, 1).await.unwrap();
-    friends.accept(b, a, 2).await.unwrap();
+    friends.request(a, b, UnixMillis(1)).await.unwrap();
+    friends.accept(b, a, UnixMillis(2)).await.unwrap();
     // Blocking ends the friendship.
-    assert!(friends.block(b, a, 3).await.unwrap());
+    assert!(friends.block(b, a, UnixMillis(3)).await.unwrap());
     assert!(!friends.are_friends(a, b).await.unwrap());
     assert_eq!(friends.pending(b).await.unwrap().blocked, vec![a]);
     // The blocked user's request looks sent to them, and the blocker never
     // sees it: not listed, not acceptable.
     assert_eq!(
-        friends.request(a, b, 4).await.unwrap(),
+        friends.request(a, b, UnixMillis(4)).await.unwrap(),
         RequestOutcome::Shadowed
     );
     assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(matches!(
-        friends.accept(b, a, 4).await,
+        friends.accept(b, a, UnixMillis(4)).await,
         Err(FriendError::NoSuchRequest)
     ));
     // The blocker must unblock before asking.
     assert!(matches!(
-        friends.request(b, a, 5).await,
+        friends.request(b, a, UnixMillis(5)).await,
         Err(FriendError::Blocked)
     ));
     friends.unblock(b, a).await.unwrap();
@@ -420,14 +450,14 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert_eq!(
-        friends.request(a, b, 6).await.unwrap(),
+        friends.request(a, b, UnixMillis(6)).await.unwrap(),
         RequestOutcome::Sent
     );
     // Blocking drops pending requests both ways.
-    assert!(!friends.block(b, a, 7).await.unwrap());
+    assert!(!friends.block(b, a, UnixMillis(7)).await.unwrap());
     assert!(friends.pending(b).await.unwrap().incoming.is_empty());
     assert!(matches!(
-        friends.block(a, a, 8).await,
+        friends.block(a, a, UnixMillis(8)).await,
         Err(FriendError::SelfTarget)
     ));
 }
@@ -439,31 +469,31 @@ async fn friend_limit_at_request_and_accept(
     let hub = user(accounts, 300).await;
     for n in 0..MAX_FRIENDS as u32 {
         let other = user(accounts, 301 + n).await;
-        friends.request(other, hub, 1).await.unwrap();
-        friends.accept(hub, other, 2).await.unwrap();
+        friends.request(other, hub, UnixMillis(1)).await.unwrap();
+        friends.accept(hub, other, UnixMillis(2)).await.unwrap();
     }
     assert_eq!(friends.friends(hub).await.unwrap().len(), MAX_FRIENDS);
     let late = user(accounts, 399).await;
     // Refused at request, both ways round.
     assert!(matches!(
-        friends.request(hub, late, 3).await,
+        friends.request(hub, late, UnixMillis(3)).await,
         Err(FriendError::FriendLimit(Side::Me))
     ));
     assert!(matches!(
-        friends.request(late, hub, 3).await,
+        friends.request(late, hub, UnixMillis(3)).await,
         Err(FriendError::FriendLimit(Side::Them))
     ));
     // Refused at accept: a request made before the 20th friend was accepted.
     let early = user(accounts, 398).await;
     let hub2 = user(accounts, 397).await;
-    friends.request(early, hub2, 1).await.unwrap();
+    friends.request(early, hub2, UnixMillis(1)).await.unwrap();
     for n in 0..MAX_FRIENDS as u32 {
         let other = user(accounts, 400 + n).await;
-        friends.request(other, hub2, 1).await.unwrap();
-        friends.accept(hub2, other, 2).await.unwrap();
+        friends.request(other, hub2, UnixMillis(1)).await.unwrap();
+        friends.accept(hub2, other, UnixMillis(2)).await.unwrap();
     }
     assert!(matches!(
-        friends.accept(hub2, early, 3).await,
+        friends.accept(hub2, early, UnixMillis(3)).await,
         Err(FriendError::FriendLimit(Side::Me))
     ));
     // The request stays pending so it can be accepted once there is room.
@@ -471,7 +501,7 @@ async fn friend_limit_at_request_and_accept(
     assert_eq!(friends.friends(hub2).await.unwrap().len(), MAX_FRIENDS);
     let first = friends.friends(hub2).await.unwrap()[0].user;
     friends.remove(hub2, first).await.unwrap();
-    friends.accept(hub2, early, 4).await.unwrap();
+    friends.accept(hub2, early, UnixMillis(4)).await.unwrap();
     assert_eq!(friends.friends(hub2).await.unwrap().len(), MAX_FRIENDS);
 }
 
@@ -479,11 +509,11 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let asker = user(accounts, 500).await;
     for n in 0..MAX_PENDING_OUTGOING as u32 {
         let other = user(accounts, 501 + n).await;
-        friends.request(asker, other, 1).await.unwrap();
+        friends.request(asker, other, UnixMillis(1)).await.unwrap();
     }
     let one_more = user(accounts, 599).await;
     assert!(matches!(
-        friends.request(asker, one_more, 2).await,
+        friends.request(asker, one_more, UnixMillis(2)).await,
         Err(FriendError::PendingLimit(Side::Me))
     ));
 
@@ -491,32 +521,32 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let target = user(accounts, 600).await;
     for n in 0..MAX_PENDING_INCOMING as u32 {
         let other = user(accounts, 601 + n).await;
-        friends.request(other, target, 1).await.unwrap();
+        friends.request(other, target, UnixMillis(1)).await.unwrap();
     }
     let late = user(accounts, 699).await;
     assert!(matches!(
-        friends.request(late, target, 2).await,
+        friends.request(late, target, UnixMillis(2)).await,
         Err(FriendError::PendingLimit(Side::Them))
     ));
     // Requests from blocked users take none of the room: blocking one of
     // the askers (which drops its request) frees a place.
     let first = friends.pending(target).await.unwrap().incoming[0].user;
-    friends.block(target, first, 3).await.unwrap();
+    friends.block(target, first, UnixMillis(3)).await.unwrap();
     assert_eq!(
-        friends.request(late, target, 4).await.unwrap(),
+        friends.request(late, target, UnixMillis(4)).await.unwrap(),
         RequestOutcome::Sent
     );
     // The blocked asker sees exactly what anyone else would: first that
     // the target is full...
     assert!(matches!(
-        friends.request(first, target, 5).await,
+        friends.request(first, target, UnixMillis(5)).await,
         Err(FriendError::PendingLimit(Side::Them))
     ));
     // ...then, once there is room, a request that looks sent but is shadowed
     // and takes none of the room.
     friends.decline(target, late).await.unwrap();
     assert_eq!(
-        friends.request(first, target, 6).await.unwrap(),
+        friends.request(first, target, UnixMillis(6)).await.unwrap(),
         RequestOutcome::Shadowed
     );
     assert_eq!(
@@ -524,7 +554,7 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         MAX_PENDING_INCOMING - 1
     );
     assert_eq!(
-        friends.request(late, target, 7).await.unwrap(),
+        friends.request(late, target, UnixMillis(7)).await.unwrap(),
         RequestOutcome::Sent
     );
 }
@@ -536,13 +566,16 @@ pub(crate) async fn friend_cap_race(friends: Arc<dyn FriendStore>, accounts: &dy
     let mut askers = Vec::new();
     for n in 0..30 {
         let asker = user(accounts, 9_001 + n).await;
-        friends.request(asker, popular, 1).await.unwrap();
+        friends
+            .request(asker, popular, UnixMillis(1))
+            .await
+            .unwrap();
         askers.push(asker);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for asker in askers {
         let friends = Arc::clone(&friends);
-        tasks.spawn(async move { friends.accept(popular, asker, 2).await });
+        tasks.spawn(async move { friends.accept(popular, asker, UnixMillis(2)).await });
     }
     let (mut won, mut refused) = (0, 0);
     while let Some(result) = tasks.join_next().await {

@@ -8,10 +8,10 @@
 //! `sql`. The functions here decide; the backends only store.
 
 use async_trait::async_trait;
-use wisp_proto::UserId;
 use wisp_proto::limits::{MAX_BLOCKS, MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
+use wisp_proto::{UnixMillis, UserId};
 
-use super::{FriendError, RequestOutcome, Side, StoreError, UnixMillis};
+use super::{FriendError, RequestOutcome, Side, StoreError};
 
 /// Primitive operations on one transaction.
 #[async_trait]

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use wisp_proto::{MessageId, UserId};
+use wisp_proto::{MessageId, UnixMillis, UserId};
 
 mod friend_rules;
 pub mod postgres;
@@ -109,9 +109,6 @@ impl From<redis::RedisError> for StoreError {
         Self::Redis(Box::new(error))
     }
 }
-
-/// Milliseconds since the Unix epoch; the unit every stored time uses.
-pub type UnixMillis = i64;
 
 /// A user's public identity keys as registered. Public keys only: the
 /// server never holds a private key.
@@ -280,9 +277,15 @@ pub trait MailboxStore: Send + Sync + 'static {
     #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError>;
 
-    /// How many of `sender`'s messages wait in `recipient`'s mailbox.
+    /// How many of `sender`'s messages wait in `recipient`'s mailbox,
+    /// leaving out any that expired by `now`.
     #[cfg(any(test, feature = "test-support"))]
-    async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError>;
+    async fn pending_between(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError>;
 
     /// Housekeeping after deletions, so deleted ciphertext leaves the disk
     /// (SQLite: checkpoint and truncate the WAL). Returns false when it could

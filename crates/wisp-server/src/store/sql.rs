@@ -17,11 +17,10 @@
 //! PostgreSQL row locks), the one-time-key claim (PostgreSQL's
 //! `SKIP LOCKED`) and the migrations.
 
-use wisp_proto::UserId;
+use wisp_proto::{UnixMillis, UserId};
 
 use super::{
     ClaimedKey, FriendEntry, IdentityKeys, PendingRequests, RequestEntry, SignedKey, StoreError,
-    UnixMillis,
 };
 
 /// A user id as a row holds it.
@@ -74,7 +73,7 @@ pub(super) fn users_from_rows(
     rows: Vec<(Vec<u8>, i64)>,
 ) -> Result<Vec<(UserId, UnixMillis)>, StoreError> {
     rows.into_iter()
-        .map(|(user, at)| Ok((user_from_row(&user)?, at)))
+        .map(|(user, at)| Ok((user_from_row(&user)?, UnixMillis(at))))
         .collect()
 }
 
@@ -170,12 +169,12 @@ macro_rules! relational_store {
                 sql: &'static str,
                 a: ::wisp_proto::UserId,
                 b: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::StoreError> {
                 ::sqlx::query(sql)
                     .bind(a.as_bytes().as_slice())
                     .bind(b.as_bytes().as_slice())
-                    .bind(now)
+                    .bind(now.0)
                     .execute(&mut *self.0)
                     .await?;
                 Ok(())
@@ -258,7 +257,7 @@ macro_rules! relational_store {
                 &mut self,
                 from: ::wisp_proto::UserId,
                 to: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::StoreError> {
                 let sql = "INSERT INTO friend_requests (from_user, to_user, created_ms) \
                            VALUES ($1, $2, $3)";
@@ -278,7 +277,7 @@ macro_rules! relational_store {
                 &mut self,
                 a: ::wisp_proto::UserId,
                 b: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::StoreError> {
                 let sql = "INSERT INTO friends (owner, friend, since_ms) VALUES ($1, $2, $3)";
                 self.insert(sql, a, b, now).await?;
@@ -299,7 +298,7 @@ macro_rules! relational_store {
                 &mut self,
                 owner: ::wisp_proto::UserId,
                 other: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::StoreError> {
                 let sql = "INSERT INTO blocks (owner, blocked, created_ms) VALUES ($1, $2, $3) \
                            ON CONFLICT DO NOTHING";
@@ -361,7 +360,7 @@ macro_rules! relational_store {
                 &self,
                 sql: &'static str,
                 user: ::wisp_proto::UserId,
-            ) -> Result<Vec<(::wisp_proto::UserId, $crate::store::UnixMillis)>, $crate::store::StoreError>
+            ) -> Result<Vec<(::wisp_proto::UserId, ::wisp_proto::UnixMillis)>, $crate::store::StoreError>
             {
                 let rows: Vec<(Vec<u8>, i64)> = ::sqlx::query_as(sql)
                     .bind(user.as_bytes().as_slice())
@@ -390,7 +389,7 @@ macro_rules! relational_store {
                 &self,
                 user: ::wisp_proto::UserId,
                 keys: &$crate::store::IdentityKeys,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::CreateAccountError> {
                 let done = ::sqlx::query(
                     "INSERT INTO accounts \
@@ -401,7 +400,7 @@ macro_rules! relational_store {
                 .bind(keys.ed25519.as_slice())
                 .bind(keys.curve25519.as_slice())
                 .bind(keys.curve25519_signature.as_slice())
-                .bind(now)
+                .bind(now.0)
                 .execute(&self.$writer)
                 .await
                 .map_err($crate::store::StoreError::from)?;
@@ -453,7 +452,7 @@ macro_rules! relational_store {
                 &self,
                 from: ::wisp_proto::UserId,
                 to: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<$crate::store::RequestOutcome, $crate::store::FriendError> {
                 self.write_friends([from, to], |tx| {
                     Box::pin($crate::store::friend_rules::request(tx, from, to, now))
@@ -465,7 +464,7 @@ macro_rules! relational_store {
                 &self,
                 me: ::wisp_proto::UserId,
                 from: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::FriendError> {
                 self.write_friends([me, from], |tx| {
                     Box::pin($crate::store::friend_rules::accept(tx, me, from, now))
@@ -507,7 +506,7 @@ macro_rules! relational_store {
                 &self,
                 me: ::wisp_proto::UserId,
                 other: ::wisp_proto::UserId,
-                now: $crate::store::UnixMillis,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<bool, $crate::store::FriendError> {
                 self.write_friends([me, other], |tx| {
                     Box::pin($crate::store::friend_rules::block(tx, me, other, now))

@@ -189,7 +189,7 @@ async fn an_expired_message_is_never_delivered_and_the_reaper_removes_it(backend
         }
     }
     assert_eq!(delivered.len(), 1, "the expired message is not delivered");
-    assert!(delivered[0].expires_unix_ms.0 > clock.now_ms());
+    assert!(delivered[0].expires_unix_ms > clock.now_ms());
     drop((raw, events));
     let mut bob = server.reopen(bob_home).await;
     assert_eq!(bob.read_all().await, vec!["long-lived"]);
@@ -512,7 +512,7 @@ impl MailboxStore for LostAcks {
         &self,
         r: UserId,
         after: MessageId,
-        now: i64,
+        now: wisp_proto::UnixMillis,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.0.fetch(r, after, now, limit).await
@@ -520,7 +520,11 @@ impl MailboxStore for LostAcks {
     async fn burn(&self, _: UserId, _: &[MessageId]) -> Result<u64, StoreError> {
         Ok(0)
     }
-    async fn purge_expired(&self, now: i64, limit: usize) -> Result<u64, StoreError> {
+    async fn purge_expired(
+        &self,
+        now: wisp_proto::UnixMillis,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
         self.0.purge_expired(now, limit).await
     }
     async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
@@ -529,8 +533,13 @@ impl MailboxStore for LostAcks {
     async fn stored_count(&self) -> Result<u64, StoreError> {
         self.0.stored_count().await
     }
-    async fn pending_between(&self, s: UserId, r: UserId) -> Result<u64, StoreError> {
-        self.0.pending_between(s, r).await
+    async fn pending_between(
+        &self,
+        s: UserId,
+        r: UserId,
+        now: wisp_proto::UnixMillis,
+    ) -> Result<u64, StoreError> {
+        self.0.pending_between(s, r, now).await
     }
 }
 
@@ -765,7 +774,7 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
                 client_msg_id: &[0xee; 16],
                 ciphertext: b"silent",
                 sent_at: now,
-                expires_at: now + 600_000,
+                expires_at: now.plus(Duration::from_secs(600)),
             },
             1000,
         )

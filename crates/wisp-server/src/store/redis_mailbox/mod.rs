@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, Cmd, FromRedisValue};
-use wisp_proto::{MessageId, UserId};
+use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::redis_link::RedisLink;
 
-use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis};
+use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage};
 
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
@@ -184,9 +184,11 @@ fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> 
             id.parse()
                 .map_err(|_| StoreError::Corrupt(format!("message id {id}")))?,
         ),
-        expires_at: expires
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("expiry {expires}")))?,
+        expires_at: UnixMillis(
+            expires
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("expiry {expires}")))?,
+        ),
         duplicate,
     })
 }
@@ -205,8 +207,8 @@ impl MailboxStore for RedisMailbox {
             .arg(format!("{mb}:x:{sender}"))
             .arg(&sender)
             .arg(message.ciphertext)
-            .arg(message.sent_at)
-            .arg(message.expires_at)
+            .arg(message.sent_at.0)
+            .arg(message.expires_at.0)
             .arg(format!("{mb}:m:"))
             .arg(max_pending);
         let (duplicate, reply): (i64, String) = self.write(script).await?;
@@ -256,7 +258,7 @@ impl MailboxStore for RedisMailbox {
         for (id, row) in ids.into_iter().zip(rows) {
             match row {
                 (Some(sender), Some(ciphertext), Some(sent_at), Some(expires_at))
-                    if expires_at > now =>
+                    if expires_at > now.0 =>
                 {
                     let sender = data_encoding::HEXLOWER
                         .decode(sender.as_bytes())
@@ -267,8 +269,8 @@ impl MailboxStore for RedisMailbox {
                         id: MessageId(id),
                         sender,
                         ciphertext,
-                        sent_at,
-                        expires_at,
+                        sent_at: UnixMillis(sent_at),
+                        expires_at: UnixMillis(expires_at),
                     });
                 }
                 (None, ..) => gone.push(id),
@@ -345,9 +347,13 @@ impl MailboxStore for RedisMailbox {
     }
 
     #[cfg(any(test, feature = "test-support"))]
-    async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError> {
+    async fn pending_between(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
         let mb = self.mailbox(recipient);
-        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         self.redis
             .clone()
             .zcount(
@@ -445,7 +451,9 @@ mod tests {
         let accounts = crate::store::sqlite::SqliteStore::open(dir.path())
             .await
             .unwrap();
-        crate::store::conformance::mailbox_lifecycle(&accounts, &mailbox).await;
+        // Redis expires messages by its own clock: the suite runs in real time.
+        let time = crate::store::conformance::SuiteTime::System(crate::clock::SystemClock);
+        crate::store::conformance::mailbox_lifecycle(&accounts, &mailbox, &time).await;
         cleanup(&mailbox).await;
     }
 
@@ -454,7 +462,7 @@ mod tests {
         let Some((mailbox, [a, b, c])) = mailbox_and_users().await else {
             return;
         };
-        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock); // Redis expires by real time.
         let put = |sender, recipient, n: u8| {
             let mailbox = mailbox.clone();
             async move {
@@ -466,7 +474,7 @@ mod tests {
                             client_msg_id: &[n; 16],
                             ciphertext: b"opaque",
                             sent_at: now,
-                            expires_at: now + 60_000,
+                            expires_at: now.plus(Duration::from_secs(60)),
                         },
                         10,
                     )
@@ -497,14 +505,14 @@ mod tests {
         // the primary but reported as not safe, and repeating it later is
         // recognised as the same message.
         let strict = mailbox.clone().with_replicas(1).unwrap();
-        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock); // Redis expires by real time.
         let message = NewMessage {
             sender: a,
             recipient: b,
             client_msg_id: &[7; 16],
             ciphertext: b"opaque",
             sent_at: now,
-            expires_at: now + 60_000,
+            expires_at: now.plus(Duration::from_secs(60)),
         };
         let refused = strict.put(message, 10).await.unwrap_err().to_string();
         assert!(refused.contains("0 of 1 Redis replicas"), "{refused}");

@@ -32,11 +32,11 @@ use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
-use wisp_proto::{MessageId, UserId};
+use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::mailbox::{id_from_row, id_to_row};
 use super::{BUSY_TIMEOUT, CONNECTION_PRAGMAS};
-use crate::store::{Accepted, NewMessage, PutError, StoreError, UnixMillis};
+use crate::store::{Accepted, NewMessage, PutError, StoreError};
 
 /// Writes one transaction takes at most.
 const MAX_GROUP: usize = 512;
@@ -443,7 +443,7 @@ fn store_one(
         })
         .optional()?;
     if let Some((id, expires_at)) = first {
-        return Ok(accepted(id, expires_at, true));
+        return Ok(accepted(id, UnixMillis(expires_at), true));
     }
     // What already waits in this conversation, counted once per group.
     let pending = match waiting.entry((put.recipient, put.sender)) {
@@ -454,7 +454,7 @@ fn store_one(
                     "SELECT count(*) FROM messages \
                      WHERE recipient = ?1 AND sender = ?2 AND expires_ms > ?3",
                 )?
-                .query_row(params![recipient, sender, put.sent_at], |row| row.get(0))?;
+                .query_row(params![recipient, sender, put.sent_at.0], |row| row.get(0))?;
             entry.insert(u64::try_from(n).unwrap_or(0))
         }
     };
@@ -471,14 +471,14 @@ fn store_one(
         recipient,
         sender,
         put.ciphertext,
-        put.sent_at,
-        put.expires_at
+        put.sent_at.0,
+        put.expires_at.0
     ])?;
     tx.prepare_cached(
         "INSERT INTO sent_ids (client_msg_id, sender, message_id, expires_ms) \
          VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![put.client_msg_id, sender, id, put.expires_at])?;
+    .execute(params![put.client_msg_id, sender, id, put.expires_at.0])?;
     *last_id = id;
     *pending += 1;
     Ok(accepted(id, put.expires_at, false))
@@ -512,12 +512,12 @@ fn delete_one(tx: &Connection, what: &Deletion) -> rusqlite::Result<u64> {
                     "DELETE FROM messages WHERE id IN \
                      (SELECT id FROM messages WHERE expires_ms <= ?1 LIMIT ?2)",
                 )?
-                .execute(params![now, limit])?;
+                .execute(params![now.0, limit])?;
             tx.prepare_cached(
                 "DELETE FROM sent_ids WHERE (client_msg_id, sender) IN \
                  (SELECT client_msg_id, sender FROM sent_ids WHERE expires_ms <= ?1 LIMIT ?2)",
             )?
-            .execute(params![now, limit])?;
+            .execute(params![now.0, limit])?;
             purged
         }
         Deletion::Conversation { a, b } => tx
@@ -534,9 +534,9 @@ fn delete_one(tx: &Connection, what: &Deletion) -> rusqlite::Result<u64> {
 mod tests {
     use super::super::SqliteStore;
     use crate::store::{MailboxStore, NewMessage};
-    use wisp_proto::UserId;
+    use wisp_proto::{UnixMillis, UserId};
 
-    const NOW: i64 = 1_795_485_132_326;
+    const NOW: UnixMillis = UnixMillis(1_795_485_132_326);
 
     fn users() -> (UserId, UserId) {
         (
@@ -554,7 +554,7 @@ mod tests {
             client_msg_id,
             ciphertext: b"opaque",
             sent_at: NOW,
-            expires_at: NOW + 60_000,
+            expires_at: NOW.plus(std::time::Duration::from_secs(60)),
         }
     }
 

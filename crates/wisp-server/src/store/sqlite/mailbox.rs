@@ -4,13 +4,11 @@
 //! the read-only pool.
 
 use async_trait::async_trait;
-use wisp_proto::{MessageId, UserId};
+use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::SqliteStore;
 use crate::store::sql::user_from_row;
-use crate::store::{
-    Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage, UnixMillis,
-};
+use crate::store::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage};
 
 pub(super) fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
     u64::try_from(id)
@@ -41,7 +39,7 @@ impl MailboxStore for SqliteStore {
         )
         .bind(recipient.as_bytes().as_slice())
         .bind(id_to_row(after))
-        .bind(now)
+        .bind(now.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.readers)
         .await?;
@@ -51,8 +49,8 @@ impl MailboxStore for SqliteStore {
                     id: id_from_row(id)?,
                     sender: user_from_row(&sender)?,
                     ciphertext,
-                    sent_at,
-                    expires_at,
+                    sent_at: UnixMillis(sent_at),
+                    expires_at: UnixMillis(expires_at),
                 })
             })
             .collect()
@@ -74,13 +72,20 @@ impl MailboxStore for SqliteStore {
     }
 
     #[cfg(any(test, feature = "test-support"))]
-    async fn pending_between(&self, sender: UserId, recipient: UserId) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM messages WHERE recipient = ? AND sender = ?")
-                .bind(recipient.as_bytes().as_slice())
-                .bind(sender.as_bytes().as_slice())
-                .fetch_one(&self.readers)
-                .await?;
+    async fn pending_between(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages WHERE recipient = ? AND sender = ? AND expires_ms > ?",
+        )
+        .bind(recipient.as_bytes().as_slice())
+        .bind(sender.as_bytes().as_slice())
+        .bind(now.0)
+        .fetch_one(&self.readers)
+        .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

@@ -171,7 +171,9 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         let (_dir, stores) = open().await;
-        crate::store::conformance::run_all(&stores).await;
+        let time =
+            crate::store::conformance::SuiteTime::Manual(crate::clock::ManualClock::starting_now());
+        crate::store::conformance::run_all(&stores, &time).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
