@@ -211,13 +211,15 @@ impl MailboxStore for RedisMailbox {
             .arg(message.expires_at.0)
             .arg(format!("{mb}:m:"))
             .arg(max_pending);
-        let (duplicate, reply): (i64, String) = self.write(script).await?;
-        match duplicate {
-            2 => return Err(PutError::MailboxFull),
-            3 => return Err(PutError::Closed),
-            _ => {}
+        // The script's outcome (see put.lua): 0 stored, 1 a retry of a
+        // stored message, 2 the sender's quota is full, 3 closed.
+        let (outcome, reply): (i64, String) = self.write(script).await?;
+        match outcome {
+            0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
+            2 => Err(PutError::MailboxFull),
+            3 => Err(PutError::Closed),
+            other => Err(StoreError::Corrupt(format!("put.lua answered {other}")).into()),
         }
-        Ok(parse_accepted(&reply, duplicate == 1)?)
     }
 
     async fn fetch(
