@@ -5,40 +5,21 @@
 //! signature), so the test plays a compromised server: a real one whose
 //! key store hands out the friend's one-time key with a broken signature.
 
-use std::path::Path;
 use std::time::Duration;
 
-use wisp_client::{
-    Client, ClientError, E2eError, ErrorCode, Identity, KdfParams, KeyStore, LocalState, Messenger,
-};
+use wisp_client::{ClientError, E2eError, ErrorCode};
 use wisp_proto::frames::{SignedKey as WireKey, UploadKeys};
 use wisp_test_support::TestServer;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A registered device with its key store in `home`, logged in.
-async fn device(url: &str, home: &Path) -> Messenger {
-    let identity = Identity::generate();
-    let (client, _events) = Client::connect(url).await.unwrap();
-    client.register(&identity).await.unwrap();
-    let mut state = LocalState::new(identity);
-    state.server_name = Some(client.server_name().to_owned());
-    let cheap = KdfParams {
-        m_kib: 1024,
-        t: 1,
-        p: 1,
-    };
-    let store = KeyStore::create(home, "pw", cheap, &state).unwrap();
-    Messenger::connect(url, store, state).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_key_fails_the_send_as_the_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_forging_keys().await;
-    let url = server.url();
-    let mut alice = device(&url, &dir.path().join("alice")).await;
-    let bob = device(&url, &dir.path().join("bob")).await;
+    // Each device keeps its home (and key store) for the whole test.
+    let mut alice_device = server.device().await;
+    let bob_device = server.device().await;
+    let (alice, bob) = (&mut alice_device.messenger, &bob_device.messenger);
     alice.client().request_friend(bob.user_id()).await.unwrap();
     bob.client().accept_friend(alice.user_id()).await.unwrap();
 
