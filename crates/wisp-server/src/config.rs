@@ -21,6 +21,12 @@ pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
 pub const DEFAULT_SEND_LIMIT: u32 = 600;
 /// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Default cap on simultaneous connections from one address (an IPv6
+/// client: from one /64).
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+/// Default time a new connection has for its TLS handshake and its HTTP
+/// request up to the WebSocket upgrade.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -51,6 +57,19 @@ pub struct Config {
     pub send_limit: u32,
     /// Simultaneous connections before new ones are refused.
     pub max_connections: usize,
+    /// Simultaneous connections from one client address (behind a trusted
+    /// proxy: from one forwarded client); 0 turns the cap off.
+    pub max_connections_per_address: usize,
+    /// PEM certificate chain to serve TLS with (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A separate admin address for `/metrics`, `/healthz` and `/readyz`;
+    /// when set, `/metrics` is not served on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Time a new connection has for its TLS handshake and HTTP request up
+    /// to the upgrade (not a flag; tests shorten it).
+    pub handshake_timeout: std::time::Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// PostgreSQL for accounts, friends and keys (cluster backend).
@@ -79,6 +98,11 @@ impl Default for Config {
             register_limit: DEFAULT_REGISTER_LIMIT,
             send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            tls_cert: None,
+            tls_key: None,
+            metrics_listen: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             log_format: LogFormat::Text,
             postgres_url: None,
             redis_url: None,
@@ -98,17 +122,36 @@ impl Default for Config {
 #[derive(Debug, Parser)]
 #[command(name = "wisp-server", version, about, long_about)]
 pub struct Args {
-    /// Address to listen on for WebSocket clients and /healthz, /readyz, /metrics
-    /// [default: 127.0.0.1:7700]
+    /// Address to listen on for WebSocket clients and /healthz, /readyz (and
+    /// /metrics unless --metrics-listen is set) [default: 127.0.0.1:7700]
     #[arg(long, env = "WISP_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// PEM certificate chain (leaf first) to serve TLS (1.3 and 1.2) on the
+    /// listen address, WebSocket and HTTP alike; give --tls-key too.
+    /// Reloaded with the key on SIGHUP. Without both, plain text (behind a
+    /// TLS-terminating balancer)
+    #[arg(long, env = "WISP_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert
+    #[arg(long, env = "WISP_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A separate admin address serving /metrics, /healthz and /readyz, e.g.
+    /// 10.0.0.5:9700 or 127.0.0.1:9700; then /metrics is not served on the
+    /// public listen address (recommended: metrics tell anyone who can read
+    /// them how busy the server is) [default: none, /metrics on --listen]
+    #[arg(long, env = "WISP_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Directory for the embedded SQLite store [default: ./wisp-data]
     #[arg(long, env = "WISP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
-    /// register_limit, send_limit, max_connections, log_format,
+    /// TOML file with any of: listen, tls_cert, tls_key, metrics_listen,
+    /// data_dir, server_name, pow_difficulty, register_limit, send_limit,
+    /// max_connections, max_connections_per_address, log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -138,6 +181,12 @@ pub struct Args {
     /// Simultaneous connections before new ones are refused [default: 100000]
     #[arg(long, env = "WISP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Simultaneous connections from one address (IPv6: one /64), counted
+    /// from accept, handshakes included; behind --trusted-proxy, per
+    /// forwarded client. 0 turns the cap off [default: 64]
+    #[arg(long, env = "WISP_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
 
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
@@ -189,6 +238,10 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
+    max_connections_per_address: Option<usize>,
     data_dir: Option<PathBuf>,
     server_name: Option<String>,
     pow_difficulty: Option<u32>,
@@ -272,6 +325,14 @@ impl Args {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(defaults.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address)
+                .unwrap_or(defaults.max_connections_per_address),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            handshake_timeout: defaults.handshake_timeout,
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -308,6 +369,19 @@ impl Config {
         if self.postgres_url.is_some() != self.redis_url.is_some() {
             return Err(ConfigError::Invalid(
                 "the cluster backend needs both --postgres-url and --redis-url".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "TLS needs both --tls-cert and --tls-key (tls_cert and tls_key)".into(),
+            ));
+        }
+        if self
+            .metrics_listen
+            .is_some_and(|admin| admin == self.listen && admin.port() != 0)
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_listen must differ from listen".into(),
             ));
         }
         if self.pow_difficulty > wisp_proto::limits::MAX_POW_DIFFICULTY {
@@ -385,6 +459,51 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn tls_admin_and_per_address_settings_resolve() {
+        let config = Args::parse_from(["wisp-server"]).resolve().unwrap();
+        assert_eq!(
+            config.max_connections_per_address,
+            DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+        );
+        assert!(config.tls_cert.is_none() && config.metrics_listen.is_none());
+
+        let err = Args::parse_from(["wisp-server", "--tls-cert", "a.pem"])
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmetrics_listen = \"127.0.0.1:9700\"\n\
+             max_connections_per_address = 0\n",
+        )
+        .unwrap();
+        let config = Args::parse_from(["wisp-server", "--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9700".parse().unwrap())
+        );
+        assert_eq!(config.max_connections_per_address, 0);
+
+        let err = Args::parse_from([
+            "wisp-server",
+            "--listen",
+            "127.0.0.1:9700",
+            "--metrics-listen",
+            "127.0.0.1:9700",
+        ])
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("metrics_listen"), "{err}");
     }
 
     #[test]

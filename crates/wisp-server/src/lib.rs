@@ -9,6 +9,10 @@
 //! - [`server`]: [`Server::start`] / [`Server::shutdown`]; the HTTP routes
 //!   (`/` WebSocket, `/healthz`, `/readyz`, `/metrics`) and the reaper that
 //!   deletes expired messages.
+//! - `listener`: the accept loop: TLS handshake, HTTP/1.1, the
+//!   connection cap, the per-address cap and the handshake timeout, from
+//!   accept to close; the descriptor reserve.
+//! - [`tls`]: the certificate and key, checked, reloaded on SIGHUP.
 //! - `gateway`: the upgrade to WebSocket with the connection cap and the
 //!   client's address; the connection loop with mailbox delivery
 //!   (`connection`); the per-connection protocol state machine by phase
@@ -35,12 +39,15 @@ pub mod config;
 mod error;
 mod gateway;
 mod hub;
+mod listener;
 mod metrics;
 mod ratelimit;
 pub mod server;
 mod services;
 mod state;
 pub mod store;
+pub mod tls;
 
 pub use config::{Args, Config, LogFormat};
 pub use server::{Server, StartError};
+pub use tls::TlsError;

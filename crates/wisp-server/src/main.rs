@@ -1,4 +1,5 @@
-//! `wisp-server`: runs the server until SIGINT or SIGTERM.
+//! `wisp-server`: runs the server until SIGINT or SIGTERM; SIGHUP reloads
+//! the TLS certificate and key.
 
 use anyhow::Context;
 use clap::Parser;
@@ -19,7 +20,10 @@ async fn main() -> anyhow::Result<()> {
         "ready; connect clients to {}",
         server.ws_url()
     );
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = reload_on_hangup(&server) => {}
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
@@ -38,6 +42,31 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP (never returns
+/// unless SIGHUP cannot be listened for).
+async fn reload_on_hangup(server: &Server) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; certificates are not reloaded");
+                return std::future::pending().await;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            match server.reload_tls() {
+                Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS reload failed; still serving the previous certificate");
+                }
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 async fn shutdown_signal() {

@@ -14,6 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+use crate::listener::{AddressCounts, Listener};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +31,7 @@ use crate::store::postgres::PgStore;
 use crate::store::redis_mailbox::RedisMailbox;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, Stores};
+use crate::tls::{ServerTls, TlsError, TlsFiles};
 
 /// Reaper ticks between store maintenance passes (when anything was deleted).
 const MAINTAIN_EVERY_TICKS: u32 = 4;
@@ -38,6 +41,10 @@ const REAPER_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections the admin listener (`--metrics-listen`) holds at once: its
+/// own pool, so probes get in while the public listener is full.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -57,14 +64,21 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key is missing, unreadable, unparsable, or
+    /// the key is not the certificate's.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    tls: Option<ServerTls>,
     state: Arc<AppState>,
     serving: JoinHandle<std::io::Result<()>>,
+    admin: Option<JoinHandle<std::io::Result<()>>>,
     embedded: Option<SqliteStore>,
 }
 
@@ -113,8 +127,13 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let metrics = crate::metrics::install();
+        let tls = tls_files(config)?.map(ServerTls::new).transpose()?;
         let server_name = deployment_name(config, &stores).await?;
         let (listener, addr) = bind(config.listen).await?;
+        let admin_listener = match config.metrics_listen {
+            Some(admin) => Some(bind(admin).await?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let cache = Arc::new(Cache::default());
         let (hub, bus) = start_hub(config, &cache, &shutdown).await?;
@@ -127,25 +146,71 @@ impl Server {
             pow_difficulty: config.pow_difficulty,
             limits: Limits::new(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
-            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            per_address: AddressCounts::new(config.max_connections_per_address),
             shutdown,
             connections: TaskTracker::new(),
             cache,
             trusted_proxies: config.trusted_proxies.clone(),
         });
-        let app = Router::new()
-            .route("/", get(crate::gateway::upgrade))
+        let operator = Router::new()
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(move || render_metrics(metrics.clone())))
-            .with_state(Arc::clone(&state));
+            .route("/readyz", get(readyz));
+        let metrics_route = get(move || render_metrics(metrics.clone()));
+        let mut public = Router::new()
+            .route("/", get(crate::gateway::upgrade))
+            .merge(operator.clone());
+        if admin_listener.is_none() {
+            public = public.route("/metrics", metrics_route.clone());
+        }
+        let public = public.with_state(Arc::clone(&state));
         tokio::spawn(reaper(Arc::clone(&state)));
-        let serving = tokio::spawn(serve(listener, app, state.shutdown.clone()));
-        tracing::info!(%addr, name = %state.server_name, "wisp-server listening");
+        let max_connections = match crate::listener::descriptor_budget() {
+            Some(budget) if budget < config.max_connections => {
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    budget,
+                    "the file descriptor limit allows fewer connections than --max-connections; \
+                     capping them (raise the limit with ulimit -n or LimitNOFILE)"
+                );
+                budget
+            }
+            _ => config.max_connections,
+        };
+        let public_listener = Listener {
+            tls: tls.clone(),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            per_address: Some(Arc::clone(&state.per_address)),
+            trusted_proxies: config.trusted_proxies.clone(),
+            handshake_timeout: config.handshake_timeout,
+            shutdown: state.shutdown.clone(),
+            tasks: state.connections.clone(),
+        };
+        let admin = admin_listener.map(|(listener, admin_addr)| {
+            let app = operator
+                .route("/metrics", metrics_route)
+                .with_state(Arc::clone(&state));
+            let admin = Listener {
+                tls: None,
+                slots: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+                per_address: None,
+                trusted_proxies: Vec::new(),
+                handshake_timeout: config.handshake_timeout,
+                shutdown: state.shutdown.clone(),
+                tasks: state.connections.clone(),
+            };
+            tracing::info!(addr = %admin_addr, "admin listener (/metrics, /healthz, /readyz)");
+            (tokio::spawn(admin.run(listener, app)), admin_addr)
+        });
+        let serving = tokio::spawn(public_listener.run(listener, public));
+        tracing::info!(%addr, tls = tls.is_some(), name = %state.server_name, "wisp-server listening");
+        let (admin, admin_addr) = admin.unzip();
         Ok(Self {
             addr,
+            admin_addr,
+            tls,
             state,
             serving,
+            admin,
             embedded: None,
         })
     }
@@ -155,9 +220,25 @@ impl Server {
         self.addr
     }
 
-    /// The WebSocket URL clients connect to.
+    /// The admin listener's address (`--metrics-listen`), if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The WebSocket URL clients connect to: `wss://` with TLS.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the TLS certificate and key again (what SIGHUP does): new
+    /// connections get the new pair, open ones keep theirs. On an error the
+    /// old pair stays in service.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let tls = self.tls.as_ref().ok_or(TlsError::NotEnabled)?;
+        tls.resolver.reload()?;
+        metrics::counter!("wisp_tls_reloads_total").increment(1);
+        Ok(())
     }
 
     /// How many messages the server stores right now (undelivered or
@@ -183,10 +264,12 @@ impl Server {
         {
             tracing::warn!("connections still open after the grace period; closing anyway");
         }
-        match self.serving.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "server loop failed"),
-            Err(error) => tracing::error!(%error, "server task failed"),
+        for serving in std::iter::once(self.serving).chain(self.admin) {
+            match serving.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "server loop failed"),
+                Err(error) => tracing::error!(%error, "server task failed"),
+            }
         }
         if let Some(store) = self.embedded {
             store.close().await;
@@ -254,25 +337,16 @@ async fn start_hub(
     Ok((hub, Some(bus)))
 }
 
-/// Serves `app` on `listener` until `shutdown`.
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    // Small frames go out at once: with Nagle's algorithm a push waits for
-    // the ACK of the previous one (tens of ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+/// The TLS files, if TLS is configured; both or neither.
+fn tls_files(config: &Config) -> Result<Option<TlsFiles>, TlsError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None) => Ok(None),
+        _ => Err(TlsError::Incomplete),
+    }
 }
 
 /// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown, with

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,7 +26,9 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     /// Set when messages were deleted since the last store maintenance.
     pub(crate) mailbox_dirty: std::sync::atomic::AtomicBool,
-    pub(crate) connection_slots: Arc<Semaphore>,
+    /// Connections per client address: the listener counts direct peers
+    /// at accept, the upgrade counts clients behind trusted proxies.
+    pub(crate) per_address: Arc<crate::listener::AddressCounts>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every live connection task, so shutdown can wait for them.
@@ -115,7 +116,7 @@ pub(crate) mod tests {
             pow_difficulty: 0,
             limits: Limits::new(&config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
-            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            per_address: crate::listener::AddressCounts::new(config.max_connections_per_address),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             bus: None,

@@ -35,6 +35,9 @@
 //!   plain HTTP GET.
 //! - [`redis_set`]: Redis deployments on free ports: a primary and replicas
 //!   under Sentinels, a Redis Cluster.
+//! - [`tls`]: a test CA and its leaves ([`tls::TestPki`]), a rustls client,
+//!   and [`tls::Tunnel`], carrying `ws://` clients to a `wss://` server
+//!   from a chosen loopback address (until the SDK speaks TLS itself).
 //! - [`traffic`]: many users chatting across nodes while something breaks,
 //!   then an account of every message.
 // A test helper that cannot do its job fails the test: panicking is how it
@@ -49,6 +52,7 @@ pub mod process;
 pub mod raw;
 pub mod redis_set;
 pub mod server;
+pub mod tls;
 pub mod traffic;
 
 pub use cluster::ClusterBackend;

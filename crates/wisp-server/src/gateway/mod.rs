@@ -1,16 +1,17 @@
-//! The WebSocket gateway: accepts connections, enforces the connection cap,
-//! finds the client's address (behind trusted proxies), and runs each
-//! connection's loop.
+//! The WebSocket gateway: upgrades connections the listener accepted (with
+//! their slot), finds the client's address (behind trusted proxies, where
+//! the per-address cap is applied here), and runs each connection's loop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wisp_proto::MAX_FRAME_BYTES;
 
+use crate::listener::ConnectionHold;
 use crate::state::AppState;
 
 pub(crate) mod connection;
@@ -58,9 +59,14 @@ pub(crate) fn client_address(
 /// several reads.
 const READ_BUFFER: usize = 4096;
 
+/// The upgrade to WebSocket. The connection's slot (of `--max-connections`)
+/// was taken when it was accepted (`hold`) and moves to the WebSocket; a
+/// client behind a trusted proxy takes its place in its address's share
+/// here, where the forwarded address is known.
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(hold): Extension<Arc<ConnectionHold>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -68,13 +74,18 @@ pub(crate) async fn upgrade(
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n").into_response();
     }
-    let Ok(slot) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
-        metrics::counter!("wisp_connections_refused_total").increment(1);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is at its connection limit; try again later\n",
-        )
-            .into_response();
+    let forwarded_place = if crate::listener::is_trusted(peer.ip(), &state.trusted_proxies) {
+        let Some(place) = state.per_address.admit(client) else {
+            metrics::counter!("wisp_connections_refused_total").increment(1);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address; try again later\n",
+            )
+                .into_response();
+        };
+        Some(place)
+    } else {
+        None
     };
     let tracker = state.connections.clone();
     ws.read_buffer_size(READ_BUFFER)
@@ -83,7 +94,8 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
                 connection::serve(socket, state, client).await;
-                drop(slot);
+                drop(forwarded_place);
+                drop(hold);
             })
         })
 }

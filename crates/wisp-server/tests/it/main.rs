@@ -11,6 +11,7 @@ use wisp_test_support::ServerBinary;
 const WISP_SERVER: ServerBinary = ServerBinary(env!("CARGO_BIN_EXE_wisp-server"));
 
 mod accounts;
+mod admin;
 mod at_rest;
 mod bad_input;
 mod binary;
@@ -23,3 +24,5 @@ mod postgres_restart;
 mod redis_cluster;
 mod redis_failover;
 mod secrets;
+mod slowloris;
+mod tls;
