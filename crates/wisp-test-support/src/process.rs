@@ -56,6 +56,9 @@ impl ServerBinary {
             .env("WISP_LISTEN", "127.0.0.1:0")
             .env("WISP_LOG_FORMAT", "json")
             .env("WISP_LOG", "info")
+            // Every test client is 127.0.0.1: no per-address cap unless the
+            // test asks for one in `env`.
+            .env("WISP_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()

@@ -19,7 +19,9 @@ use crate::device::{Device, TestUser, device_at, reopen_at};
 pub const TEST_POW_BITS: u32 = 4;
 
 /// The settings every test server and node starts from: any free loopback
-/// port, data in `data_dir`, a [`TEST_POW_BITS`] puzzle and no rate limits.
+/// port, data in `data_dir`, a [`TEST_POW_BITS`] puzzle, no rate limits and
+/// no per-address connection cap (every test client is 127.0.0.1; the
+/// cap's own tests set it).
 /// A test changes what it is about (`TestServer::start_with`).
 pub fn test_config(data_dir: PathBuf) -> Config {
     Config {
@@ -28,6 +30,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         pow_difficulty: TEST_POW_BITS,
         register_limit: 0,
         send_limit: 0,
+        max_connections_per_address: 0,
         ..Config::default()
     }
 }
