@@ -39,7 +39,7 @@ pub mod safety;
 pub mod state;
 
 pub use e2e::{E2eError, ONE_TIME_KEY_TARGET, verify_bundle};
-pub use envelope::{EnvelopeError, EnvelopeKey, KdfParams};
+pub use envelope::{EnvelopeError, EnvelopeKey, KdfParams, SealedEnvelope};
 pub use identity::Identity;
 pub use invitation::{INVITATION_PREFIX, InvitationError, invitation_link, parse_invitation};
 pub use message::{Content, Delivery, Opened, ReceivedMessage, client_msg_id};

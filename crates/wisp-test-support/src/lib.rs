@@ -22,6 +22,9 @@
 //! - [`cluster`]: [`ClusterBackend`], a PostgreSQL schema and a Redis key
 //!   prefix of one test's own, and the nodes ([`ClusterBackend::start_node`])
 //!   that share them.
+//! - [`decoders`]: what every decoder must do with any input (never
+//!   panic, read back what it writes): the fuzz targets' bodies and the
+//!   suite's replay of the committed corpus.
 //! - [`device`]: users: [`Device`] (a `Messenger` and the home holding its
 //!   encrypted state), [`TestUser`] (a plain `Client`), making friends, and
 //!   [`code_of`] for refusals.
@@ -42,6 +45,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+pub mod decoders;
 pub mod device;
 pub mod forging;
 pub mod host;

@@ -24,7 +24,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 mod friend_rules;
 pub mod postgres;
-pub(crate) mod redis_link;
+pub mod redis_link;
 pub mod redis_mailbox;
 mod sql;
 pub mod sqlite;

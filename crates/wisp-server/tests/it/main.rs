@@ -17,6 +17,7 @@ mod binary;
 mod cluster;
 mod cluster_kill;
 mod friends;
+mod fuzz_replay;
 mod load_balancer;
 mod messages;
 mod postgres_restart;
