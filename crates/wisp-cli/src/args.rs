@@ -49,11 +49,13 @@ pub enum Command {
     Id,
     /// Print your invitation link and its QR code (works offline)
     ///
-    /// The first line is the link wisp://add/<your id>; below it, the same
-    /// link as a QR code to scan. Whoever gets it adds you with
-    /// `wisp friend add <link>`.
+    /// The first line is the link wisp://add/<your id>/<token>; below it,
+    /// the same link as a QR code to scan. Whoever gets it adds you with
+    /// `wisp friend add <link>`. The token, signed by your identity key,
+    /// lets their request through for 30 days even if strangers filled
+    /// your pending requests.
     Invite {
-        /// Print one JSON object instead: {"id", "link"}
+        /// Print one JSON object instead: {"id", "link", "expires_unix_ms"}
         #[arg(long)]
         json: bool,
     },
@@ -130,8 +132,10 @@ pub enum FriendCommand {
     /// Ask someone to be your friend (becomes a friendship at once if they
     /// asked you too)
     Add {
-        /// Their user id, or their invitation link wisp://add/<ID> (see
-        /// `wisp invite`)
+        /// Their user id, or their invitation link wisp://add/<ID>/<TOKEN>
+        /// (see `wisp invite`). The server answers alike whether or not the
+        /// id is registered: a mistyped id just stays pending until the
+        /// request expires (7 days)
         id: String,
     },
     /// Accept a friend request

@@ -6,10 +6,11 @@ use serde_json::json;
 use std::time::Duration;
 
 use wisp_client::{
-    Client, ClientError, ErrorCode, Event, Identity, KdfParams, KeyStore, KeyStoreError,
-    LocalState, Messenger, SafetyNumber, UnixMillis, UserId, invitation_link, parse_invitation,
+    Client, ClientError, ErrorCode, Event, Identity, Invitation, InvitationToken, KdfParams,
+    KeyStore, KeyStoreError, LocalState, Messenger, SafetyNumber, UnixMillis, UserId, now_ms,
+    parse_invitation, parse_invitation_link, signed_invitation_link,
 };
-use wisp_proto::limits::MAX_MESSAGE_TTL;
+use wisp_proto::limits::{FRIEND_REQUEST_LIFETIME, INVITATION_LIFETIME, MAX_MESSAGE_TTL};
 use zeroize::Zeroizing;
 
 use crate::args::{Cli, Command, FriendCommand};
@@ -302,17 +303,32 @@ async fn logged_in(state: &LocalState, server: &str) -> Result<Client, CliError>
 /// `wisp invite`: the user's id as a link and a QR code; needs only the
 /// local identity.
 async fn invite(home: &std::path::Path, json: bool) -> Result<(), CliError> {
-    let id = peek_store(home).await?.identity.user_id();
-    let link = invitation_link(id);
+    let state = peek_store(home).await?;
+    let id = state.identity.user_id();
+    let lifetime = i64::try_from(INVITATION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+    let expires = UnixMillis(now_ms().0.saturating_add(lifetime));
+    let token = state
+        .identity
+        .sign_invitation(expires)
+        .map_err(|e| CliError::failed(format!("cannot sign an invitation: no randomness: {e}")))?;
+    let link = signed_invitation_link(id, &token);
     if json {
-        json_line(&json!({ "id": id.to_string(), "link": link }));
+        json_line(&json!({
+            "id": id.to_string(),
+            "link": link,
+            "expires_unix_ms": expires.0,
+        }));
         return Ok(());
     }
     // Upper case codes in QR's compact alphanumeric mode; the link reads
     // back in either case.
     let code = crate::qr::render(&link.to_ascii_uppercase())?;
     print!("{link}\n{code}");
-    eprintln!("whoever has this link or scans the code adds you with `wisp friend add <link>`");
+    eprintln!(
+        "whoever has this link or scans the code adds you with `wisp friend add <link>`; \
+         for {} days their request gets through even if strangers filled your requests",
+        INVITATION_LIFETIME.as_secs() / 86_400
+    );
     Ok(())
 }
 
@@ -428,12 +444,20 @@ async fn friend(
 ) -> Result<(), CliError> {
     // Check the argument before asking for a passphrase or connecting.
     let change = FriendChange::of(&command)?;
+    let token = match &command {
+        FriendCommand::Add { id } => {
+            parse_invitation_link(id)
+                .map_err(|e| CliError::failed(e.to_string()))?
+                .token
+        }
+        _ => None,
+    };
     // Read without locking, so these work beside `wisp chat`.
     let secret = store_passphrase(home)?;
     let state = unlock_with(home, &secret, KeyStore::peek).await?;
     let client = logged_in(&state, server).await?;
     if let Some((change, id)) = change {
-        let done = change.apply(&client, id).await?;
+        let done = change.apply(&client, id, token).await?;
         if change.drops_mark() && state.is_verified(&id) {
             forget_verified(home, &secret, id).await;
         }
@@ -486,13 +510,24 @@ impl FriendChange {
     }
 
     /// Asks the server for the change with `id`; says what happened.
-    async fn apply(self, client: &Client, id: UserId) -> Result<String, CliError> {
+    async fn apply(
+        self,
+        client: &Client,
+        id: UserId,
+        token: Option<InvitationToken>,
+    ) -> Result<String, CliError> {
         Ok(match self {
             Self::Add => {
-                if client.request_friend(id).await? {
+                let invitation = Invitation { user: id, token };
+                if client.request_friend_invited(&invitation).await? {
                     format!("you are now friends with {id}")
                 } else {
-                    format!("friend request sent to {id}")
+                    // The server answers alike whether or not the id is
+                    // registered, so this says nothing about who holds it.
+                    format!(
+                        "friend request sent to {id}; it waits for their answer for {} days",
+                        FRIEND_REQUEST_LIFETIME.as_secs() / 86_400
+                    )
                 }
             }
             Self::Accept => {

@@ -3,14 +3,16 @@
 //! the [`Events`] stream of [`ServerEvent`]s the server pushes.
 
 use tokio::sync::mpsc;
-use wisp_core::{Delivery, Identity};
+use wisp_core::{Delivery, Identity, Invitation};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
     Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
     LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, UploadKeys,
 };
 use wisp_proto::server_frame::Body as Reply;
-use wisp_proto::{ClientMsgId, FriendAction, MessageId, PROTOCOL_VERSION, UnixMillis, UserId};
+use wisp_proto::{
+    ClientMsgId, FriendAction, InvitationToken, MessageId, PROTOCOL_VERSION, UnixMillis, UserId,
+};
 
 use crate::connection::{Connection, Push};
 use crate::error::ClientError;
@@ -306,11 +308,23 @@ impl Client {
     }
 
     async fn friend_op(&self, action: FriendAction, other: UserId) -> Result<bool, ClientError> {
+        self.friend_op_with(action, other, None).await
+    }
+
+    async fn friend_op_with(
+        &self,
+        action: FriendAction,
+        other: UserId,
+        invitation: Option<&InvitationToken>,
+    ) -> Result<bool, ClientError> {
         let reply = self
             .connection
             .request(Request::FriendOp(FriendOp {
                 action: action as i32,
                 user_id: other.to_vec(),
+                invitation: invitation
+                    .map(|t| t.to_bytes().to_vec())
+                    .unwrap_or_default(),
             }))
             .await?;
         match reply {
@@ -323,6 +337,22 @@ impl Client {
     /// once (they had asked you too).
     pub async fn request_friend(&self, to: UserId) -> Result<bool, ClientError> {
         self.friend_op(FriendAction::Request, to).await
+    }
+
+    /// Asks the user `invitation` names to be friends, with its token when
+    /// it has one: a request made with a valid invitation gets through even
+    /// when strangers filled that user's pending requests. Returns true if
+    /// that made you friends at once.
+    pub async fn request_friend_invited(
+        &self,
+        invitation: &Invitation,
+    ) -> Result<bool, ClientError> {
+        self.friend_op_with(
+            FriendAction::Request,
+            invitation.user,
+            invitation.token.as_ref(),
+        )
+        .await
     }
 
     /// Accepts `from`'s request.

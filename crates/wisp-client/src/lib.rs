@@ -96,8 +96,10 @@ pub use error::ClientError;
 pub use keystore::{KeyStore, KeyStoreError};
 pub use messenger::{Event, Messenger, SentMessage, new_client_msg_id, now_ms};
 pub use wisp_core::{
-    ClientMsgId, Content, Delivery, E2eError, Identity, InvitationError, KdfParams, LocalState,
-    MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId, invitation_link,
-    parse_invitation, safety_number,
+    ClientMsgId, Content, Delivery, E2eError, Identity, Invitation, InvitationError, KdfParams,
+    LocalState, MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId,
+    invitation_link, parse_invitation, parse_invitation_link, safety_number,
+    signed_invitation_link,
 };
 pub use wisp_proto::ErrorCode;
+pub use wisp_proto::InvitationToken;

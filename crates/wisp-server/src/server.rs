@@ -275,9 +275,9 @@ async fn serve(
     .await
 }
 
-/// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown, with
-/// a store maintenance pass now and then, and keeps the rate limiters'
-/// tables small. Delivery never hands out an expired message however late
+/// Deletes expired messages and friend requests every [`REAPER_INTERVAL`]
+/// until shutdown, with a store maintenance pass now and then, and keeps
+/// the rate limiters' tables small. Delivery never hands out an expired message however late
 /// this runs; the reaper is what makes expired ciphertext leave the disk.
 async fn reaper(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
@@ -289,6 +289,9 @@ async fn reaper(state: Arc<AppState>) {
             _ = tick.tick() => {
                 if let Err(error) = crate::services::messages::reap(&state).await {
                     tracing::warn!(?error, "reaper pass failed; retrying next tick");
+                }
+                if let Err(error) = crate::services::friends::reap(&state).await {
+                    tracing::warn!(?error, "friend request reaper failed; retrying next tick");
                 }
                 state.limits.forget_idle();
                 ticks = ticks.wrapping_add(1);

@@ -15,8 +15,13 @@ use wisp_proto::UnixMillis;
 
 use super::{
     Accepted, AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys,
-    MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey, Stores,
+    Introduction, MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey,
+    Stores,
 };
+
+/// When the friend tests list requests: soon after they were made (at
+/// small made-up times), long before any expires.
+const LISTED_AT: UnixMillis = UnixMillis(100);
 use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// The time the mailbox suite runs in, as a server would inject it.
@@ -81,6 +86,8 @@ pub(crate) async fn run_relational(
     blocking(accounts, friends).await;
     friend_limit_at_request_and_accept(accounts, friends).await;
     pending_limit(accounts, friends).await;
+    invited_requests_pass_strangers(accounts, friends).await;
+    requests_expire(accounts, friends).await;
     one_time_keys(accounts, prekeys).await;
 }
 
@@ -325,11 +332,34 @@ async fn accounts_are_unique(accounts: &dyn AccountStore) {
 async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let a = user(accounts, 1).await;
     let b = user(accounts, 2).await;
+    // An id nobody registered is asked like anyone who never answers: the
+    // request is stored, listed and cancellable, so nothing tells the
+    // requester who exists.
     let ghost = UserId::from_ed25519(&[0x66; 32]);
-    assert!(matches!(
-        friends.request(a, ghost, UnixMillis(10)).await,
-        Err(FriendError::NoSuchUser)
-    ));
+    assert_eq!(
+        friends.request(a, ghost, UnixMillis(10)).await.unwrap(),
+        RequestOutcome::Sent
+    );
+    assert_eq!(
+        friends.request(a, ghost, UnixMillis(11)).await.unwrap(),
+        RequestOutcome::AlreadyPending
+    );
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        ghost
+    );
+    friends.cancel(a, ghost).await.unwrap();
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    // Blocking one works alike, and so does lifting it.
+    assert!(!friends.block(a, ghost, UnixMillis(10)).await.unwrap());
+    friends.unblock(a, ghost).await.unwrap();
     assert!(matches!(
         friends.request(a, a, UnixMillis(10)).await,
         Err(FriendError::SelfTarget)
@@ -343,10 +373,13 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         friends.request(a, b, UnixMillis(11)).await.unwrap(),
         RequestOutcome::AlreadyPending
     );
-    let pending_b = friends.pending(b).await.unwrap();
+    let pending_b = friends.pending(b, LISTED_AT).await.unwrap();
     assert_eq!(pending_b.incoming.len(), 1);
     assert_eq!(pending_b.incoming[0].user, a);
-    assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        b
+    );
     assert!(!friends.are_friends(a, b).await.unwrap());
     // Only the recipient can accept.
     assert!(matches!(
@@ -359,8 +392,22 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     assert_eq!(friends.friends(a).await.unwrap()[0].user, b);
     assert_eq!(friends.friends(b).await.unwrap()[0].user, a);
     assert_eq!(friends.friends(b).await.unwrap()[0].since, UnixMillis(12));
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.request(b, a, UnixMillis(13)).await,
         Err(FriendError::AlreadyFriends)
@@ -377,7 +424,14 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         RequestOutcome::BecameFriends
     );
     assert!(friends.are_friends(a, c).await.unwrap());
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
 }
 
 async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
@@ -385,7 +439,14 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
     let b = user(accounts, 102).await;
     friends.request(a, b, UnixMillis(1)).await.unwrap();
     friends.decline(b, a).await.unwrap();
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.decline(b, a).await,
         Err(FriendError::NoSuchRequest)
@@ -397,7 +458,14 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
 
     friends.request(a, b, UnixMillis(3)).await.unwrap();
     friends.cancel(a, b).await.unwrap();
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.cancel(a, b).await,
         Err(FriendError::NoSuchRequest)
@@ -423,15 +491,28 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     // Blocking ends the friendship.
     assert!(friends.block(b, a, UnixMillis(3)).await.unwrap());
     assert!(!friends.are_friends(a, b).await.unwrap());
-    assert_eq!(friends.pending(b).await.unwrap().blocked, vec![a]);
+    assert_eq!(
+        friends.pending(b, LISTED_AT).await.unwrap().blocked,
+        vec![a]
+    );
     // The blocked user's request looks sent to them, and the blocker never
     // sees it: not listed, not acceptable.
     assert_eq!(
         friends.request(a, b, UnixMillis(4)).await.unwrap(),
         RequestOutcome::Shadowed
     );
-    assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        b
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.accept(b, a, UnixMillis(4)).await,
         Err(FriendError::NoSuchRequest)
@@ -447,15 +528,36 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         Err(FriendError::NotBlocked)
     ));
     // Lifting the block forgets what was sent meanwhile.
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert_eq!(
         friends.request(a, b, UnixMillis(6)).await.unwrap(),
         RequestOutcome::Sent
     );
     // Blocking drops pending requests both ways.
     assert!(!friends.block(b, a, UnixMillis(7)).await.unwrap());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.block(a, a, UnixMillis(8)).await,
         Err(FriendError::SelfTarget)
@@ -497,7 +599,15 @@ async fn friend_limit_at_request_and_accept(
         Err(FriendError::FriendLimit(Side::Me))
     ));
     // The request stays pending so it can be accepted once there is room.
-    assert_eq!(friends.pending(hub2).await.unwrap().incoming.len(), 1);
+    assert_eq!(
+        friends
+            .pending(hub2, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
+        1
+    );
     assert_eq!(friends.friends(hub2).await.unwrap().len(), MAX_FRIENDS);
     let first = friends.friends(hub2).await.unwrap()[0].user;
     friends.remove(hub2, first).await.unwrap();
@@ -530,7 +640,7 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     ));
     // Requests from blocked users take none of the room: blocking one of
     // the askers (which drops its request) frees a place.
-    let first = friends.pending(target).await.unwrap().incoming[0].user;
+    let first = friends.pending(target, LISTED_AT).await.unwrap().incoming[0].user;
     friends.block(target, first, UnixMillis(3)).await.unwrap();
     assert_eq!(
         friends.request(late, target, UnixMillis(4)).await.unwrap(),
@@ -550,11 +660,117 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         RequestOutcome::Shadowed
     );
     assert_eq!(
-        friends.pending(target).await.unwrap().incoming.len(),
+        friends
+            .pending(target, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
         MAX_PENDING_INCOMING - 1
     );
     assert_eq!(
         friends.request(late, target, UnixMillis(7)).await.unwrap(),
+        RequestOutcome::Sent
+    );
+}
+
+/// Strangers who fill a user's pending requests lock out strangers, never
+/// someone the user invited.
+async fn invited_requests_pass_strangers(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
+    let target = user(accounts, 1_000).await;
+    for n in 0..MAX_PENDING_INCOMING as u32 {
+        let stranger = user(accounts, 1_001 + n).await;
+        friends
+            .request(stranger, target, UnixMillis(1))
+            .await
+            .unwrap();
+    }
+    let late = user(accounts, 1_098).await;
+    assert!(matches!(
+        friends.request(late, target, UnixMillis(2)).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    let friend = user(accounts, 1_099).await;
+    assert_eq!(
+        friends
+            .request_with(friend, target, UnixMillis(2), Introduction::Invited)
+            .await
+            .unwrap(),
+        RequestOutcome::Sent
+    );
+    let incoming = friends.pending(target, LISTED_AT).await.unwrap().incoming;
+    assert_eq!(incoming.len(), MAX_PENDING_INCOMING + 1);
+    assert!(incoming.iter().any(|r| r.user == friend));
+    friends.accept(target, friend, UnixMillis(3)).await.unwrap();
+    assert!(friends.are_friends(target, friend).await.unwrap());
+    // Still full for strangers.
+    assert!(matches!(
+        friends.request(late, target, UnixMillis(4)).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+}
+
+/// Unanswered requests expire after `FRIEND_REQUEST_LIFETIME`: not listed,
+/// not counted, not acceptable, and purged.
+async fn requests_expire(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
+    use wisp_proto::limits::FRIEND_REQUEST_LIFETIME;
+    let lifetime = i64::try_from(FRIEND_REQUEST_LIFETIME.as_millis()).unwrap();
+    let start = UnixMillis(1_000_000);
+    let expired = UnixMillis(start.0 + lifetime);
+    let target = user(accounts, 2_000).await;
+    let mut strangers = Vec::new();
+    for n in 0..MAX_PENDING_INCOMING as u32 {
+        let stranger = user(accounts, 2_001 + n).await;
+        friends.request(stranger, target, start).await.unwrap();
+        strangers.push(stranger);
+    }
+    let late = user(accounts, 2_099).await;
+    let just_before = UnixMillis(expired.0 - 1);
+    assert!(matches!(
+        friends.request(late, target, just_before).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    assert_eq!(
+        friends
+            .pending(target, just_before)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
+        MAX_PENDING_INCOMING
+    );
+    // Expired: not listed on either side...
+    let pending = friends.pending(target, expired).await.unwrap();
+    assert!(pending.incoming.is_empty());
+    assert!(
+        friends
+            .pending(strangers[0], expired)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    // ...not acceptable...
+    assert!(matches!(
+        friends.accept(target, strangers[0], expired).await,
+        Err(FriendError::NoSuchRequest)
+    ));
+    // ...and taking no room: a new request gets in.
+    assert_eq!(
+        friends.request(late, target, expired).await.unwrap(),
+        RequestOutcome::Sent
+    );
+    // The purge deletes what expired and keeps what did not.
+    let other = user(accounts, 2_098).await;
+    friends.request(strangers[1], other, start).await.unwrap();
+    assert!(friends.purge_expired_requests(expired).await.unwrap() >= 1);
+    assert_eq!(friends.purge_expired_requests(expired).await.unwrap(), 0);
+    let listed = friends.pending(target, expired).await.unwrap().incoming;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].user, late);
+    // Expired requests can be made again.
+    assert_eq!(
+        friends.request(strangers[1], other, expired).await.unwrap(),
         RequestOutcome::Sent
     );
 }

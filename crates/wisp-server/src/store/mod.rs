@@ -343,9 +343,6 @@ pub enum Side {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FriendError {
-    /// The other id is not registered.
-    #[error("no such user")]
-    NoSuchUser,
     /// Too many users blocked.
     #[error("block limit reached")]
     BlockLimit,
@@ -394,6 +391,18 @@ pub enum RequestOutcome {
     Shadowed,
 }
 
+/// How a friend request reaches its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Introduction {
+    /// A request like any other: refused when the recipient already has
+    /// [`wisp_proto::limits::MAX_PENDING_INCOMING`] requests waiting.
+    Stranger,
+    /// The requester holds an invitation the recipient signed (checked by
+    /// the caller): let in even when strangers filled the recipient's
+    /// requests, so nobody can lock a genuine friend out.
+    Invited,
+}
+
 /// A friend, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FriendEntry {
@@ -432,16 +441,41 @@ pub struct PendingRequests {
 pub trait FriendStore: Send + Sync + 'static {
     /// `from` asks `to` to be friends. If `to` had already asked `from`, the
     /// two become friends at once. Refused when either side is at the friend
-    /// limit, `from` has too many outgoing or `to` too many incoming
-    /// requests, or `from` has blocked `to`. When `to` has blocked `from` the
-    /// request is [shadowed](RequestOutcome::Shadowed): `from` cannot tell.
-    /// Asking again while a request is pending succeeds and changes nothing.
+    /// limit, `from` has too many outgoing or (unless
+    /// [invited](Introduction::Invited)) `to` too many incoming requests, or
+    /// `from` has blocked `to`. When `to` has blocked `from` the request is
+    /// [shadowed](RequestOutcome::Shadowed): `from` cannot tell. Asking
+    /// again while a request is pending succeeds and changes nothing.
+    ///
+    /// `to` need not be registered: a request to an unknown id is stored and
+    /// answered exactly like one to a user who never answers, so replies
+    /// tell no one who exists.
+    ///
+    /// A request expires [`wisp_proto::limits::FRIEND_REQUEST_LIFETIME`]
+    /// after it was made: from then on it is not listed, counted or
+    /// acceptable, and it is deleted (by the next request touching either
+    /// user, or [`FriendStore::purge_expired_requests`]).
+    async fn request_with(
+        &self,
+        from: UserId,
+        to: UserId,
+        now: UnixMillis,
+        introduction: Introduction,
+    ) -> Result<RequestOutcome, FriendError>;
+
+    /// [`FriendStore::request_with`] from a stranger.
     async fn request(
         &self,
         from: UserId,
         to: UserId,
         now: UnixMillis,
-    ) -> Result<RequestOutcome, FriendError>;
+    ) -> Result<RequestOutcome, FriendError> {
+        self.request_with(from, to, now, Introduction::Stranger)
+            .await
+    }
+
+    /// Deletes every request that expired by `now`; returns how many.
+    async fn purge_expired_requests(&self, now: UnixMillis) -> Result<u64, StoreError>;
 
     /// `me` accepts `from`'s pending request. Refused when either side is at
     /// the friend limit; the request then stays pending.
@@ -456,7 +490,7 @@ pub trait FriendStore: Send + Sync + 'static {
     /// Ends a friendship, for both sides.
     async fn remove(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
 
-    /// Blocks `other` (a registered user): ends any friendship and drops
+    /// Blocks `other` (any id, registered or not): ends any friendship and drops
     /// pending requests both ways. Returns whether a friendship ended.
     /// Refused past [`wisp_proto::limits::MAX_BLOCKS`].
     async fn block(&self, me: UserId, other: UserId, now: UnixMillis) -> Result<bool, FriendError>;
@@ -468,8 +502,8 @@ pub trait FriendStore: Send + Sync + 'static {
     /// `me`'s friends, oldest friendship first.
     async fn friends(&self, me: UserId) -> Result<Vec<FriendEntry>, StoreError>;
 
-    /// `me`'s pending requests and blocks.
-    async fn pending(&self, me: UserId) -> Result<PendingRequests, StoreError>;
+    /// `me`'s pending requests (those not expired by `now`) and blocks.
+    async fn pending(&self, me: UserId, now: UnixMillis) -> Result<PendingRequests, StoreError>;
 
     /// Whether the two are friends (the check every friends-only operation
     /// makes).
