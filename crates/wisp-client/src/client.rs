@@ -16,6 +16,7 @@ use wisp_proto::{
 
 use crate::connection::{Connection, Push};
 use crate::error::ClientError;
+use crate::tls::ConnectOptions;
 
 /// Something the server told us without being asked: what the transport
 /// (a [`Client`]'s [`Events`]) carries. A [`Messenger`](crate::Messenger)
@@ -181,20 +182,31 @@ fn user_from(bytes: &[u8]) -> Result<UserId, ClientError> {
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:7700`) and exchanges protocol
-    /// versions.
+    /// Connects to `url` (e.g. `ws://127.0.0.1:7700`, or
+    /// `wss://chat.example.org` trusting the system's roots) and exchanges
+    /// protocol versions.
     pub async fn connect(url: &str) -> Result<(Self, Events), ClientError> {
-        Self::connect_from(url, None).await
+        Self::connect_with(url, &ConnectOptions::new()).await
     }
 
     /// Like [`Client::connect`], leaving from the local address `local`
-    /// when given (a `ws://` URL only), for load generators that spread
-    /// many connections over several loopback addresses.
+    /// when given, for load generators that spread many connections over
+    /// several loopback addresses.
     pub async fn connect_from(
         url: &str,
         local: Option<std::net::IpAddr>,
     ) -> Result<(Self, Events), ClientError> {
-        let (connection, pushes) = Connection::open(url, local).await?;
+        Self::connect_with(url, &ConnectOptions::new().from_address(local)).await
+    }
+
+    /// Like [`Client::connect`], with `options`: a self-hosted deployment's
+    /// CA to trust for `wss://`, a local address. A refused certificate is
+    /// [`ClientError::Certificate`].
+    pub async fn connect_with(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<(Self, Events), ClientError> {
+        let (connection, pushes) = Connection::open(url, options).await?;
         let reply = connection
             .request(Request::Hello(Hello {
                 protocol_version: PROTOCOL_VERSION,

@@ -38,6 +38,9 @@
 //!   plain HTTP GET.
 //! - [`redis_set`]: Redis deployments on free ports: a primary and replicas
 //!   under Sentinels, a Redis Cluster.
+//! - [`tls`]: TLS in front of a plain server for `wss://` clients: a test
+//!   CA ([`TestCa`]) issuing leaves (valid, expired, for any name) and
+//!   [`TlsFront`], a TLS-terminating proxy.
 //! - [`traffic`]: many users chatting across nodes while something breaks,
 //!   then an account of every message.
 // A test helper that cannot do its job fails the test: panicking is how it
@@ -53,14 +56,16 @@ pub mod process;
 pub mod raw;
 pub mod redis_set;
 pub mod server;
+pub mod tls;
 pub mod traffic;
 
 pub use cluster::ClusterBackend;
 pub use device::{
-    Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at,
+    Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at, device_with,
     friends_one_offline, reopen_at,
 };
 pub use host::{free_port, http_get, tool_or_skip};
 pub use process::{NodeProcesses, ServerBinary, ServerProcess};
 pub use raw::{RawConnection, Received};
 pub use server::{Backend, StoppedServer, TEST_POW_BITS, TestServer, test_config};
+pub use tls::{Leaf, TestCa, TlsFront};
