@@ -164,8 +164,18 @@ where
                 let outcome = match incoming {
                     Some(Ok(Message::Binary(bytes))) => session.handle(&bytes).await,
                     Some(Ok(Message::Text(_))) => session.handle_text(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
+                    // The transport queued a pong: it must leave before
+                    // more is read, or a client that pings and never reads
+                    // would keep the connection (and its pongs) forever.
+                    Some(Ok(Message::Ping(_))) => {
+                        if flush(socket).await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Pong(_))) => continue,
+                    Some(Err(error)) => return transport_close(error),
+                    Some(Ok(Message::Close(_))) | None => return None,
                 };
                 let answered =
                     answer(socket, state, &link, outcome, &mut subscription, &mut delivery);
@@ -174,6 +184,30 @@ where
                 }
             }
         }
+    }
+}
+
+/// How to close after the transport refused what the peer sent: a frame
+/// or message over the size limit with 1009 (too big), a broken frame
+/// (unmasked, reserved bits or opcode, a bad close frame) with 1002
+/// (protocol error), text that is not UTF-8 with 1007. Anything else (the peer went away, an I/O error)
+/// leaves nobody to tell.
+fn transport_close(error: axum::Error) -> Option<Close> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *error {
+        tungstenite::Error::Capacity(_) => Some(Close {
+            code: close_code::SIZE,
+            reason: "frame too large",
+        }),
+        tungstenite::Error::Protocol(_) => Some(Close {
+            code: close_code::PROTOCOL,
+            reason: "WebSocket protocol violation",
+        }),
+        tungstenite::Error::Utf8(_) => Some(Close {
+            code: close_code::INVALID,
+            reason: "text frame is not UTF-8",
+        }),
+        _ => None,
     }
 }
 
@@ -376,6 +410,22 @@ where
     messages::delivered(state, &message, messages::Via::Hint);
     let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
+}
+
+/// Writes out what the transport holds (the pongs it queued), within
+/// [`SEND_TIMEOUT`]: a peer that does not read by then is closed.
+async fn flush<S>(socket: &mut S) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            metrics::counter!("wisp_slow_connections_closed_total").increment(1);
+            Err(())
+        }
+    }
 }
 
 async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>
