@@ -53,6 +53,14 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// everyone again when it is back).
 const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
+/// How a connection is closed when its user logged in on more connections
+/// than `--max-sessions-per-user` allows and it is the oldest: policy
+/// violation (1008), with a reason a client can show.
+pub(crate) const SUPERSEDED: Close = Close {
+    code: close_code::POLICY,
+    reason: "too many sessions for this account; the oldest was closed",
+};
+
 /// Messages fetched and delivered at a time.
 const DELIVERY_PAGE: usize = 256;
 
@@ -110,6 +118,7 @@ where
         outbound: outbound_tx,
         hints: hints_tx,
         kick: CancellationToken::new(),
+        superseded: CancellationToken::new(),
         wake: Arc::new(Notify::new()),
     };
     let wake = &link.wake;
@@ -123,6 +132,8 @@ where
     tokio::pin!(shutdown);
     let kicked = link.kick.cancelled();
     tokio::pin!(kicked);
+    let superseded = link.superseded.cancelled();
+    tokio::pin!(superseded);
 
     loop {
         tokio::select! {
@@ -135,6 +146,9 @@ where
                     code: close_code::AGAIN,
                     reason: "connection fell too far behind; reconnect",
                 });
+            }
+            () = &mut superseded => {
+                return Some(SUPERSEDED);
             }
             () = &mut login_deadline, if !session.is_logged_in() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
@@ -243,11 +257,13 @@ where
 }
 
 /// Where the hub reaches a connection: its outbound queue, its hint queue,
-/// the token that kicks it, and its wake-up.
+/// the tokens that kick it (too slow) or close it (superseded by newer
+/// sessions of its user), and its wake-up.
 struct HubLink {
     outbound: mpsc::Sender<Box<ServerFrame>>,
     hints: mpsc::Sender<Arc<StoredMessage>>,
     kick: CancellationToken,
+    superseded: CancellationToken,
     wake: Arc<Notify>,
 }
 
@@ -262,6 +278,9 @@ impl HubLink {
             Arc::clone(&self.wake),
             Some(self.hints.clone()),
         );
+        state
+            .hub
+            .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
         // The login is answered once pushes from other nodes reach this
         // connection (at once on a single node).
         subscription.listening(LISTEN_WAIT).await;

@@ -66,7 +66,12 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(25);
 /// past [`GROWTH_BOUND`] or [`CLOSED_WITHIN`].
 async fn flood_pings_never_reading(mut tcp: TcpStream, pid: u32) -> (Duration, u64) {
     let ping = masked_frame(0x9, &[0x5a; 125]);
-    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 512).collect();
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 512)
+        .collect();
     let base = resident_bytes(pid);
     let started = Instant::now();
     let mut offset = 0;

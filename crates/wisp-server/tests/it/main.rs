@@ -25,4 +25,5 @@ mod postgres_restart;
 mod redis_cluster;
 mod redis_failover;
 mod secrets;
+mod sessions;
 mod trace_logs;

@@ -26,18 +26,12 @@ fn needles() -> Vec<String> {
         HEXUPPER.encode(&run),
         run.iter().map(|b| format!("\\x{b:02x}")).collect(),
         run.iter().map(|b| format!("\\\\x{b:02x}")).collect(),
-        run.iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        run.iter().map(u8::to_string).collect::<Vec<_>>().join(", "),
         run.iter()
             .map(|b| format!("{b:#04x}"))
             .collect::<Vec<_>>()
             .join(", "),
-        run.iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
+        run.iter().map(u8::to_string).collect::<Vec<_>>().join(","),
     ];
     for shift in 0..3 {
         let rotated: Vec<u8> = PATTERN
