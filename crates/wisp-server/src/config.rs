@@ -21,6 +21,8 @@ pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
 pub const DEFAULT_SEND_LIMIT: u32 = 600;
 /// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Default cap on connections one user may have logged in at once.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 5;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -51,6 +53,9 @@ pub struct Config {
     pub send_limit: u32,
     /// Simultaneous connections before new ones are refused.
     pub max_connections: usize,
+    /// Connections one user may have logged in at once; a login beyond it
+    /// closes the user's oldest connection.
+    pub max_sessions_per_user: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// PostgreSQL for accounts, friends and keys (cluster backend).
@@ -79,6 +84,7 @@ impl Default for Config {
             register_limit: DEFAULT_REGISTER_LIMIT,
             send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             log_format: LogFormat::Text,
             postgres_url: None,
             redis_url: None,
@@ -108,7 +114,8 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
-    /// register_limit, send_limit, max_connections, log_format,
+    /// register_limit, send_limit, max_connections, max_sessions_per_user,
+    /// log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -138,6 +145,11 @@ pub struct Args {
     /// Simultaneous connections before new ones are refused [default: 100000]
     #[arg(long, env = "WISP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Connections one user may have logged in at once; a login beyond it
+    /// closes that user's oldest connection (close code 1008) [default: 5]
+    #[arg(long, env = "WISP_MAX_SESSIONS_PER_USER", value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
 
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
@@ -195,6 +207,7 @@ struct FileConfig {
     register_limit: Option<u32>,
     send_limit: Option<u32>,
     max_connections: Option<usize>,
+    max_sessions_per_user: Option<usize>,
     log_format: Option<LogFormat>,
     postgres_url: Option<String>,
     redis_url: Option<String>,
@@ -272,6 +285,10 @@ impl Args {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(defaults.max_connections),
+            max_sessions_per_user: self
+                .max_sessions_per_user
+                .or(file.max_sessions_per_user)
+                .unwrap_or(defaults.max_sessions_per_user),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -320,6 +337,11 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "max_sessions_per_user must be at least 1".into(),
             ));
         }
         if self
@@ -385,6 +407,28 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn sessions_per_user_come_from_the_flag_or_the_file_and_zero_is_refused() {
+        let defaults = Args::parse_from(["wisp-server"]).resolve().unwrap();
+        assert_eq!(
+            defaults.max_sessions_per_user,
+            DEFAULT_MAX_SESSIONS_PER_USER
+        );
+        let flag = Args::parse_from(["wisp-server", "--max-sessions-per-user", "2"])
+            .resolve()
+            .unwrap();
+        assert_eq!(flag.max_sessions_per_user, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(&file, "max_sessions_per_user = 3\n").unwrap();
+        let from_file = Args::parse_from(["wisp-server", "--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(from_file.max_sessions_per_user, 3);
+        let zero = Args::parse_from(["wisp-server", "--max-sessions-per-user", "0"]).resolve();
+        assert!(zero.is_err());
     }
 
     #[test]

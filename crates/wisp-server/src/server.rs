@@ -132,6 +132,7 @@ impl Server {
             connections: TaskTracker::new(),
             cache,
             trusted_proxies: config.trusted_proxies.clone(),
+            max_sessions_per_user: config.max_sessions_per_user,
         });
         let app = Router::new()
             .route("/", get(crate::gateway::upgrade))

@@ -38,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) cache: Arc<Cache>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections one user may have logged in at once (on this node).
+    pub(crate) max_sessions_per_user: usize,
 }
 
 impl AppState {
@@ -121,6 +123,7 @@ pub(crate) mod tests {
             bus: None,
             cache: Arc::new(Cache::default()),
             trusted_proxies: Vec::new(),
+            max_sessions_per_user: config.max_sessions_per_user,
         };
         (dir, Arc::new(state))
     }
