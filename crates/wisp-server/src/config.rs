@@ -21,6 +21,10 @@ pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
 pub const DEFAULT_SEND_LIMIT: u32 = 600;
 /// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Default cap on the ciphertext bytes waiting in one recipient's mailbox.
+pub const DEFAULT_MAX_MAILBOX_BYTES: u64 = 8 << 20;
+/// Default cap on the ciphertext bytes one sender has waiting, in all.
+pub const DEFAULT_MAX_OUTBOX_BYTES: u64 = 4 << 20;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -51,6 +55,12 @@ pub struct Config {
     pub send_limit: u32,
     /// Simultaneous connections before new ones are refused.
     pub max_connections: usize,
+    /// Ciphertext bytes that may wait in one recipient's mailbox, from all
+    /// senders together.
+    pub max_mailbox_bytes: u64,
+    /// Ciphertext bytes one sender may have waiting, in all mailboxes
+    /// together.
+    pub max_outbox_bytes: u64,
     /// Log format.
     pub log_format: LogFormat,
     /// PostgreSQL for accounts, friends and keys (cluster backend).
@@ -79,6 +89,8 @@ impl Default for Config {
             register_limit: DEFAULT_REGISTER_LIMIT,
             send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_mailbox_bytes: DEFAULT_MAX_MAILBOX_BYTES,
+            max_outbox_bytes: DEFAULT_MAX_OUTBOX_BYTES,
             log_format: LogFormat::Text,
             postgres_url: None,
             redis_url: None,
@@ -108,7 +120,8 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
-    /// register_limit, send_limit, max_connections, log_format,
+    /// register_limit, send_limit, max_connections, max_mailbox_bytes,
+    /// max_outbox_bytes, log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -138,6 +151,18 @@ pub struct Args {
     /// Simultaneous connections before new ones are refused [default: 100000]
     #[arg(long, env = "WISP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Ciphertext bytes that may wait unread in one user's mailbox, from all
+    /// senders together; past it, sends to that user are refused with
+    /// MAILBOX_FULL. At least the largest message (65536) [default: 8388608]
+    #[arg(long, env = "WISP_MAX_MAILBOX_BYTES", value_name = "BYTES")]
+    pub max_mailbox_bytes: Option<u64>,
+
+    /// Ciphertext bytes one user may have waiting unread, in all mailboxes
+    /// together; past it, that user's sends are refused with MAILBOX_FULL.
+    /// At least the largest message (65536) [default: 4194304]
+    #[arg(long, env = "WISP_MAX_OUTBOX_BYTES", value_name = "BYTES")]
+    pub max_outbox_bytes: Option<u64>,
 
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
@@ -195,6 +220,8 @@ struct FileConfig {
     register_limit: Option<u32>,
     send_limit: Option<u32>,
     max_connections: Option<usize>,
+    max_mailbox_bytes: Option<u64>,
+    max_outbox_bytes: Option<u64>,
     log_format: Option<LogFormat>,
     postgres_url: Option<String>,
     redis_url: Option<String>,
@@ -272,6 +299,14 @@ impl Args {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(defaults.max_connections),
+            max_mailbox_bytes: self
+                .max_mailbox_bytes
+                .or(file.max_mailbox_bytes)
+                .unwrap_or(defaults.max_mailbox_bytes),
+            max_outbox_bytes: self
+                .max_outbox_bytes
+                .or(file.max_outbox_bytes)
+                .unwrap_or(defaults.max_outbox_bytes),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -321,6 +356,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),
             ));
+        }
+        for (name, value) in [
+            ("max_mailbox_bytes", self.max_mailbox_bytes),
+            ("max_outbox_bytes", self.max_outbox_bytes),
+        ] {
+            let largest = wisp_proto::limits::MAX_CIPHERTEXT_BYTES as u64;
+            if value < largest {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {value} is under the largest message ({largest} bytes)"
+                )));
+            }
         }
         if self
             .server_name

@@ -505,8 +505,12 @@ struct LostAcks(wisp_server::store::sqlite::SqliteStore);
 
 #[async_trait::async_trait]
 impl MailboxStore for LostAcks {
-    async fn put(&self, m: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        self.0.put(m, max_pending).await
+    async fn put(
+        &self,
+        m: NewMessage<'_>,
+        quota: &wisp_server::store::Quota,
+    ) -> Result<Accepted, PutError> {
+        self.0.put(m, quota).await
     }
     async fn fetch(
         &self,
@@ -776,7 +780,7 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
                 sent_at: now,
                 expires_at: now.plus(Duration::from_secs(600)),
             },
-            1000,
+            &wisp_server::store::Quota::messages(1000),
         )
         .await
         .unwrap();
