@@ -23,6 +23,10 @@ pub const DEFAULT_SEND_LIMIT: u32 = 600;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// Default cap on connections one user may have logged in at once.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 5;
+/// Default cap on the ciphertext bytes waiting in one recipient's mailbox.
+pub const DEFAULT_MAX_MAILBOX_BYTES: u64 = 8 << 20;
+/// Default cap on the ciphertext bytes one sender has waiting, in all.
+pub const DEFAULT_MAX_OUTBOX_BYTES: u64 = 4 << 20;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -56,6 +60,12 @@ pub struct Config {
     /// Connections one user may have logged in at once; a login beyond it
     /// closes the user's oldest connection.
     pub max_sessions_per_user: usize,
+    /// Ciphertext bytes that may wait in one recipient's mailbox, from all
+    /// senders together.
+    pub max_mailbox_bytes: u64,
+    /// Ciphertext bytes one sender may have waiting, in all mailboxes
+    /// together.
+    pub max_outbox_bytes: u64,
     /// Log format.
     pub log_format: LogFormat,
     /// PostgreSQL for accounts, friends and keys (cluster backend).
@@ -85,6 +95,8 @@ impl Default for Config {
             send_limit: DEFAULT_SEND_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            max_mailbox_bytes: DEFAULT_MAX_MAILBOX_BYTES,
+            max_outbox_bytes: DEFAULT_MAX_OUTBOX_BYTES,
             log_format: LogFormat::Text,
             postgres_url: None,
             redis_url: None,
@@ -115,7 +127,7 @@ pub struct Args {
 
     /// TOML file with any of: listen, data_dir, server_name, pow_difficulty,
     /// register_limit, send_limit, max_connections, max_sessions_per_user,
-    /// log_format,
+    /// max_mailbox_bytes, max_outbox_bytes, log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -150,6 +162,18 @@ pub struct Args {
     /// closes that user's oldest connection (close code 1008) [default: 5]
     #[arg(long, env = "WISP_MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<usize>,
+
+    /// Ciphertext bytes that may wait unread in one user's mailbox, from all
+    /// senders together; past it, sends to that user are refused with
+    /// MAILBOX_FULL. At least the largest message (65536) [default: 8388608]
+    #[arg(long, env = "WISP_MAX_MAILBOX_BYTES", value_name = "BYTES")]
+    pub max_mailbox_bytes: Option<u64>,
+
+    /// Ciphertext bytes one user may have waiting unread, in all mailboxes
+    /// together; past it, that user's sends are refused with MAILBOX_FULL.
+    /// At least the largest message (65536) [default: 4194304]
+    #[arg(long, env = "WISP_MAX_OUTBOX_BYTES", value_name = "BYTES")]
+    pub max_outbox_bytes: Option<u64>,
 
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
@@ -208,6 +232,8 @@ struct FileConfig {
     send_limit: Option<u32>,
     max_connections: Option<usize>,
     max_sessions_per_user: Option<usize>,
+    max_mailbox_bytes: Option<u64>,
+    max_outbox_bytes: Option<u64>,
     log_format: Option<LogFormat>,
     postgres_url: Option<String>,
     redis_url: Option<String>,
@@ -289,6 +315,14 @@ impl Args {
                 .max_sessions_per_user
                 .or(file.max_sessions_per_user)
                 .unwrap_or(defaults.max_sessions_per_user),
+            max_mailbox_bytes: self
+                .max_mailbox_bytes
+                .or(file.max_mailbox_bytes)
+                .unwrap_or(defaults.max_mailbox_bytes),
+            max_outbox_bytes: self
+                .max_outbox_bytes
+                .or(file.max_outbox_bytes)
+                .unwrap_or(defaults.max_outbox_bytes),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -343,6 +377,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_sessions_per_user must be at least 1".into(),
             ));
+        }
+        for (name, value) in [
+            ("max_mailbox_bytes", self.max_mailbox_bytes),
+            ("max_outbox_bytes", self.max_outbox_bytes),
+        ] {
+            let largest = wisp_proto::limits::MAX_CIPHERTEXT_BYTES as u64;
+            if value < largest {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {value} is under the largest message ({largest} bytes)"
+                )));
+            }
         }
         if self
             .server_name

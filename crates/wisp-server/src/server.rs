@@ -126,6 +126,7 @@ impl Server {
             server_name,
             pow_difficulty: config.pow_difficulty,
             limits: Limits::new(config),
+            mailbox_quota: crate::store::Quota::of(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,

@@ -25,6 +25,9 @@ pub(crate) struct AppState {
     pub(crate) server_name: String,
     pub(crate) pow_difficulty: u32,
     pub(crate) limits: Limits,
+    /// What may wait unread (messages per conversation, bytes per mailbox
+    /// and per sender).
+    pub(crate) mailbox_quota: crate::store::Quota,
     /// Set when messages were deleted since the last store maintenance.
     pub(crate) mailbox_dirty: std::sync::atomic::AtomicBool,
     pub(crate) connection_slots: Arc<Semaphore>,
@@ -116,6 +119,7 @@ pub(crate) mod tests {
             server_name: "test".to_owned(),
             pow_difficulty: 0,
             limits: Limits::new(&config),
+            mailbox_quota: crate::store::Quota::of(&config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             shutdown: CancellationToken::new(),

@@ -193,6 +193,39 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// How much may wait, checked by every put in the same atomic step as the
+/// store. Only unexpired messages count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Messages of one sender waiting in one recipient's mailbox.
+    pub per_conversation: u64,
+    /// Ciphertext bytes waiting in one recipient's mailbox, from anyone.
+    pub mailbox_bytes: u64,
+    /// Ciphertext bytes one sender has waiting, in every mailbox.
+    pub outbox_bytes: u64,
+}
+
+impl Quota {
+    /// The server's quota: [`wisp_proto::limits::MAX_PENDING_PER_CONVERSATION`]
+    /// and the configured byte caps.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            per_conversation: wisp_proto::limits::MAX_PENDING_PER_CONVERSATION,
+            mailbox_bytes: config.max_mailbox_bytes,
+            outbox_bytes: config.max_outbox_bytes,
+        }
+    }
+
+    /// Only the per-conversation count (bytes unlimited).
+    pub const fn messages(per_conversation: u64) -> Self {
+        Self {
+            per_conversation,
+            mailbox_bytes: u64::MAX,
+            outbox_bytes: u64::MAX,
+        }
+    }
+}
+
 /// Why a message was not stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,6 +233,14 @@ pub enum PutError {
     /// The sender already has the most messages allowed waiting there.
     #[error("mailbox full")]
     MailboxFull,
+    /// The recipient's mailbox holds [`Quota::mailbox_bytes`] already (with
+    /// this message it would hold more).
+    #[error("recipient's mailbox full")]
+    MailboxBytes,
+    /// The sender has [`Quota::outbox_bytes`] waiting already (with this
+    /// message it would have more).
+    #[error("sender's outbox full")]
+    OutboxBytes,
     /// The conversation was closed (a removal or block) and not reopened;
     /// see [`MailboxStore::drop_conversation`].
     #[error("conversation closed")]
@@ -227,15 +268,18 @@ pub struct StoredMessage {
 /// Mailboxes of short-lived ciphertext.
 ///
 /// Ids increase in the order messages become visible to `fetch`, so a
-/// reader that remembers the last id it saw never misses one.
+/// reader that remembers the last id it saw never misses one. Ids are
+/// counted per recipient: they say nothing about other mailboxes.
+///
+/// A retry is recognised by sender, recipient and client message id: the
+/// same client id sent to another recipient is another message.
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
     /// Stores a message durably, or recognises a retry. Refuses it when
-    /// `max_pending` of the sender's unexpired messages already wait in the
-    /// recipient's mailbox (checked in the same atomic step, after the retry
-    /// check: a retry is always answered). Returns only once the message
-    /// would survive a crash.
-    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError>;
+    /// it would go past `quota` (checked in the same atomic step, after the
+    /// retry check: a retry is always answered). Returns only once the
+    /// message would survive a crash.
+    async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError>;
 
     /// Up to `limit` of `recipient`'s messages with ids after `after`,
     /// oldest first, leaving out any that expired by `now`.

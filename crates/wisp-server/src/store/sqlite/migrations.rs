@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "friend_requests_to_any_id",
         include_str!("../../../migrations/sqlite/0004_friend_requests_to_any_id.sql"),
     ),
+    (
+        5,
+        "mailbox_ids_per_recipient",
+        include_str!("../../../migrations/sqlite/0005_mailbox_ids_per_recipient.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
