@@ -151,19 +151,26 @@ pub fn user_id(data: &[u8]) {
     );
 }
 
-/// An invitation link or bare id, as typed or scanned.
+/// An invitation link (with or without its signed token) or bare id, as
+/// typed or scanned.
 pub fn invitation(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(id) = wisp_core::parse_invitation(text) else {
+    let Ok(invitation) = wisp_core::parse_invitation_link(text) else {
         return;
     };
-    let link = wisp_core::invitation_link(id);
-    assert_eq!(wisp_core::parse_invitation(&link).ok(), Some(id));
+    let link = match &invitation.token {
+        Some(token) => wisp_core::signed_invitation_link(invitation.user, token),
+        None => wisp_core::invitation_link(invitation.user),
+    };
+    assert_eq!(
+        wisp_core::parse_invitation_link(&link).ok(),
+        Some(invitation)
+    );
     let text = text.trim();
     assert!(
-        link.eq_ignore_ascii_case(text) || id.to_string().eq_ignore_ascii_case(text),
+        link.eq_ignore_ascii_case(text) || invitation.user.to_string().eq_ignore_ascii_case(text),
         "{text:?} was read as {link}"
     );
 }
@@ -249,6 +256,7 @@ fn client_frames() -> Vec<wisp_proto::ClientFrame> {
         Body::FriendOp(frames::FriendOp {
             action: frames::FriendAction::Request.into(),
             user_id: id.clone(),
+            invitation: vec![0x11; 88],
         }),
         Body::UploadKeys(frames::UploadKeys {
             one_time_keys: vec![frames::SignedKey {
