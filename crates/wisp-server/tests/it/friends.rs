@@ -189,7 +189,8 @@ async fn a_21st_friend_is_refused_at_request_and_at_accept() {
 /// each on its own connection, for the 20 places. Exactly 20 win.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_users_racing_for_one_circle_leave_exactly_twenty() {
-    let server = TestServer::start().await;
+    // Thirty sessions of one account, past the default cap of five.
+    let server = TestServer::start_with(|config| config.max_sessions_per_user = 31).await;
     let popular = server.user().await;
     let mut askers = Vec::new();
     for _ in 0..30 {
