@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use wisp_client::{Client, Events, Identity};
+use wisp_client::{Client, ConnectOptions, Events, Identity};
 
 /// Connections per loopback source address (well under the ephemeral port
 /// range of one address).
@@ -70,7 +70,10 @@ fn source(server: &str, i: usize) -> Option<IpAddr> {
     if block == 0 {
         return None;
     }
-    let host = server.strip_prefix("ws://")?.split(['/', ':']).next()?;
+    let rest = server
+        .strip_prefix("ws://")
+        .or_else(|| server.strip_prefix("wss://"))?;
+    let host = rest.split(['/', ':']).next()?;
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         return None;
@@ -83,12 +86,14 @@ fn source(server: &str, i: usize) -> Option<IpAddr> {
 /// each over a connection of its own (spread over source addresses).
 async fn log_in_all(
     server: &str,
+    options: &ConnectOptions,
     identities: Vec<Identity>,
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<(Client, Events)>> {
     stream::iter(identities.into_iter().enumerate())
         .map(|(i, identity)| async move {
-            let (mut client, events) = Client::connect_from(server, source(server, i)).await?;
+            let options = options.clone().from_address(source(server, i));
+            let (mut client, events) = Client::connect_with(server, &options).await?;
             let name = client.server_name().to_owned();
             client.login(&identity, &name).await?;
             bar.inc(1);
@@ -103,6 +108,7 @@ async fn log_in_all(
 /// measures again; holds them for `hold` before letting go.
 pub async fn idle(
     server: &str,
+    options: &ConnectOptions,
     users: usize,
     server_pid: Option<u32>,
     hold: Duration,
@@ -112,7 +118,7 @@ pub async fn idle(
         bail!("give --users 1 or more");
     }
     let bar = crate::run::progress(quiet, users as u64, "registering");
-    let identities = crate::run::register(&[server.to_owned()], users, &bar).await?;
+    let identities = crate::run::register(&[server.to_owned()], options, users, &bar).await?;
     bar.finish();
     // Let the registration connections close before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -120,7 +126,7 @@ pub async fn idle(
 
     let bar = crate::run::progress(quiet, users as u64, "logging in");
     let started = Instant::now();
-    let held = log_in_all(server, identities, &bar).await?;
+    let held = log_in_all(server, options, identities, &bar).await?;
     let took = started.elapsed();
     bar.finish();
     // Let the server settle (login bookkeeping, allocator) before reading.

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use wisp_bench::json::{FindMaxReport, RunReport, Warmup};
 use wisp_bench::plan::{Machines, Model, Plan};
 use wisp_bench::run::{Summary, Swarm};
+use wisp_client::ConnectOptions;
 
 /// Load generator and capacity planner for Wisp.
 ///
@@ -55,6 +56,8 @@ struct RunArgs {
         value_name = "URL[,URL...]"
     )]
     server: Vec<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Users (in circles of six: each talks to five friends)
     #[arg(long, default_value_t = 1000)]
     users: usize,
@@ -101,6 +104,8 @@ struct IdleArgs {
     /// WebSocket URL of the server
     #[arg(long, value_name = "URL")]
     server: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Idle users to hold
     #[arg(long, default_value_t = 1000)]
     users: usize,
@@ -116,6 +121,27 @@ struct IdleArgs {
     /// No progress bars
     #[arg(long)]
     quiet: bool,
+}
+
+// The TLS flag of every subcommand taking --server.
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// For wss:// servers: also trust the CA certificate(s) in this PEM
+    /// file (a self-hosted deployment's own CA), besides the system's
+    /// roots. A refused certificate ends the run with exit code 3
+    #[arg(long, env = "WISP_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The connect options every connection of the run shares (one TLS
+    /// configuration for all).
+    fn options(&self) -> anyhow::Result<ConnectOptions> {
+        Ok(match &self.ca_cert {
+            Some(path) => ConnectOptions::new().with_ca_file(path)?,
+            None => ConnectOptions::new(),
+        })
+    }
 }
 
 // The flags of `wisp-bench plan`.
@@ -200,7 +226,8 @@ struct Outcome {
 /// `wisp-bench run`: the swarm, its warm-up, then one measured phase or
 /// the search for the highest rate held.
 async fn run_swarm(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut swarm = Swarm::start(&args.server, args.users, args.e2e, args.quiet).await?;
+    let options = args.tls.options()?;
+    let mut swarm = Swarm::start(&args.server, &options, args.users, args.e2e, args.quiet).await?;
     let warmup = warm_up(&mut swarm, &args).await?;
     let outcome = if args.find_max {
         find_max(&mut swarm, &args, warmup).await?
@@ -301,6 +328,7 @@ async fn find_max(
 async fn idle(args: IdleArgs) -> anyhow::Result<ExitCode> {
     let summary = wisp_bench::idle::idle(
         &args.server,
+        &args.tls.options()?,
         args.users,
         args.server_pid,
         Duration::from_secs(args.hold),

@@ -28,7 +28,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use wisp_client::{
-    Client, ClientError, ClientMsgId, ErrorCode, Events, Identity, LocalState, ServerEvent, UserId,
+    Client, ClientError, ClientMsgId, ConnectOptions, ErrorCode, Events, Identity, LocalState,
+    ServerEvent, UserId,
 };
 use wisp_proto::frames::sealed::Kind;
 use wisp_proto::frames::{Sealed, Text};
@@ -231,8 +232,8 @@ where
 }
 
 /// Connects to `url`, saying what failed.
-async fn connect(url: &str) -> anyhow::Result<(Client, Events)> {
-    Client::connect(url)
+async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<(Client, Events)> {
+    Client::connect_with(url, options)
         .await
         .map_err(|e| explain(e, &format!("connecting to {url}")))
 }
@@ -243,12 +244,13 @@ async fn connect(url: &str) -> anyhow::Result<(Client, Events)> {
 /// `servers[i % servers.len()]`.
 pub async fn register(
     servers: &[String],
+    options: &ConnectOptions,
     users: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<Identity>> {
     let workers = SETUP_PARALLELISM.min(users).max(1);
     let batches: Vec<Vec<(usize, Identity)>> = stream::iter(0..workers)
-        .map(|worker| register_batch(servers, (worker..users).step_by(workers), bar))
+        .map(|worker| register_batch(servers, options, (worker..users).step_by(workers), bar))
         .buffer_unordered(workers)
         .try_collect()
         .await?;
@@ -264,6 +266,7 @@ pub async fn register(
 /// keeping one connection per node.
 async fn register_batch(
     servers: &[String],
+    options: &ConnectOptions,
     indices: impl Iterator<Item = usize>,
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<(usize, Identity)>> {
@@ -273,7 +276,7 @@ async fn register_batch(
         let node = i % servers.len();
         let client = match connections.entry(node) {
             Entry::Occupied(slot) => slot.into_mut(),
-            Entry::Vacant(slot) => slot.insert(connect(&servers[node]).await?.0),
+            Entry::Vacant(slot) => slot.insert(connect(&servers[node], options).await?.0),
         };
         let identity = Identity::generate();
         client
@@ -290,6 +293,7 @@ async fn register_batch(
 /// of its own.
 async fn log_in(
     servers: &[String],
+    options: &ConnectOptions,
     identities: Vec<Identity>,
     quiet: bool,
 ) -> anyhow::Result<Vec<(Identity, Client, Events)>> {
@@ -297,7 +301,7 @@ async fn log_in(
     let jobs = identities.into_iter().enumerate().map(|(i, identity)| {
         let url = &servers[i % servers.len()];
         async move {
-            let (mut client, events) = connect(url).await?;
+            let (mut client, events) = connect(url, options).await?;
             let name = client.server_name().to_owned();
             client
                 .login(&identity, &name)
@@ -380,13 +384,15 @@ impl std::fmt::Debug for Swarm {
 
 impl Swarm {
     /// Registers `users` users, befriends them in circles of six, and logs
-    /// each in on one of `servers` (round robin).
+    /// each in on one of `servers` (round robin), every connection with
+    /// `options` (a CA to trust for `wss://`).
     ///
     /// With `e2e`, every user also publishes one-time keys and opens an Olm
     /// session with each friend, and every message is encrypted and
     /// decrypted for real.
     pub async fn start(
         servers: &[String],
+        options: &ConnectOptions,
         users: usize,
         e2e: bool,
         quiet: bool,
@@ -398,9 +404,9 @@ impl Swarm {
             bail!("a swarm needs at least 2 users (they message each other)");
         }
         let bar = progress(quiet, users as u64, "registering");
-        let identities = register(servers, users, &bar).await?;
+        let identities = register(servers, options, users, &bar).await?;
         bar.finish();
-        let logged_in = log_in(servers, identities, quiet).await?;
+        let logged_in = log_in(servers, options, identities, quiet).await?;
         let ids: Vec<UserId> = logged_in
             .iter()
             .map(|(identity, ..)| identity.user_id())

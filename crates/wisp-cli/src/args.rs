@@ -19,8 +19,14 @@ pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:7700";
 The passphrase that protects your keys is read from WISP_PASSPHRASE when set;
 otherwise you are asked for it (input hidden).
 
-Exit codes: 0 success; 1 refused by the server or failed; 2 bad usage;
-3 server unreachable or connection lost; 4 key store problem (no identity,
+A wss:// server is reached over TLS, trusting the system's root
+certificates, plus --ca-cert FILE (or WISP_CA_CERT) for a deployment with
+its own CA; a certificate that is untrusted, expired or for another name
+is refused (exit code 3), never retried in plain text.
+
+Exit codes: 0 success; 1 refused by the server or failed (also: an
+unreadable or invalid --ca-cert file); 2 bad usage; 3 server unreachable,
+its certificate refused, or connection lost; 4 key store problem (no identity,
 wrong passphrase); 5 a friend's key is forged (not signed by their identity:
 someone may be intercepting; nothing was sent; compare the safety number
 with `wisp verify ID`)."
@@ -34,6 +40,11 @@ pub struct Cli {
     /// Server to talk to
     #[arg(long, env = "WISP_SERVER", global = true, value_name = "URL", default_value = DEFAULT_SERVER)]
     pub server: String,
+
+    /// For a wss:// server: also trust the CA certificate(s) in this PEM
+    /// file (a self-hosted deployment's own CA), besides the system's roots
+    #[arg(long, env = "WISP_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -49,11 +60,13 @@ pub enum Command {
     Id,
     /// Print your invitation link and its QR code (works offline)
     ///
-    /// The first line is the link wisp://add/<your id>; below it, the same
-    /// link as a QR code to scan. Whoever gets it adds you with
-    /// `wisp friend add <link>`.
+    /// The first line is the link wisp://add/<your id>/<token>; below it,
+    /// the same link as a QR code to scan. Whoever gets it adds you with
+    /// `wisp friend add <link>`. The token, signed by your identity key,
+    /// lets their request through for 30 days even if strangers filled
+    /// your pending requests.
     Invite {
-        /// Print one JSON object instead: {"id", "link"}
+        /// Print one JSON object instead: {"id", "link", "expires_unix_ms"}
         #[arg(long)]
         json: bool,
     },
@@ -130,8 +143,10 @@ pub enum FriendCommand {
     /// Ask someone to be your friend (becomes a friendship at once if they
     /// asked you too)
     Add {
-        /// Their user id, or their invitation link wisp://add/<ID> (see
-        /// `wisp invite`)
+        /// Their user id, or their invitation link wisp://add/<ID>/<TOKEN>
+        /// (see `wisp invite`). The server answers alike whether or not the
+        /// id is registered: a mistyped id just stays pending until the
+        /// request expires (7 days)
         id: String,
     },
     /// Accept a friend request

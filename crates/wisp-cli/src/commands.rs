@@ -6,10 +6,11 @@ use serde_json::json;
 use std::time::Duration;
 
 use wisp_client::{
-    Client, ClientError, ErrorCode, Event, Identity, KdfParams, KeyStore, KeyStoreError,
-    LocalState, Messenger, SafetyNumber, UnixMillis, UserId, invitation_link, parse_invitation,
+    Client, ClientError, ConnectOptions, ErrorCode, Event, Identity, Invitation, InvitationToken,
+    KdfParams, KeyStore, KeyStoreError, LocalState, Messenger, SafetyNumber, UnixMillis, UserId,
+    now_ms, parse_invitation, parse_invitation_link, signed_invitation_link,
 };
-use wisp_proto::limits::MAX_MESSAGE_TTL;
+use wisp_proto::limits::{FRIEND_REQUEST_LIFETIME, INVITATION_LIFETIME, MAX_MESSAGE_TTL};
 use zeroize::Zeroizing;
 
 use crate::args::{Cli, Command, FriendCommand};
@@ -18,8 +19,9 @@ use crate::output::{CliError, json_line};
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let home = home_dir(cli.home)?;
+    let remote = Remote::new(cli.server, cli.ca_cert);
     match cli.command {
-        Command::Register => register(&home, &cli.server).await,
+        Command::Register => register(&home, &remote).await,
         Command::Id => {
             let state = peek_store(&home).await?;
             println!("{}", state.identity.user_id());
@@ -37,33 +39,68 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            verify(&home, &cli.server, &id, change, json).await
+            verify(&home, &remote, &id, change, json).await
         }
-        Command::Friend(command) => friend(&home, &cli.server, command).await,
+        Command::Friend(command) => friend(&home, &remote, command).await,
         Command::Send {
             id,
             text,
             ttl,
             view,
-        } => send(&home, &cli.server, &id, &text, ttl, view).await,
-        Command::Recv { wait, json } => recv(&home, &cli.server, wait, json).await,
-        Command::Chat { id, view, ttl } => chat(&home, &cli.server, id.as_deref(), view, ttl).await,
+        } => send(&home, &remote, &id, &text, ttl, view).await,
+        Command::Recv { wait, json } => recv(&home, &remote, wait, json).await,
+        Command::Chat { id, view, ttl } => chat(&home, &remote, id.as_deref(), view, ttl).await,
     }
 }
 
-async fn messenger(home: &std::path::Path, server: &str) -> Result<Messenger, CliError> {
+/// The server to talk to: its URL, and what to trust for `wss://`. The CA
+/// file is read when a command first connects, so commands that work
+/// offline (`id`, `invite`) do not depend on it.
+#[derive(Debug)]
+pub struct Remote {
+    url: String,
+    ca_cert: Option<PathBuf>,
+    options: std::sync::OnceLock<ConnectOptions>,
+}
+
+impl Remote {
+    /// The server at `url`, trusting the system's roots and the CA
+    /// certificates in the PEM file `ca_cert` if given.
+    pub fn new(url: String, ca_cert: Option<PathBuf>) -> Self {
+        Self {
+            url,
+            ca_cert,
+            options: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The connect options, built once (every connection of the command,
+    /// and every reconnect of the chat, shares its TLS configuration).
+    fn options(&self) -> Result<&ConnectOptions, CliError> {
+        if let Some(options) = self.options.get() {
+            return Ok(options);
+        }
+        let options = match &self.ca_cert {
+            Some(path) => ConnectOptions::new().with_ca_file(path)?,
+            None => ConnectOptions::new(),
+        };
+        Ok(self.options.get_or_init(|| options))
+    }
+}
+
+async fn messenger(home: &std::path::Path, server: &Remote) -> Result<Messenger, CliError> {
     let (store, state) = open_store(home).await?;
     if state.server_name.is_none() {
         return Err(CliError::failed(
             "this identity is not registered yet; run `wisp register` first",
         ));
     }
-    Ok(Messenger::connect(server, store, state).await?)
+    Ok(Messenger::connect_with(&server.url, server.options()?, store, state).await?)
 }
 
 async fn send(
     home: &std::path::Path,
-    server: &str,
+    server: &Remote,
     to: &str,
     text: &str,
     ttl: u64,
@@ -84,7 +121,7 @@ async fn send(
 
 async fn chat(
     home: &std::path::Path,
-    server: &str,
+    server: &Remote,
     open: Option<&str>,
     view: u64,
     ttl: u64,
@@ -96,7 +133,12 @@ async fn chat(
     crate::chat::run(messenger, open, ttl, view).await
 }
 
-async fn recv(home: &std::path::Path, server: &str, wait: u64, json: bool) -> Result<(), CliError> {
+async fn recv(
+    home: &std::path::Path,
+    server: &Remote,
+    wait: u64,
+    json: bool,
+) -> Result<(), CliError> {
     let mut messenger = messenger(home, server).await?;
     // Until the mailbox is drained, wait as long as it takes (bounded by
     // the request timeout of the connection); then `wait` seconds more.
@@ -236,7 +278,7 @@ async fn unlock_with<T: Send + 'static>(
         .map_err(CliError::from)
 }
 
-async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> {
+async fn register(home: &std::path::Path, server: &Remote) -> Result<(), CliError> {
     let (store, mut state) = if KeyStore::exists_in(home) {
         open_store(home).await?
     } else {
@@ -258,7 +300,7 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
             "this identity is already registered (id {id}, server \"{name}\"); nothing to do"
         )));
     }
-    let (client, _events) = Client::connect(server).await?;
+    let (client, _events) = Client::connect_with(&server.url, server.options()?).await?;
     match client.register(&state.identity).await {
         Ok(_) => {}
         // Registration proves possession of the private key, so keys that
@@ -275,7 +317,7 @@ async fn register(home: &std::path::Path, server: &str) -> Result<(), CliError> 
     drop(client);
     // Log in once to put one-time keys on the server, so friends can start
     // end-to-end sessions with us while we are away.
-    Messenger::connect(server, store, state).await?;
+    Messenger::connect_with(&server.url, server.options()?, store, state).await?;
     eprintln!("registered with server \"{server_name}\"; your id:");
     println!("{id}");
     Ok(())
@@ -288,13 +330,13 @@ async fn peek_store(home: &std::path::Path) -> Result<LocalState, CliError> {
 }
 
 /// Connects and logs in with the identity in `state`.
-async fn logged_in(state: &LocalState, server: &str) -> Result<Client, CliError> {
+async fn logged_in(state: &LocalState, server: &Remote) -> Result<Client, CliError> {
     let Some(pinned) = state.server_name.as_deref() else {
         return Err(CliError::failed(
             "this identity is not registered yet; run `wisp register` first",
         ));
     };
-    let (mut client, _events) = Client::connect(server).await?;
+    let (mut client, _events) = Client::connect_with(&server.url, server.options()?).await?;
     client.login(&state.identity, pinned).await?;
     Ok(client)
 }
@@ -302,24 +344,39 @@ async fn logged_in(state: &LocalState, server: &str) -> Result<Client, CliError>
 /// `wisp invite`: the user's id as a link and a QR code; needs only the
 /// local identity.
 async fn invite(home: &std::path::Path, json: bool) -> Result<(), CliError> {
-    let id = peek_store(home).await?.identity.user_id();
-    let link = invitation_link(id);
+    let state = peek_store(home).await?;
+    let id = state.identity.user_id();
+    let lifetime = i64::try_from(INVITATION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+    let expires = UnixMillis(now_ms().0.saturating_add(lifetime));
+    let token = state
+        .identity
+        .sign_invitation(expires)
+        .map_err(|e| CliError::failed(format!("cannot sign an invitation: no randomness: {e}")))?;
+    let link = signed_invitation_link(id, &token);
     if json {
-        json_line(&json!({ "id": id.to_string(), "link": link }));
+        json_line(&json!({
+            "id": id.to_string(),
+            "link": link,
+            "expires_unix_ms": expires.0,
+        }));
         return Ok(());
     }
     // Upper case codes in QR's compact alphanumeric mode; the link reads
     // back in either case.
     let code = crate::qr::render(&link.to_ascii_uppercase())?;
     print!("{link}\n{code}");
-    eprintln!("whoever has this link or scans the code adds you with `wisp friend add <link>`");
+    eprintln!(
+        "whoever has this link or scans the code adds you with `wisp friend add <link>`; \
+         for {} days their request gets through even if strangers filled your requests",
+        INVITATION_LIFETIME.as_secs() / 86_400
+    );
     Ok(())
 }
 
 /// `wisp verify`: the safety number with a friend, and their verified mark.
 async fn verify(
     home: &std::path::Path,
-    server: &str,
+    server: &Remote,
     friend: &str,
     change: Option<bool>,
     json: bool,
@@ -423,17 +480,25 @@ fn parse_id(text: &str) -> Result<UserId, CliError> {
 /// `wisp friend ...`: a change to a relationship, or one of the lists.
 async fn friend(
     home: &std::path::Path,
-    server: &str,
+    server: &Remote,
     command: FriendCommand,
 ) -> Result<(), CliError> {
     // Check the argument before asking for a passphrase or connecting.
     let change = FriendChange::of(&command)?;
+    let token = match &command {
+        FriendCommand::Add { id } => {
+            parse_invitation_link(id)
+                .map_err(|e| CliError::failed(e.to_string()))?
+                .token
+        }
+        _ => None,
+    };
     // Read without locking, so these work beside `wisp chat`.
     let secret = store_passphrase(home)?;
     let state = unlock_with(home, &secret, KeyStore::peek).await?;
     let client = logged_in(&state, server).await?;
     if let Some((change, id)) = change {
-        let done = change.apply(&client, id).await?;
+        let done = change.apply(&client, id, token).await?;
         if change.drops_mark() && state.is_verified(&id) {
             forget_verified(home, &secret, id).await;
         }
@@ -486,13 +551,24 @@ impl FriendChange {
     }
 
     /// Asks the server for the change with `id`; says what happened.
-    async fn apply(self, client: &Client, id: UserId) -> Result<String, CliError> {
+    async fn apply(
+        self,
+        client: &Client,
+        id: UserId,
+        token: Option<InvitationToken>,
+    ) -> Result<String, CliError> {
         Ok(match self {
             Self::Add => {
-                if client.request_friend(id).await? {
+                let invitation = Invitation { user: id, token };
+                if client.request_friend_invited(&invitation).await? {
                     format!("you are now friends with {id}")
                 } else {
-                    format!("friend request sent to {id}")
+                    // The server answers alike whether or not the id is
+                    // registered, so this says nothing about who holds it.
+                    format!(
+                        "friend request sent to {id}; it waits for their answer for {} days",
+                        FRIEND_REQUEST_LIFETIME.as_secs() / 86_400
+                    )
                 }
             }
             Self::Accept => {

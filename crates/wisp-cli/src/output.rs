@@ -7,7 +7,8 @@ use wisp_client::{ClientError, E2eError, KeyStoreError, UserId};
 
 /// Refused by the server, or failed.
 pub const EXIT_FAILURE: u8 = 1;
-/// Server unreachable or connection lost.
+/// Server unreachable (also: its TLS certificate refused) or connection
+/// lost.
 pub const EXIT_UNREACHABLE: u8 = 3;
 /// Key store problem.
 pub const EXIT_KEYSTORE: u8 = 4;
@@ -74,9 +75,10 @@ impl From<ClientError> for CliError {
             return Self::forged_key(friend);
         }
         let exit_code = match &error {
-            ClientError::Connect { .. } | ClientError::Closed(_) | ClientError::Timeout(_) => {
-                EXIT_UNREACHABLE
-            }
+            ClientError::Connect { .. }
+            | ClientError::Certificate { .. }
+            | ClientError::Closed(_)
+            | ClientError::Timeout(_) => EXIT_UNREACHABLE,
             ClientError::KeyStore(_) => EXIT_KEYSTORE,
             _ => EXIT_FAILURE,
         };

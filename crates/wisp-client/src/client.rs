@@ -3,17 +3,20 @@
 //! the [`Events`] stream of [`ServerEvent`]s the server pushes.
 
 use tokio::sync::mpsc;
-use wisp_core::{Delivery, Identity};
+use wisp_core::{Delivery, Identity, Invitation};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
     Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
     LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, UploadKeys,
 };
 use wisp_proto::server_frame::Body as Reply;
-use wisp_proto::{ClientMsgId, FriendAction, MessageId, PROTOCOL_VERSION, UnixMillis, UserId};
+use wisp_proto::{
+    ClientMsgId, FriendAction, InvitationToken, MessageId, PROTOCOL_VERSION, UnixMillis, UserId,
+};
 
 use crate::connection::{Connection, Push};
 use crate::error::ClientError;
+use crate::tls::ConnectOptions;
 
 /// Something the server told us without being asked: what the transport
 /// (a [`Client`]'s [`Events`]) carries. A [`Messenger`](crate::Messenger)
@@ -179,20 +182,31 @@ fn user_from(bytes: &[u8]) -> Result<UserId, ClientError> {
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:7700`) and exchanges protocol
-    /// versions.
+    /// Connects to `url` (e.g. `ws://127.0.0.1:7700`, or
+    /// `wss://chat.example.org` trusting the system's roots) and exchanges
+    /// protocol versions.
     pub async fn connect(url: &str) -> Result<(Self, Events), ClientError> {
-        Self::connect_from(url, None).await
+        Self::connect_with(url, &ConnectOptions::new()).await
     }
 
     /// Like [`Client::connect`], leaving from the local address `local`
-    /// when given (a `ws://` URL only), for load generators that spread
-    /// many connections over several loopback addresses.
+    /// when given, for load generators that spread many connections over
+    /// several loopback addresses.
     pub async fn connect_from(
         url: &str,
         local: Option<std::net::IpAddr>,
     ) -> Result<(Self, Events), ClientError> {
-        let (connection, pushes) = Connection::open(url, local).await?;
+        Self::connect_with(url, &ConnectOptions::new().from_address(local)).await
+    }
+
+    /// Like [`Client::connect`], with `options`: a self-hosted deployment's
+    /// CA to trust for `wss://`, a local address. A refused certificate is
+    /// [`ClientError::Certificate`].
+    pub async fn connect_with(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<(Self, Events), ClientError> {
+        let (connection, pushes) = Connection::open(url, options).await?;
         let reply = connection
             .request(Request::Hello(Hello {
                 protocol_version: PROTOCOL_VERSION,
@@ -306,11 +320,23 @@ impl Client {
     }
 
     async fn friend_op(&self, action: FriendAction, other: UserId) -> Result<bool, ClientError> {
+        self.friend_op_with(action, other, None).await
+    }
+
+    async fn friend_op_with(
+        &self,
+        action: FriendAction,
+        other: UserId,
+        invitation: Option<&InvitationToken>,
+    ) -> Result<bool, ClientError> {
         let reply = self
             .connection
             .request(Request::FriendOp(FriendOp {
                 action: action as i32,
                 user_id: other.to_vec(),
+                invitation: invitation
+                    .map(|t| t.to_bytes().to_vec())
+                    .unwrap_or_default(),
             }))
             .await?;
         match reply {
@@ -323,6 +349,22 @@ impl Client {
     /// once (they had asked you too).
     pub async fn request_friend(&self, to: UserId) -> Result<bool, ClientError> {
         self.friend_op(FriendAction::Request, to).await
+    }
+
+    /// Asks the user `invitation` names to be friends, with its token when
+    /// it has one: a request made with a valid invitation gets through even
+    /// when strangers filled that user's pending requests. Returns true if
+    /// that made you friends at once.
+    pub async fn request_friend_invited(
+        &self,
+        invitation: &Invitation,
+    ) -> Result<bool, ClientError> {
+        self.friend_op_with(
+            FriendAction::Request,
+            invitation.user,
+            invitation.token.as_ref(),
+        )
+        .await
     }
 
     /// Accepts `from`'s request.

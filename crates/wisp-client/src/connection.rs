@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wisp_proto::client_frame::Body as Request;
@@ -19,6 +20,7 @@ use wisp_proto::{
 };
 
 use crate::error::ClientError;
+use crate::tls::{ConnectOptions, certificate_problem};
 
 /// How long a request waits for its reply.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,14 +69,14 @@ struct Reader {
 
 impl Connection {
     /// Connects; returns the connection and the receiver of pushes. With
-    /// `local`, the TCP connection leaves from that address (a plain `ws://`
-    /// URL only): a load generator spreads many connections over several
-    /// loopback addresses when one runs out of ports.
+    /// a local address in `options`, the TCP connection leaves from it: a
+    /// load generator spreads many connections over several loopback
+    /// addresses when one runs out of ports.
     pub(crate) async fn open(
         url: &str,
-        local: Option<std::net::IpAddr>,
+        options: &ConnectOptions,
     ) -> Result<(Self, mpsc::Receiver<Push>), ClientError> {
-        let socket = connect(url, local).await?;
+        let socket = connect(url, options).await?;
         let (sink, stream) = socket.split();
         let (outbound, outbound_rx) = mpsc::channel::<Message>(64);
         let (push_tx, push_rx) = mpsc::channel(EVENT_QUEUE);
@@ -149,8 +151,9 @@ impl Connection {
     }
 }
 
-/// Opens the WebSocket to `url`, from the local address `local` if given.
-async fn connect(url: &str, local: Option<std::net::IpAddr>) -> Result<Socket, ClientError> {
+/// Opens the WebSocket to `url`: plain for `ws://`, TLS for `wss://`
+/// (never plain), from the local address in `options` if given.
+async fn connect(url: &str, options: &ConnectOptions) -> Result<Socket, ClientError> {
     // Read in small chunks: the default 128 KiB buffer is zeroed before
     // every read, far more work than a chat frame.
     let config = WebSocketConfig::default()
@@ -161,30 +164,81 @@ async fn connect(url: &str, local: Option<std::net::IpAddr>) -> Result<Socket, C
         url: url.to_owned(),
         reason,
     };
-    let Some(local) = local else {
-        return tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map(|(socket, _)| socket)
-            .map_err(|e| failed(e.to_string()));
+    let scheme = Scheme::of(url).map_err(failed)?;
+    let connector = match scheme {
+        Scheme::Plain => Connector::Plain,
+        Scheme::Tls => Connector::Rustls(options.tls_config()?),
     };
-    let stream = connect_tcp_from(url, local).await.map_err(failed)?;
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+    let refused = |error: tokio_tungstenite::tungstenite::Error| match certificate_problem(&error) {
+        Some(problem) => ClientError::Certificate {
+            url: url.to_owned(),
+            problem,
+        },
+        None => failed(error.to_string()),
+    };
+    let Some(local) = options.local() else {
+        return tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            Some(config),
+            true,
+            Some(connector),
+        )
         .await
         .map(|(socket, _)| socket)
-        .map_err(|e| failed(e.to_string()))
+        .map_err(refused);
+    };
+    let stream = connect_tcp_from(url, scheme, local).await.map_err(failed)?;
+    tokio_tungstenite::client_async_tls_with_config(url, stream, Some(config), Some(connector))
+        .await
+        .map(|(socket, _)| socket)
+        .map_err(refused)
 }
 
-/// A TCP connection to a `ws://` URL's host that leaves from `local`.
+/// Whether a URL asks for TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Plain,
+    Tls,
+}
+
+impl Scheme {
+    fn of(url: &str) -> Result<Self, String> {
+        let lower = url.get(..6).unwrap_or(url).to_ascii_lowercase();
+        if lower.starts_with("wss://") {
+            Ok(Scheme::Tls)
+        } else if lower.starts_with("ws://") {
+            Ok(Scheme::Plain)
+        } else {
+            Err("the server URL must start with ws:// or wss://".to_owned())
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Plain => 80,
+            Scheme::Tls => 443,
+        }
+    }
+}
+
+/// A TCP connection to a URL's host that leaves from `local`.
 async fn connect_tcp_from(
     url: &str,
+    scheme: Scheme,
     local: std::net::IpAddr,
 ) -> Result<tokio::net::TcpStream, String> {
-    let authority = url
-        .strip_prefix("ws://")
-        .and_then(|rest| rest.split('/').next())
-        .ok_or_else(|| "a local address needs a ws:// URL".to_owned())?;
-    let remote = tokio::net::lookup_host(authority)
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    // "host:port", "[v6]:port", or either without a port.
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.contains(']') && !host.is_empty() && port.parse::<u16>().is_ok()
+    });
+    let authority = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", scheme.default_port())
+    };
+    let remote = tokio::net::lookup_host(authority.as_str())
         .await
         .map_err(|e| e.to_string())?
         .find(|addr| addr.is_ipv4() == local.is_ipv4())

@@ -22,6 +22,19 @@ pub enum ClientError {
         /// Why it failed.
         reason: String,
     },
+    /// The server's TLS certificate was refused (`wss://`): nothing was
+    /// sent, and nothing falls back to plain text. Front ends treat it as
+    /// "unreachable", and show the problem, which says what to do.
+    #[error("cannot connect to {url}: {problem}")]
+    Certificate {
+        /// Where we tried.
+        url: String,
+        /// What is wrong with the certificate.
+        problem: CertificateProblem,
+    },
+    /// A CA certificate given to trust (a file or PEM text) is unusable.
+    #[error("bad CA certificate: {0}")]
+    CaCert(String),
     /// The connection ended before the reply came.
     #[error("the server closed the connection{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed(Option<String>),
@@ -65,6 +78,38 @@ pub enum ClientError {
     E2e(#[from] E2eError),
 }
 
+/// Why a server's TLS certificate was refused; each message says what is
+/// wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Not signed by a trusted CA (a self-hosted deployment's own CA, not
+    /// given, or a forgery).
+    #[error(
+        "the server's certificate is not trusted (unknown issuer); if this is your own deployment, pass its CA certificate with --ca-cert FILE (or WISP_CA_CERT)"
+    )]
+    Untrusted,
+    /// Past its end date.
+    #[error(
+        "the server's certificate has expired; its operator must renew it (or this computer's clock is wrong)"
+    )]
+    Expired,
+    /// Before its start date.
+    #[error("the server's certificate is not valid yet; check this computer's clock")]
+    NotYetValid,
+    /// Issued for other names than the one in the URL.
+    #[error(
+        "the server's certificate is not valid for this host name; connect with a name it was issued for"
+    )]
+    WrongName,
+    /// Revoked by its CA.
+    #[error("the server's certificate has been revoked; its operator must replace it")]
+    Revoked,
+    /// Any other defect, as rustls describes it.
+    #[error("the server's certificate is invalid: {0}")]
+    Invalid(String),
+}
+
 impl From<wisp_core::PowError> for ClientError {
     fn from(error: wisp_core::PowError) -> Self {
         match error {
@@ -81,6 +126,15 @@ impl ClientError {
     pub fn forged_key(&self) -> Option<wisp_proto::UserId> {
         match self {
             ClientError::E2e(E2eError::ForgedKey(friend)) => Some(*friend),
+            _ => None,
+        }
+    }
+
+    /// What is wrong with the server's certificate, if that is why the
+    /// connection failed.
+    pub fn certificate_problem(&self) -> Option<&CertificateProblem> {
+        match self {
+            ClientError::Certificate { problem, .. } => Some(problem),
             _ => None,
         }
     }

@@ -15,6 +15,9 @@
 //!   and the [`Event`]s it tells the application.
 //! - [`keystore`]: [`KeyStore`], the file that keeps the [`LocalState`]
 //!   sealed at rest: path, lock, atomic writes.
+//! - [`tls`]: [`ConnectOptions`], what a `wss://` connection trusts (the
+//!   system's roots, plus a self-hosted deployment's CA) and the local
+//!   address; certificate problems become [`CertificateProblem`]s.
 //! - [`error`]: the SDK's error type, [`ClientError`]; the core's
 //!   [`E2eError`] reaches callers as itself ([`ClientError::E2e`]).
 //! - From [`wisp_core`]: [`Identity`], [`LocalState`], [`e2e`],
@@ -88,16 +91,20 @@ mod connection;
 pub mod error;
 pub mod keystore;
 pub mod messenger;
+pub mod tls;
 
 pub use wisp_core::{e2e, envelope, identity, invitation, safety, state};
 
 pub use client::{Accepted, Client, Events, FriendInfo, PendingInfo, RequestInfo, ServerEvent};
-pub use error::ClientError;
+pub use error::{CertificateProblem, ClientError};
 pub use keystore::{KeyStore, KeyStoreError};
 pub use messenger::{Event, Messenger, SentMessage, new_client_msg_id, now_ms};
+pub use tls::ConnectOptions;
 pub use wisp_core::{
-    ClientMsgId, Content, Delivery, E2eError, Identity, InvitationError, KdfParams, LocalState,
-    MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId, invitation_link,
-    parse_invitation, safety_number,
+    ClientMsgId, Content, Delivery, E2eError, Identity, Invitation, InvitationError, KdfParams,
+    LocalState, MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId,
+    invitation_link, parse_invitation, parse_invitation_link, safety_number,
+    signed_invitation_link,
 };
 pub use wisp_proto::ErrorCode;
+pub use wisp_proto::InvitationToken;

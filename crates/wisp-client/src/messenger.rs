@@ -37,6 +37,7 @@ use wisp_proto::{ClientMsgId, ErrorCode, MessageId, UnixMillis, UserId};
 use crate::client::{Client, Events, ServerEvent};
 use crate::error::ClientError;
 use crate::keystore::KeyStore;
+use crate::tls::ConnectOptions;
 
 /// What a [`Messenger`] tells the application: decrypted messages, receipts,
 /// expiries, changes to the circle of friends, and the connection's state.
@@ -156,6 +157,8 @@ struct Outgoing {
 #[derive(Debug)]
 pub struct Messenger {
     url: String,
+    /// Kept for reconnects: the same trust (and TLS configuration).
+    options: ConnectOptions,
     client: Client,
     events: Events,
     store: KeyStore,
@@ -205,9 +208,21 @@ impl Messenger {
         store: KeyStore,
         state: LocalState,
     ) -> Result<Self, ClientError> {
-        let (client, events) = login(url, &state).await?;
+        Self::connect_with(url, &ConnectOptions::new(), store, state).await
+    }
+
+    /// Like [`Messenger::connect`], with `options` (a CA to trust for
+    /// `wss://`), which every reconnect uses too.
+    pub async fn connect_with(
+        url: &str,
+        options: &ConnectOptions,
+        store: KeyStore,
+        state: LocalState,
+    ) -> Result<Self, ClientError> {
+        let (client, events) = login(url, options, &state).await?;
         let mut messenger = Self {
             url: url.to_owned(),
+            options: options.clone(),
             client,
             events,
             store,
@@ -333,7 +348,7 @@ impl Messenger {
     /// drop, [`Event::Reconnected`] is queued for it, whichever path (the
     /// event loop or a send) reconnected.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
-        let (client, events) = login(&self.url, &self.state).await?;
+        let (client, events) = login(&self.url, &self.options, &self.state).await?;
         self.client = client;
         self.events = events;
         if self.disconnected {
@@ -723,13 +738,17 @@ impl Messenger {
     }
 }
 
-async fn login(url: &str, state: &LocalState) -> Result<(Client, Events), ClientError> {
+async fn login(
+    url: &str,
+    options: &ConnectOptions,
+    state: &LocalState,
+) -> Result<(Client, Events), ClientError> {
     let Some(pinned) = state.server_name.as_deref() else {
         return Err(ClientError::Protocol(
             "this identity is not registered yet; register it first".into(),
         ));
     };
-    let (mut client, events) = Client::connect(url).await?;
+    let (mut client, events) = Client::connect_with(url, options).await?;
     client.login(&state.identity, pinned).await?;
     Ok((client, events))
 }

@@ -68,7 +68,7 @@ pub enum EnvelopeError {
     NoRandomness(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Header {
     format: String,
     version: u32,
@@ -77,7 +77,7 @@ struct Header {
     salt: Vec<u8>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Envelope {
     #[serde(flatten)]
     header: Header,
@@ -100,6 +100,53 @@ impl std::fmt::Debug for EnvelopeKey {
         f.debug_struct("EnvelopeKey")
             .field("kdf", &self.header.kdf)
             .finish_non_exhaustive()
+    }
+}
+
+/// Sealed bytes read but not opened: everything about them that can be
+/// checked without the passphrase (format, version, nonce, and key
+/// derivation parameters this client allows), so a front end can refuse a
+/// hostile key store before it spends a second or a gigabyte on Argon2id.
+/// `Debug` shows the parameters only.
+#[derive(PartialEq, Eq)]
+pub struct SealedEnvelope(Envelope);
+
+impl std::fmt::Debug for SealedEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedEnvelope")
+            .field("kdf", &self.0.header.kdf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedEnvelope {
+    /// Reads and checks `sealed`.
+    pub fn read(sealed: &[u8]) -> Result<Self, EnvelopeError> {
+        let unreadable = EnvelopeError::Unreadable;
+        let envelope: Envelope =
+            serde_json::from_slice(sealed).map_err(|e| unreadable(e.to_string()))?;
+        if envelope.header.format != FORMAT || envelope.header.version != VERSION {
+            return Err(unreadable(format!(
+                "format {} version {}",
+                envelope.header.format, envelope.header.version
+            )));
+        }
+        if envelope.nonce.len() != NONCE_BYTES {
+            return Err(unreadable("bad nonce length".into()));
+        }
+        argon2_params(envelope.header.kdf)?;
+        Ok(Self(envelope))
+    }
+
+    /// The key derivation it asks for.
+    pub fn kdf(&self) -> KdfParams {
+        self.0.header.kdf
+    }
+
+    /// The bytes [`EnvelopeKey::seal`] would write for it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain strings, numbers and byte fields cannot fail.
+        serde_json::to_vec_pretty(&self.0).unwrap_or_default()
     }
 }
 
@@ -128,20 +175,12 @@ impl EnvelopeKey {
         passphrase: &str,
         sealed: &[u8],
     ) -> Result<(Self, Zeroizing<Vec<u8>>), EnvelopeError> {
-        let unreadable = EnvelopeError::Unreadable;
-        let envelope: Envelope =
-            serde_json::from_slice(sealed).map_err(|e| unreadable(e.to_string()))?;
-        if envelope.header.format != FORMAT || envelope.header.version != VERSION {
-            return Err(unreadable(format!(
-                "format {} version {}",
-                envelope.header.format, envelope.header.version
-            )));
-        }
+        let SealedEnvelope(envelope) = SealedEnvelope::read(sealed)?;
         let nonce: [u8; NONCE_BYTES] = envelope
             .nonce
             .as_slice()
             .try_into()
-            .map_err(|_| unreadable("bad nonce length".into()))?;
+            .map_err(|_| EnvelopeError::Unreadable("bad nonce length".into()))?;
         let key = derive_key(passphrase, &envelope.header)?;
         let aad = associated_data(&envelope.header);
         let cipher = XChaCha20Poly1305::new(&(*key).into());
@@ -203,15 +242,19 @@ fn associated_data(header: &Header) -> Vec<u8> {
     .into_bytes()
 }
 
-fn derive_key(passphrase: &str, header: &Header) -> Result<Zeroizing<[u8; 32]>, EnvelopeError> {
-    let kdf = header.kdf;
+/// The Argon2id parameters for `kdf`, if this client allows them.
+fn argon2_params(kdf: KdfParams) -> Result<argon2::Params, EnvelopeError> {
     if kdf.m_kib > MAX_KDF.m_kib || kdf.t > MAX_KDF.t || kdf.p > MAX_KDF.p {
         return Err(EnvelopeError::Unreadable(format!(
             "key derivation parameters {kdf:?} are beyond what this client allows"
         )));
     }
-    let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))
-        .map_err(|e| EnvelopeError::Unreadable(format!("bad key derivation parameters: {e}")))?;
+    argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))
+        .map_err(|e| EnvelopeError::Unreadable(format!("bad key derivation parameters: {e}")))
+}
+
+fn derive_key(passphrase: &str, header: &Header) -> Result<Zeroizing<[u8; 32]>, EnvelopeError> {
+    let params = argon2_params(header.kdf)?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut key = Zeroizing::new([0u8; 32]);
     argon

@@ -6,7 +6,7 @@
 //! identity key it vouches for.
 
 use vodozemac::olm::{Account, AccountPickle};
-use wisp_proto::{UserId, transcript};
+use wisp_proto::{InvitationToken, UnixMillis, UserId, transcript};
 
 /// This device's identity keys and the id they certify.
 pub struct Identity {
@@ -85,6 +85,25 @@ impl Identity {
         self.account
             .sign(transcript::identity_key(&self.curve25519_key()))
             .to_bytes()
+    }
+
+    /// Makes an invitation token: whoever holds it may ask this user to be
+    /// friends until `expires`, past strangers who filled the pending
+    /// requests (see [`wisp_proto::invitation`]). Needs the OS's randomness
+    /// for its nonce.
+    pub fn sign_invitation(
+        &self,
+        expires: UnixMillis,
+    ) -> Result<InvitationToken, getrandom::Error> {
+        let mut nonce = [0u8; InvitationToken::NONCE_LEN];
+        getrandom::fill(&mut nonce)?;
+        let mut token = InvitationToken {
+            nonce,
+            expires,
+            signature: [0; InvitationToken::SIGNATURE_LEN],
+        };
+        token.signature = self.sign_raw(&token.transcript(self.user_id));
+        Ok(token)
     }
 
     /// Signs the login transcript for `server_name` and the server's nonce.

@@ -39,9 +39,12 @@ pub mod safety;
 pub mod state;
 
 pub use e2e::{E2eError, ONE_TIME_KEY_TARGET, verify_bundle};
-pub use envelope::{EnvelopeError, EnvelopeKey, KdfParams};
+pub use envelope::{EnvelopeError, EnvelopeKey, KdfParams, SealedEnvelope};
 pub use identity::Identity;
-pub use invitation::{INVITATION_PREFIX, InvitationError, invitation_link, parse_invitation};
+pub use invitation::{
+    INVITATION_PREFIX, Invitation, InvitationError, invitation_link, parse_invitation,
+    parse_invitation_link, signed_invitation_link,
+};
 pub use message::{Content, Delivery, Opened, ReceivedMessage, client_msg_id};
 pub use pow::{PowError, solve_registration};
 pub use safety::{SafetyNumber, safety_number};

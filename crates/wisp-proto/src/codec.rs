@@ -5,7 +5,11 @@
 //! parsing we compare the canonical length of what was understood with what
 //! arrived. Proto3 encoders omit default values, so a well-formed frame from
 //! any conforming encoder passes; a frame with extra fields, duplicated
-//! fields or trailing bytes does not.
+//! fields or trailing bytes does not. Nor does one written in any but the
+//! canonical form (fields in number order, booleans as 0 or 1, shortest
+//! varints): each frame has exactly one accepted encoding, the one
+//! [`encode`] writes, so what is decoded, logged, counted or signed is
+//! exactly what arrived.
 
 use prost::Message;
 
@@ -35,6 +39,10 @@ pub enum CodecError {
     /// not understand.
     #[error("frame has no body this protocol version understands")]
     NoBody,
+    /// The frame parsed but is not written in the canonical form (fields
+    /// out of order, a boolean other than 0 or 1, …).
+    #[error("frame is not in canonical form")]
+    NotCanonical,
 }
 
 /// Encodes any frame. Encoding cannot fail for a frame built in memory.
@@ -77,6 +85,11 @@ fn decode_strict<M: Message + Default>(bytes: &[u8]) -> Result<M, CodecError> {
     let understood = frame.encoded_len();
     if understood != bytes.len() {
         return Err(CodecError::UnknownData(bytes.len().abs_diff(understood)));
+    }
+    // Same length, so the same fields: only their order or the way a value
+    // is written can differ.
+    if frame.encode_to_vec() != bytes {
+        return Err(CodecError::NotCanonical);
     }
     Ok(frame)
 }
@@ -128,6 +141,32 @@ mod tests {
         // field 99, varint wire type, value 1
         bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
         assert_eq!(decode_client_frame(&bytes), Err(CodecError::UnknownData(3)));
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_is_accepted() {
+        // request_id 1 written after the body instead of before it.
+        let canonical = encode(&hello());
+        let (id, body) = canonical.split_at(2);
+        let reordered = [body, id].concat();
+        assert_eq!(
+            decode_client_frame(&reordered),
+            Err(CodecError::NotCanonical)
+        );
+        // A boolean written as 0x25 instead of 0x01 (found by fuzzing).
+        let bundle = crate::ServerFrame {
+            request_id: 0,
+            body: Some(crate::server_frame::Body::KeyBundle(
+                crate::frames::KeyBundle {
+                    fallback: true,
+                    ..Default::default()
+                },
+            )),
+        };
+        let mut bytes = encode(&bundle);
+        assert_eq!(bytes.pop(), Some(0x01));
+        bytes.push(0x25);
+        assert_eq!(decode_server_frame(&bytes), Err(CodecError::NotCanonical));
     }
 
     #[test]

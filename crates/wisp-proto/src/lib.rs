@@ -9,6 +9,8 @@
 //!   limit checked before parsing and unknown or trailing data refused.
 //! - [`ids`]: [`UserId`], the self-certifying user id, [`MessageId`],
 //!   [`ClientMsgId`] and [`UnixMillis`].
+//! - [`invitation`]: the token an invitation link carries, signed by the
+//!   inviter, that lets a friend request past strangers.
 //! - [`limits`]: protocol version, frame size and the product's limits
 //!   (20 friends, 60 minutes).
 //! - [`error`]: [`ErrorCode`] helpers: stable names and human text.
@@ -19,6 +21,7 @@
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod invitation;
 pub mod limits;
 pub mod pow;
 pub mod transcript;
@@ -38,4 +41,5 @@ pub mod frames {
 pub use codec::{CodecError, decode_client_frame, decode_server_frame, encode};
 pub use frames::{ClientFrame, ErrorCode, FriendAction, ServerFrame, client_frame, server_frame};
 pub use ids::{ClientMsgId, MessageId, ParseUserIdError, UnixMillis, UserId};
+pub use invitation::{InvitationToken, ParseInvitationTokenError};
 pub use limits::{MAX_FRAME_BYTES, PROTOCOL_VERSION};

@@ -18,6 +18,15 @@ pub const MAX_PENDING_OUTGOING: usize = 20;
 /// The most friend requests a user may have waiting for an answer.
 pub const MAX_PENDING_INCOMING: usize = 50;
 
+/// How long a friend request waits for an answer. Past it, the request is
+/// gone: not listed, not counted against anyone's limits, not acceptable;
+/// the requester may ask again.
+pub const FRIEND_REQUEST_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long an invitation link made by `wisp invite` (or the SDK) lets its
+/// holder's friend request past the strangers' limit.
+pub const INVITATION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// The most users one user may block.
 pub const MAX_BLOCKS: usize = 1000;
 

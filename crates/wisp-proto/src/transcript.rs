@@ -9,6 +9,7 @@ const REGISTER_LABEL: &[u8] = b"wisp-register-v1";
 const LOGIN_LABEL: &[u8] = b"wisp-login-v1";
 const IDENTITY_KEY_LABEL: &[u8] = b"wisp-identity-key-v1";
 const ONE_TIME_KEY_LABEL: &[u8] = b"wisp-one-time-key-v1";
+const INVITATION_LABEL: &[u8] = b"wisp-invitation-v1";
 
 /// What a client signs to register: it proves the client holds the Ed25519
 /// key and vouches for the Curve25519 key registered beside it.
@@ -45,6 +46,16 @@ pub fn one_time_key(public_key: &[u8]) -> Vec<u8> {
     build(ONE_TIME_KEY_LABEL, &[public_key])
 }
 
+/// What a user signs into an invitation link: "whoever holds this may ask
+/// `inviter` to be friends until `expires_unix_ms`". The nonce makes every
+/// invitation distinct.
+pub fn invitation(inviter: &[u8], nonce: &[u8], expires_unix_ms: i64) -> Vec<u8> {
+    build(
+        INVITATION_LABEL,
+        &[inviter, nonce, &expires_unix_ms.to_be_bytes()],
+    )
+}
+
 fn build(label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(label.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
@@ -69,5 +80,10 @@ mod tests {
         assert_ne!(login("a", &nonce), login("b", &nonce));
         assert_ne!(login("ab", &nonce[..31]), login("a", &[b'b'; 32]));
         assert_ne!(login("s", &nonce), registration("s", &nonce, &[], &[]));
+        assert_ne!(invitation(&[1; 20], &nonce[..16], 5), login("", &nonce));
+        assert_ne!(
+            invitation(&[1; 20], &nonce[..16], 5),
+            invitation(&[1; 20], &nonce[..16], 6)
+        );
     }
 }

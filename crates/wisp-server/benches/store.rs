@@ -7,6 +7,9 @@ use wisp_proto::{MessageId, UserId};
 use wisp_server::store::sqlite::SqliteStore;
 use wisp_server::store::{MailboxStore, NewMessage};
 
+/// The per-conversation cap the server applies; bytes unlimited.
+const QUOTA: wisp_server::store::Quota = wisp_server::store::Quota::messages(1000);
+
 fn lifecycle(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -40,7 +43,7 @@ fn lifecycle(c: &mut Criterion) {
                             sent_at: now,
                             expires_at: now.plus(std::time::Duration::from_secs(3600)),
                         },
-                        1000,
+                        &QUOTA,
                     )
                     .await
                     .unwrap();
@@ -72,7 +75,7 @@ fn lifecycle(c: &mut Criterion) {
                             sent_at: now,
                             expires_at: now.plus(std::time::Duration::from_secs(3600)),
                         },
-                        1000,
+                        &QUOTA,
                     )
                 });
                 let accepted = futures_util::future::join_all(puts).await;

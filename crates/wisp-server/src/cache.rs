@@ -7,9 +7,14 @@
 //! users than it can cache keeps serving most lookups from memory instead
 //! of dropping everything at once.
 //!
-//! Identity keys never change (a user id is the hash of its signing key),
-//! so they are cached without expiry; only keys that exist are cached, as a
-//! missing account may be registered a moment later.
+//! Identity keys never change (a user id is the hash of its signing key).
+//! An id's answer is cached whether or not it is registered, and either
+//! answer lives [`IDENTITY_TTL`] from when it was read: a login for an
+//! unknown id then costs what one for a known id costs (a miss or a hit
+//! alike), so timing does not tell who exists. A registration on this node
+//! forgets the id's "unknown" at once; on another node it is forgotten
+//! within [`IDENTITY_TTL`] (only the key's holder can know an id before it
+//! is registered, so only its own early attempts can be answered stale).
 //!
 //! Friendships change. A node that changes one invalidates its own entry
 //! before it answers and tells every other node (see `bus`); a node that
@@ -70,6 +75,9 @@ impl moka::Expiry<(UserId, UserId), bool> for FriendshipExpiry {
     }
 }
 
+/// How long an identity answer ("these keys" or "not registered") is kept.
+pub(crate) const IDENTITY_TTL: Duration = Duration::from_secs(60);
+
 /// Entries each cache holds at most.
 const CAPACITY: u64 = 200_000;
 
@@ -89,7 +97,9 @@ pub(crate) struct Cache {
     /// in and while an invalidation runs, so no stale fill lands after an
     /// invalidation; lookups that hit never take it.
     friendship_epoch: Mutex<u64>,
-    identities: moka::sync::Cache<UserId, IdentityKeys>,
+    /// Each id's keys, or `None` for an id that was not registered when
+    /// read.
+    identities: moka::sync::Cache<UserId, Option<IdentityKeys>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -133,7 +143,10 @@ impl Cache {
                 .expire_after(FriendshipExpiry)
                 .build(),
             friendship_epoch: Mutex::new(0),
-            identities: moka::sync::Cache::new(capacity),
+            identities: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(IDENTITY_TTL)
+                .build(),
         }
     }
 
@@ -190,14 +203,18 @@ impl Cache {
     ) -> Result<Option<IdentityKeys>, StoreError> {
         if let Some(keys) = self.identities.get(&user) {
             count_lookup("identity", Lookup::Hit);
-            return Ok(Some(keys));
+            return Ok(keys);
         }
         count_lookup("identity", Lookup::Miss);
         let keys = store.identity(user).await?;
-        if let Some(keys) = &keys {
-            self.identities.insert(user, keys.clone());
-        }
+        // Known or not, the answer is kept the same way.
+        self.identities.insert(user, keys.clone());
         Ok(keys)
+    }
+
+    /// `user` was just registered: forgets that it was not.
+    pub(crate) fn forget_identity(&self, user: UserId) {
+        self.identities.invalidate(&user);
     }
 }
 
@@ -273,16 +290,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn identities_are_cached_only_once_they_exist() {
+    async fn known_and_unknown_ids_are_cached_alike_until_registration() {
         let (_dir, store) = store().await;
         let cache = Cache::default();
-        let nobody = UserId::from_ed25519(&[9; 32]);
-        assert_eq!(cache.identity(&store, nobody).await.unwrap(), None);
-        let user = crate::store::conformance::user(&store, 1).await;
-        let keys = cache.identity(&store, user).await.unwrap();
+        let known = crate::store::conformance::user(&store, 1).await;
+        let unknown = UserId::from_ed25519(&[9; 32]);
+        let keys = cache.identity(&store, known).await.unwrap();
         assert!(keys.is_some());
+        assert_eq!(cache.identity(&store, unknown).await.unwrap(), None);
         store.close().await;
-        // Served from the cache with the store closed.
-        assert_eq!(cache.identity(&store, user).await.unwrap(), keys);
+        // Both served from the cache with the store closed: neither answer
+        // needs the store more than the other.
+        assert_eq!(cache.identity(&store, known).await.unwrap(), keys);
+        assert_eq!(cache.identity(&store, unknown).await.unwrap(), None);
+        // Forgetting one (a registration here) goes back to the store.
+        cache.forget_identity(unknown);
+        assert!(cache.identity(&store, unknown).await.is_err());
     }
 }

@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 /// Default time a new connection has for its TLS handshake and its HTTP
 /// request up to the WebSocket upgrade.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default cap on connections one user may have logged in at once.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 5;
+/// Default cap on the ciphertext bytes waiting in one recipient's mailbox.
+pub const DEFAULT_MAX_MAILBOX_BYTES: u64 = 8 << 20;
+/// Default cap on the ciphertext bytes one sender has waiting, in all.
+pub const DEFAULT_MAX_OUTBOX_BYTES: u64 = 4 << 20;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -70,6 +76,15 @@ pub struct Config {
     /// Time a new connection has for its TLS handshake and HTTP request up
     /// to the upgrade (not a flag; tests shorten it).
     pub handshake_timeout: std::time::Duration,
+    /// Connections one user may have logged in at once; a login beyond it
+    /// closes the user's oldest connection.
+    pub max_sessions_per_user: usize,
+    /// Ciphertext bytes that may wait in one recipient's mailbox, from all
+    /// senders together.
+    pub max_mailbox_bytes: u64,
+    /// Ciphertext bytes one sender may have waiting, in all mailboxes
+    /// together.
+    pub max_outbox_bytes: u64,
     /// Log format.
     pub log_format: LogFormat,
     /// PostgreSQL for accounts, friends and keys (cluster backend).
@@ -103,6 +118,9 @@ impl Default for Config {
             tls_key: None,
             metrics_listen: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            max_mailbox_bytes: DEFAULT_MAX_MAILBOX_BYTES,
+            max_outbox_bytes: DEFAULT_MAX_OUTBOX_BYTES,
             log_format: LogFormat::Text,
             postgres_url: None,
             redis_url: None,
@@ -151,7 +169,8 @@ pub struct Args {
 
     /// TOML file with any of: listen, tls_cert, tls_key, metrics_listen,
     /// data_dir, server_name, pow_difficulty, register_limit, send_limit,
-    /// max_connections, max_connections_per_address, log_format,
+    /// max_connections, max_connections_per_address, max_sessions_per_user,
+    /// max_mailbox_bytes, max_outbox_bytes, log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
     #[arg(long, env = "WISP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -187,6 +206,23 @@ pub struct Args {
     /// forwarded client. 0 turns the cap off [default: 64]
     #[arg(long, env = "WISP_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
     pub max_connections_per_address: Option<usize>,
+
+    /// Connections one user may have logged in at once; a login beyond it
+    /// closes that user's oldest connection (close code 1008) [default: 5]
+    #[arg(long, env = "WISP_MAX_SESSIONS_PER_USER", value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+
+    /// Ciphertext bytes that may wait unread in one user's mailbox, from all
+    /// senders together; past it, sends to that user are refused with
+    /// MAILBOX_FULL. At least the largest message (65536) [default: 8388608]
+    #[arg(long, env = "WISP_MAX_MAILBOX_BYTES", value_name = "BYTES")]
+    pub max_mailbox_bytes: Option<u64>,
+
+    /// Ciphertext bytes one user may have waiting unread, in all mailboxes
+    /// together; past it, that user's sends are refused with MAILBOX_FULL.
+    /// At least the largest message (65536) [default: 4194304]
+    #[arg(long, env = "WISP_MAX_OUTBOX_BYTES", value_name = "BYTES")]
+    pub max_outbox_bytes: Option<u64>,
 
     /// Log format; the level comes from WISP_LOG or RUST_LOG (default: info)
     #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
@@ -248,6 +284,9 @@ struct FileConfig {
     register_limit: Option<u32>,
     send_limit: Option<u32>,
     max_connections: Option<usize>,
+    max_sessions_per_user: Option<usize>,
+    max_mailbox_bytes: Option<u64>,
+    max_outbox_bytes: Option<u64>,
     log_format: Option<LogFormat>,
     postgres_url: Option<String>,
     redis_url: Option<String>,
@@ -333,6 +372,18 @@ impl Args {
             tls_key: self.tls_key.or(file.tls_key),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             handshake_timeout: defaults.handshake_timeout,
+            max_sessions_per_user: self
+                .max_sessions_per_user
+                .or(file.max_sessions_per_user)
+                .unwrap_or(defaults.max_sessions_per_user),
+            max_mailbox_bytes: self
+                .max_mailbox_bytes
+                .or(file.max_mailbox_bytes)
+                .unwrap_or(defaults.max_mailbox_bytes),
+            max_outbox_bytes: self
+                .max_outbox_bytes
+                .or(file.max_outbox_bytes)
+                .unwrap_or(defaults.max_outbox_bytes),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -395,6 +446,22 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),
             ));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "max_sessions_per_user must be at least 1".into(),
+            ));
+        }
+        for (name, value) in [
+            ("max_mailbox_bytes", self.max_mailbox_bytes),
+            ("max_outbox_bytes", self.max_outbox_bytes),
+        ] {
+            let largest = wisp_proto::limits::MAX_CIPHERTEXT_BYTES as u64;
+            if value < largest {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {value} is under the largest message ({largest} bytes)"
+                )));
+            }
         }
         if self
             .server_name
@@ -504,6 +571,28 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("metrics_listen"), "{err}");
+    }
+
+    #[test]
+    fn sessions_per_user_come_from_the_flag_or_the_file_and_zero_is_refused() {
+        let defaults = Args::parse_from(["wisp-server"]).resolve().unwrap();
+        assert_eq!(
+            defaults.max_sessions_per_user,
+            DEFAULT_MAX_SESSIONS_PER_USER
+        );
+        let flag = Args::parse_from(["wisp-server", "--max-sessions-per-user", "2"])
+            .resolve()
+            .unwrap();
+        assert_eq!(flag.max_sessions_per_user, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wisp.toml");
+        std::fs::write(&file, "max_sessions_per_user = 3\n").unwrap();
+        let from_file = Args::parse_from(["wisp-server", "--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(from_file.max_sessions_per_user, 3);
+        let zero = Args::parse_from(["wisp-server", "--max-sessions-per-user", "0"]).resolve();
+        assert!(zero.is_err());
     }
 
     #[test]

@@ -94,9 +94,6 @@ impl From<FriendError> for WireError {
     fn from(error: FriendError) -> Self {
         use ErrorCode as C;
         match error {
-            FriendError::NoSuchUser => {
-                Self::new(C::NoSuchUser, "no user with that id is registered")
-            }
             FriendError::SelfTarget => Self::new(C::InvalidArgument, "that is your own id"),
             FriendError::AlreadyFriends => Self::new(C::AlreadyFriends, "you are already friends"),
             FriendError::NotFriends => {
@@ -118,7 +115,10 @@ impl From<FriendError> for WireError {
             ),
             FriendError::PendingLimit(Side::Them) => Self::new(
                 C::PendingLimit,
-                format!("that user has {MAX_PENDING_INCOMING} friend requests waiting already"),
+                format!(
+                    "that user has {MAX_PENDING_INCOMING} friend requests waiting already; \
+                     a request made with their invitation link gets through"
+                ),
             ),
             FriendError::NoSuchRequest => Self::new(
                 C::NoSuchRequest,

@@ -54,6 +54,9 @@ struct Subscriber {
     /// Resolves once the cross-node bus listens for the user; shared by
     /// all of the user's connections here (None on a node without a bus).
     listening: Option<Listening>,
+    /// Cancelled when the user logged in on more connections than allowed
+    /// and this is among the oldest.
+    superseded: CancellationToken,
 }
 
 /// The bus's answer to a user's arrival, for every connection that waits
@@ -157,6 +160,7 @@ impl Hub {
             wake,
             hints,
             listening: listening.clone(),
+            superseded: CancellationToken::new(),
         });
         drop(users);
         Subscription {
@@ -164,6 +168,40 @@ impl Hub {
             user,
             id,
             listening,
+        }
+    }
+
+    /// Keeps at most `cap` of the user's connections here, counting the
+    /// one `subscription` just added (which `superseded` will tell if it is
+    /// ever among the oldest): the oldest beyond the cap (connections are
+    /// kept in login order) are told to close, and leave the hub as they
+    /// do.
+    pub(crate) fn cap_sessions(
+        &self,
+        subscription: &Subscription,
+        superseded: &CancellationToken,
+        cap: usize,
+    ) {
+        let mut users = self.users();
+        let Some(subscribers) = users.get_mut(&subscription.user) else {
+            return;
+        };
+        if let Some(me) = subscribers.iter_mut().find(|s| s.id == subscription.id) {
+            // A newer connection may have capped before this one got here.
+            if me.superseded.is_cancelled() {
+                superseded.cancel();
+            }
+            me.superseded = superseded.clone();
+        }
+        // Already told to close: they no longer count.
+        let live: Vec<&Subscriber> = subscribers
+            .iter()
+            .filter(|s| !s.superseded.is_cancelled())
+            .collect();
+        let excess = live.len().saturating_sub(cap.max(1));
+        for oldest in live.iter().take(excess) {
+            metrics::counter!("wisp_sessions_superseded_total").increment(1);
+            oldest.superseded.cancel();
         }
     }
 
@@ -337,6 +375,42 @@ mod tests {
         let started = tokio::time::Instant::now();
         unanswered.listening(Duration::from_millis(50)).await;
         assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    /// Over the cap, the oldest connections are told to close, each once,
+    /// and the newest stay.
+    #[tokio::test]
+    async fn the_oldest_sessions_beyond_the_cap_are_superseded() {
+        let hub = Arc::new(Hub::default());
+        let user = UserId::from_ed25519(&[5; 32]);
+        let (tx, _rx) = mpsc::channel(1);
+        let subscribe = || {
+            hub.subscribe(
+                user,
+                tx.clone(),
+                CancellationToken::new(),
+                Arc::default(),
+                None,
+            )
+        };
+        let mut sessions = Vec::new();
+        let mut tokens = Vec::new();
+        for _ in 0..4 {
+            let session = subscribe();
+            let token = CancellationToken::new();
+            hub.cap_sessions(&session, &token, 2);
+            tokens.push(token);
+            sessions.push(session);
+        }
+        let superseded: Vec<bool> = tokens.iter().map(CancellationToken::is_cancelled).collect();
+        assert_eq!(superseded, [true, true, false, false]);
+        // One leaves: nobody else is closed for it.
+        drop(sessions.remove(3));
+        let fifth = subscribe();
+        let token = CancellationToken::new();
+        hub.cap_sessions(&fifth, &token, 2);
+        assert!(!token.is_cancelled());
+        assert!(!tokens[2].is_cancelled());
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{self, LevelFilter};
 use wisp_server::{Args, LogFormat, Server};
 
 #[tokio::main]
@@ -29,20 +30,40 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs at the level WISP_LOG (or RUST_LOG) asks for, but never more than
+/// [`DEPENDENCY_LOG_CAP`] from any crate but Wisp's own: dependencies'
+/// debug and trace output includes frame and query contents (the
+/// WebSocket library prints every frame it sends, ciphertext and all), and
+/// no setting may put that in a log.
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, filter::FilterExt};
+
     let filter = EnvFilter::try_from_env("WISP_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = filter::Targets::new()
+        .with_default(DEPENDENCY_LOG_CAP)
+        .with_targets(WISP_CRATES.iter().map(|krate| (*krate, LevelFilter::TRACE)));
+    let filter = filter.and(cap);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry().with(layer).init();
 }
+
+/// The most any dependency may log, whatever WISP_LOG says.
+const DEPENDENCY_LOG_CAP: LevelFilter = LevelFilter::INFO;
+
+/// The crates whose logging WISP_LOG controls in full: Wisp's own, which
+/// log no ciphertext, keys or message text at any level.
+const WISP_CRATES: &[&str] = &["wisp_server", "wisp_proto"];
 
 /// Reloads the TLS certificate and key on every SIGHUP (never returns
 /// unless SIGHUP cannot be listened for).

@@ -145,12 +145,14 @@ impl Server {
             server_name,
             pow_difficulty: config.pow_difficulty,
             limits: Limits::new(config),
+            mailbox_quota: crate::store::Quota::of(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             per_address: AddressCounts::new(config.max_connections_per_address),
             shutdown,
             connections: TaskTracker::new(),
             cache,
             trusted_proxies: config.trusted_proxies.clone(),
+            max_sessions_per_user: config.max_sessions_per_user,
         });
         let operator = Router::new()
             .route("/healthz", get(healthz))
@@ -349,9 +351,9 @@ fn tls_files(config: &Config) -> Result<Option<TlsFiles>, TlsError> {
     }
 }
 
-/// Deletes expired messages every [`REAPER_INTERVAL`] until shutdown, with
-/// a store maintenance pass now and then, and keeps the rate limiters'
-/// tables small. Delivery never hands out an expired message however late
+/// Deletes expired messages and friend requests every [`REAPER_INTERVAL`]
+/// until shutdown, with a store maintenance pass now and then, and keeps
+/// the rate limiters' tables small. Delivery never hands out an expired message however late
 /// this runs; the reaper is what makes expired ciphertext leave the disk.
 async fn reaper(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
@@ -363,6 +365,9 @@ async fn reaper(state: Arc<AppState>) {
             _ = tick.tick() => {
                 if let Err(error) = crate::services::messages::reap(&state).await {
                     tracing::warn!(?error, "reaper pass failed; retrying next tick");
+                }
+                if let Err(error) = crate::services::friends::reap(&state).await {
+                    tracing::warn!(?error, "friend request reaper failed; retrying next tick");
                 }
                 state.limits.forget_idle();
                 ticks = ticks.wrapping_add(1);

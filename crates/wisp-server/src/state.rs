@@ -24,6 +24,9 @@ pub(crate) struct AppState {
     pub(crate) server_name: String,
     pub(crate) pow_difficulty: u32,
     pub(crate) limits: Limits,
+    /// What may wait unread (messages per conversation, bytes per mailbox
+    /// and per sender).
+    pub(crate) mailbox_quota: crate::store::Quota,
     /// Set when messages were deleted since the last store maintenance.
     pub(crate) mailbox_dirty: std::sync::atomic::AtomicBool,
     /// Connections per client address: the listener counts direct peers
@@ -39,6 +42,8 @@ pub(crate) struct AppState {
     pub(crate) cache: Arc<Cache>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections one user may have logged in at once (on this node).
+    pub(crate) max_sessions_per_user: usize,
 }
 
 impl AppState {
@@ -115,6 +120,7 @@ pub(crate) mod tests {
             server_name: "test".to_owned(),
             pow_difficulty: 0,
             limits: Limits::new(&config),
+            mailbox_quota: crate::store::Quota::of(&config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             per_address: crate::listener::AddressCounts::new(config.max_connections_per_address),
             shutdown: CancellationToken::new(),
@@ -122,6 +128,7 @@ pub(crate) mod tests {
             bus: None,
             cache: Arc::new(Cache::default()),
             trusted_proxies: Vec::new(),
+            max_sessions_per_user: config.max_sessions_per_user,
         };
         (dir, Arc::new(state))
     }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use wisp_client::{Client, Event, Events, Identity, KdfParams, KeyStore, LocalState, Messenger};
+use wisp_client::{
+    Client, ConnectOptions, Event, Events, Identity, KdfParams, KeyStore, LocalState, Messenger,
+};
 
 /// Cheap key derivation for test key stores; the format is the real one.
 pub const TEST_KDF: KdfParams = KdfParams {
@@ -65,14 +67,20 @@ impl Device {
 
 /// A new device registered with the server at `url`.
 pub async fn device_at(url: &str) -> Device {
+    device_with(url, &ConnectOptions::new()).await
+}
+
+/// A new device registered with the server at `url`, connecting (and
+/// reconnecting) with `options` (a CA to trust for `wss://`).
+pub async fn device_with(url: &str, options: &ConnectOptions) -> Device {
     let home = tempfile::tempdir().expect("home");
     let identity = Identity::generate();
-    let (client, _) = Client::connect(url).await.expect("connect");
+    let (client, _) = Client::connect_with(url, options).await.expect("connect");
     client.register(&identity).await.expect("register");
     let mut state = LocalState::new(identity);
     state.server_name = Some(client.server_name().to_owned());
     let store = KeyStore::create(home.path(), "pw", TEST_KDF, &state).expect("key store");
-    let messenger = Messenger::connect(url, store, state)
+    let messenger = Messenger::connect_with(url, options, store, state)
         .await
         .expect("messenger");
     Device { messenger, home }

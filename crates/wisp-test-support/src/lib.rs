@@ -22,6 +22,9 @@
 //! - [`cluster`]: [`ClusterBackend`], a PostgreSQL schema and a Redis key
 //!   prefix of one test's own, and the nodes ([`ClusterBackend::start_node`])
 //!   that share them.
+//! - [`decoders`]: what every decoder must do with any input (never
+//!   panic, read back what it writes): the fuzz targets' bodies and the
+//!   suite's replay of the committed corpus.
 //! - [`device`]: users: [`Device`] (a `Messenger` and the home holding its
 //!   encrypted state), [`TestUser`] (a plain `Client`), making friends, and
 //!   [`code_of`] for refusals.
@@ -35,9 +38,12 @@
 //!   plain HTTP GET.
 //! - [`redis_set`]: Redis deployments on free ports: a primary and replicas
 //!   under Sentinels, a Redis Cluster.
-//! - [`tls`]: a test CA and its leaves ([`tls::TestPki`]), a rustls client,
-//!   and [`tls::Tunnel`], carrying `ws://` clients to a `wss://` server
-//!   from a chosen loopback address (until the SDK speaks TLS itself).
+//! - [`tls`]: TLS in front of a plain server for `wss://` clients: a test
+//!   CA ([`TestCa`]) issuing leaves (valid, expired, for any name) and
+//!   [`TlsFront`], a TLS-terminating proxy.
+//! - [`server_tls`]: a test CA and its leaves ([`server_tls::TestPki`]), a rustls client,
+//!   and [`server_tls::Tunnel`], carrying `ws://` clients to a `wss://` server
+//!   from a chosen loopback address (the server's own TLS tests).
 //! - [`traffic`]: many users chatting across nodes while something breaks,
 //!   then an account of every message.
 // A test helper that cannot do its job fails the test: panicking is how it
@@ -45,6 +51,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+pub mod decoders;
 pub mod device;
 pub mod forging;
 pub mod host;
@@ -52,15 +59,17 @@ pub mod process;
 pub mod raw;
 pub mod redis_set;
 pub mod server;
+pub mod server_tls;
 pub mod tls;
 pub mod traffic;
 
 pub use cluster::ClusterBackend;
 pub use device::{
-    Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at,
+    Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at, device_with,
     friends_one_offline, reopen_at,
 };
 pub use host::{free_port, http_get, tool_or_skip};
 pub use process::{NodeProcesses, ServerBinary, ServerProcess};
 pub use raw::{RawConnection, Received};
 pub use server::{Backend, StoppedServer, TEST_POW_BITS, TestServer, test_config};
+pub use tls::{Leaf, TestCa, TlsFront};

@@ -153,4 +153,13 @@ impl RawConnection {
             other => panic!("expected an error frame, got {other:?}"),
         }
     }
+
+    /// The TCP socket under the connection, for writing raw WebSocket
+    /// frames no library would (a flood of pings that is never read).
+    pub fn into_tcp(self) -> tokio::net::TcpStream {
+        match self.socket.into_inner() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => panic!("a plain-text connection"),
+        }
+    }
 }

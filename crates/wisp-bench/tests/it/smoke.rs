@@ -30,7 +30,7 @@ async fn bench_run(server: &TestServer, rate: &str, extra: &[&str]) -> std::proc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_loses_and_duplicates_nothing() {
     let server = server().await;
-    let mut swarm = Swarm::start(&[server.url()], 100, false, true)
+    let mut swarm = Swarm::start(&[server.url()], &Default::default(), 100, false, true)
         .await
         .unwrap();
     let summary = swarm.phase(300.0, Duration::from_secs(3)).await.unwrap();
@@ -46,7 +46,9 @@ async fn a_short_run_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_run_decrypts_every_message() {
     let server = server().await;
-    let mut swarm = Swarm::start(&[server.url()], 12, true, true).await.unwrap();
+    let mut swarm = Swarm::start(&[server.url()], &Default::default(), 12, true, true)
+        .await
+        .unwrap();
     let summary = swarm.phase(60.0, Duration::from_secs(2)).await.unwrap();
     swarm.stop();
     assert!(summary.acked > 60, "{summary:?}");

@@ -326,3 +326,58 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
     }
     assert_eq!(server.stored().await, 0, "burned on the server too");
 }
+
+/// `wisp chat` on a `wss://` server whose CA is given in `WISP_CA_CERT`:
+/// it connects, and a message written in it reaches the friend (read with
+/// `wisp recv` over TLS too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_over_wss_connects_and_sends() {
+    use wisp_test_support::{TestCa, TlsFront};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    let ca = TestCa::new();
+    let ca_file = ca.write_pem(dir.path());
+    let front = TlsFront::start(server.server.local_addr(), &ca.leaf(&["127.0.0.1"])).await;
+    let url = front.url();
+    let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
+    let socket = dir.path().join("tmux.sock");
+    let wisp_bin = env!("CARGO_BIN_EXE_wisp");
+
+    tokio::task::spawn_blocking(move || {
+        let ca = ca_file.to_str().unwrap().to_owned();
+        let run = |home: &Path, args: &[&str]| {
+            let mut all = vec!["--ca-cert", ca.as_str()];
+            all.extend_from_slice(args);
+            wisp(home, &url, &all)
+        };
+        let alice = run(&alice_home, &["register"]);
+        let alice = alice.lines().last().unwrap().to_owned();
+        let bob = run(&bob_home, &["register"]);
+        let bob = bob.lines().last().unwrap().to_owned();
+        run(&alice_home, &["friend", "add", &bob]);
+        run(&bob_home, &["friend", "accept", &alice]);
+
+        let tmux = Tmux { socket };
+        let command = format!(
+            "env WISP_HOME={} WISP_SERVER={url} WISP_CA_CERT={ca} WISP_PASSPHRASE='{PASSPHRASE}' {wisp_bin} chat {bob}",
+            alice_home.display()
+        );
+        tmux.run(&["new-session", "-d", "-s", "alice", "-x", "80", "-y", "24", &command]);
+        tmux.run(&["set-option", "-t", "alice", "remain-on-exit", "on"]);
+        let limit = Duration::from_secs(20);
+        let connected = tmux.wait_for("alice", "connected over wss", limit, |s| {
+            s.contains("● connected") && s.contains("Enter sends")
+        });
+        show("Alice, connected over wss", &connected);
+        tmux.text("alice", "hello over wss");
+        tmux.keys("alice", &["Enter"]);
+        tmux.wait_for("alice", "her message stored", limit, |s| {
+            s.contains("hello over wss") && s.contains("sent · not read yet")
+        });
+        let received = run(&bob_home, &["recv", "--json"]);
+        assert!(received.contains("hello over wss"), "{received}");
+        tmux.keys("alice", &["C-c"]);
+    })
+    .await
+    .unwrap();
+}

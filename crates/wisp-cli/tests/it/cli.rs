@@ -98,7 +98,10 @@ async fn two_users_register_befriend_and_list_each_other() {
     assert_eq!(env.ok("alice", &["id"]).await.trim(), alice);
 
     let sent = env.ok("alice", &["friend", "add", &bob]).await;
-    assert_eq!(sent.trim(), format!("friend request sent to {bob}"));
+    assert_eq!(
+        sent.trim(),
+        format!("friend request sent to {bob}; it waits for their answer for 7 days")
+    );
     let requests = json_lines(&env.ok("bob", &["friend", "requests", "--json"]).await);
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0]["id"], alice.as_str());
@@ -279,11 +282,16 @@ async fn failures_have_one_line_reasons_and_distinct_exit_codes() {
     );
 
     let ghost = Identity::generate().user_id().to_string();
+    // Whether an id is registered is nobody's business but its friends': a
+    // request to one nobody holds looks like any other, and just waits.
     let stranger = env.wisp("alice", &["friend", "add", &ghost]).await;
-    assert_eq!(stranger.code, 1);
-    assert_eq!(
-        stranger.stderr.trim(),
-        "error: no user with that id is registered"
+    assert_eq!(stranger.code, 0, "{}", stranger.stderr);
+    assert!(
+        stranger
+            .stdout
+            .contains(&format!("friend request sent to {ghost}")),
+        "{}",
+        stranger.stdout
     );
 
     let wrong = Command::new(env!("CARGO_BIN_EXE_wisp"))
@@ -437,20 +445,28 @@ async fn an_invitation_link_round_trips_through_friend_add() {
 
     let invite = env.ok("alice", &["invite"]).await;
     let lines: Vec<&str> = invite.lines().collect();
-    let link = format!("wisp://add/{alice}");
-    assert_eq!(lines[0], link);
-    // The QR code below it: half blocks only, and with the link it fits
-    // an 80×24 terminal.
-    assert!(lines.len() > 10 && lines.len() <= 23, "{invite}");
+    // The link carries Alice's signed invitation token after her id.
+    let link = lines[0].to_owned();
+    let invitation = wisp_client::parse_invitation_link(&link).unwrap();
+    assert_eq!(invitation.user.to_string(), alice);
+    assert!(invitation.token.is_some(), "{link}");
+    // The QR code below it: half blocks only, 80 columns at most.
+    assert!(lines.len() > 10 && lines.len() <= 31, "{invite}");
     for line in &lines[1..] {
         assert!(line.chars().count() <= 80);
         assert!(line.chars().all(|c| "▀▄█ ".contains(c)), "{line:?}");
     }
     let json = json_lines(&env.ok("alice", &["invite", "--json"]).await);
-    assert_eq!(
-        json,
-        vec![serde_json::json!({ "id": alice.as_str(), "link": link.as_str() })]
-    );
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["id"], alice.as_str());
+    let json_link = json[0]["link"].as_str().unwrap();
+    let token = wisp_client::parse_invitation_link(json_link)
+        .unwrap()
+        .token
+        .unwrap();
+    assert_eq!(json[0]["expires_unix_ms"], token.expires.0);
+    // Each invitation is its own.
+    assert_ne!(json_link, link);
     // It needs no server.
     let offline = Command::new(env!("CARGO_BIN_EXE_wisp"))
         .args(["invite", "--json"])
@@ -465,7 +481,14 @@ async fn an_invitation_link_round_trips_through_friend_add() {
     let sent = env
         .ok("bob", &["friend", "add", &format!(" {link}\n")])
         .await;
-    assert_eq!(sent.trim(), format!("friend request sent to {alice}"));
+    assert_eq!(
+        sent.trim(),
+        format!("friend request sent to {alice}; it waits for their answer for 7 days")
+    );
+    // An old link, without a token, still works.
+    env.ok("bob", &["friend", "cancel", &alice]).await;
+    env.ok("bob", &["friend", "add", &format!("wisp://add/{alice}")])
+        .await;
     env.ok("alice", &["friend", "accept", &bob]).await;
     assert_eq!(
         ids(&env.ok("bob", &["friend", "list", "--json"]).await),

@@ -8,3 +8,4 @@ const PASSPHRASE: &str = "correct horse battery staple";
 
 mod chat_tmux;
 mod cli;
+mod tls;

@@ -53,6 +53,14 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// everyone again when it is back).
 const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
+/// How a connection is closed when its user logged in on more connections
+/// than `--max-sessions-per-user` allows and it is the oldest: policy
+/// violation (1008), with a reason a client can show.
+pub(crate) const SUPERSEDED: Close = Close {
+    code: close_code::POLICY,
+    reason: "too many sessions for this account; the oldest was closed",
+};
+
 /// Messages fetched and delivered at a time.
 const DELIVERY_PAGE: usize = 256;
 
@@ -110,6 +118,7 @@ where
         outbound: outbound_tx,
         hints: hints_tx,
         kick: CancellationToken::new(),
+        superseded: CancellationToken::new(),
         wake: Arc::new(Notify::new()),
     };
     let wake = &link.wake;
@@ -123,6 +132,8 @@ where
     tokio::pin!(shutdown);
     let kicked = link.kick.cancelled();
     tokio::pin!(kicked);
+    let superseded = link.superseded.cancelled();
+    tokio::pin!(superseded);
 
     loop {
         tokio::select! {
@@ -135,6 +146,9 @@ where
                     code: close_code::AGAIN,
                     reason: "connection fell too far behind; reconnect",
                 });
+            }
+            () = &mut superseded => {
+                return Some(SUPERSEDED);
             }
             () = &mut login_deadline, if !session.is_logged_in() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
@@ -164,8 +178,18 @@ where
                 let outcome = match incoming {
                     Some(Ok(Message::Binary(bytes))) => session.handle(&bytes).await,
                     Some(Ok(Message::Text(_))) => session.handle_text(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
+                    // The transport queued a pong: it must leave before
+                    // more is read, or a client that pings and never reads
+                    // would keep the connection (and its pongs) forever.
+                    Some(Ok(Message::Ping(_))) => {
+                        if flush(socket).await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Pong(_))) => continue,
+                    Some(Err(error)) => return transport_close(error),
+                    Some(Ok(Message::Close(_))) | None => return None,
                 };
                 let answered =
                     answer(socket, state, &link, outcome, &mut subscription, &mut delivery);
@@ -174,6 +198,30 @@ where
                 }
             }
         }
+    }
+}
+
+/// How to close after the transport refused what the peer sent: a frame
+/// or message over the size limit with 1009 (too big), a broken frame
+/// (unmasked, reserved bits or opcode, a bad close frame) with 1002
+/// (protocol error), text that is not UTF-8 with 1007. Anything else (the peer went away, an I/O error)
+/// leaves nobody to tell.
+fn transport_close(error: axum::Error) -> Option<Close> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *error {
+        tungstenite::Error::Capacity(_) => Some(Close {
+            code: close_code::SIZE,
+            reason: "frame too large",
+        }),
+        tungstenite::Error::Protocol(_) => Some(Close {
+            code: close_code::PROTOCOL,
+            reason: "WebSocket protocol violation",
+        }),
+        tungstenite::Error::Utf8(_) => Some(Close {
+            code: close_code::INVALID,
+            reason: "text frame is not UTF-8",
+        }),
+        _ => None,
     }
 }
 
@@ -209,11 +257,13 @@ where
 }
 
 /// Where the hub reaches a connection: its outbound queue, its hint queue,
-/// the token that kicks it, and its wake-up.
+/// the tokens that kick it (too slow) or close it (superseded by newer
+/// sessions of its user), and its wake-up.
 struct HubLink {
     outbound: mpsc::Sender<Box<ServerFrame>>,
     hints: mpsc::Sender<Arc<StoredMessage>>,
     kick: CancellationToken,
+    superseded: CancellationToken,
     wake: Arc<Notify>,
 }
 
@@ -228,6 +278,9 @@ impl HubLink {
             Arc::clone(&self.wake),
             Some(self.hints.clone()),
         );
+        state
+            .hub
+            .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
         // The login is answered once pushes from other nodes reach this
         // connection (at once on a single node).
         subscription.listening(LISTEN_WAIT).await;
@@ -376,6 +429,22 @@ where
     messages::delivered(state, &message, messages::Via::Hint);
     let message = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
     send(socket, &deliver_frame(message)).await
+}
+
+/// Writes out what the transport holds (the pongs it queued), within
+/// [`SEND_TIMEOUT`]: a peer that does not read by then is closed.
+async fn flush<S>(socket: &mut S) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            metrics::counter!("wisp_slow_connections_closed_total").increment(1);
+            Err(())
+        }
+    }
 }
 
 async fn send<S>(socket: &mut S, frame: &ServerFrame) -> Result<(), ()>

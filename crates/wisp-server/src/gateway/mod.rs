@@ -59,6 +59,18 @@ pub(crate) fn client_address(
 /// several reads.
 const READ_BUFFER: usize = 4096;
 
+/// Outgoing bytes are written to the socket once this many are buffered;
+/// every send is flushed anyway, so this only bounds what one write holds.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// The most a connection may have buffered for a peer that does not read:
+/// one frame of the largest size on top of the write buffer. Past it the
+/// transport refuses to buffer more (a pong that does not fit replaces the
+/// one waiting, it does not queue), so a client that pings and never reads
+/// costs this much, not more; the connection then closes it for not
+/// reading (see `connection`).
+pub(crate) const MAX_WRITE_BUFFER: usize = WRITE_BUFFER + TRANSPORT_MAX_MESSAGE;
+
 /// The upgrade to WebSocket. The connection's slot (of `--max-connections`)
 /// was taken when it was accepted (`hold`) and moves to the WebSocket; a
 /// client behind a trusted proxy takes its place in its address's share
@@ -89,6 +101,8 @@ pub(crate) async fn upgrade(
     };
     let tracker = state.connections.clone();
     ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
         .on_upgrade(move |socket| {

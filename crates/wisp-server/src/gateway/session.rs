@@ -296,7 +296,8 @@ impl Session {
                     WireError::new(ErrorCode::InvalidArgument, "unknown friend action")
                 })?;
                 let other = user_arg(&op.user_id)?;
-                let friends = friends::apply(&self.state, me, action, other).await?;
+                let friends =
+                    friends::apply(&self.state, me, action, other, &op.invitation).await?;
                 Ok(Out::FriendOpResult(FriendOpResult { friends }))
             }
             In::ListFriends(_) => self.friend_list(me).await,

@@ -8,7 +8,10 @@
 //!
 //! Login: the server hands out a fresh 32-byte nonce, single use; the client
 //! signs the login transcript (label, server name, nonce). A signature over
-//! any other nonce, by any other key, or for an unknown id fails the same way.
+//! any other nonce, by any other key, or for an unknown id fails the same way,
+//! and takes the same steps: an unknown id's identity lookup is cached like a
+//! known one's (see `cache`), and its signature is checked against a key no
+//! one holds, so neither the reply nor its timing tells who is registered.
 
 use std::net::IpAddr;
 
@@ -19,6 +22,18 @@ use wisp_proto::{ErrorCode, UserId, pow, transcript};
 use crate::error::WireError;
 use crate::state::AppState;
 use crate::store::IdentityKeys;
+
+/// The public half of an Ed25519 key made at start-up and thrown away:
+/// what a login for an unknown id is checked against, so it costs what a
+/// known one costs. No one holds its private half.
+pub(crate) static UNHELD_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+    use rand::Rng;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(seed.as_mut());
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes()
+});
 
 /// A random single-use value from the OS's CSPRNG.
 pub(crate) fn fresh_nonce() -> [u8; NONCE_BYTES] {
@@ -129,6 +144,7 @@ pub(crate) async fn register(
         .accounts
         .create_account(user, &keys, state.clock.now_ms())
         .await?;
+    state.cache.forget_identity(user);
     metrics::counter!("wisp_registrations_total").increment(1);
     tracing::debug!(%user, "registered");
     Ok(user)
@@ -162,12 +178,16 @@ async fn check_login(
     let Some(challenge) = challenge else {
         return Err(WireError::auth_failed());
     };
-    let Some(keys) = state.identity(challenge.user).await? else {
-        return Err(WireError::auth_failed());
+    let keys = state.identity(challenge.user).await?;
+    // An unknown id is checked against a key no one holds, by the same
+    // steps as a known one (point decoding included), and then refused.
+    let (known, ed25519) = match &keys {
+        Some(keys) => (true, keys.ed25519),
+        None => (false, *UNHELD_KEY),
     };
     let signed = transcript::login(&state.server_name, &challenge.nonce);
-    let valid = verifying_key(&keys.ed25519).is_some_and(|key| verify(&key, &signed, signature));
-    if valid {
+    let valid = verifying_key(&ed25519).is_some_and(|key| verify(&key, &signed, signature));
+    if valid && known {
         Ok(challenge.user)
     } else {
         Err(WireError::auth_failed())

@@ -112,8 +112,10 @@ pub(crate) async fn claim(
         .increment(1);
     let remaining = state.stores.prekeys.one_time_key_count(other).await?;
     // Tell the owner once as the count falls below the mark, and once more
-    // when it runs out, not on every claim.
-    if remaining + 1 == LOW_ONE_TIME_KEYS || remaining == 0 {
+    // when it runs out, not on every claim: a claim that got the fallback
+    // key took nothing, so the owner has been told already (by the claim
+    // that took the last one-time key), until an upload starts again.
+    if !claimed.fallback && (remaining + 1 == LOW_ONE_TIME_KEYS || remaining == 0) {
         state
             .push(
                 other,

@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use wisp_proto::frames::Send;
-use wisp_proto::limits::{
-    MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL, MAX_PENDING_PER_CONVERSATION,
-};
+use wisp_proto::limits::{MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL};
 use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
@@ -139,11 +137,8 @@ async fn store(
         sent_at: now,
         expires_at: now.plus(ttl),
     };
-    let stored = state
-        .stores
-        .mailbox
-        .put(message, MAX_PENDING_PER_CONVERSATION)
-        .await;
+    let quota = state.mailbox_quota;
+    let stored = state.stores.mailbox.put(message, &quota).await;
     match stored {
         Ok(accepted) => Ok(accepted),
         Err(PutError::MailboxFull) => Err(refused(
@@ -151,7 +146,25 @@ async fn store(
             WireError::new(
                 ErrorCode::MailboxFull,
                 format!(
-                    "{MAX_PENDING_PER_CONVERSATION} of your messages wait unread for this friend; wait until they read some"
+                    "{} of your messages wait unread for this friend; wait until they read some",
+                    quota.per_conversation
+                ),
+            ),
+        )),
+        Err(PutError::MailboxBytes) => Err(refused(
+            "mailbox_bytes",
+            WireError::new(
+                ErrorCode::MailboxFull,
+                "this friend's mailbox is full of unread messages; wait until they read some",
+            ),
+        )),
+        Err(PutError::OutboxBytes) => Err(refused(
+            "outbox_bytes",
+            WireError::new(
+                ErrorCode::MailboxFull,
+                format!(
+                    "{} bytes of your messages wait unread; wait until your friends read some",
+                    quota.outbox_bytes
                 ),
             ),
         )),

@@ -15,8 +15,13 @@ use wisp_proto::UnixMillis;
 
 use super::{
     Accepted, AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys,
-    MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey, Stores,
+    Introduction, MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey,
+    Stores,
 };
+
+/// When the friend tests list requests: soon after they were made (at
+/// small made-up times), long before any expires.
+const LISTED_AT: UnixMillis = UnixMillis(100);
 use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// The time the mailbox suite runs in, as a server would inject it.
@@ -66,6 +71,208 @@ pub(crate) async fn user(accounts: &dyn AccountStore, n: u32) -> UserId {
 pub(crate) async fn run_all(stores: &Stores, time: &SuiteTime) {
     run_relational(&*stores.accounts, &*stores.friends, &*stores.prekeys).await;
     mailbox_lifecycle(&*stores.accounts, &*stores.mailbox, time).await;
+    mailbox_rules(&*stores.accounts, &*stores.mailbox, time).await;
+}
+
+/// The mailbox rules beyond the lifecycle: what counts as a retry, the
+/// byte quotas, and ids that say nothing of other mailboxes. Leaves the
+/// mailbox as it found it.
+pub(crate) async fn mailbox_rules(
+    accounts: &dyn AccountStore,
+    mailbox: &dyn MailboxStore,
+    time: &SuiteTime,
+) {
+    retries_are_per_sender_and_recipient(accounts, mailbox, time).await;
+    byte_quotas(accounts, mailbox, time).await;
+    ids_are_per_mailbox(accounts, mailbox, time).await;
+}
+
+/// A message of `size` bytes from `from` to `to` with client id `n`, alive
+/// for a minute from `now`.
+fn sized(from: UserId, to: UserId, id: &[u8; 16], size: usize, now: UnixMillis) -> NewMessage<'_> {
+    static CIPHERTEXT: [u8; 4096] = [0x5a; 4096];
+    NewMessage {
+        sender: from,
+        recipient: to,
+        client_msg_id: id,
+        ciphertext: &CIPHERTEXT[..size],
+        sent_at: now,
+        expires_at: now.plus(Duration::from_secs(60)),
+    }
+}
+
+async fn retries_are_per_sender_and_recipient(
+    accounts: &dyn AccountStore,
+    mailbox: &dyn MailboxStore,
+    time: &SuiteTime,
+) {
+    let a = user(accounts, 910).await;
+    let b = user(accounts, 911).await;
+    let c = user(accounts, 912).await;
+    let now = time.now();
+    let id = [0x42; 16];
+    let to_b = mailbox
+        .put_unlimited(sized(a, b, &id, 10, now))
+        .await
+        .unwrap();
+    // The same client id to another recipient is another message...
+    let to_c = mailbox
+        .put_unlimited(sized(a, c, &id, 10, now))
+        .await
+        .unwrap();
+    assert!(!to_b.duplicate && !to_c.duplicate, "{to_b:?} {to_c:?}");
+    assert_eq!(
+        mailbox.fetch(c, MessageId(0), now, 10).await.unwrap().len(),
+        1
+    );
+    // ...and so is the same client id from another sender.
+    let from_c = mailbox
+        .put_unlimited(sized(c, b, &id, 10, now))
+        .await
+        .unwrap();
+    assert!(!from_c.duplicate);
+    // A retry to the same recipient is still one.
+    let again = mailbox
+        .put_unlimited(sized(a, b, &id, 10, now))
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.duplicate), (to_b.id, true));
+    assert_eq!(
+        mailbox.fetch(b, MessageId(0), now, 10).await.unwrap().len(),
+        2
+    );
+    mailbox.drop_conversation(a, b).await.unwrap();
+    mailbox.drop_conversation(a, c).await.unwrap();
+    mailbox.drop_conversation(c, b).await.unwrap();
+}
+
+async fn byte_quotas(accounts: &dyn AccountStore, mailbox: &dyn MailboxStore, time: &SuiteTime) {
+    let a = user(accounts, 920).await;
+    let b = user(accounts, 921).await;
+    let c = user(accounts, 922).await;
+    let d = user(accounts, 923).await;
+    let now = time.now();
+    let quota = super::Quota {
+        per_conversation: 100,
+        mailbox_bytes: 1000,
+        outbox_bytes: 700,
+    };
+    let put = |from, to, n: u8, size| async move {
+        mailbox
+            .put(sized(from, to, &[n; 16], size, now), &quota)
+            .await
+    };
+    // b's mailbox: 600 from a, then 400 from c fills it exactly; one byte
+    // more, from anyone, is refused, and nothing is stored.
+    let first = put(a, b, 1, 600).await.unwrap();
+    put(c, b, 2, 400).await.unwrap();
+    assert!(matches!(put(d, b, 3, 1).await, Err(PutError::MailboxBytes)));
+    assert!(matches!(put(a, b, 4, 1).await, Err(PutError::MailboxBytes)));
+    assert_eq!(mailbox.pending_between(d, b, now).await.unwrap(), 0);
+    // A retry is still answered.
+    assert_eq!(put(a, b, 1, 600).await.unwrap().id, first.id);
+    // a's outbox: 600 waiting, so 100 more fit and 101 do not, anywhere.
+    assert!(matches!(
+        put(a, c, 5, 101).await,
+        Err(PutError::OutboxBytes)
+    ));
+    assert!(matches!(
+        put(a, d, 6, 101).await,
+        Err(PutError::OutboxBytes)
+    ));
+    assert_eq!(
+        mailbox.fetch(c, MessageId(0), now, 10).await.unwrap().len(),
+        0
+    );
+    put(a, c, 7, 100).await.unwrap();
+    assert!(matches!(put(a, d, 8, 1).await, Err(PutError::OutboxBytes)));
+    assert_eq!(
+        put(a, b, 1, 600).await.unwrap().id,
+        first.id,
+        "a retry, even when full"
+    );
+    // A burn frees both: b's mailbox and a's outbox.
+    assert_eq!(mailbox.burn(b, &[first.id]).await.unwrap(), 1);
+    put(d, b, 9, 600).await.unwrap();
+    put(a, d, 10, 600).await.unwrap();
+    assert!(matches!(put(a, d, 11, 1).await, Err(PutError::OutboxBytes)));
+    // So does dropping a conversation.
+    mailbox.drop_conversation(a, d).await.unwrap();
+    mailbox.reopen_conversation(a, d).await.unwrap();
+    put(a, d, 12, 600).await.unwrap();
+    // And what expired waits no longer: with time past the minute, the
+    // same quotas take as much again.
+    time.pass(Duration::ZERO).await;
+    let later = now.plus(Duration::from_secs(61));
+    mailbox.purge_expired(later, 1000).await.unwrap();
+    let fresh = |from, to, n: u8, size| async move {
+        mailbox
+            .put(sized(from, to, &[n; 16], size, later), &quota)
+            .await
+    };
+    if matches!(time, SuiteTime::Manual(_)) {
+        fresh(c, b, 13, 700).await.unwrap();
+        fresh(d, b, 14, 300).await.unwrap();
+        fresh(a, c, 15, 700).await.unwrap();
+    }
+    for (x, y) in [(a, b), (c, b), (d, b), (a, c), (a, d)] {
+        mailbox.drop_conversation(x, y).await.unwrap();
+    }
+}
+
+/// Ids count per mailbox: messages to others between two of `b`'s leave no
+/// gap in `b`'s ids. (A backend may jump ahead now and then, as Redis does
+/// at a second's turn; three tries, one must show no gap.)
+async fn ids_are_per_mailbox(
+    accounts: &dyn AccountStore,
+    mailbox: &dyn MailboxStore,
+    time: &SuiteTime,
+) {
+    let a = user(accounts, 930).await;
+    let b = user(accounts, 931).await;
+    let c = user(accounts, 932).await;
+    let d = user(accounts, 933).await;
+    let now = time.now();
+    let mut n = 0u16;
+    let mut next = || {
+        n += 1;
+        let mut id = [0u8; 16];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        id
+    };
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let first = mailbox
+            .put_unlimited(sized(a, b, &next(), 1, now))
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            mailbox
+                .put_unlimited(sized(c, d, &next(), 1, now))
+                .await
+                .unwrap();
+            mailbox
+                .put_unlimited(sized(a, c, &next(), 1, now))
+                .await
+                .unwrap();
+        }
+        let second = mailbox
+            .put_unlimited(sized(a, b, &next(), 1, now))
+            .await
+            .unwrap();
+        gaps.push(second.id.0 - first.id.0);
+        if second.id.0 == first.id.0 + 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        gaps.last(),
+        Some(&1),
+        "40 messages to others between two of b's: gaps {gaps:?}"
+    );
+    for (x, y) in [(a, b), (c, d), (a, c)] {
+        mailbox.drop_conversation(x, y).await.unwrap();
+    }
 }
 
 /// Accounts, friends and keys: what the relational store of every backend
@@ -81,6 +288,8 @@ pub(crate) async fn run_relational(
     blocking(accounts, friends).await;
     friend_limit_at_request_and_accept(accounts, friends).await;
     pending_limit(accounts, friends).await;
+    invited_requests_pass_strangers(accounts, friends).await;
+    requests_expire(accounts, friends).await;
     one_time_keys(accounts, prekeys).await;
 }
 
@@ -206,12 +415,14 @@ pub(crate) async fn mailbox_lifecycle(
     // The quota is checked in the same step: two waiting, cap two, refused;
     // a retry is still answered.
     assert!(matches!(
-        mailbox.put(message(5, b, after(60_000)), 2).await,
+        mailbox
+            .put(message(5, b, after(60_000)), &super::Quota::messages(2))
+            .await,
         Err(PutError::MailboxFull)
     ));
     assert!(
         mailbox
-            .put(message(1, b, after(60_000)), 2)
+            .put(message(1, b, after(60_000)), &super::Quota::messages(2))
             .await
             .unwrap()
             .duplicate
@@ -308,7 +519,7 @@ trait PutUnlimited {
 #[async_trait::async_trait]
 impl<M: MailboxStore + ?Sized> PutUnlimited for M {
     async fn put_unlimited(&self, message: NewMessage<'_>) -> Result<Accepted, PutError> {
-        self.put(message, u64::MAX).await
+        self.put(message, &super::Quota::messages(u64::MAX)).await
     }
 }
 
@@ -325,11 +536,34 @@ async fn accounts_are_unique(accounts: &dyn AccountStore) {
 async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     let a = user(accounts, 1).await;
     let b = user(accounts, 2).await;
+    // An id nobody registered is asked like anyone who never answers: the
+    // request is stored, listed and cancellable, so nothing tells the
+    // requester who exists.
     let ghost = UserId::from_ed25519(&[0x66; 32]);
-    assert!(matches!(
-        friends.request(a, ghost, UnixMillis(10)).await,
-        Err(FriendError::NoSuchUser)
-    ));
+    assert_eq!(
+        friends.request(a, ghost, UnixMillis(10)).await.unwrap(),
+        RequestOutcome::Sent
+    );
+    assert_eq!(
+        friends.request(a, ghost, UnixMillis(11)).await.unwrap(),
+        RequestOutcome::AlreadyPending
+    );
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        ghost
+    );
+    friends.cancel(a, ghost).await.unwrap();
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    // Blocking one works alike, and so does lifting it.
+    assert!(!friends.block(a, ghost, UnixMillis(10)).await.unwrap());
+    friends.unblock(a, ghost).await.unwrap();
     assert!(matches!(
         friends.request(a, a, UnixMillis(10)).await,
         Err(FriendError::SelfTarget)
@@ -343,10 +577,13 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         friends.request(a, b, UnixMillis(11)).await.unwrap(),
         RequestOutcome::AlreadyPending
     );
-    let pending_b = friends.pending(b).await.unwrap();
+    let pending_b = friends.pending(b, LISTED_AT).await.unwrap();
     assert_eq!(pending_b.incoming.len(), 1);
     assert_eq!(pending_b.incoming[0].user, a);
-    assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        b
+    );
     assert!(!friends.are_friends(a, b).await.unwrap());
     // Only the recipient can accept.
     assert!(matches!(
@@ -359,8 +596,22 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     assert_eq!(friends.friends(a).await.unwrap()[0].user, b);
     assert_eq!(friends.friends(b).await.unwrap()[0].user, a);
     assert_eq!(friends.friends(b).await.unwrap()[0].since, UnixMillis(12));
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.request(b, a, UnixMillis(13)).await,
         Err(FriendError::AlreadyFriends)
@@ -377,7 +628,14 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         RequestOutcome::BecameFriends
     );
     assert!(friends.are_friends(a, c).await.unwrap());
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
 }
 
 async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
@@ -385,7 +643,14 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
     let b = user(accounts, 102).await;
     friends.request(a, b, UnixMillis(1)).await.unwrap();
     friends.decline(b, a).await.unwrap();
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.decline(b, a).await,
         Err(FriendError::NoSuchRequest)
@@ -397,7 +662,14 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
 
     friends.request(a, b, UnixMillis(3)).await.unwrap();
     friends.cancel(a, b).await.unwrap();
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.cancel(a, b).await,
         Err(FriendError::NoSuchRequest)
@@ -423,15 +695,28 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     // Blocking ends the friendship.
     assert!(friends.block(b, a, UnixMillis(3)).await.unwrap());
     assert!(!friends.are_friends(a, b).await.unwrap());
-    assert_eq!(friends.pending(b).await.unwrap().blocked, vec![a]);
+    assert_eq!(
+        friends.pending(b, LISTED_AT).await.unwrap().blocked,
+        vec![a]
+    );
     // The blocked user's request looks sent to them, and the blocker never
     // sees it: not listed, not acceptable.
     assert_eq!(
         friends.request(a, b, UnixMillis(4)).await.unwrap(),
         RequestOutcome::Shadowed
     );
-    assert_eq!(friends.pending(a).await.unwrap().outgoing[0].user, b);
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert_eq!(
+        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
+        b
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.accept(b, a, UnixMillis(4)).await,
         Err(FriendError::NoSuchRequest)
@@ -447,15 +732,36 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         Err(FriendError::NotBlocked)
     ));
     // Lifting the block forgets what was sent meanwhile.
-    assert!(friends.pending(a).await.unwrap().outgoing.is_empty());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(a, LISTED_AT)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert_eq!(
         friends.request(a, b, UnixMillis(6)).await.unwrap(),
         RequestOutcome::Sent
     );
     // Blocking drops pending requests both ways.
     assert!(!friends.block(b, a, UnixMillis(7)).await.unwrap());
-    assert!(friends.pending(b).await.unwrap().incoming.is_empty());
+    assert!(
+        friends
+            .pending(b, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .is_empty()
+    );
     assert!(matches!(
         friends.block(a, a, UnixMillis(8)).await,
         Err(FriendError::SelfTarget)
@@ -497,7 +803,15 @@ async fn friend_limit_at_request_and_accept(
         Err(FriendError::FriendLimit(Side::Me))
     ));
     // The request stays pending so it can be accepted once there is room.
-    assert_eq!(friends.pending(hub2).await.unwrap().incoming.len(), 1);
+    assert_eq!(
+        friends
+            .pending(hub2, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
+        1
+    );
     assert_eq!(friends.friends(hub2).await.unwrap().len(), MAX_FRIENDS);
     let first = friends.friends(hub2).await.unwrap()[0].user;
     friends.remove(hub2, first).await.unwrap();
@@ -530,7 +844,7 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     ));
     // Requests from blocked users take none of the room: blocking one of
     // the askers (which drops its request) frees a place.
-    let first = friends.pending(target).await.unwrap().incoming[0].user;
+    let first = friends.pending(target, LISTED_AT).await.unwrap().incoming[0].user;
     friends.block(target, first, UnixMillis(3)).await.unwrap();
     assert_eq!(
         friends.request(late, target, UnixMillis(4)).await.unwrap(),
@@ -550,11 +864,117 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         RequestOutcome::Shadowed
     );
     assert_eq!(
-        friends.pending(target).await.unwrap().incoming.len(),
+        friends
+            .pending(target, LISTED_AT)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
         MAX_PENDING_INCOMING - 1
     );
     assert_eq!(
         friends.request(late, target, UnixMillis(7)).await.unwrap(),
+        RequestOutcome::Sent
+    );
+}
+
+/// Strangers who fill a user's pending requests lock out strangers, never
+/// someone the user invited.
+async fn invited_requests_pass_strangers(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
+    let target = user(accounts, 1_000).await;
+    for n in 0..MAX_PENDING_INCOMING as u32 {
+        let stranger = user(accounts, 1_001 + n).await;
+        friends
+            .request(stranger, target, UnixMillis(1))
+            .await
+            .unwrap();
+    }
+    let late = user(accounts, 1_098).await;
+    assert!(matches!(
+        friends.request(late, target, UnixMillis(2)).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    let friend = user(accounts, 1_099).await;
+    assert_eq!(
+        friends
+            .request_with(friend, target, UnixMillis(2), Introduction::Invited)
+            .await
+            .unwrap(),
+        RequestOutcome::Sent
+    );
+    let incoming = friends.pending(target, LISTED_AT).await.unwrap().incoming;
+    assert_eq!(incoming.len(), MAX_PENDING_INCOMING + 1);
+    assert!(incoming.iter().any(|r| r.user == friend));
+    friends.accept(target, friend, UnixMillis(3)).await.unwrap();
+    assert!(friends.are_friends(target, friend).await.unwrap());
+    // Still full for strangers.
+    assert!(matches!(
+        friends.request(late, target, UnixMillis(4)).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+}
+
+/// Unanswered requests expire after `FRIEND_REQUEST_LIFETIME`: not listed,
+/// not counted, not acceptable, and purged.
+async fn requests_expire(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
+    use wisp_proto::limits::FRIEND_REQUEST_LIFETIME;
+    let lifetime = i64::try_from(FRIEND_REQUEST_LIFETIME.as_millis()).unwrap();
+    let start = UnixMillis(1_000_000);
+    let expired = UnixMillis(start.0 + lifetime);
+    let target = user(accounts, 2_000).await;
+    let mut strangers = Vec::new();
+    for n in 0..MAX_PENDING_INCOMING as u32 {
+        let stranger = user(accounts, 2_001 + n).await;
+        friends.request(stranger, target, start).await.unwrap();
+        strangers.push(stranger);
+    }
+    let late = user(accounts, 2_099).await;
+    let just_before = UnixMillis(expired.0 - 1);
+    assert!(matches!(
+        friends.request(late, target, just_before).await,
+        Err(FriendError::PendingLimit(Side::Them))
+    ));
+    assert_eq!(
+        friends
+            .pending(target, just_before)
+            .await
+            .unwrap()
+            .incoming
+            .len(),
+        MAX_PENDING_INCOMING
+    );
+    // Expired: not listed on either side...
+    let pending = friends.pending(target, expired).await.unwrap();
+    assert!(pending.incoming.is_empty());
+    assert!(
+        friends
+            .pending(strangers[0], expired)
+            .await
+            .unwrap()
+            .outgoing
+            .is_empty()
+    );
+    // ...not acceptable...
+    assert!(matches!(
+        friends.accept(target, strangers[0], expired).await,
+        Err(FriendError::NoSuchRequest)
+    ));
+    // ...and taking no room: a new request gets in.
+    assert_eq!(
+        friends.request(late, target, expired).await.unwrap(),
+        RequestOutcome::Sent
+    );
+    // The purge deletes what expired and keeps what did not.
+    let other = user(accounts, 2_098).await;
+    friends.request(strangers[1], other, start).await.unwrap();
+    assert!(friends.purge_expired_requests(expired).await.unwrap() >= 1);
+    assert_eq!(friends.purge_expired_requests(expired).await.unwrap(), 0);
+    let listed = friends.pending(target, expired).await.unwrap().incoming;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].user, late);
+    // Expired requests can be made again.
+    assert_eq!(
+        friends.request(strangers[1], other, expired).await.unwrap(),
         RequestOutcome::Sent
     );
 }

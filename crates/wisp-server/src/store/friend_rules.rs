@@ -8,15 +8,29 @@
 //! `sql`. The functions here decide; the backends only store.
 
 use async_trait::async_trait;
-use wisp_proto::limits::{MAX_BLOCKS, MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING};
+use wisp_proto::limits::{
+    FRIEND_REQUEST_LIFETIME, MAX_BLOCKS, MAX_FRIENDS, MAX_PENDING_INCOMING, MAX_PENDING_OUTGOING,
+};
 use wisp_proto::{UnixMillis, UserId};
 
-use super::{FriendError, RequestOutcome, Side, StoreError};
+use super::{FriendError, Introduction, RequestOutcome, Side, StoreError};
+
+/// Requests created at or before this time have expired by `now`.
+pub(crate) fn request_cutoff(now: UnixMillis) -> UnixMillis {
+    let lifetime = i64::try_from(FRIEND_REQUEST_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+    UnixMillis(now.0.saturating_sub(lifetime))
+}
 
 /// Primitive operations on one transaction.
 #[async_trait]
 pub(crate) trait FriendTx: Send {
-    async fn account_exists(&mut self, user: UserId) -> Result<bool, StoreError>;
+    /// Deletes the requests to and from `user` created at or before
+    /// `cutoff` (expired ones), so no rule below ever counts or accepts one.
+    async fn delete_expired_requests(
+        &mut self,
+        user: UserId,
+        cutoff: UnixMillis,
+    ) -> Result<(), StoreError>;
     async fn has_blocked(&mut self, owner: UserId, other: UserId) -> Result<bool, StoreError>;
     async fn are_friends(&mut self, a: UserId, b: UserId) -> Result<bool, StoreError>;
     async fn has_request(&mut self, from: UserId, to: UserId) -> Result<bool, StoreError>;
@@ -52,19 +66,25 @@ pub(crate) trait FriendTx: Send {
     async fn delete_block(&mut self, owner: UserId, other: UserId) -> Result<bool, StoreError>;
 }
 
-/// See [`super::FriendStore::request`].
+/// See [`super::FriendStore::request_with`].
+///
+/// Whether `to` is registered is never asked: a request to an id nobody
+/// holds takes exactly the steps of one to a user who never answers, and
+/// is stored (listed, cancellable, expiring) like one, so its reply and
+/// its work tell a stranger nothing about who exists.
 pub(crate) async fn request<T: FriendTx>(
     tx: &mut T,
     from: UserId,
     to: UserId,
     now: UnixMillis,
+    introduction: Introduction,
 ) -> Result<RequestOutcome, FriendError> {
     if from == to {
         return Err(FriendError::SelfTarget);
     }
-    if !tx.account_exists(to).await? {
-        return Err(FriendError::NoSuchUser);
-    }
+    let cutoff = request_cutoff(now);
+    tx.delete_expired_requests(from, cutoff).await?;
+    tx.delete_expired_requests(to, cutoff).await?;
     if tx.has_blocked(from, to).await? {
         return Err(FriendError::Blocked);
     }
@@ -88,8 +108,11 @@ pub(crate) async fn request<T: FriendTx>(
         return Err(FriendError::PendingLimit(Side::Me));
     }
     // Requests from users `to` blocked are invisible to `to` and take none
-    // of its room.
-    if tx.visible_incoming_count(to).await? >= MAX_PENDING_INCOMING {
+    // of its room. Someone `to` invited is never kept out by strangers
+    // filling it (the count is made either way, so both take the same
+    // steps).
+    let full = tx.visible_incoming_count(to).await? >= MAX_PENDING_INCOMING;
+    if full && introduction == Introduction::Stranger {
         return Err(FriendError::PendingLimit(Side::Them));
     }
     tx.insert_request(from, to, now).await?;
@@ -107,6 +130,7 @@ pub(crate) async fn accept<T: FriendTx>(
     from: UserId,
     now: UnixMillis,
 ) -> Result<(), FriendError> {
+    tx.delete_expired_requests(me, request_cutoff(now)).await?;
     if !tx.has_request(from, me).await? || tx.has_blocked(me, from).await? {
         return Err(FriendError::NoSuchRequest);
     }
@@ -169,9 +193,8 @@ pub(crate) async fn block<T: FriendTx>(
     if me == other {
         return Err(FriendError::SelfTarget);
     }
-    if !tx.account_exists(other).await? {
-        return Err(FriendError::NoSuchUser);
-    }
+    // Any id can be blocked, registered or not: a refusal would tell who
+    // exists.
     if !tx.has_blocked(me, other).await? && tx.block_count(me).await? >= MAX_BLOCKS {
         return Err(FriendError::BlockLimit);
     }

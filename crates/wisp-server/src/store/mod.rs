@@ -24,7 +24,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 mod friend_rules;
 pub mod postgres;
-pub(crate) mod redis_link;
+pub mod redis_link;
 pub mod redis_mailbox;
 mod sql;
 pub mod sqlite;
@@ -193,6 +193,39 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// How much may wait, checked by every put in the same atomic step as the
+/// store. Only unexpired messages count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Messages of one sender waiting in one recipient's mailbox.
+    pub per_conversation: u64,
+    /// Ciphertext bytes waiting in one recipient's mailbox, from anyone.
+    pub mailbox_bytes: u64,
+    /// Ciphertext bytes one sender has waiting, in every mailbox.
+    pub outbox_bytes: u64,
+}
+
+impl Quota {
+    /// The server's quota: [`wisp_proto::limits::MAX_PENDING_PER_CONVERSATION`]
+    /// and the configured byte caps.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            per_conversation: wisp_proto::limits::MAX_PENDING_PER_CONVERSATION,
+            mailbox_bytes: config.max_mailbox_bytes,
+            outbox_bytes: config.max_outbox_bytes,
+        }
+    }
+
+    /// Only the per-conversation count (bytes unlimited).
+    pub const fn messages(per_conversation: u64) -> Self {
+        Self {
+            per_conversation,
+            mailbox_bytes: u64::MAX,
+            outbox_bytes: u64::MAX,
+        }
+    }
+}
+
 /// Why a message was not stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,6 +233,14 @@ pub enum PutError {
     /// The sender already has the most messages allowed waiting there.
     #[error("mailbox full")]
     MailboxFull,
+    /// The recipient's mailbox holds [`Quota::mailbox_bytes`] already (with
+    /// this message it would hold more).
+    #[error("recipient's mailbox full")]
+    MailboxBytes,
+    /// The sender has [`Quota::outbox_bytes`] waiting already (with this
+    /// message it would have more).
+    #[error("sender's outbox full")]
+    OutboxBytes,
     /// The conversation was closed (a removal or block) and not reopened;
     /// see [`MailboxStore::drop_conversation`].
     #[error("conversation closed")]
@@ -227,15 +268,18 @@ pub struct StoredMessage {
 /// Mailboxes of short-lived ciphertext.
 ///
 /// Ids increase in the order messages become visible to `fetch`, so a
-/// reader that remembers the last id it saw never misses one.
+/// reader that remembers the last id it saw never misses one. Ids are
+/// counted per recipient: they say nothing about other mailboxes.
+///
+/// A retry is recognised by sender, recipient and client message id: the
+/// same client id sent to another recipient is another message.
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
     /// Stores a message durably, or recognises a retry. Refuses it when
-    /// `max_pending` of the sender's unexpired messages already wait in the
-    /// recipient's mailbox (checked in the same atomic step, after the retry
-    /// check: a retry is always answered). Returns only once the message
-    /// would survive a crash.
-    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError>;
+    /// it would go past `quota` (checked in the same atomic step, after the
+    /// retry check: a retry is always answered). Returns only once the
+    /// message would survive a crash.
+    async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError>;
 
     /// Up to `limit` of `recipient`'s messages with ids after `after`,
     /// oldest first, leaving out any that expired by `now`.
@@ -343,9 +387,6 @@ pub enum Side {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FriendError {
-    /// The other id is not registered.
-    #[error("no such user")]
-    NoSuchUser,
     /// Too many users blocked.
     #[error("block limit reached")]
     BlockLimit,
@@ -394,6 +435,18 @@ pub enum RequestOutcome {
     Shadowed,
 }
 
+/// How a friend request reaches its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Introduction {
+    /// A request like any other: refused when the recipient already has
+    /// [`wisp_proto::limits::MAX_PENDING_INCOMING`] requests waiting.
+    Stranger,
+    /// The requester holds an invitation the recipient signed (checked by
+    /// the caller): let in even when strangers filled the recipient's
+    /// requests, so nobody can lock a genuine friend out.
+    Invited,
+}
+
 /// A friend, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FriendEntry {
@@ -432,16 +485,41 @@ pub struct PendingRequests {
 pub trait FriendStore: Send + Sync + 'static {
     /// `from` asks `to` to be friends. If `to` had already asked `from`, the
     /// two become friends at once. Refused when either side is at the friend
-    /// limit, `from` has too many outgoing or `to` too many incoming
-    /// requests, or `from` has blocked `to`. When `to` has blocked `from` the
-    /// request is [shadowed](RequestOutcome::Shadowed): `from` cannot tell.
-    /// Asking again while a request is pending succeeds and changes nothing.
+    /// limit, `from` has too many outgoing or (unless
+    /// [invited](Introduction::Invited)) `to` too many incoming requests, or
+    /// `from` has blocked `to`. When `to` has blocked `from` the request is
+    /// [shadowed](RequestOutcome::Shadowed): `from` cannot tell. Asking
+    /// again while a request is pending succeeds and changes nothing.
+    ///
+    /// `to` need not be registered: a request to an unknown id is stored and
+    /// answered exactly like one to a user who never answers, so replies
+    /// tell no one who exists.
+    ///
+    /// A request expires [`wisp_proto::limits::FRIEND_REQUEST_LIFETIME`]
+    /// after it was made: from then on it is not listed, counted or
+    /// acceptable, and it is deleted (by the next request touching either
+    /// user, or [`FriendStore::purge_expired_requests`]).
+    async fn request_with(
+        &self,
+        from: UserId,
+        to: UserId,
+        now: UnixMillis,
+        introduction: Introduction,
+    ) -> Result<RequestOutcome, FriendError>;
+
+    /// [`FriendStore::request_with`] from a stranger.
     async fn request(
         &self,
         from: UserId,
         to: UserId,
         now: UnixMillis,
-    ) -> Result<RequestOutcome, FriendError>;
+    ) -> Result<RequestOutcome, FriendError> {
+        self.request_with(from, to, now, Introduction::Stranger)
+            .await
+    }
+
+    /// Deletes every request that expired by `now`; returns how many.
+    async fn purge_expired_requests(&self, now: UnixMillis) -> Result<u64, StoreError>;
 
     /// `me` accepts `from`'s pending request. Refused when either side is at
     /// the friend limit; the request then stays pending.
@@ -456,7 +534,7 @@ pub trait FriendStore: Send + Sync + 'static {
     /// Ends a friendship, for both sides.
     async fn remove(&self, me: UserId, other: UserId) -> Result<(), FriendError>;
 
-    /// Blocks `other` (a registered user): ends any friendship and drops
+    /// Blocks `other` (any id, registered or not): ends any friendship and drops
     /// pending requests both ways. Returns whether a friendship ended.
     /// Refused past [`wisp_proto::limits::MAX_BLOCKS`].
     async fn block(&self, me: UserId, other: UserId, now: UnixMillis) -> Result<bool, FriendError>;
@@ -468,8 +546,8 @@ pub trait FriendStore: Send + Sync + 'static {
     /// `me`'s friends, oldest friendship first.
     async fn friends(&self, me: UserId) -> Result<Vec<FriendEntry>, StoreError>;
 
-    /// `me`'s pending requests and blocks.
-    async fn pending(&self, me: UserId) -> Result<PendingRequests, StoreError>;
+    /// `me`'s pending requests (those not expired by `now`) and blocks.
+    async fn pending(&self, me: UserId, now: UnixMillis) -> Result<PendingRequests, StoreError>;
 
     /// Whether the two are friends (the check every friends-only operation
     /// makes).

@@ -53,7 +53,7 @@ const LONGEST_RETRY: Duration = Duration::from_millis(800);
 
 /// A `redis+sentinel://` URL, read.
 #[derive(Clone, PartialEq, Eq)]
-struct SentinelUrl {
+pub struct SentinelUrl {
     /// `redis://host:port` of each Sentinel.
     sentinels: Vec<String>,
     /// The monitored service's name.
@@ -79,7 +79,7 @@ impl std::fmt::Debug for SentinelUrl {
 
 /// A `redis+cluster://` URL, read.
 #[derive(Clone, PartialEq, Eq)]
-struct ClusterUrl {
+pub struct ClusterUrl {
     /// `user:password@` as written (still percent-encoded: it goes into
     /// the `redis://` URL of each node, which redis-rs decodes), or empty.
     auth: String,
@@ -93,6 +93,75 @@ impl std::fmt::Debug for ClusterUrl {
         f.debug_struct("ClusterUrl")
             .field("seeds", &self.seeds)
             .finish_non_exhaustive()
+    }
+}
+
+/// A Redis URL of any of the forms above, read and checked but not
+/// connected to. Its `Display` writes the URL back (credentials
+/// percent-encoded) so that it reads back the same; `Debug` leaves the
+/// credentials out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisUrl {
+    /// One server, as redis-rs reads it.
+    Standalone(StandaloneUrl),
+    /// A service behind Sentinels.
+    Sentinel(SentinelUrl),
+    /// A Redis Cluster.
+    Cluster(ClusterUrl),
+}
+
+/// A `redis://`, `rediss://` or `unix://` URL that redis-rs accepts. Kept as
+/// written: redis-rs decodes it again on connecting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StandaloneUrl(String);
+
+impl std::fmt::Debug for StandaloneUrl {
+    // Credentials stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StandaloneUrl(..)")
+    }
+}
+
+impl RedisUrl {
+    /// Reads `url`; the error says what is wrong with it.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            return SentinelUrl::parse(rest).map(Self::Sentinel);
+        }
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            return ClusterUrl::parse(rest).map(Self::Cluster);
+        }
+        redis::Client::open(url).map_err(|e| bad_url(e.to_string()))?;
+        Ok(Self::Standalone(StandaloneUrl(url.to_owned())))
+    }
+}
+
+/// What a credential is percent-encoded as: everything but letters and
+/// digits, so it reads back whatever it holds.
+fn encode(credential: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(credential, percent_encoding::NON_ALPHANUMERIC)
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Standalone(StandaloneUrl(url)) => f.write_str(url),
+            Self::Sentinel(url) => {
+                f.write_str("redis+sentinel://")?;
+                if let Some(password) = &url.password {
+                    let user = url.username.as_deref().unwrap_or_default();
+                    write!(f, "{}:{}@", encode(user), encode(password))?;
+                }
+                let hosts: Vec<&str> = url
+                    .sentinels
+                    .iter()
+                    .map(|s| s.trim_start_matches("redis://"))
+                    .collect();
+                write!(f, "{}/{}/{}", hosts.join(","), url.service, url.db)
+            }
+            Self::Cluster(url) => write!(f, "redis+cluster://{}{}", url.auth, url.seeds.join(",")),
+        }
     }
 }
 
@@ -129,7 +198,8 @@ fn hosts(list: &str) -> Result<Vec<String>, StoreError> {
             let (name, port) = host
                 .rsplit_once(':')
                 .ok_or_else(|| bad_url(format!("`{host}` needs a port (host:port)")))?;
-            if name.is_empty() || port.parse::<u16>().is_err() {
+            let odd = |c: char| c.is_whitespace() || c.is_control() || "/@?#".contains(c);
+            if name.is_empty() || name.contains(odd) || port.parse::<u16>().is_err() {
                 return Err(bad_url(format!("`{host}` is not host:port")));
             }
             Ok(host.to_owned())
@@ -304,12 +374,11 @@ impl RedisLink {
 
     /// Connects to the Redis `url` names (see the module documentation).
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            return Self::connect_sentinel(SentinelUrl::parse(rest)?).await;
-        }
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            return Self::connect_cluster(ClusterUrl::parse(rest)?).await;
-        }
+        let url = match RedisUrl::parse(url)? {
+            RedisUrl::Sentinel(url) => return Self::connect_sentinel(url).await,
+            RedisUrl::Cluster(url) => return Self::connect_cluster(url).await,
+            RedisUrl::Standalone(StandaloneUrl(url)) => url,
+        };
         let client = redis::Client::open(url).map_err(|e| bad_url(e.to_string()))?;
         let db = client.get_connection_info().redis_settings().db();
         let manager = client
@@ -609,6 +678,8 @@ mod tests {
             ("redis+sentinel://10.0.0.1/wisp", "needs a port"),
             ("redis+sentinel://10.0.0.1:26379/", "service name is empty"),
             ("redis+cluster://a:notaport", "not host:port"),
+            ("redis+cluster://a b:7000", "not host:port"),
+            ("redis+sentinel://h?x:26379/wisp", "not host:port"),
             ("http://x", "invalid Redis URL"),
         ] {
             let error = connect_error(url).await;

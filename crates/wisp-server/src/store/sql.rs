@@ -183,14 +183,20 @@ macro_rules! relational_store {
 
         #[::async_trait::async_trait]
         impl $crate::store::friend_rules::FriendTx for FriendSteps<'_> {
-            async fn account_exists(
+            async fn delete_expired_requests(
                 &mut self,
                 user: ::wisp_proto::UserId,
-            ) -> Result<bool, $crate::store::StoreError> {
-                Ok(self
-                    .count("SELECT count(*) FROM accounts WHERE user_id = $1", user)
-                    .await?
-                    > 0)
+                cutoff: ::wisp_proto::UnixMillis,
+            ) -> Result<(), $crate::store::StoreError> {
+                ::sqlx::query(
+                    "DELETE FROM friend_requests \
+                     WHERE (from_user = $1 OR to_user = $1) AND created_ms <= $2",
+                )
+                .bind(user.as_bytes().as_slice())
+                .bind(cutoff.0)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
             }
 
             async fn has_blocked(
@@ -369,6 +375,23 @@ macro_rules! relational_store {
                 $crate::store::sql::users_from_rows(rows)
             }
 
+            /// Like `user_list`, for requests: `sql` also takes (`$2`) the
+            /// cutoff at or before which requests have expired.
+            async fn live_request_list(
+                &self,
+                sql: &'static str,
+                user: ::wisp_proto::UserId,
+                cutoff: ::wisp_proto::UnixMillis,
+            ) -> Result<Vec<(::wisp_proto::UserId, ::wisp_proto::UnixMillis)>, $crate::store::StoreError>
+            {
+                let rows: Vec<(Vec<u8>, i64)> = ::sqlx::query_as(sql)
+                    .bind(user.as_bytes().as_slice())
+                    .bind(cutoff.0)
+                    .fetch_all(&self.$readers)
+                    .await?;
+                $crate::store::sql::users_from_rows(rows)
+            }
+
             /// How many one-time keys `owner` has, on `conn`.
             async fn one_time_count(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -448,16 +471,35 @@ macro_rules! relational_store {
 
         #[::async_trait::async_trait]
         impl $crate::store::FriendStore for $store {
-            async fn request(
+            async fn request_with(
                 &self,
                 from: ::wisp_proto::UserId,
                 to: ::wisp_proto::UserId,
                 now: ::wisp_proto::UnixMillis,
+                introduction: $crate::store::Introduction,
             ) -> Result<$crate::store::RequestOutcome, $crate::store::FriendError> {
                 self.write_friends([from, to], |tx| {
-                    Box::pin($crate::store::friend_rules::request(tx, from, to, now))
+                    Box::pin($crate::store::friend_rules::request(
+                        tx,
+                        from,
+                        to,
+                        now,
+                        introduction,
+                    ))
                 })
                 .await
+            }
+
+            async fn purge_expired_requests(
+                &self,
+                now: ::wisp_proto::UnixMillis,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let cutoff = $crate::store::friend_rules::request_cutoff(now);
+                let done = ::sqlx::query("DELETE FROM friend_requests WHERE created_ms <= $1")
+                    .bind(cutoff.0)
+                    .execute(&self.$writer)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn accept(
@@ -542,20 +584,26 @@ macro_rules! relational_store {
             async fn pending(
                 &self,
                 me: ::wisp_proto::UserId,
+                now: ::wisp_proto::UnixMillis,
             ) -> Result<$crate::store::PendingRequests, $crate::store::StoreError> {
+                let cutoff = $crate::store::friend_rules::request_cutoff(now);
                 let incoming = self
-                    .user_list(
+                    .live_request_list(
                         "SELECT from_user, created_ms FROM friend_requests WHERE to_user = $1 \
+                         AND created_ms > $2 \
                          AND from_user NOT IN (SELECT blocked FROM blocks WHERE owner = $1) \
                          ORDER BY created_ms, from_user",
                         me,
+                        cutoff,
                     )
                     .await?;
                 let outgoing = self
-                    .user_list(
+                    .live_request_list(
                         "SELECT to_user, created_ms FROM friend_requests WHERE from_user = $1 \
+                         AND created_ms > $2 \
                          ORDER BY created_ms, to_user",
                         me,
+                        cutoff,
                     )
                     .await?;
                 let blocked = self

@@ -333,6 +333,7 @@ async fn nothing_but_hello_register_and_login_before_logging_in() {
         .request(Request::FriendOp(FriendOp {
             action: wisp_proto::FriendAction::Request as i32,
             user_id: someone.id().to_vec(),
+            invitation: Vec::new(),
         }))
         .await;
     assert_eq!(error_code(reply), ErrorCode::AuthRequired);

@@ -158,7 +158,12 @@ async fn message_text_never_reaches_the_server_disk_or_logs() {
         assert!(!contains(&bytes, marker.as_bytes()), "marker in {path}");
     }
     let logged: Vec<String> = logs.try_iter().collect();
-    assert!(logged.len() > 10, "trace logs were captured");
+    // Dependencies never log above info; the server's own debug lines
+    // show the level was really on.
+    assert!(
+        logged.iter().any(|line| line.contains("logged in")),
+        "trace logs were captured: {logged:?}"
+    );
     assert!(
         !logged.iter().any(|line| line.contains(&marker)),
         "marker in the server's logs"

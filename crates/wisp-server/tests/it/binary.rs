@@ -80,6 +80,8 @@ fn help_names_every_flag() {
         "WISP_DATA_DIR",
         "--config",
         "--pow-difficulty",
+        "--max-sessions-per-user",
+        "WISP_MAX_SESSIONS_PER_USER",
         "--register-limit",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");

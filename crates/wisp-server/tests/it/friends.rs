@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use wisp_client::ServerEvent as Event;
 use wisp_proto::ErrorCode;
-use wisp_proto::limits::MAX_FRIENDS;
+use wisp_proto::limits::{MAX_FRIENDS, MAX_PENDING_INCOMING};
+use wisp_proto::{InvitationToken, UnixMillis};
 use wisp_test_support::{TestServer, TestUser, befriend, code_of};
 
 /// The next friend-related event (mailbox events are not the subject here).
@@ -93,11 +94,6 @@ async fn decline_cancel_and_errors_name_what_happened() {
     assert_eq!(
         code_of(alice.client.remove_friend(bob.id()).await),
         ErrorCode::NotFriends
-    );
-    let ghost = wisp_client::Identity::generate().user_id();
-    assert_eq!(
-        code_of(alice.client.request_friend(ghost).await),
-        ErrorCode::NoSuchUser
     );
     assert_eq!(
         code_of(alice.client.request_friend(alice.id()).await),
@@ -193,7 +189,8 @@ async fn a_21st_friend_is_refused_at_request_and_at_accept() {
 /// each on its own connection, for the 20 places. Exactly 20 win.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_users_racing_for_one_circle_leave_exactly_twenty() {
-    let server = TestServer::start().await;
+    // Thirty sessions of one account, past the default cap of five.
+    let server = TestServer::start_with(|config| config.max_sessions_per_user = 31).await;
     let popular = server.user().await;
     let mut askers = Vec::new();
     for _ in 0..30 {
@@ -238,4 +235,109 @@ async fn thirty_users_racing_for_one_circle_leave_exactly_twenty() {
 /// The same identity on another connection (a second terminal, say).
 fn clone_identity(user: &TestUser) -> wisp_client::Identity {
     user.identity.clone_for_tests()
+}
+
+/// Whether an id is registered shows to no one: a request to an id nobody
+/// holds is answered exactly like one to a user who has not answered yet,
+/// listed and cancelled alike. (Old code answered NO_SUCH_USER.)
+#[tokio::test]
+async fn a_request_to_an_unknown_id_looks_like_one_to_a_known_id() {
+    let server = TestServer::start().await;
+    let alice = server.user().await;
+    let bob = server.user().await;
+    let ghost = wisp_client::Identity::generate().user_id();
+    let to_bob = alice.client.request_friend(bob.id()).await;
+    let to_ghost = alice.client.request_friend(ghost).await;
+    assert_eq!(format!("{to_bob:?}"), format!("{to_ghost:?}"));
+    assert!(!to_ghost.unwrap());
+    let again_bob = alice.client.request_friend(bob.id()).await;
+    let again_ghost = alice.client.request_friend(ghost).await;
+    assert_eq!(format!("{again_bob:?}"), format!("{again_ghost:?}"));
+    let outgoing: Vec<_> = alice
+        .client
+        .friend_requests()
+        .await
+        .unwrap()
+        .outgoing
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(outgoing.len(), 2);
+    assert!(outgoing.contains(&bob.id()) && outgoing.contains(&ghost));
+    alice.client.cancel_friend_request(ghost).await.unwrap();
+    alice.client.cancel_friend_request(bob.id()).await.unwrap();
+    // Blocking an unknown id is no different either.
+    alice.client.block(ghost).await.unwrap();
+    alice.client.unblock(ghost).await.unwrap();
+}
+
+/// Fifty throwaway accounts fill a user's pending requests: strangers get
+/// PENDING_LIMIT, but a friend holding the user's invitation gets through.
+/// A forged, expired or someone else's invitation does not. (Old code kept
+/// the invited friend out too.)
+#[tokio::test]
+async fn strangers_filling_requests_cannot_lock_out_an_invited_friend() {
+    let server = TestServer::start().await;
+    let victim = server.user().await;
+    for _ in 0..MAX_PENDING_INCOMING {
+        let stranger = server.user().await;
+        stranger.client.request_friend(victim.id()).await.unwrap();
+    }
+    let friend = server.user().await;
+    assert_eq!(
+        code_of(friend.client.request_friend(victim.id()).await),
+        ErrorCode::PendingLimit
+    );
+
+    let later = UnixMillis(wisp_client::now_ms().0 + 3_600_000);
+    let ask = |token: InvitationToken| wisp_client::Invitation {
+        user: victim.id(),
+        token: Some(token),
+    };
+    // Signed by someone else's key.
+    let mallory = wisp_client::Identity::generate();
+    let forged = mallory.sign_invitation(later).unwrap();
+    // The victim's real signature, with the expiry pushed out.
+    let genuine = victim.identity.sign_invitation(later).unwrap();
+    let tampered = InvitationToken {
+        expires: UnixMillis(later.0 + 1),
+        ..genuine
+    };
+    // An invitation the victim made, but expired.
+    let expired = victim
+        .identity
+        .sign_invitation(UnixMillis(wisp_client::now_ms().0 - 1))
+        .unwrap();
+    // An invitation another registered user made for themselves.
+    let other = server.user().await;
+    let others = other.identity.sign_invitation(later).unwrap();
+    for (what, token) in [
+        ("forged", forged),
+        ("tampered", tampered),
+        ("expired", expired),
+        ("another user's", others),
+    ] {
+        assert_eq!(
+            code_of(friend.client.request_friend_invited(&ask(token)).await),
+            ErrorCode::PendingLimit,
+            "{what} invitation let the request in"
+        );
+    }
+    // A token that is not one at all is refused as such.
+    let link = format!("{}/{}", wisp_client::invitation_link(victim.id()), "aa");
+    assert!(wisp_client::parse_invitation_link(&link).is_err());
+
+    let link = wisp_client::signed_invitation_link(victim.id(), &genuine);
+    let invitation = wisp_client::parse_invitation_link(&link).unwrap();
+    assert!(
+        !friend
+            .client
+            .request_friend_invited(&invitation)
+            .await
+            .unwrap()
+    );
+    let incoming = victim.client.friend_requests().await.unwrap().incoming;
+    assert_eq!(incoming.len(), MAX_PENDING_INCOMING + 1);
+    victim.client.accept_friend(friend.id()).await.unwrap();
+    assert_eq!(victim.client.friends().await.unwrap().len(), 1);
 }

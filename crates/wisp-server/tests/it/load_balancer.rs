@@ -1,14 +1,19 @@
 //! The shipped HAProxy configuration (`deploy/haproxy.cfg`), run by the
 //! Debian-packaged HAProxy in front of two nodes of one cluster: users chat
 //! through it, and when a node goes away its users come back through the
-//! balancer to the other node and get what is pending.
+//! balancer to the other node and get what is pending. With its TLS
+//! termination (a test CA's certificate for 127.0.0.1), clients on
+//! `wss://` with the CA given register, befriend and chat through it.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use wisp_client::{Client, ConnectOptions};
 use wisp_server::Server;
 use wisp_test_support::{
-    ClusterBackend, befriend_devices, device_at, free_port, friends_one_offline,
+    ClusterBackend, TestCa, befriend_devices, device_at, device_with, free_port,
+    friends_one_offline,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -34,8 +39,10 @@ fn haproxy() -> Option<String> {
     wisp_test_support::tool_or_skip("haproxy", found, "scripts/ensure-services.sh installs it")
 }
 
-/// The shipped configuration, pointed at `nodes` and listening on `port`.
-fn config_for(port: u16, nodes: &[std::net::SocketAddr]) -> String {
+/// The shipped configuration, pointed at `nodes` and listening on `port`:
+/// with `tls`, its TLS `bind` line as shipped, presenting the certificate
+/// and key in that PEM file; without, in plain text.
+fn config_for(port: u16, nodes: &[std::net::SocketAddr], tls: Option<&Path>) -> String {
     let shipped = include_str!("../../../../deploy/haproxy.cfg");
     let mut out = String::new();
     for line in shipped.lines() {
@@ -45,8 +52,18 @@ fn config_for(port: u16, nodes: &[std::net::SocketAddr]) -> String {
         }
         if trimmed.starts_with("maxconn") {
             out.push_str("    maxconn 1000\n");
-        } else if trimmed.starts_with("bind :") {
-            out.push_str(&format!("    bind 127.0.0.1:{port}\n"));
+        } else if let Some(options) = trimmed.strip_prefix("bind :443 ") {
+            let bind = match tls {
+                Some(pem) => {
+                    let (_, after_crt) = options
+                        .split_once("crt ")
+                        .expect("the shipped bind line names a crt");
+                    let rest = after_crt.split_once(' ').map_or("", |(_, rest)| rest);
+                    format!("ssl crt {} {rest}", pem.display())
+                }
+                None => String::new(),
+            };
+            out.push_str(&format!("    bind 127.0.0.1:{port} {bind}\n"));
         } else {
             out.push_str(line);
             out.push('\n');
@@ -74,7 +91,7 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, config_for(port, &addrs)).unwrap();
+    std::fs::write(&cfg, config_for(port, &addrs, None)).unwrap();
     let _balancer = Balancer(
         Command::new(binary)
             .args(["-db", "-f"])
@@ -152,6 +169,94 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     };
     assert_eq!(dave.read_all().await, vec!["while you were away"]);
     let _ = &mut carol;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_chat_over_wss_through_haproxy_ending_tls() {
+    let Some(binary) = haproxy() else { return };
+    let Some(cluster) = ClusterBackend::create().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(cluster.start_node().await);
+    }
+    let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let pem = dir.path().join("wisp.pem");
+    std::fs::write(&pem, ca.leaf(&["127.0.0.1"]).combined_pem()).unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("haproxy.cfg");
+    let config = config_for(port, &addrs, Some(&pem));
+    assert!(
+        config.contains(" ssl crt "),
+        "the shipped config ends TLS:\n{config}"
+    );
+    std::fs::write(&cfg, config).unwrap();
+    let _balancer = Balancer(
+        Command::new(binary)
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("wss://127.0.0.1:{port}");
+    let options = ConnectOptions::new()
+        .with_ca_pem(ca.pem().as_bytes())
+        .unwrap();
+    // Ready once a wss:// connection gets through to a node.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(2), Client::connect_with(&url, &options))
+                .await;
+        if let Ok(Ok((client, _))) = attempt
+            && client.ping().await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "haproxy passes a wss:// connection within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Without the CA, the balancer's certificate is refused, typed.
+    let untrusted = Client::connect(&url).await.unwrap_err();
+    assert_eq!(
+        untrusted.certificate_problem(),
+        Some(&wisp_client::CertificateProblem::Untrusted),
+        "{untrusted:?}"
+    );
+
+    let mut alice = device_with(&url, &options).await;
+    let mut bob = device_with(&url, &options).await;
+    befriend_devices(&alice, &bob).await;
+    assert!(bob.read_all().await.is_empty());
+    alice
+        .messenger
+        .send_text(bob.id(), "via haproxy over tls", HOUR, None)
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let wisp_client::Event::Message(m) = bob.event().await {
+                return m.text.to_string();
+            }
+        }
+    })
+    .await
+    .expect("the message arrives within 10 s");
+    assert_eq!(text, "via haproxy over tls");
+    let _ = &mut alice;
+    drop((alice, bob));
     for node in nodes {
         node.shutdown().await;
     }

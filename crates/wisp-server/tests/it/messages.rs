@@ -459,6 +459,47 @@ async fn a_flooded_mailbox_refuses_more_and_delivers_in_windows(backend: Backend
     );
 }
 
+/// One sender cannot pin more than `--max-outbox-bytes` of unread
+/// ciphertext, whatever the per-conversation count allows; what its friend
+/// reads makes room again.
+async fn an_outbox_past_its_bytes_is_refused_until_read(backend: Backend) {
+    const CAP: u64 = 4 * MAX_CIPHERTEXT_BYTES as u64;
+    let configure = |config: &mut wisp_server::config::Config| config.max_outbox_bytes = CAP;
+    let Some(server) = TestServer::start_on(backend, configure, Arc::new(SystemClock)).await else {
+        return;
+    };
+    let (alice, b, bob_home) = friends_one_offline(&server.url()).await;
+    let client = alice.messenger.client();
+    let send = |n: u8| {
+        client.send_ciphertext(b, ClientMsgId([n; 16]), vec![1; MAX_CIPHERTEXT_BYTES], HOUR)
+    };
+    for n in 0..4 {
+        send(n).await.unwrap();
+    }
+    let full = send(4).await;
+    let why = full
+        .as_ref()
+        .map_or_else(ToString::to_string, |_| String::new());
+    assert_eq!(code_of(full), ErrorCode::MailboxFull);
+    assert!(why.contains("wait unread"), "{why}");
+    // A retry of a stored message is still answered.
+    send(3).await.unwrap();
+    // Bob reads (acknowledges) one: room for one more, not two.
+    let (raw, mut events) = server.raw_login(&bob_home).await;
+    let delivered = deliveries(&mut events, 4, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 4);
+    raw.ack(delivered[..1].to_vec()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while send(4).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the burn made no room"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code_of(send(5).await), ErrorCode::MailboxFull);
+}
+
 async fn a_reinstalled_friend_is_a_new_identity_and_can_talk_again(backend: Backend) {
     let Some((server, mut alice, bob)) = two_friends(backend).await else {
         return;
@@ -505,8 +546,12 @@ struct LostAcks(wisp_server::store::sqlite::SqliteStore);
 
 #[async_trait::async_trait]
 impl MailboxStore for LostAcks {
-    async fn put(&self, m: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        self.0.put(m, max_pending).await
+    async fn put(
+        &self,
+        m: NewMessage<'_>,
+        quota: &wisp_server::store::Quota,
+    ) -> Result<Accepted, PutError> {
+        self.0.put(m, quota).await
     }
     async fn fetch(
         &self,
@@ -728,6 +773,7 @@ on_every_backend!(
     a_retried_client_message_id_is_stored_and_delivered_once,
     an_undecryptable_message_is_reported_and_the_session_recovers,
     a_flooded_mailbox_refuses_more_and_delivers_in_windows,
+    an_outbox_past_its_bytes_is_refused_until_read,
     a_reinstalled_friend_is_a_new_identity_and_can_talk_again,
 );
 
@@ -776,7 +822,7 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
                 sent_at: now,
                 expires_at: now.plus(Duration::from_secs(600)),
             },
-            1000,
+            &wisp_server::store::Quota::messages(1000),
         )
         .await
         .unwrap();

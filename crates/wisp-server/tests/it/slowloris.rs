@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wisp_test_support::tls::{Tunnel, connect_from};
+use wisp_test_support::server_tls::{Tunnel, connect_from};
 use wisp_test_support::{TestServer, device_at};
 
 /// The address the victim connects from: Linux routes all of 127/8 to

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use wisp_server::{StartError, TlsError};
-use wisp_test_support::tls::{
+use wisp_test_support::server_tls::{
     LeafFiles, TestPki, Tunnel, certificate_in, served_certificate, tls_connect,
 };
 use wisp_test_support::{TestServer, befriend_devices, device_at, test_config};

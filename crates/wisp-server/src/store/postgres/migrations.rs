@@ -8,11 +8,18 @@ use crate::store::StoreError;
 use crate::store::sql::apply_migration;
 
 /// `(version, name, sql)`, in order. Append only; never edit a shipped one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts_friends_keys",
-    include_str!("../../../migrations/postgres/0001_accounts_friends_keys.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts_friends_keys",
+        include_str!("../../../migrations/postgres/0001_accounts_friends_keys.sql"),
+    ),
+    (
+        2,
+        "friend_requests_to_any_id",
+        include_str!("../../../migrations/postgres/0002_friend_requests_to_any_id.sql"),
+    ),
+];
 
 /// Any fixed number: the key of the advisory lock migrations hold.
 const MIGRATION_LOCK: i64 = 0x7769_7370; // "wisp"

@@ -5,7 +5,10 @@
 //! drop) is one atomic Lua script: `put.lua`, `burn.lua` and `drop.lua`
 //! beside this file, each opening by naming its `KEYS` and `ARGV`. Fetches
 //! are plain reads. Per recipient:
-//! - `…:seq`: the id counter (ids only grow, so delivery cursors never skip);
+//! - `…:seq`: the id counter, per mailbox (ids only grow, so delivery
+//!   cursors never skip, and say nothing of other mailboxes);
+//! - `…:sz` and `…:bytes`: each waiting message's size, scored by expiry,
+//!   and their sum: the mailbox's byte quota, checked inside `put.lua`;
 //! - `…:ids`: sorted set of waiting message ids;
 //! - `…:m:<id>`: the message (sender, ciphertext, times), with Redis expiry
 //!   at the message's own `expires_at`: Redis itself deletes what expired;
@@ -15,6 +18,16 @@
 //! - `…:x:<sender>`: present for [`CLOSED_FOR`] after the conversation was
 //!   dropped (a removal or block): puts from that sender are refused, so a
 //!   node whose cache has not yet heard of the removal cannot slip one in.
+//!
+//! A sender's outbox (the bytes it has waiting in every mailbox, for its
+//! byte quota) lives under the sender's own hash tag,
+//! `<prefix>:ob:{<sender>}`: entries scored by expiry, and their sum. It is
+//! on another slot than the mailbox, so a put first reserves room there
+//! (`outbox.lua`, atomic on its own), then stores; a put that stores nothing
+//! new releases what it reserved, and burns and drops release their
+//! messages' entries. A node that dies between the two steps leaves a
+//! reservation that lapses at the message's expiry: the quota errs on the
+//! strict side.
 //!
 //! A fetch never returns an expired message: Redis does not serve expired
 //! keys, and expiry times are checked again.
@@ -26,9 +39,13 @@
 //! so a failover cannot bring a burned message back. A write that reached
 //! too few replicas in time is reported as a failure; repeating it is safe.
 //!
-//! Message ids are `max(counter + 1, Redis TIME in microseconds)`: after a
-//! failover that lost the newest unreplicated (hence unacknowledged) puts,
-//! new ids still lie beyond every id handed out before, so no id is reused.
+//! Message ids are `max(counter + 1, Redis TIME in seconds × 2^20)`: after a
+//! failover that lost the newest unreplicated (hence unacknowledged) puts
+//! (a failover takes seconds), new ids still lie beyond every id handed out
+//! before, so no id is reused; within a second a mailbox's ids run on by
+//! one, whatever other mailboxes receive. (The floor is above the
+//! microsecond floor of earlier versions, so ids keep growing across the
+//! upgrade.)
 
 use std::time::Duration;
 
@@ -38,7 +55,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::redis_link::RedisLink;
 
-use super::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage};
+use super::{Accepted, MailboxStore, NewMessage, PutError, Quota, StoreError, StoredMessage};
 
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
@@ -57,6 +74,7 @@ struct Scripts {
     put: String,
     burn: String,
     drop: String,
+    outbox: String,
 }
 
 /// The scripts as sent: comments and indentation stripped, since every
@@ -65,6 +83,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     put: compact(include_str!("put.lua")),
     burn: compact(include_str!("burn.lua")),
     drop: compact(include_str!("drop.lua")),
+    outbox: compact(include_str!("outbox.lua")),
 });
 
 /// `source` without its `--` comments, indentation and blank lines. (The
@@ -165,6 +184,41 @@ impl RedisMailbox {
     fn mailbox(&self, recipient: UserId) -> String {
         format!("{}:mb:{{{}}}", self.prefix, hex(recipient.as_bytes()))
     }
+
+    /// `outbox.lua` on `sender`'s outbox: `action` with its arguments.
+    fn outbox_script(&self, sender: &str, now: UnixMillis, action: &str) -> Cmd {
+        let outbox = format!("{}:ob:{{{sender}}}", self.prefix);
+        let mut script = eval(&SCRIPTS.outbox, 2);
+        script
+            .arg(format!("{outbox}:e"))
+            .arg(format!("{outbox}:b"))
+            .arg(now.0)
+            .arg(action);
+        script
+    }
+
+    /// Releases outbox entries of messages that were deleted: `deleted` is
+    /// `(sender, entry)` pairs as the burn and drop scripts return them.
+    async fn release(&self, deleted: Vec<(String, String)>) -> Result<(), StoreError> {
+        let mut by_sender: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (sender, entry) in deleted {
+            if !entry.is_empty() {
+                by_sender.entry(sender).or_default().push(entry);
+            }
+        }
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        for (sender, entries) in by_sender {
+            let mut script = self.outbox_script(&sender, now, "release");
+            for entry in entries {
+                script.arg(entry);
+            }
+            let _: u64 = script
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
 }
 
 /// `EVAL` of `script` with `keys` keys to follow. The script travels whole
@@ -193,33 +247,96 @@ fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> 
     })
 }
 
-#[async_trait]
-impl MailboxStore for RedisMailbox {
-    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        let mb = self.mailbox(message.recipient);
-        let sender = hex(message.sender.as_bytes());
-        let mut script = eval(&SCRIPTS.put, 5);
+impl RedisMailbox {
+    /// `put.lua`: the message into its mailbox, with the mailbox's checks.
+    async fn store(
+        &self,
+        mb: &str,
+        sender: &str,
+        entry: &str,
+        message: NewMessage<'_>,
+        quota: &Quota,
+    ) -> Result<Accepted, PutError> {
+        let mut script = eval(&SCRIPTS.put, 7);
         script
             .arg(format!("{mb}:seq"))
             .arg(format!("{mb}:ids"))
             .arg(format!("{mb}:c:{sender}:{}", hex(message.client_msg_id)))
             .arg(format!("{mb}:p:{sender}"))
             .arg(format!("{mb}:x:{sender}"))
-            .arg(&sender)
+            .arg(format!("{mb}:sz"))
+            .arg(format!("{mb}:bytes"))
+            .arg(sender)
             .arg(message.ciphertext)
             .arg(message.sent_at.0)
             .arg(message.expires_at.0)
             .arg(format!("{mb}:m:"))
-            .arg(max_pending);
+            .arg(quota.per_conversation)
+            .arg(quota.mailbox_bytes)
+            .arg(entry);
         // The script's outcome (see put.lua): 0 stored, 1 a retry of a
-        // stored message, 2 the sender's quota is full, 3 closed.
+        // stored message, 2 the sender's quota is full, 3 closed, 4 the
+        // mailbox's bytes are full.
         let (outcome, reply): (i64, String) = self.write(script).await?;
         match outcome {
             0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
             2 => Err(PutError::MailboxFull),
             3 => Err(PutError::Closed),
+            4 => Err(PutError::MailboxBytes),
             other => Err(StoreError::Corrupt(format!("put.lua answered {other}")).into()),
         }
+    }
+}
+
+#[async_trait]
+impl MailboxStore for RedisMailbox {
+    async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError> {
+        let mb = self.mailbox(message.recipient);
+        let sender = hex(message.sender.as_bytes());
+        // The outbox first: room for this message, or a refusal.
+        let entry = format!(
+            "{}:{}:{}",
+            hex(message.recipient.as_bytes()),
+            hex(message.client_msg_id),
+            message.ciphertext.len()
+        );
+        let mut reserve = self.outbox_script(&sender, message.sent_at, "reserve");
+        reserve
+            .arg(&entry)
+            .arg(message.expires_at.0)
+            .arg(quota.outbox_bytes);
+        // 2 reserved now, 1 held already (a retry), 0 full (see outbox.lua).
+        // Not waited for on replicas: a reservation a failover loses only
+        // loosens the quota a moment.
+        let reserved: i64 = reserve
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(StoreError::from)?;
+        if reserved == 0 {
+            // A retry of a stored message is still answered as such.
+            let retry: Option<String> = self
+                .redis
+                .clone()
+                .get(format!("{mb}:c:{sender}:{}", hex(message.client_msg_id)))
+                .await
+                .map_err(StoreError::from)?;
+            return match retry {
+                Some(first) => Ok(parse_accepted(&first, true)?),
+                None => Err(PutError::OutboxBytes),
+            };
+        }
+        let stored = self.store(&mb, &sender, &entry, message, quota).await;
+        let keep = match &stored {
+            Ok(accepted) => !accepted.duplicate || reserved == 1,
+            // The write may have landed: keep the reservation (it lapses
+            // with the message).
+            Err(PutError::Store(_)) => true,
+            Err(_) => false,
+        };
+        if !keep && reserved == 2 {
+            self.release(vec![(sender, entry)]).await?;
+        }
+        stored
     }
 
     async fn fetch(
@@ -291,15 +408,21 @@ impl MailboxStore for RedisMailbox {
             return Ok(0);
         }
         let mb = self.mailbox(recipient);
-        let mut script = eval(&SCRIPTS.burn, 3);
+        let mut script = eval(&SCRIPTS.burn, 5);
         script
             .arg(format!("{mb}:ids"))
             .arg(format!("{mb}:m:"))
-            .arg(format!("{mb}:p:"));
+            .arg(format!("{mb}:p:"))
+            .arg(format!("{mb}:sz"))
+            .arg(format!("{mb}:bytes"));
         for id in ids {
             script.arg(id.0);
         }
-        self.write(script).await
+        // Sender and outbox entry of each message burned.
+        let burned: Vec<(String, String)> = self.write(script).await?;
+        let n = burned.len() as u64;
+        self.release(burned).await?;
+        Ok(n)
     }
 
     async fn purge_expired(&self, _now: UnixMillis, _limit: usize) -> Result<u64, StoreError> {
@@ -313,15 +436,20 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mb = self.mailbox(recipient);
             let sender = hex(sender.as_bytes());
-            let mut script = eval(&SCRIPTS.drop, 4);
+            let mut script = eval(&SCRIPTS.drop, 6);
             script
                 .arg(format!("{mb}:p:{sender}"))
                 .arg(format!("{mb}:ids"))
                 .arg(format!("{mb}:m:"))
                 .arg(format!("{mb}:x:{sender}"))
+                .arg(format!("{mb}:sz"))
+                .arg(format!("{mb}:bytes"))
                 .arg(u64::try_from(CLOSED_FOR.as_millis()).unwrap_or(u64::MAX));
-            let n: u64 = self.write(script).await?;
-            dropped += n;
+            // The outbox entry of each message dropped.
+            let entries: Vec<String> = self.write(script).await?;
+            dropped += entries.len() as u64;
+            self.release(entries.into_iter().map(|e| (sender.clone(), e)).collect())
+                .await?;
         }
         Ok(dropped)
     }
@@ -431,6 +559,7 @@ mod tests {
             include_str!("put.lua"),
             include_str!("burn.lua"),
             include_str!("drop.lua"),
+            include_str!("outbox.lua"),
         ] {
             for line in source.lines() {
                 let code = line.split_once("--").map_or(line, |(code, _)| code);
@@ -456,6 +585,7 @@ mod tests {
         // Redis expires messages by its own clock: the suite runs in real time.
         let time = crate::store::conformance::SuiteTime::System(crate::clock::SystemClock);
         crate::store::conformance::mailbox_lifecycle(&accounts, &mailbox, &time).await;
+        crate::store::conformance::mailbox_rules(&accounts, &mailbox, &time).await;
         cleanup(&mailbox).await;
     }
 
@@ -478,7 +608,7 @@ mod tests {
                             sent_at: now,
                             expires_at: now.plus(Duration::from_secs(60)),
                         },
-                        10,
+                        &Quota::messages(10),
                     )
                     .await
             }
@@ -516,9 +646,13 @@ mod tests {
             sent_at: now,
             expires_at: now.plus(Duration::from_secs(60)),
         };
-        let refused = strict.put(message, 10).await.unwrap_err().to_string();
+        let refused = strict
+            .put(message, &Quota::messages(10))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("0 of 1 Redis replicas"), "{refused}");
-        let retried = mailbox.put(message, 10).await.unwrap();
+        let retried = mailbox.put(message, &Quota::messages(10)).await.unwrap();
         assert!(retried.duplicate);
         cleanup(&mailbox).await;
     }

@@ -14,8 +14,10 @@
 //! The thread drives SQLite directly (rusqlite, statements prepared once
 //! and cached): a group is one hand-over in and one answer per caller out,
 //! not a round trip to a database thread per statement. Every change to
-//! the `messages` and `sent_ids` tables goes through it, so it also keeps
-//! the id sequence in memory. The other writes (accounts, friendships,
+//! the `messages`, `sent_ids` and `mailbox_sequences` tables goes through
+//! it, so it also keeps in memory each mailbox's last id and the bytes
+//! waiting per recipient and per sender (the byte quotas), loaded from the
+//! tables when first needed and again after a failed group. The other writes (accounts, friendships,
 //! keys) go through the store's one-connection writer pool; SQLite's write
 //! lock (`BEGIN IMMEDIATE` or a single writing statement, with a busy
 //! timeout) keeps the two writers apart.
@@ -36,7 +38,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::mailbox::{id_from_row, id_to_row};
 use super::{BUSY_TIMEOUT, CONNECTION_PRAGMAS};
-use crate::store::{Accepted, NewMessage, PutError, StoreError};
+use crate::store::{Accepted, NewMessage, PutError, Quota, StoreError};
 
 /// Writes one transaction takes at most.
 const MAX_GROUP: usize = 512;
@@ -60,7 +62,7 @@ struct Put {
     ciphertext: Vec<u8>,
     sent_at: UnixMillis,
     expires_at: UnixMillis,
-    max_pending: u64,
+    quota: Quota,
     reply: oneshot::Sender<Result<Accepted, PutError>>,
 }
 
@@ -131,7 +133,7 @@ impl GroupCommit {
     pub(super) async fn put(
         &self,
         message: NewMessage<'_>,
-        max_pending: u64,
+        quota: &Quota,
     ) -> Result<Accepted, PutError> {
         let (reply, answer) = oneshot::channel();
         let write = Write::Put(Put {
@@ -141,7 +143,7 @@ impl GroupCommit {
             ciphertext: message.ciphertext.to_vec(),
             sent_at: message.sent_at,
             expires_at: message.expires_at,
-            max_pending,
+            quota: *quota,
             reply,
         });
         self.queue
@@ -207,12 +209,69 @@ impl GroupCommit {
     }
 }
 
-/// The commit thread's connection, and the last message id it handed out
-/// (`None`: read it from the table's sequence again, as after a failed
+/// Mailboxes whose last id the commit thread remembers at most (beyond,
+/// it forgets them all and reads them back as needed).
+const MAX_REMEMBERED_SEQUENCES: usize = 100_000;
+
+/// The commit thread's connection and what it remembers between groups:
+/// each mailbox's last id (read from `mailbox_sequences` when missing),
+/// and the bytes waiting (`None`: count them again, as after a failed
 /// group).
 struct CommitThread {
     db: Connection,
-    last_id: Option<i64>,
+    last_ids: HashMap<UserId, i64>,
+    bytes: Option<Bytes>,
+}
+
+/// Ciphertext bytes stored (expired or not, until purged) per recipient
+/// and per sender; users with none are left out.
+#[derive(Default)]
+struct Bytes {
+    mailbox: HashMap<UserId, u64>,
+    outbox: HashMap<UserId, u64>,
+}
+
+impl Bytes {
+    /// Counts everything stored.
+    fn load(tx: &Connection) -> rusqlite::Result<Self> {
+        let mut bytes = Self::default();
+        let mut rows = tx.prepare("SELECT recipient, sender, length(ciphertext) FROM messages")?;
+        let mut rows = rows.query([])?;
+        while let Some(row) = rows.next()? {
+            let recipient = user(&row.get::<_, Vec<u8>>(0)?)?;
+            let sender = user(&row.get::<_, Vec<u8>>(1)?)?;
+            bytes.add(recipient, sender, size(row.get(2)?));
+        }
+        Ok(bytes)
+    }
+
+    fn add(&mut self, recipient: UserId, sender: UserId, n: u64) {
+        *self.mailbox.entry(recipient).or_default() += n;
+        *self.outbox.entry(sender).or_default() += n;
+    }
+
+    fn remove(&mut self, recipient: UserId, sender: UserId, n: u64) {
+        for (map, user) in [(&mut self.mailbox, recipient), (&mut self.outbox, sender)] {
+            if let Entry::Occupied(mut entry) = map.entry(user) {
+                *entry.get_mut() = entry.get().saturating_sub(n);
+                if *entry.get() == 0 {
+                    entry.remove();
+                }
+            }
+        }
+    }
+}
+
+/// A length read back from the database.
+fn size(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A user id read back from the database.
+fn user(bytes: &[u8]) -> rusqlite::Result<UserId> {
+    UserId::from_bytes(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
 }
 
 impl CommitThread {
@@ -235,7 +294,11 @@ impl CommitThread {
         // 10,000 pages made each one a stall of tens of ms (p99.9 at 2,000
         // msgs/s 24 ms against 7 ms).
         db.pragma_update(None, "wal_autocheckpoint", 1000)?;
-        Ok(Self { db, last_id: None })
+        Ok(Self {
+            db,
+            last_ids: HashMap::new(),
+            bytes: None,
+        })
     }
 
     fn run(mut self, mut writes: mpsc::Receiver<Write>) {
@@ -333,7 +396,8 @@ impl CommitThread {
                 }
             }
             Err(error) => {
-                self.last_id = None;
+                self.last_ids.clear();
+                self.bytes = None;
                 tracing::warn!(%error, writes = group.len(), "group commit failed");
                 let error = Arc::new(error);
                 for delete in group.deletes.drain(..) {
@@ -355,33 +419,66 @@ impl CommitThread {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut bytes = match self.bytes.take() {
+            Some(bytes) => bytes,
+            None => Bytes::load(&tx)?,
+        };
         let deleted = group
             .deletes
             .iter()
-            .map(|delete| delete_one(&tx, &delete.what))
+            .map(|delete| delete_one(&tx, &delete.what, &mut bytes))
             .collect::<rusqlite::Result<Vec<u64>>>()?;
-        let mut last_id = match self.last_id {
-            Some(id) => id,
-            None => tx
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0),
+        if self.last_ids.len() > MAX_REMEMBERED_SEQUENCES {
+            self.last_ids.clear();
+        }
+        let mut ids = Sequences {
+            last: &mut self.last_ids,
+            used: HashMap::new(),
         };
         let mut waiting = HashMap::new();
         let stored = group
             .puts
             .iter()
-            .map(|put| store_one(&tx, put, &mut waiting, &mut last_id))
+            .map(|put| store_one(&tx, put, &mut waiting, &mut ids, &mut bytes))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (recipient, last_id) in &ids.used {
+            tx.prepare_cached(
+                "INSERT INTO mailbox_sequences (recipient, last_id) VALUES (?1, ?2) \
+                 ON CONFLICT (recipient) DO UPDATE SET last_id = excluded.last_id",
+            )?
+            .execute(params![recipient.as_bytes().as_slice(), last_id])?;
+        }
         let syncing = Instant::now();
         tx.commit()?;
         metrics::histogram!("wisp_store_commit_seconds").record(syncing.elapsed().as_secs_f64());
-        self.last_id = Some(last_id);
+        self.bytes = Some(bytes);
         Ok((deleted, stored))
+    }
+}
+
+/// Each mailbox's last id: what the thread remembers (updated as ids are
+/// handed out; a failed group clears it), and what this group handed out
+/// (written back to `mailbox_sequences` in the same transaction).
+struct Sequences<'a> {
+    last: &'a mut HashMap<UserId, i64>,
+    used: HashMap<UserId, i64>,
+}
+
+impl Sequences<'_> {
+    /// The next id of `recipient`'s mailbox.
+    fn next(&mut self, tx: &Connection, recipient: UserId) -> rusqlite::Result<i64> {
+        let last = match self.last.get(&recipient) {
+            Some(id) => *id,
+            None => tx
+                .prepare_cached("SELECT last_id FROM mailbox_sequences WHERE recipient = ?1")?
+                .query_row(params![recipient.as_bytes().as_slice()], |row| row.get(0))
+                .optional()?
+                .unwrap_or(0),
+        };
+        let id = last + 1;
+        self.last.insert(recipient, id);
+        self.used.insert(recipient, id);
+        Ok(id)
     }
 }
 
@@ -421,24 +518,25 @@ fn refuse(write: Write) {
 }
 
 /// One put: a retry (also of a put earlier in this group, whose record
-/// this transaction already holds) is answered with its first id; a full
-/// conversation is refused; anything else is stored with its retry record
-/// under the next id (the table's own sequence, AUTOINCREMENT: ids are
-/// never reused, so delivery cursors never skip).
+/// this transaction already holds) is answered with its first id; a put
+/// past its quota is refused; anything else is stored with its retry record
+/// under its mailbox's next id (ids are never reused, so delivery cursors
+/// never skip).
 fn store_one(
     tx: &Connection,
     put: &Put,
     waiting: &mut HashMap<(UserId, UserId), u64>,
-    last_id: &mut i64,
+    ids: &mut Sequences<'_>,
+    bytes: &mut Bytes,
 ) -> rusqlite::Result<Result<Accepted, PutError>> {
     let sender = put.sender.as_bytes().as_slice();
     let recipient = put.recipient.as_bytes().as_slice();
     let first: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT message_id, expires_ms FROM sent_ids \
-             WHERE client_msg_id = ?1 AND sender = ?2",
+             WHERE client_msg_id = ?1 AND sender = ?2 AND recipient = ?3",
         )?
-        .query_row(params![put.client_msg_id, sender], |row| {
+        .query_row(params![put.client_msg_id, sender, recipient], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })
         .optional()?;
@@ -458,10 +556,20 @@ fn store_one(
             entry.insert(u64::try_from(n).unwrap_or(0))
         }
     };
-    if *pending >= put.max_pending {
+    if *pending >= put.quota.per_conversation {
         return Ok(Err(PutError::MailboxFull));
     }
-    let id = *last_id + 1;
+    let size = put.ciphertext.len() as u64;
+    let over = |map: &HashMap<UserId, u64>, user: UserId, cap: u64| {
+        map.get(&user).copied().unwrap_or(0).saturating_add(size) > cap
+    };
+    if over(&bytes.mailbox, put.recipient, put.quota.mailbox_bytes) {
+        return Ok(Err(PutError::MailboxBytes));
+    }
+    if over(&bytes.outbox, put.sender, put.quota.outbox_bytes) {
+        return Ok(Err(PutError::OutboxBytes));
+    }
+    let id = ids.next(tx, put.recipient)?;
     tx.prepare_cached(
         "INSERT INTO messages (id, recipient, sender, ciphertext, sent_ms, expires_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -475,12 +583,18 @@ fn store_one(
         put.expires_at.0
     ])?;
     tx.prepare_cached(
-        "INSERT INTO sent_ids (client_msg_id, sender, message_id, expires_ms) \
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO sent_ids (client_msg_id, sender, recipient, message_id, expires_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![put.client_msg_id, sender, id, put.expires_at.0])?;
-    *last_id = id;
+    .execute(params![
+        put.client_msg_id,
+        sender,
+        recipient,
+        id,
+        put.expires_at.0
+    ])?;
     *pending += 1;
+    bytes.add(put.recipient, put.sender, size);
     Ok(accepted(id, put.expires_at, false))
 }
 
@@ -494,46 +608,69 @@ fn accepted(id: i64, expires_at: UnixMillis, duplicate: bool) -> Result<Accepted
 
 /// One deletion. A message deleted twice in a group counts once, for the
 /// first deletion that names it.
-fn delete_one(tx: &Connection, what: &Deletion) -> rusqlite::Result<u64> {
-    let n = match what {
+/// Every deletion names the rows it deleted (`RETURNING`), so the byte
+/// counts follow.
+fn delete_one(tx: &Connection, what: &Deletion, bytes: &mut Bytes) -> rusqlite::Result<u64> {
+    let mut n = 0;
+    let mut gone = |row: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+        let recipient = user(&row.get::<_, Vec<u8>>(0)?)?;
+        let sender = user(&row.get::<_, Vec<u8>>(1)?)?;
+        bytes.remove(recipient, sender, size(row.get(2)?));
+        n += 1;
+        Ok(())
+    };
+    match what {
         Deletion::Burn { recipient, ids } => {
-            let mut delete =
-                tx.prepare_cached("DELETE FROM messages WHERE id = ?1 AND recipient = ?2")?;
-            let mut n = 0;
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM messages WHERE recipient = ?1 AND id = ?2 \
+                 RETURNING recipient, sender, length(ciphertext)",
+            )?;
             for id in ids {
-                n += delete.execute(params![id_to_row(*id), recipient.as_bytes().as_slice()])?;
+                let mut rows =
+                    delete.query(params![recipient.as_bytes().as_slice(), id_to_row(*id)])?;
+                while let Some(row) = rows.next()? {
+                    gone(row)?;
+                }
             }
-            n
         }
         Deletion::Expired { now, limit } => {
             let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
-            let purged = tx
-                .prepare_cached(
-                    "DELETE FROM messages WHERE id IN \
-                     (SELECT id FROM messages WHERE expires_ms <= ?1 LIMIT ?2)",
-                )?
-                .execute(params![now.0, limit])?;
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM messages WHERE rowid IN \
+                 (SELECT rowid FROM messages WHERE expires_ms <= ?1 LIMIT ?2) \
+                 RETURNING recipient, sender, length(ciphertext)",
+            )?;
+            let mut rows = delete.query(params![now.0, limit])?;
+            while let Some(row) = rows.next()? {
+                gone(row)?;
+            }
             tx.prepare_cached(
-                "DELETE FROM sent_ids WHERE (client_msg_id, sender) IN \
-                 (SELECT client_msg_id, sender FROM sent_ids WHERE expires_ms <= ?1 LIMIT ?2)",
+                "DELETE FROM sent_ids WHERE (client_msg_id, sender, recipient) IN \
+                 (SELECT client_msg_id, sender, recipient FROM sent_ids \
+                  WHERE expires_ms <= ?1 LIMIT ?2)",
             )?
             .execute(params![now.0, limit])?;
-            purged
         }
-        Deletion::Conversation { a, b } => tx
-            .prepare_cached(
+        Deletion::Conversation { a, b } => {
+            let mut delete = tx.prepare_cached(
                 "DELETE FROM messages WHERE (recipient = ?1 AND sender = ?2) \
-                 OR (recipient = ?2 AND sender = ?1)",
-            )?
-            .execute(params![a.as_bytes().as_slice(), b.as_bytes().as_slice()])?,
-    };
-    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+                 OR (recipient = ?2 AND sender = ?1) \
+                 RETURNING recipient, sender, length(ciphertext)",
+            )?;
+            let mut rows =
+                delete.query(params![a.as_bytes().as_slice(), b.as_bytes().as_slice()])?;
+            while let Some(row) = rows.next()? {
+                gone(row)?;
+            }
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
-    use crate::store::{MailboxStore, NewMessage};
+    use crate::store::{MailboxStore, NewMessage, Quota};
     use wisp_proto::{UnixMillis, UserId};
 
     const NOW: UnixMillis = UnixMillis(1_795_485_132_326);
@@ -565,7 +702,12 @@ mod tests {
         let (a, b) = users();
         let put = |n: u8| {
             let store = store.clone();
-            async move { store.put(message(&[n; 16]), 10).await.unwrap() }
+            async move {
+                store
+                    .put(message(&[n; 16]), &Quota::messages(10))
+                    .await
+                    .unwrap()
+            }
         };
         // Queued together, the two puts of one client id are one message.
         let (first, again) = tokio::join!(put(1), put(1));
@@ -588,7 +730,10 @@ mod tests {
     async fn close_commits_checkpoints_and_refuses_later_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        store.put(message(&[1; 16]), 10).await.unwrap();
+        store
+            .put(message(&[1; 16]), &Quota::messages(10))
+            .await
+            .unwrap();
         let wal = store.path().with_extension("sqlite3-wal");
         assert!(
             std::fs::metadata(&wal).unwrap().len() > 0,
@@ -602,7 +747,7 @@ mod tests {
             0,
             "the WAL was copied in and emptied"
         );
-        let refused = store.put(message(&[2; 16]), 10).await;
+        let refused = store.put(message(&[2; 16]), &Quota::messages(10)).await;
         assert!(
             matches!(&refused, Err(crate::store::PutError::Store(e)) if e.to_string().contains("closed")),
             "{refused:?}"

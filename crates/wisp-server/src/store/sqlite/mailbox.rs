@@ -8,7 +8,9 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 use super::SqliteStore;
 use crate::store::sql::user_from_row;
-use crate::store::{Accepted, MailboxStore, NewMessage, PutError, StoreError, StoredMessage};
+use crate::store::{
+    Accepted, MailboxStore, NewMessage, PutError, Quota, StoreError, StoredMessage,
+};
 
 pub(super) fn id_from_row(id: i64) -> Result<MessageId, StoreError> {
     u64::try_from(id)
@@ -22,8 +24,8 @@ pub(super) fn id_to_row(id: MessageId) -> i64 {
 
 #[async_trait]
 impl MailboxStore for SqliteStore {
-    async fn put(&self, message: NewMessage<'_>, max_pending: u64) -> Result<Accepted, PutError> {
-        self.group_commit.put(message, max_pending).await
+    async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError> {
+        self.group_commit.put(message, quota).await
     }
 
     async fn fetch(

@@ -23,6 +23,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sent_ids_by_client_id",
         include_str!("../../../migrations/sqlite/0003_sent_ids_by_client_id.sql"),
     ),
+    (
+        4,
+        "friend_requests_to_any_id",
+        include_str!("../../../migrations/sqlite/0004_friend_requests_to_any_id.sql"),
+    ),
+    (
+        5,
+        "mailbox_ids_per_recipient",
+        include_str!("../../../migrations/sqlite/0005_mailbox_ids_per_recipient.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

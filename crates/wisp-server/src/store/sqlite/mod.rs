@@ -183,6 +183,92 @@ mod tests {
             .await;
     }
 
+    /// A store written before ids were per mailbox (schema 3) opens with
+    /// its messages and retry records, and each mailbox counts on from its
+    /// newest id.
+    #[tokio::test]
+    async fn a_store_with_one_global_id_sequence_upgrades() {
+        use crate::store::{MailboxStore, NewMessage, Quota};
+        use wisp_proto::{MessageId, UnixMillis};
+        let dir = tempfile::tempdir().unwrap();
+        let (s, r, other) = (
+            UserId::from_ed25519(&[1; 32]),
+            UserId::from_ed25519(&[2; 32]),
+            UserId::from_ed25519(&[3; 32]),
+        );
+        let now = UnixMillis(1_795_485_132_326);
+        let expires = now.plus(std::time::Duration::from_secs(600));
+        {
+            let db = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            db.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+                 name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT;",
+            )
+            .unwrap();
+            for (version, sql) in [
+                (
+                    1,
+                    include_str!("../../../migrations/sqlite/0001_accounts_and_friends.sql"),
+                ),
+                (
+                    2,
+                    include_str!("../../../migrations/sqlite/0002_keys_and_mailboxes.sql"),
+                ),
+                (
+                    3,
+                    include_str!("../../../migrations/sqlite/0003_sent_ids_by_client_id.sql"),
+                ),
+            ] {
+                db.execute_batch(sql).unwrap();
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
+                    rusqlite::params![version],
+                )
+                .unwrap();
+            }
+            // Message 7 of the old global sequence waits for r.
+            db.execute(
+                "INSERT INTO messages (id, recipient, sender, ciphertext, sent_ms, expires_ms) \
+                 VALUES (7, ?1, ?2, x'00', ?3, ?4)",
+                rusqlite::params![
+                    r.as_bytes().as_slice(),
+                    s.as_bytes().as_slice(),
+                    now.0,
+                    expires.0
+                ],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO sent_ids (client_msg_id, sender, message_id, expires_ms) \
+                 VALUES (?1, ?2, 7, ?3)",
+                rusqlite::params![[9u8; 16].as_slice(), s.as_bytes().as_slice(), expires.0],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let put = |to, id: [u8; 16]| {
+            let store = store.clone();
+            async move {
+                let message = NewMessage {
+                    sender: s,
+                    recipient: to,
+                    client_msg_id: &id,
+                    ciphertext: b"x",
+                    sent_at: now,
+                    expires_at: expires,
+                };
+                store.put(message, &Quota::messages(10)).await.unwrap()
+            }
+        };
+        let waiting = store.fetch(r, MessageId(0), now, 10).await.unwrap();
+        assert_eq!(waiting.iter().map(|m| m.id.0).collect::<Vec<_>>(), [7]);
+        let retry = put(r, [9; 16]).await;
+        assert_eq!((retry.id.0, retry.duplicate), (7, true));
+        assert_eq!(put(r, [10; 16]).await.id.0, 8);
+        assert_eq!(put(other, [10; 16]).await.id.0, 1);
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn migrations_are_idempotent_across_reopen() {
         let dir = tempfile::tempdir().unwrap();

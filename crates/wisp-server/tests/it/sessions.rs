@@ -1,0 +1,92 @@
+//! One account may be logged in on a handful of connections at once
+//! (`--max-sessions-per-user`, 5 by default): a login beyond the cap closes
+//! the account's oldest connection with close code 1008 and a reason.
+
+use wisp_client::Identity;
+use wisp_proto::client_frame::Body as Request;
+use wisp_proto::frames::{Login, LoginChallengeRequest, Ping};
+use wisp_proto::server_frame::Body as Reply;
+use wisp_test_support::{RawConnection, Received, TestServer};
+
+/// A raw connection logged in as `identity`.
+async fn logged_in(server: &TestServer, identity: &Identity) -> RawConnection {
+    let mut conn = RawConnection::open_with_hello(&server.url()).await;
+    let Reply::LoginChallenge(challenge) = conn
+        .request(Request::LoginChallenge(LoginChallengeRequest {
+            user_id: identity.user_id().to_vec(),
+        }))
+        .await
+    else {
+        panic!("no login challenge");
+    };
+    let signature = identity.sign_login(&server.name(), &challenge.nonce);
+    let reply = conn
+        .request(Request::Login(Login {
+            signature: signature.to_vec(),
+        }))
+        .await;
+    assert!(matches!(reply, Reply::LoggedIn(_)), "{reply:?}");
+    conn
+}
+
+/// Whether `conn` answers a ping (pushed frames, such as MailboxDrained,
+/// are passed over).
+async fn answers(conn: &mut RawConnection) -> bool {
+    let id = conn.send(Request::Ping(Ping {})).await;
+    loop {
+        match conn.receive().await {
+            Received::Frame(frame) if frame.request_id == 0 => {}
+            Received::Frame(frame) => return frame.request_id == id,
+            Received::Closed { .. } => return false,
+        }
+    }
+}
+
+/// How the server closed `conn` (pushed frames before are passed over).
+async fn closed(conn: &mut RawConnection) -> (u16, String) {
+    loop {
+        match conn.receive().await {
+            Received::Frame(frame) if frame.request_id == 0 => {}
+            Received::Frame(frame) => panic!("the session stays open: {frame:?}"),
+            Received::Closed { code, reason } => return (code, reason),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_beyond_the_default_cap_closes_the_oldest_session() {
+    let server = TestServer::start().await;
+    let identity = server.user().await.identity;
+    let mut sessions = Vec::new();
+    // The user's own SDK connection (from `user()`) is gone; five fit.
+    for _ in 0..5 {
+        sessions.push(logged_in(&server, &identity).await);
+    }
+    for session in &mut sessions {
+        assert!(
+            answers(session).await,
+            "within the cap, every session stays"
+        );
+    }
+    let mut sixth = logged_in(&server, &identity).await;
+    let (code, reason) = closed(&mut sessions[0]).await;
+    assert_eq!(code, 1008);
+    assert_eq!(
+        reason,
+        "too many sessions for this account; the oldest was closed"
+    );
+    for session in sessions.iter_mut().skip(1) {
+        assert!(answers(session).await, "the newer sessions stay");
+    }
+    assert!(answers(&mut sixth).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_is_configurable() {
+    let server = TestServer::start_with(|c| c.max_sessions_per_user = 1).await;
+    let identity = server.user().await.identity;
+    let mut first = logged_in(&server, &identity).await;
+    let mut second = logged_in(&server, &identity).await;
+    assert_eq!(closed(&mut first).await.0, 1008);
+    assert!(answers(&mut second).await);
+}
