@@ -88,10 +88,27 @@ fn decode_strict<M: Message + Default>(bytes: &[u8]) -> Result<M, CodecError> {
     }
     // Same length, so the same fields: only their order or the way a value
     // is written can differ.
-    if frame.encode_to_vec() != bytes {
+    if !encodes_to(&frame, bytes) {
         return Err(CodecError::NotCanonical);
     }
     Ok(frame)
+}
+
+thread_local! {
+    /// Where [`encodes_to`] writes, kept between frames so that checking
+    /// one allocates nothing once the thread has seen a frame that large
+    /// (at most [`MAX_FRAME_BYTES`] per thread: larger ones are refused first).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `frame` encodes to exactly `bytes`.
+fn encodes_to<M: Message>(frame: &M, bytes: &[u8]) -> bool {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        // A Vec grows as needed: encoding into it cannot fail.
+        frame.encode_raw(scratch);
+        scratch.as_slice() == bytes
+    })
 }
 
 #[cfg(test)]
