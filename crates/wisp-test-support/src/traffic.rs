@@ -33,6 +33,11 @@ pub struct Plan {
     pub rounds: usize,
     /// The disruption runs once this many sends were acknowledged.
     pub disrupt_after: usize,
+    /// The least time between two sends of one user, so the traffic
+    /// still runs while the disruption lands (on a fast machine an
+    /// unpaced outbox is acknowledged whole before a killed process is
+    /// even noticed).
+    pub pace: Duration,
     /// How long the whole run may take.
     pub deadline: Duration,
 }
@@ -53,6 +58,9 @@ pub struct Outcome {
     pub reconnects: usize,
     /// Sends that failed and were retried.
     pub retried_sends: usize,
+    /// Sends acknowledged when the disruption had happened: fewer than
+    /// all of them, or it hit no traffic.
+    pub acknowledged_before_disruption: usize,
 }
 
 #[derive(Default)]
@@ -167,6 +175,7 @@ where
                 senders_done: Arc::clone(&senders_done),
                 stop: stop.clone(),
                 deadline,
+                pace: plan.pace,
             },
             client,
             events,
@@ -184,6 +193,7 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     disrupt.await;
+    let acknowledged_before_disruption = acknowledged.load(Ordering::SeqCst);
 
     // Every sender finishes; then wait until everything acknowledged has
     // arrived (or the deadline).
@@ -218,6 +228,7 @@ where
         redelivered: ledger.redelivered,
         reconnects: ledger.reconnects,
         retried_sends: ledger.retried_sends,
+        acknowledged_before_disruption,
         ..Outcome::default()
     };
     for label in ledger.acknowledged.keys() {
@@ -242,6 +253,7 @@ struct Chat {
     senders_done: Arc<AtomicUsize>,
     stop: CancellationToken,
     deadline: Instant,
+    pace: Duration,
 }
 
 /// One user: sends its outbox, receives and burns what arrives, comes back
@@ -255,6 +267,7 @@ async fn chat(
     let mut seen: HashSet<u64> = HashSet::new();
     let mut next_node = chat.user.home + 1;
     let mut done = false;
+    let mut next_send = tokio::time::Instant::now();
     loop {
         if outbox.is_empty() && !done {
             done = true;
@@ -280,7 +293,7 @@ async fn chat(
                 Some(Event::Disconnected { .. }) | None => true,
                 Some(_) => false,
             },
-            () = std::future::ready(()), if !outbox.is_empty() => {
+            () = tokio::time::sleep_until(next_send), if !outbox.is_empty() => {
                 let (to, client_msg_id, label) = outbox.front().cloned().unwrap();
                 match client
                     .send_ciphertext(to, client_msg_id, label.clone().into_bytes(), HOUR)
@@ -288,6 +301,7 @@ async fn chat(
                 {
                     Ok(ack) => {
                         outbox.pop_front();
+                        next_send = tokio::time::Instant::now() + chat.pace;
                         let mut ledger = chat.ledger.lock().unwrap();
                         let previous = ledger.acknowledged.insert(label, ack.message_id.0);
                         assert!(previous.is_none(), "a label acknowledged twice");

@@ -27,6 +27,7 @@ async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
         rounds: 3,
         // 200 users × 4 friends × 3 rounds = 2400 messages; kill at 800.
         disrupt_after: 800,
+        pace: Duration::from_millis(50),
         deadline: Duration::from_secs(240),
     };
     let outcome = traffic::run(urls, plan, async move {
@@ -38,6 +39,10 @@ async fn three_nodes_two_hundred_users_and_a_node_killed_midway() {
     .await;
     eprintln!("{outcome:?}");
     assert_eq!(outcome.acknowledged, 2400);
+    assert!(
+        outcome.acknowledged_before_disruption < 2400,
+        "the disruption landed while messages were still being sent"
+    );
     assert!(outcome.lost.is_empty(), "lost: {:?}", outcome.lost);
     assert!(
         outcome.stored_twice.is_empty(),

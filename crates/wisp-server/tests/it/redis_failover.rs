@@ -48,6 +48,7 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
         rounds: 5,
         // 40 users × 4 friends × 5 rounds = 800 messages; kill at 250.
         disrupt_after: 250,
+        pace: Duration::from_millis(50),
         deadline: Duration::from_secs(120),
     };
     let outcome = traffic::run(urls, plan, async move {
@@ -77,6 +78,10 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
     .unwrap();
     assert_ne!(new_primary, old_primary, "the Sentinels promoted a replica");
     assert_eq!(outcome.acknowledged, 800);
+    assert!(
+        outcome.acknowledged_before_disruption < 800,
+        "the disruption landed while messages were still being sent"
+    );
     assert!(outcome.lost.is_empty(), "lost: {:?}", outcome.lost);
     assert!(
         outcome.stored_twice.is_empty(),

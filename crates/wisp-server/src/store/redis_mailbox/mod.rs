@@ -368,10 +368,51 @@ impl MailboxStore for RedisMailbox {
                 .arg(&["s", "c", "t", "e"]);
         }
         type Row = (Option<String>, Option<Vec<u8>>, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = pipe
-            .query_async(&mut redis)
-            .await
-            .map_err(StoreError::from)?;
+        let rows: Vec<Row> = if self.replicas == 0 {
+            pipe.query_async(&mut redis)
+                .await
+                .map_err(StoreError::from)?
+        } else {
+            // A put is acknowledged only once replicated, but it is
+            // readable on the primary before that: delivered from there and
+            // then lost in a failover, its sender's retry would store it a
+            // second time under another id. So nothing read here is handed
+            // out before the replicas hold it: a write after the reads (the
+            // fence) lies after every put they saw in the replication
+            // stream, and `WAIT` for it covers them all.
+            let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
+            pipe.cmd("SET")
+                .arg(format!("{mb}:fence"))
+                .arg(ids.len())
+                .arg("PX")
+                .arg(wait_ms)
+                .ignore()
+                .cmd("WAIT")
+                .arg(self.replicas)
+                .arg(wait_ms);
+            let mut values: Vec<redis::Value> = pipe
+                .query_async(&mut redis)
+                .await
+                .map_err(StoreError::from)?;
+            let reached: u32 = values
+                .pop()
+                .map(|value| redis::from_redis_value(value).map_err(redis::RedisError::from))
+                .transpose()?
+                .unwrap_or(0);
+            let rows: Vec<Row> = values
+                .into_iter()
+                .map(|value| redis::from_redis_value(value).map_err(redis::RedisError::from))
+                .collect::<Result<_, _>>()?;
+            if reached < self.replicas {
+                metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
+                return Err(StoreError::Unreplicated {
+                    reached,
+                    wanted: self.replicas,
+                    waited_ms: wait_ms,
+                });
+            }
+            rows
+        };
         let mut messages = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, row) in ids.into_iter().zip(rows) {
