@@ -10,12 +10,18 @@
 //! our own ([`AddressLimiter`]), because that table needs a hard memory cap
 //! (see there). IPv6 addresses are limited per /64, the block one
 //! subscriber gets.
+//!
+//! On the cluster backend every node counts against one allowance, kept in
+//! Redis ([`crate::store::LimitStore`]); a user or an address spread over
+//! many nodes gets no more than on one. Should Redis fail to answer, a node
+//! falls back to its own limiters (so an outage loosens a limit by the
+//! number of nodes for its duration, and never blocks everyone).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -25,6 +31,7 @@ use governor::{Quota, RateLimiter};
 use wisp_proto::UserId;
 
 use crate::config::Config;
+use crate::store::LimitStore;
 
 /// Key uploads and claims one user may make per minute.
 const KEY_OPS_PER_MINUTE: u32 = 60;
@@ -42,23 +49,100 @@ const SWEEP_AT: usize = 100_000;
 #[derive(Debug)]
 pub(crate) struct Limits {
     /// Registrations per source address.
-    pub(crate) registrations: AddressLimiter,
-    pub(crate) friend_ops: UserLimiter,
-    pub(crate) sends: UserLimiter,
+    registrations: AddressLimiter,
+    friend_ops: UserLimiter,
+    sends: UserLimiter,
     /// Acknowledgements follow deliveries, so they get ten times the send
     /// allowance (and are unlimited when sends are).
-    pub(crate) acks: UserLimiter,
-    pub(crate) key_ops: UserLimiter,
+    acks: UserLimiter,
+    key_ops: UserLimiter,
+    /// The allowances every node shares, on the cluster backend.
+    shared: Option<Arc<dyn LimitStore>>,
+}
+
+/// What a per-user limit counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UserLimit {
+    FriendOps,
+    Sends,
+    Acks,
+    KeyOps,
+}
+
+impl UserLimit {
+    /// The limit's name in the shared store.
+    fn name(self) -> &'static str {
+        match self {
+            Self::FriendOps => "friend_ops",
+            Self::Sends => "sends",
+            Self::Acks => "acks",
+            Self::KeyOps => "key_ops",
+        }
+    }
 }
 
 impl Limits {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config, shared: Option<Arc<dyn LimitStore>>) -> Self {
         Self {
             registrations: AddressLimiter::per_minute(config.register_limit),
             friend_ops: UserLimiter::per_minute(FRIEND_OPS_PER_MINUTE),
             sends: UserLimiter::per_minute(config.send_limit),
             acks: UserLimiter::per_minute(config.send_limit.saturating_mul(10)),
             key_ops: UserLimiter::per_minute(KEY_OPS_PER_MINUTE),
+            shared,
+        }
+    }
+
+    /// Counts one event of `limit` for `user`, or says how long until one
+    /// would pass.
+    pub(crate) async fn user(&self, limit: UserLimit, user: UserId) -> Result<(), Duration> {
+        let local = match limit {
+            UserLimit::FriendOps => &self.friend_ops,
+            UserLimit::Sends => &self.sends,
+            UserLimit::Acks => &self.acks,
+            UserLimit::KeyOps => &self.key_ops,
+        };
+        if local.per_minute == 0 {
+            return Ok(());
+        }
+        let key = || data_encoding::HEXLOWER.encode(user.as_bytes());
+        match self.take_shared(limit.name(), key, local.per_minute).await {
+            Some(verdict) => verdict,
+            None => local.check(user),
+        }
+    }
+
+    /// Counts one registration from `addr` (its /64 for IPv6), or says how
+    /// long until one would pass.
+    pub(crate) async fn registration(&self, addr: IpAddr) -> Result<(), Duration> {
+        let per_minute = self.registrations.per_minute;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let key = || address_key(addr).to_string();
+        match self.take_shared("registrations", key, per_minute).await {
+            Some(verdict) => verdict,
+            None => self.registrations.check(addr),
+        }
+    }
+
+    /// The shared store's verdict, or `None` when there is no shared store
+    /// or it did not answer (the caller then asks its own limiter).
+    async fn take_shared(
+        &self,
+        limit: &str,
+        key: impl FnOnce() -> String,
+        per_minute: u32,
+    ) -> Option<Result<(), Duration>> {
+        let shared = self.shared.as_ref()?;
+        match shared.take(limit, &key(), per_minute).await {
+            Ok(None) => Some(Ok(())),
+            Ok(Some(wait)) => Some(Err(wait)),
+            Err(error) => {
+                metrics::counter!("wisp_shared_limit_fallbacks_total").increment(1);
+                tracing::debug!(%error, limit, "shared limit unavailable; counting on this node");
+                None
+            }
         }
     }
 
@@ -88,6 +172,8 @@ type KeyedGcra<C> =
 /// proof-of-work and a registration under the per-address limit, not a
 /// value a stranger picks.
 pub(crate) struct UserLimiter<C: Clock = DefaultClock> {
+    /// Events per minute; 0 is no limit.
+    per_minute: u32,
     /// None when the limit is off.
     limiter: Option<KeyedGcra<C>>,
     /// The size of the first sweep, and the least of any later one.
@@ -117,6 +203,7 @@ impl<C: Clock> UserLimiter<C> {
         let limiter = NonZeroU32::new(per_minute)
             .map(|n| RateLimiter::new(Quota::per_minute(n), DashMapStateStore::default(), clock));
         Self {
+            per_minute,
             limiter,
             first_sweep,
             sweep_at: AtomicUsize::new(first_sweep),

@@ -103,6 +103,7 @@ impl Server {
                 accounts: Arc::new(relational.clone()),
                 friends: Arc::new(relational.clone()),
                 prekeys: Arc::new(relational),
+                limits: Some(Arc::new(mailbox.limits())),
                 mailbox: Arc::new(mailbox),
             };
             tracing::info!("cluster backend: PostgreSQL and Redis");
@@ -114,6 +115,7 @@ impl Server {
             friends: Arc::new(store.clone()),
             prekeys: Arc::new(store.clone()),
             mailbox: Arc::new(store.clone()),
+            limits: None,
         };
         let mut server = Self::start_with(config, stores, clock).await?;
         server.embedded = Some(store);
@@ -137,6 +139,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let cache = Arc::new(Cache::default());
         let (hub, bus) = start_hub(config, &cache, &shutdown).await?;
+        let limits = Limits::new(config, stores.limits.clone());
         let state = Arc::new(AppState {
             stores,
             hub,
@@ -144,7 +147,7 @@ impl Server {
             clock,
             server_name,
             pow_difficulty: config.pow_difficulty,
-            limits: Limits::new(config),
+            limits,
             mailbox_quota: crate::store::Quota::of(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             per_address: AddressCounts::new(config.max_connections_per_address),

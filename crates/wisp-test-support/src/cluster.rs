@@ -94,6 +94,7 @@ impl ClusterBackend {
             accounts: Arc::new(relational.clone()),
             friends: Arc::new(relational.clone()),
             prekeys: Arc::new(relational),
+            limits: Some(Arc::new(mailbox.limits())),
             mailbox: Arc::new(mailbox),
         }
     }

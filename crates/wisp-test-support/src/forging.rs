@@ -54,6 +54,7 @@ impl TestServer {
             friends: Arc::new(store.clone()),
             prekeys: Arc::new(ForgingPreKeys(store.clone())),
             mailbox: Arc::new(store),
+            limits: None,
         };
         Self::start_over(stores, dir).await
     }

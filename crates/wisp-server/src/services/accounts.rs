@@ -95,7 +95,7 @@ pub(crate) async fn register(
     puzzle: Option<Puzzle>,
     request: Registration<'_>,
 ) -> Result<UserId, WireError> {
-    if let Err(retry_after) = state.limits.registrations.check(peer) {
+    if let Err(retry_after) = state.limits.registration(peer).await {
         metrics::counter!("wisp_registrations_refused_total", "reason" => "rate_limited")
             .increment(1);
         return Err(WireError::rate_limited("registrations", retry_after));

@@ -18,6 +18,7 @@ use wisp_proto::server_frame::Body;
 use wisp_proto::{ErrorCode, FriendAction, InvitationToken, ServerFrame, UserId};
 
 use crate::error::WireError;
+use crate::ratelimit::UserLimit;
 use crate::services::accounts::{UNHELD_KEY, verify, verifying_key};
 use crate::state::AppState;
 use crate::store::{FriendEntry, Introduction, PendingRequests, RequestOutcome};
@@ -32,7 +33,7 @@ pub(crate) async fn apply(
     other: UserId,
     invitation: &[u8],
 ) -> Result<bool, WireError> {
-    if let Err(retry_after) = state.limits.friend_ops.check(me) {
+    if let Err(retry_after) = state.limits.user(UserLimit::FriendOps, me).await {
         return Err(WireError::rate_limited("friend operations", retry_after));
     }
     let invitation = match (action, invitation.is_empty()) {

@@ -10,6 +10,7 @@ use wisp_proto::server_frame::Body;
 use wisp_proto::{ErrorCode, ServerFrame, UserId, transcript};
 
 use crate::error::WireError;
+use crate::ratelimit::UserLimit;
 use crate::services::accounts::{verify, verifying_key};
 use crate::state::AppState;
 use crate::store::SignedKey;
@@ -38,11 +39,11 @@ fn checked(key: &WireKey, owner_key: &ed25519_dalek::VerifyingKey) -> Result<Sig
 }
 
 /// Counts a key upload or claim against `me`'s limit.
-fn limit(state: &AppState, me: UserId) -> Result<(), WireError> {
+async fn limit(state: &AppState, me: UserId) -> Result<(), WireError> {
     state
         .limits
-        .key_ops
-        .check(me)
+        .user(UserLimit::KeyOps, me)
+        .await
         .map_err(|retry_after| WireError::rate_limited("key requests", retry_after))
 }
 
@@ -52,7 +53,7 @@ pub(crate) async fn upload(
     me: UserId,
     upload: UploadKeys,
 ) -> Result<u32, WireError> {
-    limit(state, me)?;
+    limit(state, me).await?;
     if upload.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
@@ -89,7 +90,7 @@ pub(crate) async fn claim(
     me: UserId,
     other: UserId,
 ) -> Result<KeyBundle, WireError> {
-    limit(state, me)?;
+    limit(state, me).await?;
     if !state.are_friends(me, other).await? {
         return Err(WireError::new(
             ErrorCode::NotFriends,

@@ -11,6 +11,7 @@ use wisp_proto::limits::{MAX_ACK_BATCH, MAX_CIPHERTEXT_BYTES, MAX_MESSAGE_TTL};
 use wisp_proto::{ErrorCode, MessageId, UserId};
 
 use crate::error::WireError;
+use crate::ratelimit::UserLimit;
 use crate::state::AppState;
 use crate::store::{Accepted, NewMessage, PutError, StoredMessage};
 use wisp_proto::UnixMillis;
@@ -27,7 +28,7 @@ fn refused(reason: &'static str, error: WireError) -> WireError {
 /// recipient. Returns once the message is safe.
 pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Accepted, WireError> {
     let Valid { to, ttl } = validate(&send)?;
-    if let Err(retry_after) = state.limits.sends.check(me) {
+    if let Err(retry_after) = state.limits.user(UserLimit::Sends, me).await {
         return Err(refused(
             "rate_limited",
             WireError::rate_limited("messages", retry_after),
@@ -210,7 +211,7 @@ fn not_friends() -> WireError {
 
 /// Burns messages `me` has read.
 pub(crate) async fn ack(state: &AppState, me: UserId, ids: &[u64]) -> Result<u64, WireError> {
-    if let Err(retry_after) = state.limits.acks.check(me) {
+    if let Err(retry_after) = state.limits.user(UserLimit::Acks, me).await {
         return Err(WireError::rate_limited("acknowledgements", retry_after));
     }
     if ids.len() > MAX_ACK_BATCH {

@@ -24,6 +24,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 
 mod friend_rules;
 pub mod postgres;
+pub mod redis_limits;
 pub mod redis_link;
 pub mod redis_mailbox;
 mod sql;
@@ -554,6 +555,22 @@ pub trait FriendStore: Send + Sync + 'static {
     async fn are_friends(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
 }
 
+/// Rate limits counted once for the whole deployment, whichever node an
+/// event reaches.
+#[async_trait]
+pub trait LimitStore: Send + Sync + std::fmt::Debug {
+    /// Counts one event of `key` (a user or an address) against the limit
+    /// named `limit`: `per_minute` events with bursts up to the same,
+    /// refilled continuously; 0 is no limit. `None` if it passes, or how
+    /// long until one would; a refused event does not count.
+    async fn take(
+        &self,
+        limit: &str,
+        key: &str,
+        per_minute: u32,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+}
+
 /// The set of stores a server runs on.
 #[derive(Clone)]
 pub struct Stores {
@@ -565,6 +582,9 @@ pub struct Stores {
     pub prekeys: Arc<dyn PreKeyStore>,
     /// Mailboxes.
     pub mailbox: Arc<dyn MailboxStore>,
+    /// Rate limits shared by every node; `None` where each node counts
+    /// alone (the embedded backend runs one node).
+    pub limits: Option<Arc<dyn LimitStore>>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -215,3 +215,91 @@ async fn a_stale_cache_cannot_slip_a_message_past_a_removal() {
     deaf.shutdown().await;
     cluster.stop().await;
 }
+
+/// A registered identity logged in on `url`.
+async fn logged_in(url: &str, identity: &wisp_client::Identity) -> wisp_client::Client {
+    let (mut client, _events) = wisp_client::Client::connect(url).await.unwrap();
+    let name = client.server_name().to_owned();
+    client.login(identity, &name).await.unwrap();
+    client
+}
+
+/// Sends message `n` to `to`.
+async fn send(
+    client: &wisp_client::Client,
+    to: wisp_proto::UserId,
+    n: u32,
+) -> Result<wisp_client::Accepted, wisp_client::ClientError> {
+    client
+        .send_ciphertext(
+            to,
+            wisp_client::ClientMsgId(rand::random()),
+            format!("message {n}").into_bytes(),
+            HOUR,
+        )
+        .await
+}
+
+/// Every per-user and per-address limit is one allowance for the whole
+/// deployment: one user logged in on two nodes, and one address
+/// registering through both, get what one node would give them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_nodes() {
+    use wisp_client::{Client, Identity};
+    const SENDS: u32 = 6;
+    const REGISTRATIONS: u32 = 6;
+    let Some(backend) = ClusterBackend::create().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(
+            backend
+                .start_node_with(|c| {
+                    c.send_limit = SENDS;
+                    c.register_limit = REGISTRATIONS;
+                })
+                .await,
+        );
+    }
+    let urls: Vec<String> = nodes.iter().map(Server::ws_url).collect();
+
+    // Registrations from one address, alternating between the nodes.
+    let mut identities = Vec::new();
+    for i in 0..REGISTRATIONS as usize {
+        let identity = Identity::generate();
+        let (client, _) = Client::connect(&urls[i % 2]).await.unwrap();
+        client.register(&identity).await.unwrap();
+        identities.push(identity);
+    }
+    for url in &urls {
+        let (client, _) = Client::connect(url).await.unwrap();
+        assert_eq!(
+            code_of(client.register(&Identity::generate()).await),
+            ErrorCode::RateLimited,
+            "a registration past the shared allowance on {url}"
+        );
+    }
+
+    // One user, logged in on both nodes, sending to a friend.
+    let (alice, bob) = (&identities[0], &identities[1]);
+    let on_first = logged_in(&urls[0], alice).await;
+    let on_second = logged_in(&urls[1], alice).await;
+    let bob_client = logged_in(&urls[1], bob).await;
+    on_first.request_friend(bob.user_id()).await.unwrap();
+    bob_client.accept_friend(alice.user_id()).await.unwrap();
+    for n in 0..SENDS {
+        let client = if n % 2 == 0 { &on_first } else { &on_second };
+        send(client, bob.user_id(), n).await.unwrap();
+    }
+    for client in [&on_first, &on_second] {
+        assert_eq!(
+            code_of(send(client, bob.user_id(), SENDS).await),
+            ErrorCode::RateLimited,
+            "a send past the shared allowance"
+        );
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

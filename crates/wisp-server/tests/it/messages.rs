@@ -599,6 +599,7 @@ async fn a_redelivery_after_a_lost_acknowledgement_is_not_shown_twice() {
         friends: Arc::new(sqlite.clone()),
         prekeys: Arc::new(sqlite.clone()),
         mailbox: Arc::new(LostAcks(sqlite)),
+        limits: None,
     };
     let server = TestServer::start_over(stores, dir).await;
     let (mut alice, b, home) = friends_one_offline(&server.url()).await;
@@ -805,6 +806,7 @@ async fn a_message_stored_without_a_wake_up_is_not_left_behind_by_hints() {
         friends: Arc::new(store.clone()),
         prekeys: Arc::new(store.clone()),
         mailbox: Arc::new(store.clone()),
+        limits: None,
     };
     let server = TestServer::start_over(stores, dir).await;
     let alice = server.user().await;

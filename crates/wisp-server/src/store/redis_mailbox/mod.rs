@@ -88,7 +88,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
 
 /// `source` without its `--` comments, indentation and blank lines. (The
 /// scripts hold no `--` inside a string.)
-fn compact(source: &str) -> String {
+pub(super) fn compact(source: &str) -> String {
     source
         .lines()
         .map(|line| line.split_once("--").map_or(line, |(code, _)| code).trim())
@@ -132,6 +132,12 @@ impl RedisMailbox {
             prefix: prefix.to_owned(),
             replicas: 0,
         })
+    }
+
+    /// The deployment's shared rate limits, on this store's connection and
+    /// under its prefix.
+    pub fn limits(&self) -> super::redis_limits::RedisLimits {
+        super::redis_limits::RedisLimits::on(self.redis.clone(), &self.prefix)
     }
 
     /// Makes every write wait until `replicas` replicas hold it (Redis
@@ -538,7 +544,7 @@ impl MailboxStore for RedisMailbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The Redis the tests use: `WISP_TEST_REDIS_URL`, or the local server.

@@ -164,6 +164,7 @@ mod tests {
             friends: Arc::new(store.clone()),
             prekeys: Arc::new(store.clone()),
             mailbox: Arc::new(store),
+            limits: None,
         };
         (dir, stores)
     }
