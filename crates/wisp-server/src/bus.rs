@@ -32,12 +32,14 @@ use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
 
 use crate::cache::Cache;
 use crate::hub::{Hub, Presence};
+use crate::sessions::{Evicted, Lease, Registry};
 use crate::store::StoreError;
 use crate::store::redis_link::RedisLink;
 
 const WAKE: u8 = 0;
 const PUSH: u8 = 1;
 const FRIENDSHIP: u8 = 2;
+const KICK: u8 = 3;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// The publishing half, shared by all connections of a node.
@@ -46,6 +48,8 @@ pub(crate) struct Bus {
     publisher: RedisLink,
     prefix: String,
     node: u64,
+    /// Every node's sessions, for the sessions cap.
+    sessions: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -94,11 +98,17 @@ impl Bus {
             hub,
             cache,
         };
+        let sessions = Arc::new(Registry::new(publisher.clone(), prefix, node));
+        tokio::spawn(crate::sessions::renew(
+            Arc::clone(&sessions),
+            shutdown.clone(),
+        ));
         tokio::spawn(subscriber(receiving, presence, shutdown));
         Ok(Self {
             publisher,
             prefix: prefix.to_owned(),
             node,
+            sessions,
         })
     }
 
@@ -129,6 +139,37 @@ impl Bus {
     /// Hands `frame` to `user`'s connections on other nodes.
     pub(crate) async fn push(&self, user: UserId, frame: &ServerFrame) {
         self.publish(user, PUSH, &encode(frame)).await;
+    }
+
+    /// Registers connection `connection` of `user` (on this node) among
+    /// the account's sessions everywhere, and closes the oldest beyond
+    /// `cap`, here through `hub` or on their nodes; the lease ends the
+    /// session in the registry when dropped. `None` if Redis did not
+    /// answer (the node's own cap still holds).
+    pub(crate) async fn session_started(
+        &self,
+        hub: &Hub,
+        user: UserId,
+        connection: u64,
+        cap: usize,
+    ) -> Option<Lease> {
+        let (lease, evicted) = match self.sessions.start(user, connection, cap).await {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(%error, "cannot register the session across nodes; the node's own cap applies");
+                return None;
+            }
+        };
+        for Evicted { node, connection } in evicted {
+            if node == self.node {
+                hub.supersede(user, connection);
+            } else {
+                let mut body = node.to_be_bytes().to_vec();
+                body.extend_from_slice(&connection.to_be_bytes());
+                self.publish(user, KICK, &body).await;
+            }
+        }
+        Some(lease)
     }
 
     /// Tells other nodes whether `a` and `b` are friends just changed.
@@ -231,6 +272,14 @@ impl Subscriber {
         };
         match payload[8] {
             WAKE => self.hub.wake(user),
+            KICK => {
+                let body = &payload[9..];
+                if body.len() == 16 && body[..8] == self.node.to_be_bytes() {
+                    let mut connection = [0; 8];
+                    connection.copy_from_slice(&body[8..]);
+                    self.hub.supersede(user, u64::from_be_bytes(connection));
+                }
+            }
             PUSH => {
                 if let Ok(frame) = decode_server_frame(&payload[9..]) {
                     self.hub.push(user, &frame);

@@ -81,9 +81,22 @@ pub(crate) struct Subscription {
     id: u64,
     /// Resolves when the cross-node bus listens for this user.
     listening: Option<Listening>,
+    /// The session's place in the cross-node registry (cluster only);
+    /// leaving the hub ends it there too.
+    lease: Option<crate::sessions::Lease>,
 }
 
 impl Subscription {
+    /// This connection's number on this node.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Keeps `lease` for as long as the connection stays in the hub.
+    pub(crate) fn hold(&mut self, lease: crate::sessions::Lease) {
+        self.lease = Some(lease);
+    }
+
     /// Waits, at most `limit`, until the cross-node bus listens for this
     /// user: what another node publishes for them from then on (a friend
     /// request, say) reaches this connection. Messages stored meanwhile
@@ -168,6 +181,7 @@ impl Hub {
             user,
             id,
             listening,
+            lease: None,
         }
     }
 
@@ -202,6 +216,19 @@ impl Hub {
         for oldest in live.iter().take(excess) {
             metrics::counter!("wisp_sessions_superseded_total").increment(1);
             oldest.superseded.cancel();
+        }
+    }
+
+    /// Closes connection `id` of `user`, superseded by newer sessions of
+    /// its account on another node.
+    pub(crate) fn supersede(&self, user: UserId, id: u64) {
+        if let Some(subscriber) = self
+            .users()
+            .get(&user)
+            .and_then(|subscribers| subscribers.iter().find(|s| s.id == id))
+        {
+            metrics::counter!("wisp_sessions_superseded_total").increment(1);
+            subscriber.superseded.cancel();
         }
     }
 

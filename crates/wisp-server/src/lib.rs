@@ -26,7 +26,8 @@
 //!   [`store::redis_mailbox`] (the cluster backend).
 //! - `state`: what every connection shares (stores, hub, cache, limits).
 //! - `hub`: live connections on this node and pushes to them; `bus`: the
-//!   same across nodes (Redis pub/sub); `cache`: friendships and identity
+//!   same across nodes (Redis pub/sub); `sessions`: the sessions cap
+//!   across nodes (leases in Redis); `cache`: friendships and identity
 //!   keys, invalidated across nodes.
 //! - `error`: the one mapping from failures to wire error codes.
 //! - `ratelimit` (per-user and per-address limits), [`clock`], `metrics`:
@@ -44,6 +45,7 @@ mod metrics;
 mod ratelimit;
 pub mod server;
 mod services;
+mod sessions;
 mod state;
 pub mod store;
 pub mod tls;

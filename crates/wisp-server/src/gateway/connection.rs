@@ -281,6 +281,18 @@ impl HubLink {
         state
             .hub
             .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
+        if let Some(bus) = &state.bus
+            && let Some(lease) = bus
+                .session_started(
+                    &state.hub,
+                    user,
+                    subscription.id(),
+                    state.max_sessions_per_user,
+                )
+                .await
+        {
+            subscription.hold(lease);
+        }
         // The login is answered once pushes from other nodes reach this
         // connection (at once on a single node).
         subscription.listening(LISTEN_WAIT).await;

@@ -6,11 +6,17 @@ use wisp_client::Identity;
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{Login, LoginChallengeRequest, Ping};
 use wisp_proto::server_frame::Body as Reply;
-use wisp_test_support::{RawConnection, Received, TestServer};
+use wisp_test_support::{ClusterBackend, RawConnection, Received, TestServer};
 
 /// A raw connection logged in as `identity`.
 async fn logged_in(server: &TestServer, identity: &Identity) -> RawConnection {
-    let mut conn = RawConnection::open_with_hello(&server.url()).await;
+    logged_in_at(&server.url(), &server.name(), identity).await
+}
+
+/// A raw connection to the server at `url`, named `name`, logged in as
+/// `identity`.
+async fn logged_in_at(url: &str, name: &str, identity: &Identity) -> RawConnection {
+    let mut conn = RawConnection::open_with_hello(url).await;
     let Reply::LoginChallenge(challenge) = conn
         .request(Request::LoginChallenge(LoginChallengeRequest {
             user_id: identity.user_id().to_vec(),
@@ -19,7 +25,7 @@ async fn logged_in(server: &TestServer, identity: &Identity) -> RawConnection {
     else {
         panic!("no login challenge");
     };
-    let signature = identity.sign_login(&server.name(), &challenge.nonce);
+    let signature = identity.sign_login(name, &challenge.nonce);
     let reply = conn
         .request(Request::Login(Login {
             signature: signature.to_vec(),
@@ -89,4 +95,52 @@ async fn the_cap_is_configurable() {
     let mut second = logged_in(&server, &identity).await;
     assert_eq!(closed(&mut first).await.0, 1008);
     assert!(answers(&mut second).await);
+}
+
+/// On the cluster backend the cap counts the account's sessions on every
+/// node: a login on one node closes the oldest session wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_across_nodes() {
+    let Some(backend) = ClusterBackend::create().await else {
+        return;
+    };
+    let nodes = [
+        backend
+            .start_node_with(|c| c.max_sessions_per_user = 2)
+            .await,
+        backend
+            .start_node_with(|c| c.max_sessions_per_user = 2)
+            .await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(wisp_server::Server::ws_url).collect();
+    let identity = Identity::generate();
+    let (client, _) = wisp_client::Client::connect(&urls[0]).await.unwrap();
+    client.register(&identity).await.unwrap();
+    let name = client.server_name().to_owned();
+    drop(client);
+
+    let mut first = logged_in_at(&urls[0], &name, &identity).await;
+    let mut second = logged_in_at(&urls[1], &name, &identity).await;
+    assert!(answers(&mut first).await && answers(&mut second).await);
+    // A third on the second node: the oldest, on the first node, goes.
+    let mut third = logged_in_at(&urls[1], &name, &identity).await;
+    let (code, reason) = closed(&mut first).await;
+    assert_eq!(code, 1008);
+    assert_eq!(
+        reason,
+        "too many sessions for this account; the oldest was closed"
+    );
+    assert!(answers(&mut second).await && answers(&mut third).await);
+    // A fourth on the first node: the oldest left, on the second, goes.
+    let mut fourth = logged_in_at(&urls[0], &name, &identity).await;
+    assert_eq!(closed(&mut second).await.0, 1008);
+    assert!(answers(&mut third).await && answers(&mut fourth).await);
+    // A session that ends frees its place: a fifth closes nobody.
+    drop(third);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut fifth = logged_in_at(&urls[1], &name, &identity).await;
+    assert!(answers(&mut fourth).await && answers(&mut fifth).await);
+    for node in nodes {
+        node.shutdown().await;
+    }
 }

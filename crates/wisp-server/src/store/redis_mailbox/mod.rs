@@ -88,7 +88,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
 
 /// `source` without its `--` comments, indentation and blank lines. (The
 /// scripts hold no `--` inside a string.)
-pub(super) fn compact(source: &str) -> String {
+pub(crate) fn compact(source: &str) -> String {
     source
         .lines()
         .map(|line| line.split_once("--").map_or(line, |(code, _)| code).trim())
@@ -132,6 +132,12 @@ impl RedisMailbox {
             prefix: prefix.to_owned(),
             replicas: 0,
         })
+    }
+
+    /// The connection to Redis (for tests of what shares it).
+    #[cfg(test)]
+    pub(crate) fn link(&self) -> RedisLink {
+        self.redis.clone()
     }
 
     /// The deployment's shared rate limits, on this store's connection and
