@@ -9,10 +9,14 @@
 //! so a script reads either output the same way, then the search's own
 //! fields and every step under `steps` (each without its timeline and
 //! histogram, which go to `--report`).
+//!
+//! Either adds `server` when run with `--server-pid`: each process's
+//! memory and CPU over the measured phase(s) ([`ServerUsage`]).
 
 use serde::Serialize;
 
 use crate::run::{Second, Summary};
+use crate::server_usage::ServerUsage;
 
 /// The warm-up's accounting (its messages are checked like the others but
 /// left out of the figures).
@@ -57,6 +61,11 @@ pub struct RunReport<'a> {
     pub histogram: &'a [(f64, u64)],
     /// `null` with `--warmup 0`.
     pub warmup: Option<Warmup>,
+    /// With `--server-pid`: each server process's memory and CPU, read
+    /// once a second from the end of the warm-up to the end of the run
+    /// (absent without the flag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<&'a [ServerUsage]>,
 }
 
 impl<'a> RunReport<'a> {
@@ -66,6 +75,16 @@ impl<'a> RunReport<'a> {
             timeline: &phase.timeline,
             histogram: &phase.histogram,
             warmup,
+            server: None,
+        }
+    }
+
+    /// The report with what each server process used (none without
+    /// `--server-pid`).
+    pub fn with_server(self, server: &'a [ServerUsage]) -> Self {
+        Self {
+            server: (!server.is_empty()).then_some(server),
+            ..self
         }
     }
 }
@@ -88,6 +107,11 @@ pub struct FindMaxReport<'a> {
     pub p99_limit_ms: f64,
     /// Every step, in the order run.
     pub steps: &'a [Summary],
+    /// With `--server-pid`: each server process's memory and CPU, read
+    /// once a second from the end of the warm-up to the end of the run
+    /// (absent without the flag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<&'a [ServerUsage]>,
     /// The highest step held (not printed: `shown` carries it).
     #[serde(skip)]
     pub best: Option<&'a Summary>,
@@ -108,7 +132,17 @@ impl<'a> FindMaxReport<'a> {
             max_p99_ms: best.map(|b| b.p99_ms),
             p99_limit_ms,
             steps,
+            server: None,
             best,
+        }
+    }
+
+    /// The report with what each server process used (none without
+    /// `--server-pid`).
+    pub fn with_server(self, server: &'a [ServerUsage]) -> Self {
+        Self {
+            server: (!server.is_empty()).then_some(server),
+            ..self
         }
     }
 }
@@ -242,6 +276,55 @@ mod tests {
         for step in json["steps"].as_array().unwrap() {
             assert_eq!(keys(step), sorted(&PHASE_FIELDS));
         }
+    }
+
+    #[test]
+    fn server_usage_is_added_only_with_server_pids() {
+        use crate::server_usage::{CpuPercent, RssKib, Sample};
+
+        let measured = phase(100.0, 100.0, 2.0);
+        let usage = [ServerUsage {
+            pid: 4242,
+            rss_kib: Some(RssKib {
+                start: 1000,
+                peak: 1200,
+                end: 1100,
+            }),
+            cpu_percent: Some(CpuPercent {
+                mean: 40.0,
+                peak: 55.0,
+            }),
+            disappeared: false,
+            samples: vec![Sample {
+                t_s: 0.0,
+                rss_kib: 1000,
+                cpu_percent: None,
+            }],
+        }];
+        let json =
+            serde_json::to_value(RunReport::new(&measured, None).with_server(&usage)).unwrap();
+        let server = &json["server"][0];
+        assert_eq!(
+            keys(server),
+            sorted(&["pid", "rss_kib", "cpu_percent", "disappeared", "samples"])
+        );
+        assert_eq!(server["pid"], 4242);
+        assert_eq!(keys(&server["rss_kib"]), sorted(&["start", "peak", "end"]));
+        assert_eq!(server["rss_kib"]["peak"], 1200);
+        assert_eq!(keys(&server["cpu_percent"]), sorted(&["mean", "peak"]));
+        assert_eq!(
+            keys(&server["samples"][0]),
+            sorted(&["t_s", "rss_kib", "cpu_percent"])
+        );
+
+        let plain = serde_json::to_value(RunReport::new(&measured, None).with_server(&[])).unwrap();
+        assert!(plain.get("server").is_none());
+
+        let steps = [measured.clone()];
+        let json = serde_json::to_value(FindMaxReport::new(&steps, None, 50.0).with_server(&usage))
+            .unwrap();
+        assert_eq!(json["server"][0]["rss_kib"]["end"], 1100);
+        assert!(json["steps"][0].get("server").is_none());
     }
 
     #[test]

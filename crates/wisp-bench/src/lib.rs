@@ -8,6 +8,8 @@
 //!   accounting, latency histograms, and the search for the highest rate
 //!   held.
 //! - [`json`]: the `run --json` objects, typed (a public contract).
+//! - [`server_usage`]: the servers' memory and CPU sampled during a run
+//!   (`--server-pid`), over [`proc`], which reads them from Linux's `/proc`.
 //! - [`idle`]: many idle logged-in users and the server memory each costs.
 //! - [`plan`]: the brief's traffic model, storage sizes and machines.
 //! - [`report`]: the SVG report of a run.
@@ -15,5 +17,7 @@
 pub mod idle;
 pub mod json;
 pub mod plan;
+pub mod proc;
 pub mod report;
 pub mod run;
+pub mod server_usage;

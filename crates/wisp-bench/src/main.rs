@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use wisp_bench::json::{FindMaxReport, RunReport, Warmup};
 use wisp_bench::plan::{Machines, Model, Plan};
 use wisp_bench::run::{Summary, Swarm};
+use wisp_bench::server_usage::{ServerSampler, ServerUsage};
 use wisp_client::ConnectOptions;
 
 /// Load generator and capacity planner for Wisp.
@@ -90,9 +91,19 @@ struct RunArgs {
     /// Print one JSON object instead of the summary
     #[arg(long)]
     json: bool,
-    /// Write an SVG report (latency over time, histogram) to FILE
+    /// Write an SVG report (latency over time, histogram, and with
+    /// --server-pid the servers' memory and CPU) to FILE
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// A server's process id (repeat the flag or separate ids with commas
+    /// for the nodes of a cluster on this machine): its resident memory
+    /// and CPU are read from /proc once a second, from the end of the
+    /// warm-up to the end of the run, and reported (start, peak and end
+    /// memory, mean and peak CPU; every sample in --json and --report). A
+    /// process that is not running is an error at start; one that goes
+    /// away mid-run is a warning and its sampling stops
+    #[arg(long, value_delimiter = ',', value_name = "PID[,PID...]")]
+    server_pid: Vec<u32>,
     /// No progress bars
     #[arg(long)]
     quiet: bool,
@@ -215,8 +226,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// What a `run` measured and prints.
 struct Outcome {
-    /// Every measured phase (one, or each `--find-max` step), for the SVG.
-    phases: Vec<Summary>,
     /// The summary or the JSON object.
     output: String,
     /// Everything arrived exactly once (and, with `--find-max`, a rate held).
@@ -224,19 +233,39 @@ struct Outcome {
 }
 
 /// `wisp-bench run`: the swarm, its warm-up, then one measured phase or
-/// the search for the highest rate held.
+/// the search for the highest rate held, with the servers sampled while
+/// it measures.
 async fn run_swarm(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = args.tls.options()?;
+    // Checked before the swarm is set up: a wrong id costs no wait.
+    let sampler = if args.server_pid.is_empty() {
+        None
+    } else {
+        Some(ServerSampler::new(&args.server_pid)?)
+    };
     let mut swarm = Swarm::start(&args.server, &options, args.users, args.e2e, args.quiet).await?;
     let warmup = warm_up(&mut swarm, &args).await?;
-    let outcome = if args.find_max {
-        find_max(&mut swarm, &args, warmup).await?
+    let sampling = sampler.map(ServerSampler::start);
+    let duration = Duration::from_secs(args.duration);
+    let phases = if args.find_max {
+        swarm
+            .find_max(args.rate, 1.25, duration, args.p99_limit_ms)
+            .await?
     } else {
-        measure(&mut swarm, &args, warmup).await?
+        vec![swarm.phase(args.rate, duration).await?]
+    };
+    let server = match sampling {
+        Some(sampling) => sampling.finish().await?,
+        None => Vec::new(),
     };
     swarm.stop();
+    let outcome = if args.find_max {
+        found_max(&args, &phases, warmup, &server)?
+    } else {
+        measured(&args, &phases, warmup, &server)?
+    };
     if let Some(path) = &args.report {
-        std::fs::write(path, wisp_bench::report::svg(&outcome.phases))
+        std::fs::write(path, wisp_bench::report::svg(&phases, &server))
             .with_context(|| format!("writing {}", path.display()))?;
         if !args.json {
             eprintln!("report written to {}", path.display());
@@ -265,46 +294,48 @@ async fn warm_up(swarm: &mut Swarm, args: &RunArgs) -> anyhow::Result<Option<War
     Ok(Some(Warmup::of(&warm, args.warmup)))
 }
 
-/// One measured phase of `--duration` seconds at `--rate`.
-async fn measure(
-    swarm: &mut Swarm,
-    args: &RunArgs,
-    warmup: Option<Warmup>,
-) -> anyhow::Result<Outcome> {
-    let summary = swarm
-        .phase(args.rate, Duration::from_secs(args.duration))
-        .await?;
-    let ok = summary.clean() && warmup.as_ref().is_none_or(Warmup::clean);
-    let output = if args.json {
-        serde_json::to_string(&RunReport::new(&summary, warmup))?
-    } else {
-        summary.render()
-    };
-    Ok(Outcome {
-        phases: vec![summary],
-        output,
-        ok,
-    })
+/// One line per server process, after the summary (nothing without
+/// `--server-pid`).
+fn server_lines(server: &[ServerUsage]) -> String {
+    server
+        .iter()
+        .map(|usage| format!("\n{}", usage.render()))
+        .collect()
 }
 
-/// `--find-max`: steps of `--duration` seconds from `--rate` up, and the
-/// highest rate held.
-async fn find_max(
-    swarm: &mut Swarm,
+/// The outcome of one measured phase of `--duration` seconds at `--rate`.
+fn measured(
     args: &RunArgs,
+    phases: &[Summary],
     warmup: Option<Warmup>,
+    server: &[ServerUsage],
+) -> anyhow::Result<Outcome> {
+    let summary = phases.first().context("no phase was measured")?;
+    let ok = summary.clean() && warmup.as_ref().is_none_or(Warmup::clean);
+    let output = if args.json {
+        serde_json::to_string(&RunReport::new(summary, warmup).with_server(server))?
+    } else {
+        format!("{}{}", summary.render(), server_lines(server))
+    };
+    Ok(Outcome { output, ok })
+}
+
+/// The outcome of `--find-max`: steps of `--duration` seconds from
+/// `--rate` up, and the highest rate held.
+fn found_max(
+    args: &RunArgs,
+    steps: &[Summary],
+    warmup: Option<Warmup>,
+    server: &[ServerUsage],
 ) -> anyhow::Result<Outcome> {
     let limit = args.p99_limit_ms;
-    let steps = swarm
-        .find_max(args.rate, 1.25, Duration::from_secs(args.duration), limit)
-        .await?;
     let warm_clean = warmup.as_ref().is_none_or(Warmup::clean);
-    let report = FindMaxReport::new(&steps, warmup, limit);
+    let report = FindMaxReport::new(steps, warmup, limit).with_server(server);
     let ok = report.held && steps.iter().all(Summary::clean) && warm_clean;
     let output = if args.json {
         serde_json::to_string(&report)?
     } else {
-        match report.best {
+        let found = match report.best {
             Some(best) => format!(
                 "highest rate held (p99 ≤ {limit} ms, nothing lost): {:.0} msgs/s (p99 {:.2} ms)\n\n{}",
                 best.msgs_per_s,
@@ -315,13 +346,10 @@ async fn find_max(
                 "no rate held p99 ≤ {limit} ms with nothing lost; start lower than --rate {}",
                 args.rate
             ),
-        }
+        };
+        format!("{found}{}", server_lines(server))
     };
-    Ok(Outcome {
-        phases: steps,
-        output,
-        ok,
-    })
+    Ok(Outcome { output, ok })
 }
 
 /// `wisp-bench idle`.

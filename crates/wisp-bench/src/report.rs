@@ -1,19 +1,28 @@
 //! `--report FILE`: an SVG with the run's latency over time (p50 and p99
-//! per second) and its latency histogram.
+//! per second) and its latency histogram, and with `--server-pid` two more
+//! panels: each server's resident memory and its CPU over the run.
 
 use std::fmt::Write as _;
 
 use crate::run::Summary;
+use crate::server_usage::ServerUsage;
 
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 300.0;
 const MARGIN: f64 = 60.0;
 
+/// A line colour per server process (cycled).
+const SERVER_COLORS: [&str; 6] = [
+    "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+];
+
 /// The report for `runs` (one per phase; a `--find-max` run has several,
-/// laid end to end on the time axis).
-pub fn svg(runs: &[Summary]) -> String {
+/// laid end to end on the time axis) and `server`, the processes sampled
+/// with `--server-pid` (none without).
+pub fn svg(runs: &[Summary], server: &[ServerUsage]) -> String {
     let mut out = String::new();
-    let height = 2.0 * PANEL + 3.0 * MARGIN;
+    let panels = if server.is_empty() { 2.0 } else { 4.0 };
+    let height = panels * PANEL + (panels + 1.0) * MARGIN;
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
@@ -21,6 +30,30 @@ pub fn svg(runs: &[Summary]) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     timeline(&mut out, runs);
     histogram(&mut out, runs);
+    if !server.is_empty() {
+        let memory = server
+            .iter()
+            .map(|usage| {
+                let points = usage
+                    .samples
+                    .iter()
+                    .map(|s| (s.t_s, s.rss_kib as f64 / 1024.0));
+                (usage.pid, points.collect())
+            })
+            .collect::<Vec<_>>();
+        server_panel(&mut out, 2, "Server resident memory", "MiB", &memory);
+        let cpu = server
+            .iter()
+            .map(|usage| {
+                let points = usage
+                    .samples
+                    .iter()
+                    .filter_map(|s| Some((s.t_s, s.cpu_percent?)));
+                (usage.pid, points.collect())
+            })
+            .collect::<Vec<_>>();
+        server_panel(&mut out, 3, "Server CPU", "% of one core", &cpu);
+    }
     let _ = writeln!(out, "</svg>");
     out
 }
@@ -161,13 +194,56 @@ fn histogram(out: &mut String, runs: &[Summary]) {
     }
 }
 
+/// Panel number `index` (0 at the top): one line per server process over
+/// the seconds since sampling started, each `(pid, [(t_s, value)])`.
+fn server_panel(
+    out: &mut String,
+    index: u32,
+    title: &str,
+    y_label: &str,
+    series: &[(u32, Vec<(f64, f64)>)],
+) {
+    let top = f64::from(index + 1) * MARGIN + f64::from(index) * PANEL;
+    axis(out, top, title, "seconds since the warm-up ended", y_label);
+    let points = series.iter().flat_map(|(_, points)| points);
+    let max_x = points.clone().map(|p| p.0).fold(1.0_f64, f64::max).ceil();
+    let max_y = points.map(|p| p.1).fold(1.0_f64, f64::max).ceil();
+    ticks(out, top, max_x, max_y, |x| format!("{x:.0}"));
+    let span = WIDTH - 1.5 * MARGIN;
+    for (i, (pid, points)) in series.iter().enumerate() {
+        let color = SERVER_COLORS[i % SERVER_COLORS.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|(t, value)| {
+                format!(
+                    "{:.1},{:.1}",
+                    MARGIN + t / max_x * span,
+                    top + PANEL - value / max_y * PANEL
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            path.join(" ")
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" fill="{color}" text-anchor="end">pid {pid}</text>"#,
+            WIDTH - MARGIN / 2.0 - 5.0,
+            top + 10.0 + 15.0 * i as f64
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::run::Second;
+    use crate::server_usage::Sample;
 
     #[test]
-    fn a_report_plots_both_panels() {
+    fn a_report_plots_its_panels_and_the_servers_when_sampled() {
         let run = Summary {
             users: 2,
             nodes: 1,
@@ -202,10 +278,38 @@ mod tests {
             ],
             histogram: vec![(1.0, 15), (2.0, 5)],
         };
-        let svg = svg(&[run]);
-        assert!(svg.starts_with("<svg"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("Latency histogram"));
-        assert!(svg.trim_end().ends_with("</svg>"));
+        let plain = svg(std::slice::from_ref(&run), &[]);
+        assert!(plain.starts_with("<svg"));
+        assert_eq!(plain.matches("<polyline").count(), 2);
+        assert!(plain.contains("Latency histogram"));
+        assert!(!plain.contains("Server"));
+        assert!(plain.trim_end().ends_with("</svg>"));
+
+        // Two server processes: a memory and a CPU line for each.
+        let usage = |pid| ServerUsage {
+            pid,
+            rss_kib: None,
+            cpu_percent: None,
+            disappeared: false,
+            samples: vec![
+                Sample {
+                    t_s: 0.0,
+                    rss_kib: 2048,
+                    cpu_percent: None,
+                },
+                Sample {
+                    t_s: 1.0,
+                    rss_kib: 3072,
+                    cpu_percent: Some(40.0),
+                },
+            ],
+        };
+        let with_server = svg(&[run], &[usage(11), usage(12)]);
+        assert_eq!(with_server.matches("<polyline").count(), 2 + 2 * 2);
+        assert!(with_server.contains("Server resident memory"));
+        assert!(with_server.contains("Server CPU"));
+        assert!(with_server.contains(">pid 12</text>"));
+        assert!(with_server.contains(r#"height="1500""#));
+        assert!(with_server.trim_end().ends_with("</svg>"));
     }
 }

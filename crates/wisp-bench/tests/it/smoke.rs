@@ -78,6 +78,52 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
     server.shutdown().await;
 }
 
+/// `--server-pid` samples the server (here in the test's own process)
+/// during the measured run, reports it in `--json` and as a panel of the
+/// report; a process id that is not running is refused before anything
+/// is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_pids_are_sampled_during_the_run_and_a_wrong_one_is_refused() {
+    let server = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let pid = std::process::id().to_string();
+    let output = bench_run(
+        &server,
+        "100",
+        &[
+            "--warmup",
+            "0",
+            "--server-pid",
+            &format!("{pid},{pid}"),
+            "--report",
+            svg.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let sampled = run["server"].as_array().unwrap();
+    assert_eq!(sampled.len(), 2, "{run}");
+    let first = &sampled[0];
+    assert_eq!(first["pid"].to_string(), pid);
+    assert!(first["rss_kib"]["start"].as_u64().unwrap() > 0, "{run}");
+    assert!(first["rss_kib"]["peak"].as_u64() >= first["rss_kib"]["end"].as_u64());
+    assert!(first["cpu_percent"]["mean"].as_f64().is_some(), "{run}");
+    assert!(first["samples"].as_array().unwrap().len() >= 2, "{run}");
+    assert_eq!(run["lost"], 0, "{run}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("Server resident memory"));
+
+    let wrong = bench_run(&server, "100", &["--server-pid", "999999999"]).await;
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("--server-pid 999999999"), "{stderr}");
+    assert!(wrong.stdout.is_empty());
+    server.shutdown().await;
+}
+
 /// A `--find-max` whose first step cannot hold (thirty users asked for a
 /// million messages a second fall far behind) stops there, exits 1, and
 /// still prints a plain run's fields at the top of its JSON; `plan` will
