@@ -191,7 +191,7 @@ async fn recv(
                     "warning: a message from {from} could not be decrypted ({reason}); a new session has been set up, ask them to send it again"
                 );
             }
-            Event::Disconnected { reason } => {
+            Event::Disconnected { reason } | Event::Superseded { reason } => {
                 return Err(CliError::from(ClientError::Closed(reason)));
             }
             _ => {}

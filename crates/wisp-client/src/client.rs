@@ -58,6 +58,14 @@ pub enum ServerEvent {
         /// The server's reason, when it gave one.
         reason: Option<String>,
     },
+    /// The server closed this session because the account logged in on
+    /// more connections than it allows (`--max-sessions-per-user`) and this
+    /// was the oldest; the last event of the stream. Reconnecting on one's
+    /// own would close another of the account's sessions in turn.
+    Superseded {
+        /// The server's reason.
+        reason: Option<String>,
+    },
 }
 
 /// A message the server stored.
@@ -104,7 +112,12 @@ impl Events {
 /// The event a push stands for, if this version knows it.
 fn event_of(push: Push) -> Option<ServerEvent> {
     match push {
-        Push::Closed(reason) => Some(ServerEvent::Disconnected { reason }),
+        Push::Closed(ending) if ending.superseded => Some(ServerEvent::Superseded {
+            reason: ending.reason,
+        }),
+        Push::Closed(ending) => Some(ServerEvent::Disconnected {
+            reason: ending.reason,
+        }),
         Push::Frame(Reply::FriendRequestReceived(e)) => UserId::from_bytes(&e.from)
             .ok()
             .map(|from| ServerEvent::FriendRequest { from }),

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::server_frame::Body as Reply;
 use wisp_proto::{
@@ -36,8 +37,22 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
 #[derive(Debug)]
 pub(crate) enum Push {
     Frame(Reply),
-    Closed(Option<String>),
+    Closed(Ending),
 }
+
+/// How a connection ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ending {
+    /// The server's reason, when it gave one.
+    pub(crate) reason: Option<String>,
+    /// Closed because newer sessions of the account took its place (close
+    /// code 1008 with the server's "too many sessions" reason).
+    pub(crate) superseded: bool,
+}
+
+/// The start of the reason the server gives when it closes a session
+/// because the account logged in on more connections than it allows.
+const SUPERSEDED: &str = "too many sessions";
 
 /// One open connection.
 #[derive(Debug)]
@@ -274,27 +289,35 @@ impl Reader {
     /// event stream until the connection ends, then wakes every request
     /// still waiting and sends the last push, [`Push::Closed`].
     async fn run(self, stream: SplitStream<Socket>) {
-        let reason = self.route(stream).await;
-        *lock(&self.close_reason) = reason.clone();
+        let ending = self.route(stream).await;
+        *lock(&self.close_reason) = ending.reason.clone();
         self.gone.store(true, Ordering::SeqCst);
         // Dropping the waiters wakes every request still in flight.
         lock(&self.pending).clear();
-        let _ = self.pushes.try_send(Push::Closed(reason));
+        let _ = self.pushes.try_send(Push::Closed(ending));
     }
 
-    /// Reads frames until the connection ends; returns why it ended, when
-    /// known.
-    async fn route(&self, mut stream: SplitStream<Socket>) -> Option<String> {
+    /// Reads frames until the connection ends; returns how it ended.
+    async fn route(&self, mut stream: SplitStream<Socket>) -> Ending {
+        let reason = |reason: String| Ending {
+            reason: Some(reason),
+            superseded: false,
+        };
         while let Some(message) = stream.next().await {
             let bytes = match message {
                 Ok(Message::Binary(bytes)) => bytes,
                 Ok(Message::Close(frame)) => {
-                    return frame
-                        .map(|f| f.reason.to_string())
-                        .filter(|r| !r.is_empty());
+                    let Some(frame) = frame else {
+                        return Ending::default();
+                    };
+                    return Ending {
+                        superseded: frame.code == CloseCode::Policy
+                            && frame.reason.starts_with(SUPERSEDED),
+                        reason: Some(frame.reason.to_string()).filter(|r| !r.is_empty()),
+                    };
                 }
                 Ok(_) => continue,
-                Err(e) => return Some(e.to_string()),
+                Err(e) => return reason(e.to_string()),
             };
             let frame = match decode_server_frame(&bytes) {
                 Ok(frame) => frame,
@@ -312,7 +335,7 @@ impl Reader {
                     match self.pushes.try_send(Push::Frame(body)) {
                         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            return Some("events were not read; reconnect".to_owned());
+                            return reason("events were not read; reconnect".to_owned());
                         }
                     }
                 }
@@ -323,6 +346,6 @@ impl Reader {
                 let _ = waiter.send(frame);
             }
         }
-        None
+        Ending::default()
     }
 }

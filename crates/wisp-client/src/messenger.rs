@@ -101,6 +101,16 @@ pub enum Event {
         /// The server's reason, when it gave one.
         reason: Option<String>,
     },
+    /// The server closed this device's session because the account logged
+    /// in on more devices than it allows, and this was the oldest. The
+    /// messenger does not reconnect by itself (that would close another
+    /// device's session in turn, and so on): [`Messenger::next_event`]
+    /// returns `None` from now on, until [`Messenger::reconnect`] (or a
+    /// send, which reconnects) takes the session back.
+    Superseded {
+        /// The server's reason.
+        reason: Option<String>,
+    },
     /// Connected and logged in again after a disconnect; what was pending
     /// meanwhile is delivered next.
     Reconnected {
@@ -171,6 +181,9 @@ pub struct Messenger {
     /// Set after [`Event::Disconnected`] was handed out: the next
     /// `next_event` reconnects first.
     disconnected: bool,
+    /// Set when the server closed this session for newer ones of the
+    /// account: nothing reconnects until the application asks.
+    superseded: bool,
     /// Failed attempts since the disconnect, and when the next one is due:
     /// kept here so a `next_event` dropped mid-backoff resumes it.
     reconnect_attempts: u32,
@@ -232,6 +245,7 @@ impl Messenger {
             renewed: HashMap::new(),
             unconfirmed: Vec::new(),
             disconnected: false,
+            superseded: false,
             reconnect_attempts: 0,
             next_attempt: None,
             keys_low: None,
@@ -351,6 +365,7 @@ impl Messenger {
         let (client, events) = login(&self.url, &self.options, &self.state).await?;
         self.client = client;
         self.events = events;
+        self.superseded = false;
         if self.disconnected {
             self.disconnected = false;
             self.next_attempt = None;
@@ -445,7 +460,7 @@ impl Messenger {
         ttl: Duration,
         client_msg_id: ClientMsgId,
     ) -> Result<SentMessage, ClientError> {
-        if self.disconnected {
+        if self.disconnected || self.superseded {
             self.reconnect().await?;
         }
         // What was received is in the state about to be saved: acknowledge it.
@@ -560,6 +575,9 @@ impl Messenger {
     /// resumed by the next call (a confirmation is made again, a reconnect
     /// keeps its backoff, a key top-up or session renewal is retried).
     pub async fn next_event(&mut self) -> Option<Event> {
+        if self.superseded && self.pending_events.is_empty() {
+            return None;
+        }
         // After a drop the application was told of: back first (which
         // queues Event::Reconnected).
         self.reconnect_with_backoff().await;
@@ -602,6 +620,10 @@ impl Messenger {
             ServerEvent::Disconnected { reason } => {
                 self.disconnected = true;
                 Some(Event::Disconnected { reason })
+            }
+            ServerEvent::Superseded { reason } => {
+                self.superseded = true;
+                Some(Event::Superseded { reason })
             }
             ServerEvent::FriendRemoved { by } => {
                 self.forget_verified(by);

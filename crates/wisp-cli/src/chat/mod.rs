@@ -24,7 +24,7 @@ use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use tokio::sync::mpsc;
-use wisp_client::{Messenger, UserId, now_ms};
+use wisp_client::{Event, Messenger, UserId, now_ms};
 
 use crate::output::CliError;
 use model::{Action, Chat, Focus, Selected, Update};
@@ -142,6 +142,13 @@ fn on_message(chat: &mut Chat, update: Option<Update>, pending_open: &mut Option
     let Some(update) = update else {
         return Step::Break(Err(CliError::failed("the connection to the server ended")));
     };
+    if let Update::Event(Event::Superseded { .. }) = update {
+        // Reconnecting here would close another device's session in turn.
+        return Step::Break(Err(CliError::failed(
+            "this chat was closed: your account logged in on more devices than the server allows, \
+             and this was the oldest session; run `wisp chat` again to take it back",
+        )));
+    }
     let roster = matches!(update, Update::Roster { .. });
     let actions = on_update(chat, update);
     if roster && let Some(friend) = pending_open.take() {

@@ -144,3 +144,46 @@ async fn the_cap_holds_across_nodes() {
         node.shutdown().await;
     }
 }
+
+/// A superseded device does not log in again by itself (it would close
+/// the newer session in turn, and so on for ever): the SDK reports it and
+/// waits for the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_messenger_does_not_take_the_session_back_by_itself() {
+    use std::time::Duration;
+    use wisp_client::Event;
+    let server = TestServer::start_with(|c| c.max_sessions_per_user = 1).await;
+    let mut device = server.device().await;
+    let (newer, mut newer_events) = server.raw_login(&device.home).await;
+    let reason = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), device.messenger.next_event())
+            .await
+            .expect("an event within 10 s");
+        match event {
+            Some(Event::Superseded { reason }) => break reason,
+            Some(Event::Disconnected { .. } | Event::Reconnected { .. }) => {
+                panic!("a superseded session is not an ordinary disconnect")
+            }
+            Some(_) => {}
+            None => panic!("the stream ended without saying why"),
+        }
+    };
+    assert_eq!(
+        reason.as_deref(),
+        Some("too many sessions for this account; the oldest was closed")
+    );
+    // From now on nothing, and no login behind the application's back.
+    let next = tokio::time::timeout(Duration::from_secs(2), device.messenger.next_event()).await;
+    assert_eq!(next.ok(), Some(None));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    newer.ping().await.expect("the newer session stays");
+    // Asked to, it takes the session back.
+    device.messenger.reconnect().await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), newer_events.next()).await {
+            Ok(Some(wisp_client::ServerEvent::Superseded { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("the newer session was not closed: {other:?}"),
+        }
+    }
+}
