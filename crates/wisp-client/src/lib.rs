@@ -36,6 +36,7 @@
 //! | [`Event::ExpiredUnread`] | your message expired before any receipt: show "expired unread", drop the text. |
 //! | [`Event::FriendRequest`], [`Event::FriendAccepted`], [`Event::FriendRemoved`] | the circle changed: list again with [`Client::friends`] and [`Client::friend_requests`] (via [`Messenger::client`]). |
 //! | [`Event::Disconnected`], [`Event::Reconnected`] | the connection state: the next `next_event` after a disconnect reconnects with backoff, and what came meanwhile follows. |
+//! | [`Event::Superseded`] | the account logged in on more devices than the server allows and this session, the oldest, was closed: nothing reconnects by itself (`next_event` returns `None`); offer the user to take it back with [`Messenger::reconnect`]. |
 //! | [`Event::Undecryptable`] | a message that could not be decrypted: say so; a fresh session is already being set up. |
 //! | [`Event::MailboxDrained`] | everything waiting at login has come. |
 //! | [`Event::ServerError`] | the server refused something it could not tie to a request: show its text. |
