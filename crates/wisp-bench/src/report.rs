@@ -109,6 +109,31 @@ fn ticks(out: &mut String, top: f64, max_x: f64, max_y: f64, x_fmt: impl Fn(f64)
     }
 }
 
+/// One line of `(x, y)` points in the panel at `top`, scaled to
+/// `max_x` and `max_y`.
+fn polyline(
+    out: &mut String,
+    color: &str,
+    (top, max_x, max_y): (f64, f64, f64),
+    points: impl Iterator<Item = (f64, f64)>,
+) {
+    let span = WIDTH - 1.5 * MARGIN;
+    let path: Vec<String> = points
+        .map(|(x, y)| {
+            format!(
+                "{:.1},{:.1}",
+                MARGIN + x / max_x * span,
+                top + PANEL - y / max_y * PANEL
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+        path.join(" ")
+    );
+}
+
 fn timeline(out: &mut String, runs: &[Summary]) {
     let top = MARGIN;
     axis(out, top, "Send→deliver latency over time", "seconds", "ms");
@@ -123,24 +148,11 @@ fn timeline(out: &mut String, runs: &[Summary]) {
     let max_x = offset.max(1.0);
     let max_y = points.iter().map(|p| p.2).fold(1.0_f64, f64::max).ceil();
     ticks(out, top, max_x, max_y, |x| format!("{x:.0}"));
-    let span = WIDTH - 1.5 * MARGIN;
     for (series, color, label) in [(1usize, "#1f77b4", "p50"), (2, "#d62728", "p99")] {
-        let path: Vec<String> = points
+        let line = points
             .iter()
-            .map(|p| {
-                let value = if series == 1 { p.1 } else { p.2 };
-                format!(
-                    "{:.1},{:.1}",
-                    MARGIN + p.0 / max_x * span,
-                    top + PANEL - value / max_y * PANEL
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            path.join(" ")
-        );
+            .map(|p| (p.0, if series == 1 { p.1 } else { p.2 }));
+        polyline(out, color, (top, max_x, max_y), line);
         let y = top + 10.0 + if series == 1 { 0.0 } else { 15.0 };
         let _ = writeln!(
             out,
@@ -209,24 +221,9 @@ fn server_panel(
     let max_x = points.clone().map(|p| p.0).fold(1.0_f64, f64::max).ceil();
     let max_y = points.map(|p| p.1).fold(1.0_f64, f64::max).ceil();
     ticks(out, top, max_x, max_y, |x| format!("{x:.0}"));
-    let span = WIDTH - 1.5 * MARGIN;
     for (i, (pid, points)) in series.iter().enumerate() {
         let color = SERVER_COLORS[i % SERVER_COLORS.len()];
-        let path: Vec<String> = points
-            .iter()
-            .map(|(t, value)| {
-                format!(
-                    "{:.1},{:.1}",
-                    MARGIN + t / max_x * span,
-                    top + PANEL - value / max_y * PANEL
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            path.join(" ")
-        );
+        polyline(out, color, (top, max_x, max_y), points.iter().copied());
         let _ = writeln!(
             out,
             r#"<text x="{}" y="{}" fill="{color}" text-anchor="end">pid {pid}</text>"#,

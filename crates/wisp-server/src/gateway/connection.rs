@@ -281,6 +281,12 @@ impl HubLink {
         state
             .hub
             .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
+        // The login is answered once pushes from other nodes reach this
+        // connection (at once on a single node).
+        subscription.listening(LISTEN_WAIT).await;
+        // Registered across nodes once this node listens for the account,
+        // so a kick another node publishes for this session from then on
+        // is heard.
         if let Some(bus) = &state.bus
             && let Some(lease) = bus
                 .session_started(
@@ -293,9 +299,6 @@ impl HubLink {
         {
             subscription.hold(lease);
         }
-        // The login is answered once pushes from other nodes reach this
-        // connection (at once on a single node).
-        subscription.listening(LISTEN_WAIT).await;
         let delivery = Delivery {
             user,
             cursor: MessageId(0),

@@ -181,6 +181,12 @@ impl RedisMailbox {
             .arg(wait_ms)
             .query_async(&mut redis)
             .await?;
+        self.replicated(reached, wait_ms)?;
+        Ok(value)
+    }
+
+    /// Whether `WAIT` (for `wait_ms`) saw enough replicas: `reached`.
+    fn replicated(&self, reached: u32, wait_ms: u64) -> Result<(), StoreError> {
         if reached < self.replicas {
             metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
             return Err(StoreError::Unreplicated {
@@ -189,7 +195,7 @@ impl RedisMailbox {
                 waited_ms: wait_ms,
             });
         }
-        Ok(value)
+        Ok(())
     }
 
     /// The key prefix of `recipient`'s mailbox, with its hash tag.
@@ -415,14 +421,7 @@ impl MailboxStore for RedisMailbox {
                 .into_iter()
                 .map(|value| redis::from_redis_value(value).map_err(redis::RedisError::from))
                 .collect::<Result<_, _>>()?;
-            if reached < self.replicas {
-                metrics::counter!("wisp_redis_unreplicated_writes_total").increment(1);
-                return Err(StoreError::Unreplicated {
-                    reached,
-                    wanted: self.replicas,
-                    waited_ms: wait_ms,
-                });
-            }
+            self.replicated(reached, wait_ms)?;
             rows
         };
         let mut messages = Vec::with_capacity(ids.len());
