@@ -60,6 +60,28 @@ impl RawConnection {
         conn
     }
 
+    /// Logs in as `identity` on the server named `server_name` (after a
+    /// hello), by the challenge-response any client does.
+    pub async fn log_in(&mut self, identity: &wisp_client::Identity, server_name: &str) {
+        let Reply::LoginChallenge(challenge) = self
+            .request(Request::LoginChallenge(
+                wisp_proto::frames::LoginChallengeRequest {
+                    user_id: identity.user_id().to_vec(),
+                },
+            ))
+            .await
+        else {
+            panic!("no login challenge");
+        };
+        let signature = identity.sign_login(server_name, &challenge.nonce);
+        let reply = self
+            .request(Request::Login(wisp_proto::frames::Login {
+                signature: signature.to_vec(),
+            }))
+            .await;
+        assert!(matches!(reply, Reply::LoggedIn(_)), "{reply:?}");
+    }
+
     async fn hello(&mut self) {
         let reply = self
             .request(Request::Hello(Hello {

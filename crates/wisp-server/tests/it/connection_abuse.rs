@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wisp_client::{Client, Identity};
 use wisp_proto::client_frame::Body as Request;
-use wisp_proto::frames::{Hello, Login, LoginChallengeRequest};
+use wisp_proto::frames::Hello;
 use wisp_proto::server_frame::Body as Reply;
 use wisp_test_support::{RawConnection, ServerProcess};
 
@@ -130,21 +130,7 @@ async fn unread_pongs_after_login_close_the_connection_and_memory_stays_bounded(
     else {
         panic!("no HelloOk");
     };
-    let Reply::LoginChallenge(challenge) = conn
-        .request(Request::LoginChallenge(LoginChallengeRequest {
-            user_id: identity.user_id().to_vec(),
-        }))
-        .await
-    else {
-        panic!("no login challenge");
-    };
-    let signature = identity.sign_login(&hello.server_name, &challenge.nonce);
-    let reply = conn
-        .request(Request::Login(Login {
-            signature: signature.to_vec(),
-        }))
-        .await;
-    assert!(matches!(reply, Reply::LoggedIn(_)), "{reply:?}");
+    conn.log_in(&identity, &hello.server_name).await;
 
     let tcp = conn.into_tcp();
     let (closed_after, grown) = flood_pings_never_reading(tcp, process.0.id()).await;

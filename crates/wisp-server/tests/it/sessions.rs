@@ -4,8 +4,7 @@
 
 use wisp_client::Identity;
 use wisp_proto::client_frame::Body as Request;
-use wisp_proto::frames::{Login, LoginChallengeRequest, Ping};
-use wisp_proto::server_frame::Body as Reply;
+use wisp_proto::frames::Ping;
 use wisp_test_support::{ClusterBackend, RawConnection, Received, TestServer};
 
 /// A raw connection logged in as `identity`.
@@ -17,21 +16,7 @@ async fn logged_in(server: &TestServer, identity: &Identity) -> RawConnection {
 /// `identity`.
 async fn logged_in_at(url: &str, name: &str, identity: &Identity) -> RawConnection {
     let mut conn = RawConnection::open_with_hello(url).await;
-    let Reply::LoginChallenge(challenge) = conn
-        .request(Request::LoginChallenge(LoginChallengeRequest {
-            user_id: identity.user_id().to_vec(),
-        }))
-        .await
-    else {
-        panic!("no login challenge");
-    };
-    let signature = identity.sign_login(name, &challenge.nonce);
-    let reply = conn
-        .request(Request::Login(Login {
-            signature: signature.to_vec(),
-        }))
-        .await;
-    assert!(matches!(reply, Reply::LoggedIn(_)), "{reply:?}");
+    conn.log_in(identity, name).await;
     conn
 }
 
