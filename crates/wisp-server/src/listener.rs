@@ -8,6 +8,13 @@
 //! to the WebSocket upgrade must finish within the handshake timeout
 //! (slowloris); the upgraded connection keeps its slot until it ends.
 //!
+//! A refused plain-text connection is told why (`429` over its address's
+//! share, `503` when every slot is taken) before it is closed, by at most
+//! [`POLITE_REFUSALS`] small tasks at a time; beyond that, and on a TLS
+//! listener (an answer would cost a handshake), it is closed without one.
+//! Refusals are counted in `wisp_connections_refused_total{reason}` and
+//! logged once per [`REFUSAL_LOG_EVERY`] at most, with their count.
+//!
 //! The same loop serves the admin listener (`--metrics-listen`), with its
 //! own small pool of slots: health checks and scrapes there still get in
 //! when the public listener is full.
@@ -15,12 +22,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +42,129 @@ const OUT_OF_DESCRIPTORS_PAUSE: Duration = Duration::from_millis(100);
 /// Descriptors kept out of the public listener's reach: the stores' pools,
 /// the admin listener, logs, the cluster bus.
 pub(crate) const DESCRIPTOR_RESERVE: u64 = 256;
+
+/// Refused connections answered at once; more are closed without an answer.
+const POLITE_REFUSALS: usize = 64;
+
+/// How long a refused connection may take to receive its answer (and have
+/// its request read and discarded, so closing does not reset the answer
+/// away).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Refusals are logged at most this often (with how many there were).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Every `--max-connections` slot is taken.
+    Full,
+    /// Its address holds its `--max-connections-per-address` share.
+    AddressShare,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Full => "full",
+            Refusal::AddressShare => "address",
+        }
+    }
+
+    fn response(self) -> String {
+        let (status, text) = match self {
+            Refusal::Full => (
+                "503 Service Unavailable",
+                "the server is full; try again later\r\n",
+            ),
+            Refusal::AddressShare => (
+                "429 Too Many Requests",
+                "too many connections from your address; try again later\r\n",
+            ),
+        };
+        format!(
+            "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+             Retry-After: 10\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        )
+    }
+}
+
+/// Refused connections: the budget for answering them, and the log.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    answering: Arc<Semaphore>,
+    log: Mutex<RefusalLog>,
+}
+
+#[derive(Debug)]
+struct RefusalLog {
+    since: Option<Instant>,
+    full: u64,
+    address_share: u64,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self {
+            answering: Arc::new(Semaphore::new(POLITE_REFUSALS)),
+            log: Mutex::new(RefusalLog {
+                since: None,
+                full: 0,
+                address_share: 0,
+            }),
+        }
+    }
+}
+
+impl Refusals {
+    fn count(&self, refusal: Refusal) {
+        metrics::counter!("wisp_connections_refused_total", "reason" => refusal.label())
+            .increment(1);
+        let mut log = lock(&self.log);
+        match refusal {
+            Refusal::Full => log.full += 1,
+            Refusal::AddressShare => log.address_share += 1,
+        }
+        let due = log
+            .since
+            .is_none_or(|since| since.elapsed() >= REFUSAL_LOG_EVERY);
+        if due {
+            tracing::warn!(
+                over_max_connections = log.full,
+                over_max_connections_per_address = log.address_share,
+                "connections refused since the last report (raise --max-connections or \
+                 --max-connections-per-address if these are genuine clients)"
+            );
+            *log = RefusalLog {
+                since: Some(Instant::now()),
+                full: 0,
+                address_share: 0,
+            };
+        }
+    }
+
+    /// Tells a plain-text client why it is refused, if an answering task is
+    /// free; closes the connection either way.
+    fn answer(&self, mut tcp: TcpStream, refusal: Refusal) {
+        let Ok(permit) = Arc::clone(&self.answering).try_acquire_owned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+                tcp.write_all(refusal.response().as_bytes()).await?;
+                tcp.shutdown().await?;
+                // Read what the client sent until it closes, so the close
+                // is a FIN after the answer, not a reset before it.
+                let mut sink = [0u8; 1024];
+                while tcp.read(&mut sink).await? > 0 {}
+                std::io::Result::Ok(())
+            })
+            .await;
+        });
+    }
+}
 
 /// Connections per source address, counted from accept to close. IPv6
 /// clients are counted per /64, the block one subscriber usually holds.
@@ -127,6 +257,7 @@ pub(crate) struct Listener {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// The TLS handshake and the request phase up to the upgrade, together.
     pub(crate) handshake_timeout: Duration,
+    pub(crate) refusals: Arc<Refusals>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -153,10 +284,15 @@ impl Listener {
                     continue;
                 }
             };
-            let Some(hold) = self.admit(peer.ip()) else {
-                metrics::counter!("wisp_connections_refused_total").increment(1);
-                drop(tcp);
-                continue;
+            let hold = match self.admit(peer.ip()) {
+                Ok(hold) => hold,
+                Err(refusal) => {
+                    self.refusals.count(refusal);
+                    if self.tls.is_none() {
+                        self.refusals.answer(tcp, refusal);
+                    }
+                    continue;
+                }
             };
             // Small frames go out at once: with Nagle's algorithm a push
             // waits for the ACK of the previous one (tens of ms).
@@ -171,14 +307,18 @@ impl Listener {
     }
 
     /// A slot and, for a peer that is not a trusted proxy, a place in its
-    /// address's share; None when either is exhausted.
-    fn admit(&self, peer: IpAddr) -> Option<ConnectionHold> {
-        let slot = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+    /// address's share; why not when either is exhausted.
+    fn admit(&self, peer: IpAddr) -> Result<ConnectionHold, Refusal> {
+        let slot = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
         let place = match &self.per_address {
-            Some(counts) if !is_trusted(peer, &self.trusted_proxies) => counts.admit(peer)?,
+            Some(counts) if !is_trusted(peer, &self.trusted_proxies) => {
+                counts.admit(peer).ok_or(Refusal::AddressShare)?
+            }
             _ => AddressPlace(None),
         };
-        Some(ConnectionHold {
+        Ok(ConnectionHold {
             _slot: slot,
             _place: place,
         })

@@ -181,12 +181,14 @@ impl Server {
             }
             _ => config.max_connections,
         };
+        let refusals = Arc::new(crate::listener::Refusals::default());
         let public_listener = Listener {
             tls: tls.clone(),
             slots: Arc::new(Semaphore::new(max_connections)),
             per_address: Some(Arc::clone(&state.per_address)),
             trusted_proxies: config.trusted_proxies.clone(),
             handshake_timeout: config.handshake_timeout,
+            refusals: Arc::clone(&refusals),
             shutdown: state.shutdown.clone(),
             tasks: state.connections.clone(),
         };
@@ -200,6 +202,7 @@ impl Server {
                 per_address: None,
                 trusted_proxies: Vec::new(),
                 handshake_timeout: config.handshake_timeout,
+                refusals,
                 shutdown: state.shutdown.clone(),
                 tasks: state.connections.clone(),
             };

@@ -88,7 +88,7 @@ pub(crate) async fn upgrade(
     }
     let forwarded_place = if crate::listener::is_trusted(peer.ip(), &state.trusted_proxies) {
         let Some(place) = state.per_address.admit(client) else {
-            metrics::counter!("wisp_connections_refused_total").increment(1);
+            metrics::counter!("wisp_connections_refused_total", "reason" => "address").increment(1);
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many connections from your address; try again later\n",

@@ -57,16 +57,22 @@ async fn probes_get_in_while_the_public_listener_is_full() {
         tokio::net::TcpStream::connect(public).await.unwrap(),
         tokio::net::TcpStream::connect(public).await.unwrap(),
     ];
-    // The public listener closes a third connection unanswered.
+    // The public listener refuses a third connection: 503, then closed.
     let mut third = tokio::net::TcpStream::connect(public).await.unwrap();
-    let mut buf = [0u8; 64];
-    let read = tokio::time::timeout(
+    let mut answer = Vec::new();
+    tokio::time::timeout(
         Duration::from_secs(3),
-        tokio::io::AsyncReadExt::read(&mut third, &mut buf),
+        tokio::io::AsyncReadExt::read_to_end(&mut third, &mut answer),
     )
     .await
-    .expect("closed within 3 s");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    .expect("closed within 3 s")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+            && answer.ends_with("try again later\r\n"),
+        "{answer:?}"
+    );
     let admin = server.server.admin_addr().unwrap();
     assert!(get(admin, "/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));

@@ -27,6 +27,19 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// The status line the server refuses `stream` with, unasked, before it
+/// closes it within `within`; None if it kept the connection open.
+async fn refusal_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .ok()?
+        .expect("an answer, then a close");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.ends_with("try again later\r\n"), "{answer:?}");
+    answer.lines().next().map(str::to_owned)
+}
+
 /// `count` TCP connections from `source` that say nothing.
 async fn silent_connections(
     server: SocketAddr,
@@ -106,10 +119,13 @@ async fn half_open_connections_count_against_max_connections() {
     .await;
     let addr = server.server.local_addr();
     let held = silent_connections(addr, None, 3).await;
-    // The fourth is closed at once; no upgrade gets through.
+    // The fourth is told so and closed at once; no upgrade gets through.
     let mut fourth = TcpStream::connect(addr).await.unwrap();
-    assert!(
-        closed_within(&mut fourth, Duration::from_secs(3)).await,
+    assert_eq!(
+        refusal_within(&mut fourth, Duration::from_secs(3))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 503 Service Unavailable"),
         "a connection over --max-connections was kept"
     );
     let upgrade = tokio::time::timeout(
@@ -142,15 +158,21 @@ async fn one_address_cannot_crowd_out_another() {
     let addr = server.server.local_addr();
     // The attacker holds its share of half-open connections…
     let _held = silent_connections(addr, None, 8).await;
-    // …and no more: further ones are closed at once.
+    // …and no more: further ones are told so and closed at once.
     let mut more = silent_connections(addr, None, 40).await;
     for extra in &mut more {
-        assert!(
-            closed_within(extra, Duration::from_secs(3)).await,
+        assert_eq!(
+            refusal_within(extra, Duration::from_secs(3))
+                .await
+                .as_deref(),
+            Some("HTTP/1.1 429 Too Many Requests"),
             "a connection over the per-address cap was kept"
         );
     }
-    assert_eq!(get_from(addr, None, "/healthz").await, None);
+    assert_eq!(
+        get_from(addr, None, "/healthz").await.as_deref(),
+        Some("HTTP/1.1 429 Too Many Requests")
+    );
     // Another address connects, registers, logs in, talks, and is healthy.
     let victim: IpAddr = VICTIM.parse().unwrap();
     assert_eq!(
