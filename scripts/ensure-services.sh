@@ -6,7 +6,8 @@
 # load-balancer test), redis-server (the Sentinel failover test runs its own
 # primary, replicas and Sentinels) and the PostgreSQL server binaries (the
 # restart test runs its own database), and tmux (the chat test drives two
-# `wisp chat` windows in it). Tests of
+# `wisp chat` windows in it), and nginx (the test of the shipped nginx.conf).
+# Tests of
 # the cluster backend say "skipped: no PostgreSQL at ..." outside CI when a
 # service is missing, and fail with CI=true.
 set -uo pipefail
@@ -66,4 +67,15 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && say "PostgreSQL server bi
 command -v tmux >/dev/null 2>&1 || apt_install tmux \
   || say "could not install tmux; the chat test will report it"
 command -v tmux >/dev/null 2>&1 && say "tmux is installed (chat test)"
+# nginx, for the test of the shipped nginx.conf (it runs its own instance
+# on a free loopback port; the packaged service, started by the install,
+# is stopped again).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if apt_install nginx; then
+    (service nginx stop || /usr/sbin/nginx -s quit) >/dev/null 2>&1 || true
+  else
+    say "could not install nginx; the nginx test will report it"
+  fi
+fi
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 && say "nginx is installed (balancer test)"
 exit 0

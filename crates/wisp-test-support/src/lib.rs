@@ -41,7 +41,7 @@
 //! - [`tls`]: TLS in front of a plain server for `wss://` clients: a test
 //!   CA ([`TestCa`]) issuing leaves (valid, expired, for any name) and
 //!   [`TlsFront`], a TLS-terminating proxy.
-//! - [`server_tls`]: a test CA and its leaves ([`server_tls::TestPki`]), a rustls client,
+//! - [`server_tls`]: a rustls client for a test CA's `wss://` server,
 //!   and [`server_tls::Tunnel`], carrying `ws://` clients to a `wss://` server
 //!   from a chosen loopback address (the server's own TLS tests).
 //! - [`traffic`]: many users chatting across nodes while something breaks,
@@ -72,4 +72,4 @@ pub use host::{free_port, http_get, tool_or_skip};
 pub use process::{NodeProcesses, ServerBinary, ServerProcess};
 pub use raw::{RawConnection, Received};
 pub use server::{Backend, StoppedServer, TEST_POW_BITS, TestServer, test_config};
-pub use tls::{Leaf, TestCa, TlsFront};
+pub use tls::{Leaf, LeafFiles, TestCa, TlsFront};

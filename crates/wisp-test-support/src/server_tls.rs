@@ -1,111 +1,16 @@
-//! TLS for tests, independent of the SDK's own TLS: [`TestPki`] (a CA and
-//! leaves rcgen makes: good, expired, for the wrong name, written as PEM
-//! files), [`tls_connect`] (a rustls client trusting only that CA), and
-//! [`Tunnel`], a loopback forwarder that lets a plain-`ws://` client (the
+//! Reaching a `wss://` server in tests, independent of the SDK's own TLS:
+//! [`tls_connect`] (a rustls client, for example one trusting only a
+//! [`TestCa`](crate::tls::TestCa)), and [`Tunnel`], a loopback forwarder that lets a plain-`ws://` client (the
 //! SDK, `RawConnection`) reach a `wss://` server, and lets a test choose
 //! the source address (127.0.0.2…) the server sees.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
-
-/// A test certificate authority.
-#[derive(Debug)]
-pub struct TestPki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: PathBuf,
-}
-
-/// A leaf's certificate and key files.
-#[derive(Debug, Clone)]
-pub struct LeafFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl TestPki {
-    /// A fresh CA; leaves are written under `dir`.
-    pub fn new(dir: &Path) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Wisp test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
-            .expect("CA certificate");
-        Self {
-            ca,
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// The CA certificate as DER.
-    pub fn ca_der(&self) -> CertificateDer<'static> {
-        self.ca.der().clone()
-    }
-
-    /// The CA certificate as PEM.
-    pub fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    /// A leaf for 127.0.0.1 and localhost, valid now, written as
-    /// `<name>.crt` / `<name>.key`.
-    pub fn leaf(&self, name: &str) -> LeafFiles {
-        self.leaf_with(name, &["127.0.0.1", "localhost"], false)
-    }
-
-    /// A leaf for 127.0.0.1 and localhost that expired yesterday.
-    pub fn expired_leaf(&self, name: &str) -> LeafFiles {
-        self.leaf_with(name, &["127.0.0.1", "localhost"], true)
-    }
-
-    /// A leaf for another host only.
-    pub fn wrong_name_leaf(&self, name: &str) -> LeafFiles {
-        self.leaf_with(name, &["elsewhere.invalid"], false)
-    }
-
-    fn leaf_with(&self, name: &str, names: &[&str], expired: bool) -> LeafFiles {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("leaf params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
-        let files = LeafFiles {
-            cert: self.dir.join(format!("{name}.crt")),
-            key: self.dir.join(format!("{name}.key")),
-        };
-        std::fs::write(&files.cert, format!("{}{}", cert.pem(), self.ca.pem()))
-            .expect("write certificate");
-        std::fs::write(&files.key, key.serialize_pem()).expect("write key");
-        files
-    }
-
-    /// A rustls client configuration that trusts this CA only.
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der()).expect("CA into the root store");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
-}
 
 /// A TLS connection to `addr` (named 127.0.0.1), trusting `config`'s roots.
 pub async fn tls_connect(

@@ -21,6 +21,14 @@ pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+/// A leaf's certificate (with the CA after it) and key, written as PEM
+/// files for a server's `--tls-cert` / `--tls-key`.
+#[derive(Debug, Clone)]
+pub struct LeafFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A server certificate and its key, issued by a [`TestCa`].
 #[derive(Debug, Clone)]
 pub struct Leaf {
@@ -71,6 +79,35 @@ impl TestCa {
     /// A leaf for `names` (host names or IP addresses), valid now.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         self.issue(names, false)
+    }
+
+    /// A leaf for 127.0.0.1 and localhost, valid now, written as
+    /// `dir/<name>.crt` (leaf then CA) and `dir/<name>.key`.
+    pub fn write_leaf(&self, dir: &Path, name: &str) -> LeafFiles {
+        let leaf = self.leaf(&["127.0.0.1", "localhost"]);
+        let files = LeafFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        std::fs::write(&files.cert, format!("{}{}", leaf.cert_pem, self.pem()))
+            .expect("write certificate");
+        std::fs::write(&files.key, &leaf.key_pem).expect("write key");
+        files
+    }
+
+    /// A rustls client configuration that trusts this CA only.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.issuer.der().clone())
+            .expect("CA into the root store");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
     }
 
     /// A leaf for `names` that expired in 2021.

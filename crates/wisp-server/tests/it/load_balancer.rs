@@ -1,9 +1,10 @@
-//! The shipped HAProxy configuration (`deploy/haproxy.cfg`), run by the
-//! Debian-packaged HAProxy in front of two nodes of one cluster: users chat
-//! through it, and when a node goes away its users come back through the
-//! balancer to the other node and get what is pending. With its TLS
-//! termination (a test CA's certificate for 127.0.0.1), clients on
-//! `wss://` with the CA given register, befriend and chat through it.
+//! The shipped balancer configurations, run by the Debian-packaged HAProxy
+//! (`deploy/haproxy.cfg`) and nginx (`deploy/nginx.conf`) in front of two
+//! nodes of one cluster. Through HAProxy users chat, and when a node goes
+//! away its users come back through the balancer to the other node and get
+//! what is pending. With each one's TLS termination as shipped (a test
+//! CA's certificate for 127.0.0.1), clients on `wss://` with the CA given
+//! register, befriend and chat through it, and are refused without it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,14 +13,27 @@ use std::time::{Duration, Instant};
 use wisp_client::{Client, ConnectOptions};
 use wisp_server::Server;
 use wisp_test_support::{
-    ClusterBackend, TestCa, befriend_devices, device_at, device_with, free_port,
+    ClusterBackend, LeafFiles, TestCa, befriend_devices, device_at, device_with, free_port,
     friends_one_offline,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// HAProxy, stopped when dropped.
+/// A balancer process, stopped when dropped.
 struct Balancer(Child);
+
+impl Balancer {
+    fn start(binary: &str, args: &[&std::ffi::OsStr]) -> Self {
+        Self(
+            Command::new(binary)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
 
 impl Drop for Balancer {
     fn drop(&mut self) {
@@ -28,21 +42,33 @@ impl Drop for Balancer {
     }
 }
 
-fn haproxy() -> Option<String> {
+/// The Debian-packaged `name` (in PATH or /usr/sbin).
+fn balancer_binary(name: &str) -> Option<String> {
     let found = Command::new("sh")
-        .args(["-c", "command -v haproxy || ls /usr/sbin/haproxy"])
+        .args(["-c", &format!("command -v {name} || ls /usr/sbin/{name}")])
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_owned))
         .filter(|s| !s.is_empty());
-    wisp_test_support::tool_or_skip("haproxy", found, "scripts/ensure-services.sh installs it")
+    wisp_test_support::tool_or_skip(name, found, "scripts/ensure-services.sh installs it")
+}
+
+/// Two nodes of a fresh cluster, or None when the cluster backend is
+/// missing (outside CI).
+async fn two_nodes() -> Option<(ClusterBackend, Vec<Server>)> {
+    let cluster = ClusterBackend::create().await?;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(cluster.start_node().await);
+    }
+    Some((cluster, nodes))
 }
 
 /// The shipped configuration, pointed at `nodes` and listening on `port`:
 /// with `tls`, its TLS `bind` line as shipped, presenting the certificate
 /// and key in that PEM file; without, in plain text.
-fn config_for(port: u16, nodes: &[std::net::SocketAddr], tls: Option<&Path>) -> String {
+fn haproxy_config(port: u16, nodes: &[std::net::SocketAddr], tls: Option<&Path>) -> String {
     let shipped = include_str!("../../../../deploy/haproxy.cfg");
     let mut out = String::new();
     for line in shipped.lines() {
@@ -79,28 +105,18 @@ fn config_for(port: u16, nodes: &[std::net::SocketAddr], tls: Option<&Path>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
-    let Some(binary) = haproxy() else { return };
-    let Some(cluster) = ClusterBackend::create().await else {
+    let Some(binary) = balancer_binary("haproxy") else {
         return;
     };
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        nodes.push(cluster.start_node().await);
-    }
+    let Some((_cluster, mut nodes)) = two_nodes().await else {
+        return;
+    };
     let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, config_for(port, &addrs, None)).unwrap();
-    let _balancer = Balancer(
-        Command::new(binary)
-            .args(["-db", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    std::fs::write(&cfg, haproxy_config(port, &addrs, None)).unwrap();
+    let _balancer = Balancer::start(&binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()]);
     let lb = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -174,48 +190,17 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_chat_over_wss_through_haproxy_ending_tls() {
-    let Some(binary) = haproxy() else { return };
-    let Some(cluster) = ClusterBackend::create().await else {
-        return;
-    };
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        nodes.push(cluster.start_node().await);
-    }
-    let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let pem = dir.path().join("wisp.pem");
-    std::fs::write(&pem, ca.leaf(&["127.0.0.1"]).combined_pem()).unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("haproxy.cfg");
-    let config = config_for(port, &addrs, Some(&pem));
-    assert!(
-        config.contains(" ssl crt "),
-        "the shipped config ends TLS:\n{config}"
-    );
-    std::fs::write(&cfg, config).unwrap();
-    let _balancer = Balancer(
-        Command::new(binary)
-            .args(["-db", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("wss://127.0.0.1:{port}");
+/// `wss://127.0.0.1:PORT` through a balancer ending TLS with `ca`'s leaf:
+/// ready within 15 s, refused (typed) without the CA, and two users
+/// register, befriend and chat through it with the CA given.
+async fn chat_over_wss(url: &str, ca: &TestCa, text: &str) {
     let options = ConnectOptions::new()
         .with_ca_pem(ca.pem().as_bytes())
         .unwrap();
-    // Ready once a wss:// connection gets through to a node.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let attempt =
-            tokio::time::timeout(Duration::from_secs(2), Client::connect_with(&url, &options))
-                .await;
+            tokio::time::timeout(Duration::from_secs(2), Client::connect_with(url, &options)).await;
         if let Ok(Ok((client, _))) = attempt
             && client.ping().await.is_ok()
         {
@@ -223,29 +208,29 @@ async fn users_chat_over_wss_through_haproxy_ending_tls() {
         }
         assert!(
             Instant::now() < deadline,
-            "haproxy passes a wss:// connection within 15 s"
+            "a wss:// connection gets through {url} within 15 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Without the CA, the balancer's certificate is refused, typed.
-    let untrusted = Client::connect(&url).await.unwrap_err();
+    let untrusted = Client::connect(url).await.unwrap_err();
     assert_eq!(
         untrusted.certificate_problem(),
         Some(&wisp_client::CertificateProblem::Untrusted),
         "{untrusted:?}"
     );
 
-    let mut alice = device_with(&url, &options).await;
-    let mut bob = device_with(&url, &options).await;
+    let mut alice = device_with(url, &options).await;
+    let mut bob = device_with(url, &options).await;
     befriend_devices(&alice, &bob).await;
     assert!(bob.read_all().await.is_empty());
     alice
         .messenger
-        .send_text(bob.id(), "via haproxy over tls", HOUR, None)
+        .send_text(bob.id(), text, HOUR, None)
         .await
         .unwrap();
-    let text = tokio::time::timeout(Duration::from_secs(10), async {
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let wisp_client::Event::Message(m) = bob.event().await {
                 return m.text.to_string();
@@ -254,9 +239,145 @@ async fn users_chat_over_wss_through_haproxy_ending_tls() {
     })
     .await
     .expect("the message arrives within 10 s");
-    assert_eq!(text, "via haproxy over tls");
-    let _ = &mut alice;
-    drop((alice, bob));
+    assert_eq!(received, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_chat_over_wss_through_haproxy_ending_tls() {
+    let Some(binary) = balancer_binary("haproxy") else {
+        return;
+    };
+    let Some((_cluster, nodes)) = two_nodes().await else {
+        return;
+    };
+    let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let pem = dir.path().join("wisp.pem");
+    std::fs::write(&pem, ca.leaf(&["127.0.0.1"]).combined_pem()).unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("haproxy.cfg");
+    let config = haproxy_config(port, &addrs, Some(&pem));
+    assert!(
+        config.contains(" ssl crt "),
+        "the shipped config ends TLS:\n{config}"
+    );
+    std::fs::write(&cfg, config).unwrap();
+    let _balancer = Balancer::start(&binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()]);
+    chat_over_wss(
+        &format!("wss://127.0.0.1:{port}"),
+        &ca,
+        "via haproxy over tls",
+    )
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// The shipped nginx configuration inside a minimal top-level one that runs
+/// in the foreground, as one process (killing it leaves no worker behind),
+/// with everything under `dir`: its upstream pointed at
+/// `nodes`, listening on `port` with its TLS settings as shipped,
+/// presenting the certificate and key files given.
+fn nginx_config(dir: &Path, port: u16, nodes: &[std::net::SocketAddr], leaf: &LeafFiles) -> String {
+    let shipped = include_str!("../../../../deploy/nginx.conf");
+    let mut site = String::new();
+    let mut upstream_written = false;
+    for line in shipped.lines() {
+        let trimmed = line.trim_start();
+        let line = if trimmed.starts_with("server ") && trimmed.ends_with(';') {
+            // The upstream's nodes: the shipped options, the test's nodes.
+            if upstream_written {
+                continue;
+            }
+            upstream_written = true;
+            let options = trimmed
+                .trim_end_matches(';')
+                .split_once(' ')
+                .and_then(|(_, rest)| rest.split_once(' '))
+                .map_or("", |(_, options)| options);
+            nodes
+                .iter()
+                .map(|addr| format!("    server {addr} {options};"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else if trimmed == "listen 443 ssl;" {
+            format!("    listen 127.0.0.1:{port} ssl;")
+        } else if trimmed.starts_with("ssl_certificate ") {
+            format!("    ssl_certificate {};", leaf.cert.display())
+        } else if trimmed.starts_with("ssl_certificate_key ") {
+            format!("    ssl_certificate_key {};", leaf.key.display())
+        } else {
+            line.to_owned()
+        };
+        site.push_str(&line);
+        site.push('\n');
+    }
+    assert!(
+        upstream_written,
+        "the shipped nginx.conf lists upstream servers"
+    );
+    let site_path = dir.join("wisp-site.conf");
+    std::fs::write(&site_path, site).unwrap();
+    let d = dir.display();
+    format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    \
+         proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
+         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
+         include {};\n}}\n",
+        site_path.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_chat_over_wss_through_nginx_ending_tls() {
+    let Some(binary) = balancer_binary("nginx") else {
+        return;
+    };
+    let Some((_cluster, nodes)) = two_nodes().await else {
+        return;
+    };
+    let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let leaf = ca.write_leaf(dir.path(), "wisp");
+    let port = free_port();
+    let cfg = dir.path().join("nginx.conf");
+    std::fs::write(&cfg, nginx_config(dir.path(), port, &addrs, &leaf)).unwrap();
+    let checked = Command::new(&binary)
+        .arg("-t")
+        .args(["-p".as_ref(), dir.path().as_os_str(), "-e".as_ref()])
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let error_log = dir.path().join("error.log");
+    let _balancer = Balancer::start(
+        &binary,
+        &[
+            "-p".as_ref(),
+            dir.path().as_os_str(),
+            "-e".as_ref(),
+            error_log.as_os_str(),
+            "-c".as_ref(),
+            cfg.as_os_str(),
+        ],
+    );
+    chat_over_wss(
+        &format!("wss://127.0.0.1:{port}"),
+        &ca,
+        "via nginx over tls",
+    )
+    .await;
     for node in nodes {
         node.shutdown().await;
     }

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use wisp_server::{StartError, TlsError};
-use wisp_test_support::server_tls::{
-    LeafFiles, TestPki, Tunnel, certificate_in, served_certificate, tls_connect,
-};
+use wisp_test_support::server_tls::{Tunnel, certificate_in, served_certificate, tls_connect};
+use wisp_test_support::tls::{LeafFiles, TestCa};
 use wisp_test_support::{TestServer, befriend_devices, device_at, test_config};
 
 use crate::WISP_SERVER;
@@ -36,8 +35,8 @@ fn replace(to: &LeafFiles, from: &LeafFiles) {
 #[tokio::test]
 async fn users_log_in_and_message_over_tls_and_plain_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let server = tls_server(&pki.leaf("server")).await;
+    let pki = TestCa::new();
+    let server = tls_server(&pki.write_leaf(dir.path(), "server")).await;
     assert!(server.url().starts_with("wss://"), "{}", server.url());
 
     let tunnel = Tunnel::start(server.server.local_addr(), None, Some(pki.client_config())).await;
@@ -96,9 +95,9 @@ where
 #[tokio::test]
 async fn bad_certificates_and_keys_stop_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let a = pki.leaf("a");
-    let b = pki.leaf("b");
+    let pki = TestCa::new();
+    let a = pki.write_leaf(dir.path(), "a");
+    let b = pki.write_leaf(dir.path(), "b");
     let start = |cert: std::path::PathBuf, key: std::path::PathBuf| {
         let data = dir.path().join("data");
         async move {
@@ -140,8 +139,8 @@ async fn bad_certificates_and_keys_stop_the_start_with_a_clear_error() {
 #[tokio::test]
 async fn a_reload_serves_the_new_certificate_and_open_connections_keep_going() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let live = pki.leaf("live");
+    let pki = TestCa::new();
+    let live = pki.write_leaf(dir.path(), "live");
     let first = certificate_in(&live.cert);
     let server = tls_server(&live).await;
     let addr = server.server.local_addr();
@@ -153,7 +152,7 @@ async fn a_reload_serves_the_new_certificate_and_open_connections_keep_going() {
     let before = tls_connect(addr, pki.client_config()).await.unwrap();
     assert_eq!(served_certificate(&before), first);
 
-    let renewed = pki.leaf("renewed");
+    let renewed = pki.write_leaf(dir.path(), "renewed");
     replace(&live, &renewed);
     server.server.reload_tls().unwrap();
     let after = tls_connect(addr, pki.client_config()).await.unwrap();
@@ -174,7 +173,7 @@ async fn a_reload_serves_the_new_certificate_and_open_connections_keep_going() {
     let still = tls_connect(addr, pki.client_config()).await.unwrap();
     assert_eq!(served_certificate(&still), certificate_in(&renewed.cert));
     // A key that is not the certificate's is refused the same way.
-    let other = pki.leaf("other");
+    let other = pki.write_leaf(dir.path(), "other");
     std::fs::copy(&renewed.cert, &live.cert).unwrap();
     std::fs::copy(&other.key, &live.key).unwrap();
     assert!(matches!(
@@ -193,8 +192,8 @@ async fn a_reload_serves_the_new_certificate_and_open_connections_keep_going() {
 #[tokio::test]
 async fn sighup_reloads_the_binarys_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let live = pki.leaf("live");
+    let pki = TestCa::new();
+    let live = pki.write_leaf(dir.path(), "live");
     let first = certificate_in(&live.cert);
     let (process, addr, log) = WISP_SERVER.spawn(
         dir.path(),
@@ -207,7 +206,7 @@ async fn sighup_reloads_the_binarys_certificate() {
     let open = tls_connect(addr, pki.client_config()).await.unwrap();
     assert_eq!(served_certificate(&open), first);
 
-    let renewed = pki.leaf("renewed");
+    let renewed = pki.write_leaf(dir.path(), "renewed");
     replace(&live, &renewed);
     hang_up(&process);
     wait_for_log(&log, "TLS certificate and key reloaded");
@@ -248,8 +247,8 @@ fn wait_for_log(log: &std::sync::mpsc::Receiver<String>, needle: &str) -> String
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let leaf = pki.leaf("server");
+    let pki = TestCa::new();
+    let leaf = pki.write_leaf(dir.path(), "server");
     let server = TestServer::start_with(move |c| {
         c.tls_cert = Some(leaf.cert);
         c.tls_key = Some(leaf.key);
