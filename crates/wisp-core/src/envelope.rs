@@ -109,12 +109,16 @@ impl std::fmt::Debug for EnvelopeKey {
 /// hostile key store before it spends a second or a gigabyte on Argon2id.
 /// `Debug` shows the parameters only.
 #[derive(PartialEq, Eq)]
-pub struct SealedEnvelope(Envelope);
+pub struct SealedEnvelope {
+    envelope: Envelope,
+    /// The envelope's nonce, its length checked.
+    nonce: [u8; NONCE_BYTES],
+}
 
 impl std::fmt::Debug for SealedEnvelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealedEnvelope")
-            .field("kdf", &self.0.header.kdf)
+            .field("kdf", &self.envelope.header.kdf)
             .finish_non_exhaustive()
     }
 }
@@ -131,22 +135,24 @@ impl SealedEnvelope {
                 envelope.header.format, envelope.header.version
             )));
         }
-        if envelope.nonce.len() != NONCE_BYTES {
-            return Err(unreadable("bad nonce length".into()));
-        }
+        let nonce = envelope
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| unreadable("bad nonce length".into()))?;
         argon2_params(envelope.header.kdf)?;
-        Ok(Self(envelope))
+        Ok(Self { envelope, nonce })
     }
 
     /// The key derivation it asks for.
     pub fn kdf(&self) -> KdfParams {
-        self.0.header.kdf
+        self.envelope.header.kdf
     }
 
     /// The bytes [`EnvelopeKey::seal`] would write for it.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain strings, numbers and byte fields cannot fail.
-        serde_json::to_vec_pretty(&self.0).unwrap_or_default()
+        serde_json::to_vec_pretty(&self.envelope).unwrap_or_default()
     }
 }
 
@@ -175,12 +181,7 @@ impl EnvelopeKey {
         passphrase: &str,
         sealed: &[u8],
     ) -> Result<(Self, Zeroizing<Vec<u8>>), EnvelopeError> {
-        let SealedEnvelope(envelope) = SealedEnvelope::read(sealed)?;
-        let nonce: [u8; NONCE_BYTES] = envelope
-            .nonce
-            .as_slice()
-            .try_into()
-            .map_err(|_| EnvelopeError::Unreadable("bad nonce length".into()))?;
+        let SealedEnvelope { envelope, nonce } = SealedEnvelope::read(sealed)?;
         let key = derive_key(passphrase, &envelope.header)?;
         let aad = associated_data(&envelope.header);
         let cipher = XChaCha20Poly1305::new(&(*key).into());
