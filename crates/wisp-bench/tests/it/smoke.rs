@@ -216,3 +216,37 @@ fn a_run_against_nothing_says_what_failed() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_wss_trusts_the_given_ca_and_nothing_else() {
+    let server = server().await;
+    let ca = wisp_test_support::TestCa::new();
+    let front =
+        wisp_test_support::TlsFront::start(server.server.local_addr(), &ca.leaf(&["127.0.0.1"]))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_pem = ca.write_pem(dir.path());
+    let run = |extra: Vec<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp-bench"));
+        command
+            .args(["run", "--server", &front.url(), "--users", "10"])
+            .args(["--rate", "50", "--duration", "1", "--json", "--quiet"])
+            .args(extra);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let output = run(vec!["--ca-cert".into(), ca_pem.display().to_string()])
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(summary["acked"].as_u64().unwrap() > 20, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    // The system's roots do not know the test CA: refused, never plain.
+    let output = run(Vec::new()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(stderr.lines().count() <= 2, "{stderr}");
+    server.shutdown().await;
+}
