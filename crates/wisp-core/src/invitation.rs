@@ -90,7 +90,15 @@ pub fn parse_invitation_link(text: &str) -> Result<Invitation, InvitationError> 
                 Some((id, token)) => (id, Some(token)),
                 None => (rest, None),
             };
-            let user = id.parse().map_err(|reason| InvitationError::BadLink {
+            // Only the whole text is trimmed: whitespace inside a link is
+            // not part of an id (found by fuzzing: "wisp://add/ \x0c<id>"
+            // read as the link without it).
+            let user = if id.trim() == id {
+                id.parse()
+            } else {
+                Err(ParseUserIdError::NotBase32)
+            }
+            .map_err(|reason| InvitationError::BadLink {
                 text: text.to_owned(),
                 reason,
             })?;
@@ -215,6 +223,20 @@ mod tests {
             "\"not-an-id\" is not a user id: a user id has 32 characters, this has 9"
         );
         assert!(parse_invitation(&format!("wisp://add/{id}/x")).is_err());
+        for inside in [" ", "\t", "\u{c}", "\n"] {
+            let text = format!("wisp://add/{inside}{id}");
+            assert!(
+                matches!(
+                    parse_invitation(&text),
+                    Err(InvitationError::BadLink {
+                        reason: ParseUserIdError::NotBase32,
+                        ..
+                    })
+                ),
+                "{text:?}"
+            );
+            assert!(parse_invitation(&format!("wisp://add/{id}{inside}/x")).is_err());
+        }
         assert!(parse_invitation("").is_err());
     }
 }
