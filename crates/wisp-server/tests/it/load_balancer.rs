@@ -6,6 +6,7 @@
 //! CA's certificate for 127.0.0.1), clients on `wss://` with the CA given
 //! register, befriend and chat through it, and are refused without it.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,7 +69,7 @@ async fn two_nodes() -> Option<(ClusterBackend, Vec<Server>)> {
 /// The shipped configuration, pointed at `nodes` and listening on `port`:
 /// with `tls`, its TLS `bind` line as shipped, presenting the certificate
 /// and key in that PEM file; without, in plain text.
-fn haproxy_config(port: u16, nodes: &[std::net::SocketAddr], tls: Option<&Path>) -> String {
+fn haproxy_config(port: u16, nodes: &[SocketAddr], tls: Option<&Path>) -> String {
     let shipped = include_str!("../../../../deploy/haproxy.cfg");
     let mut out = String::new();
     for line in shipped.lines() {
@@ -117,7 +118,7 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_config(port, &addrs, None)).unwrap();
     let _balancer = Balancer::start(&binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()]);
-    let lb = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let lb = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let ready = tokio::task::spawn_blocking(move || wisp_test_support::http_get(lb, "/readyz"));
@@ -242,9 +243,14 @@ async fn chat_over_wss(url: &str, ca: &TestCa, text: &str) {
     assert_eq!(received, text);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_chat_over_wss_through_haproxy_ending_tls() {
-    let Some(binary) = balancer_binary("haproxy") else {
+/// Two nodes behind the Debian-packaged balancer `name`, started by
+/// `start(binary, dir, port, nodes, ca)` to end TLS on `port` with `ca`'s
+/// leaf: users chat through it over `wss://` ([`chat_over_wss`]).
+async fn chat_through_tls_balancer(
+    name: &str,
+    start: impl FnOnce(&str, &Path, u16, &[SocketAddr], &TestCa) -> Balancer,
+) {
+    let Some(binary) = balancer_binary(name) else {
         return;
     };
     let Some((_cluster, nodes)) = two_nodes().await else {
@@ -253,26 +259,30 @@ async fn users_chat_over_wss_through_haproxy_ending_tls() {
     let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
-    let pem = dir.path().join("wisp.pem");
-    std::fs::write(&pem, ca.leaf(&["127.0.0.1"]).combined_pem()).unwrap();
     let port = free_port();
-    let cfg = dir.path().join("haproxy.cfg");
-    let config = haproxy_config(port, &addrs, Some(&pem));
-    assert!(
-        config.contains(" ssl crt "),
-        "the shipped config ends TLS:\n{config}"
-    );
-    std::fs::write(&cfg, config).unwrap();
-    let _balancer = Balancer::start(&binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()]);
-    chat_over_wss(
-        &format!("wss://127.0.0.1:{port}"),
-        &ca,
-        "via haproxy over tls",
-    )
-    .await;
+    let _balancer = start(&binary, dir.path(), port, &addrs, &ca);
+    let url = format!("wss://127.0.0.1:{port}");
+    chat_over_wss(&url, &ca, &format!("via {name} over tls")).await;
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_chat_over_wss_through_haproxy_ending_tls() {
+    chat_through_tls_balancer("haproxy", |binary, dir, port, nodes, ca| {
+        let pem = dir.join("wisp.pem");
+        std::fs::write(&pem, ca.leaf(&["127.0.0.1"]).combined_pem()).unwrap();
+        let cfg = dir.join("haproxy.cfg");
+        let config = haproxy_config(port, nodes, Some(&pem));
+        assert!(
+            config.contains(" ssl crt "),
+            "the shipped config ends TLS:\n{config}"
+        );
+        std::fs::write(&cfg, config).unwrap();
+        Balancer::start(binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()])
+    })
+    .await;
 }
 
 /// The shipped nginx configuration inside a minimal top-level one that runs
@@ -280,7 +290,7 @@ async fn users_chat_over_wss_through_haproxy_ending_tls() {
 /// with everything under `dir`: its upstream pointed at
 /// `nodes`, listening on `port` with its TLS settings as shipped,
 /// presenting the certificate and key files given.
-fn nginx_config(dir: &Path, port: u16, nodes: &[std::net::SocketAddr], leaf: &LeafFiles) -> String {
+fn nginx_config(dir: &Path, port: u16, nodes: &[SocketAddr], leaf: &LeafFiles) -> String {
     let shipped = include_str!("../../../../deploy/nginx.conf");
     let mut site = String::new();
     let mut upstream_written = false;
@@ -334,51 +344,26 @@ fn nginx_config(dir: &Path, port: u16, nodes: &[std::net::SocketAddr], leaf: &Le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_chat_over_wss_through_nginx_ending_tls() {
-    let Some(binary) = balancer_binary("nginx") else {
-        return;
-    };
-    let Some((_cluster, nodes)) = two_nodes().await else {
-        return;
-    };
-    let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let leaf = ca.write_leaf(dir.path(), "wisp");
-    let port = free_port();
-    let cfg = dir.path().join("nginx.conf");
-    std::fs::write(&cfg, nginx_config(dir.path(), port, &addrs, &leaf)).unwrap();
-    let checked = Command::new(&binary)
-        .arg("-t")
-        .args(["-p".as_ref(), dir.path().as_os_str(), "-e".as_ref()])
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    let error_log = dir.path().join("error.log");
-    let _balancer = Balancer::start(
-        &binary,
-        &[
+    chat_through_tls_balancer("nginx", |binary, dir, port, nodes, ca| {
+        let leaf = ca.write_leaf(dir, "wisp");
+        let cfg = dir.join("nginx.conf");
+        std::fs::write(&cfg, nginx_config(dir, port, nodes, &leaf)).unwrap();
+        let error_log = dir.join("error.log");
+        let args = [
             "-p".as_ref(),
-            dir.path().as_os_str(),
+            dir.as_os_str(),
             "-e".as_ref(),
             error_log.as_os_str(),
             "-c".as_ref(),
             cfg.as_os_str(),
-        ],
-    );
-    chat_over_wss(
-        &format!("wss://127.0.0.1:{port}"),
-        &ca,
-        "via nginx over tls",
-    )
+        ];
+        let checked = Command::new(binary).arg("-t").args(args).output().unwrap();
+        assert!(
+            checked.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        Balancer::start(binary, &args)
+    })
     .await;
-    for node in nodes {
-        node.shutdown().await;
-    }
 }
