@@ -15,13 +15,23 @@ use wisp_proto::UnixMillis;
 
 use super::{
     Accepted, AccountStore, CreateAccountError, FriendError, FriendStore, IdentityKeys,
-    Introduction, MailboxStore, NewMessage, PreKeyStore, PutError, RequestOutcome, Side, SignedKey,
-    Stores,
+    Introduction, MailboxStore, NewMessage, PreKeyStore, PutError, RequestEntry, RequestOutcome,
+    Side, SignedKey, Stores,
 };
 
 /// When the friend tests list requests: soon after they were made (at
 /// small made-up times), long before any expires.
 const LISTED_AT: UnixMillis = UnixMillis(100);
+
+/// The requests others sent `user`, as listed at [`LISTED_AT`].
+async fn incoming(friends: &dyn FriendStore, user: UserId) -> Vec<RequestEntry> {
+    friends.pending(user, LISTED_AT).await.unwrap().incoming
+}
+
+/// The requests `user` sent, as listed at [`LISTED_AT`].
+async fn outgoing(friends: &dyn FriendStore, user: UserId) -> Vec<RequestEntry> {
+    friends.pending(user, LISTED_AT).await.unwrap().outgoing
+}
 use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// The time the mailbox suite runs in, as a server would inject it.
@@ -548,19 +558,9 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         friends.request(a, ghost, UnixMillis(11)).await.unwrap(),
         RequestOutcome::AlreadyPending
     );
-    assert_eq!(
-        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
-        ghost
-    );
+    assert_eq!(outgoing(friends, a).await[0].user, ghost);
     friends.cancel(a, ghost).await.unwrap();
-    assert!(
-        friends
-            .pending(a, LISTED_AT)
-            .await
-            .unwrap()
-            .outgoing
-            .is_empty()
-    );
+    assert!(outgoing(friends, a).await.is_empty());
     // Blocking one works alike, and so does lifting it.
     assert!(!friends.block(a, ghost, UnixMillis(10)).await.unwrap());
     friends.unblock(a, ghost).await.unwrap();
@@ -580,10 +580,7 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     let pending_b = friends.pending(b, LISTED_AT).await.unwrap();
     assert_eq!(pending_b.incoming.len(), 1);
     assert_eq!(pending_b.incoming[0].user, a);
-    assert_eq!(
-        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
-        b
-    );
+    assert_eq!(outgoing(friends, a).await[0].user, b);
     assert!(!friends.are_friends(a, b).await.unwrap());
     // Only the recipient can accept.
     assert!(matches!(
@@ -596,22 +593,8 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
     assert_eq!(friends.friends(a).await.unwrap()[0].user, b);
     assert_eq!(friends.friends(b).await.unwrap()[0].user, a);
     assert_eq!(friends.friends(b).await.unwrap()[0].since, UnixMillis(12));
-    assert!(
-        friends
-            .pending(a, LISTED_AT)
-            .await
-            .unwrap()
-            .outgoing
-            .is_empty()
-    );
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert!(outgoing(friends, a).await.is_empty());
+    assert!(incoming(friends, b).await.is_empty());
     assert!(matches!(
         friends.request(b, a, UnixMillis(13)).await,
         Err(FriendError::AlreadyFriends)
@@ -628,14 +611,7 @@ async fn request_accept_list(accounts: &dyn AccountStore, friends: &dyn FriendSt
         RequestOutcome::BecameFriends
     );
     assert!(friends.are_friends(a, c).await.unwrap());
-    assert!(
-        friends
-            .pending(a, LISTED_AT)
-            .await
-            .unwrap()
-            .outgoing
-            .is_empty()
-    );
+    assert!(outgoing(friends, a).await.is_empty());
 }
 
 async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
@@ -643,14 +619,7 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
     let b = user(accounts, 102).await;
     friends.request(a, b, UnixMillis(1)).await.unwrap();
     friends.decline(b, a).await.unwrap();
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert!(incoming(friends, b).await.is_empty());
     assert!(matches!(
         friends.decline(b, a).await,
         Err(FriendError::NoSuchRequest)
@@ -662,14 +631,7 @@ async fn decline_cancel_remove(accounts: &dyn AccountStore, friends: &dyn Friend
 
     friends.request(a, b, UnixMillis(3)).await.unwrap();
     friends.cancel(a, b).await.unwrap();
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert!(incoming(friends, b).await.is_empty());
     assert!(matches!(
         friends.cancel(a, b).await,
         Err(FriendError::NoSuchRequest)
@@ -705,18 +667,8 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         friends.request(a, b, UnixMillis(4)).await.unwrap(),
         RequestOutcome::Shadowed
     );
-    assert_eq!(
-        friends.pending(a, LISTED_AT).await.unwrap().outgoing[0].user,
-        b
-    );
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert_eq!(outgoing(friends, a).await[0].user, b);
+    assert!(incoming(friends, b).await.is_empty());
     assert!(matches!(
         friends.accept(b, a, UnixMillis(4)).await,
         Err(FriendError::NoSuchRequest)
@@ -732,36 +684,15 @@ async fn blocking(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
         Err(FriendError::NotBlocked)
     ));
     // Lifting the block forgets what was sent meanwhile.
-    assert!(
-        friends
-            .pending(a, LISTED_AT)
-            .await
-            .unwrap()
-            .outgoing
-            .is_empty()
-    );
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert!(outgoing(friends, a).await.is_empty());
+    assert!(incoming(friends, b).await.is_empty());
     assert_eq!(
         friends.request(a, b, UnixMillis(6)).await.unwrap(),
         RequestOutcome::Sent
     );
     // Blocking drops pending requests both ways.
     assert!(!friends.block(b, a, UnixMillis(7)).await.unwrap());
-    assert!(
-        friends
-            .pending(b, LISTED_AT)
-            .await
-            .unwrap()
-            .incoming
-            .is_empty()
-    );
+    assert!(incoming(friends, b).await.is_empty());
     assert!(matches!(
         friends.block(a, a, UnixMillis(8)).await,
         Err(FriendError::SelfTarget)
@@ -844,7 +775,7 @@ async fn pending_limit(accounts: &dyn AccountStore, friends: &dyn FriendStore) {
     ));
     // Requests from blocked users take none of the room: blocking one of
     // the askers (which drops its request) frees a place.
-    let first = friends.pending(target, LISTED_AT).await.unwrap().incoming[0].user;
+    let first = incoming(friends, target).await[0].user;
     friends.block(target, first, UnixMillis(3)).await.unwrap();
     assert_eq!(
         friends.request(late, target, UnixMillis(4)).await.unwrap(),
@@ -902,9 +833,9 @@ async fn invited_requests_pass_strangers(accounts: &dyn AccountStore, friends: &
             .unwrap(),
         RequestOutcome::Sent
     );
-    let incoming = friends.pending(target, LISTED_AT).await.unwrap().incoming;
-    assert_eq!(incoming.len(), MAX_PENDING_INCOMING + 1);
-    assert!(incoming.iter().any(|r| r.user == friend));
+    let listed = incoming(friends, target).await;
+    assert_eq!(listed.len(), MAX_PENDING_INCOMING + 1);
+    assert!(listed.iter().any(|r| r.user == friend));
     friends.accept(target, friend, UnixMillis(3)).await.unwrap();
     assert!(friends.are_friends(target, friend).await.unwrap());
     // Still full for strangers.
