@@ -76,4 +76,11 @@ async fn probes_get_in_while_the_public_listener_is_full() {
     let admin = server.server.admin_addr().unwrap();
     assert!(get(admin, "/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
+    // Counted by reason (the recorder is the process's: other tests'
+    // refusals may be in the count too).
+    let metrics = get(admin, "/metrics").await;
+    assert!(
+        metrics.contains("wisp_connections_refused_total{reason=\"full\"}"),
+        "{metrics}"
+    );
 }
