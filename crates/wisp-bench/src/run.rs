@@ -231,11 +231,15 @@ where
     Ok(done.into_iter().map(|(_, value)| value).collect())
 }
 
-/// Connects to `url`, saying what failed.
+/// Connects to `url`, saying what failed (the SDK's own "cannot connect to
+/// URL: …" already names it).
 async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<(Client, Events)> {
     Client::connect_with(url, options)
         .await
-        .map_err(|e| explain(e, &format!("connecting to {url}")))
+        .map_err(|e| match e {
+            ClientError::Connect { .. } | ClientError::Certificate { .. } => anyhow::anyhow!("{e}"),
+            other => explain(other, &format!("connecting to {url}")),
+        })
 }
 
 /// Registers `users` new identities, spread over `servers`, over a few
