@@ -68,7 +68,7 @@ pub use device::{
     Device, TEST_KDF, TestUser, befriend, befriend_devices, code_of, device_at, device_with,
     friends_one_offline, reopen_at,
 };
-pub use host::{free_port, http_get, tool_or_skip};
+pub use host::{Process, free_port, http_get, installed_tool, tool_or_skip};
 pub use process::{NodeProcesses, ServerBinary, ServerProcess};
 pub use raw::{RawConnection, Received};
 pub use server::{Backend, StoppedServer, TEST_POW_BITS, TestServer, test_config};

@@ -3,50 +3,18 @@
 //! is killed when its owner is dropped.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::host::{free_port, tool_or_skip};
+pub use crate::host::Process;
+use crate::host::{free_port, installed_tool};
 
 /// The name the Sentinels monitor the primary under.
 pub const SERVICE: &str = "wisp";
 
-/// A process stopped (SIGKILL) when dropped.
-#[derive(Debug)]
-pub struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The `redis-server` on PATH, or None (a skip; a failure in CI).
 pub fn redis_server() -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    tool_or_skip(
-        "redis-server",
-        found,
-        "scripts/ensure-services.sh installs it",
-    )
-}
-
-fn start(binary: &str, args: &[String]) -> Process {
-    Process(
-        Command::new(binary)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server"),
-    )
+    installed_tool("redis-server")
 }
 
 /// A Redis server on loopback `port`, keeping nothing on disk, working in
@@ -70,7 +38,7 @@ fn data_node(binary: &str, port: u16, dir: &Path, extra: &[&str]) -> Process {
     .map(|s| (*s).to_owned())
     .collect();
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    start(binary, &args)
+    Process::start(binary, &args)
 }
 
 pub fn query<T: redis::FromRedisValue>(
@@ -133,7 +101,7 @@ impl SentinelSet {
         for (i, port) in sentinel_ports.iter().enumerate() {
             let config = dir.path().join(format!("sentinel-{i}.conf"));
             write_sentinel_config(&config, *port, data_ports[0]);
-            sentinels.push(start(
+            sentinels.push(Process::start(
                 binary,
                 &[config.to_str().unwrap().to_owned(), "--sentinel".to_owned()],
             ));

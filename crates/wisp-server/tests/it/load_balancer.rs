@@ -6,54 +6,20 @@
 //! CA's certificate for 127.0.0.1), clients on `wss://` with the CA given
 //! register, befriend and chat through it, and are refused without it.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wisp_client::{Client, ConnectOptions};
 use wisp_server::Server;
 use wisp_test_support::{
-    ClusterBackend, LeafFiles, TestCa, befriend_devices, device_at, device_with, free_port,
-    friends_one_offline,
+    ClusterBackend, LeafFiles, Process, TestCa, befriend_devices, device_at, device_with,
+    free_port, friends_one_offline, installed_tool,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// A balancer process, stopped when dropped.
-struct Balancer(Child);
-
-impl Balancer {
-    fn start(binary: &str, args: &[&std::ffi::OsStr]) -> Self {
-        Self(
-            Command::new(binary)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The Debian-packaged `name` (in PATH or /usr/sbin).
-fn balancer_binary(name: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name} || ls /usr/sbin/{name}")])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .filter(|s| !s.is_empty());
-    wisp_test_support::tool_or_skip(name, found, "scripts/ensure-services.sh installs it")
-}
 
 /// Two nodes of a fresh cluster, or None when the cluster backend is
 /// missing (outside CI).
@@ -106,7 +72,7 @@ fn haproxy_config(port: u16, nodes: &[SocketAddr], tls: Option<&Path>) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
-    let Some(binary) = balancer_binary("haproxy") else {
+    let Some(binary) = installed_tool("haproxy") else {
         return;
     };
     let Some((_cluster, mut nodes)) = two_nodes().await else {
@@ -117,7 +83,10 @@ async fn users_chat_through_haproxy_and_survive_a_node_leaving() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_config(port, &addrs, None)).unwrap();
-    let _balancer = Balancer::start(&binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()]);
+    let _balancer = Process::start(
+        &binary,
+        [OsStr::new("-db"), OsStr::new("-f"), cfg.as_os_str()],
+    );
     let lb = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -248,9 +217,9 @@ async fn chat_over_wss(url: &str, ca: &TestCa, text: &str) {
 /// leaf: users chat through it over `wss://` ([`chat_over_wss`]).
 async fn chat_through_tls_balancer(
     name: &str,
-    start: impl FnOnce(&str, &Path, u16, &[SocketAddr], &TestCa) -> Balancer,
+    start: impl FnOnce(&str, &Path, u16, &[SocketAddr], &TestCa) -> Process,
 ) {
-    let Some(binary) = balancer_binary(name) else {
+    let Some(binary) = installed_tool(name) else {
         return;
     };
     let Some((_cluster, nodes)) = two_nodes().await else {
@@ -280,7 +249,10 @@ async fn users_chat_over_wss_through_haproxy_ending_tls() {
             "the shipped config ends TLS:\n{config}"
         );
         std::fs::write(&cfg, config).unwrap();
-        Balancer::start(binary, &["-db".as_ref(), "-f".as_ref(), cfg.as_ref()])
+        Process::start(
+            binary,
+            [OsStr::new("-db"), OsStr::new("-f"), cfg.as_os_str()],
+        )
     })
     .await;
 }
@@ -350,11 +322,11 @@ async fn users_chat_over_wss_through_nginx_ending_tls() {
         std::fs::write(&cfg, nginx_config(dir, port, nodes, &leaf)).unwrap();
         let error_log = dir.join("error.log");
         let args = [
-            "-p".as_ref(),
+            OsStr::new("-p"),
             dir.as_os_str(),
-            "-e".as_ref(),
+            OsStr::new("-e"),
             error_log.as_os_str(),
-            "-c".as_ref(),
+            OsStr::new("-c"),
             cfg.as_os_str(),
         ];
         let checked = Command::new(binary).arg("-t").args(args).output().unwrap();
@@ -363,7 +335,7 @@ async fn users_chat_over_wss_through_nginx_ending_tls() {
             "nginx -t: {}",
             String::from_utf8_lossy(&checked.stderr)
         );
-        Balancer::start(binary, &args)
+        Process::start(binary, args)
     })
     .await;
 }
