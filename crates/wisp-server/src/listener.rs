@@ -56,7 +56,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     /// Every `--max-connections` slot is taken.
     Full,
     /// Its address holds its `--max-connections-per-address` share.
@@ -71,17 +71,20 @@ impl Refusal {
         }
     }
 
+    /// What the refused client is told.
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Refusal::Full => "the server is full; try again later\r\n",
+            Refusal::AddressShare => "too many connections from your address; try again later\r\n",
+        }
+    }
+
     fn response(self) -> String {
-        let (status, text) = match self {
-            Refusal::Full => (
-                "503 Service Unavailable",
-                "the server is full; try again later\r\n",
-            ),
-            Refusal::AddressShare => (
-                "429 Too Many Requests",
-                "too many connections from your address; try again later\r\n",
-            ),
+        let status = match self {
+            Refusal::Full => "503 Service Unavailable",
+            Refusal::AddressShare => "429 Too Many Requests",
         };
+        let text = self.text();
         format!(
             "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain\r\n\
              Retry-After: 10\r\nContent-Length: {}\r\n\r\n{text}",
@@ -118,7 +121,8 @@ impl Default for Refusals {
 }
 
 impl Refusals {
-    fn count(&self, refusal: Refusal) {
+    /// Counts and (at most every [`REFUSAL_LOG_EVERY`]) logs a refusal.
+    pub(crate) fn count(&self, refusal: Refusal) {
         metrics::counter!("wisp_connections_refused_total", "reason" => refusal.label())
             .increment(1);
         let mut log = lock(&self.log);

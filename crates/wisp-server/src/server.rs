@@ -151,6 +151,7 @@ impl Server {
             mailbox_quota: crate::store::Quota::of(config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             per_address: AddressCounts::new(config.max_connections_per_address),
+            refusals: Arc::default(),
             shutdown,
             connections: TaskTracker::new(),
             cache,
@@ -181,14 +182,13 @@ impl Server {
             }
             _ => config.max_connections,
         };
-        let refusals = Arc::new(crate::listener::Refusals::default());
         let public_listener = Listener {
             tls: tls.clone(),
             slots: Arc::new(Semaphore::new(max_connections)),
             per_address: Some(Arc::clone(&state.per_address)),
             trusted_proxies: config.trusted_proxies.clone(),
             handshake_timeout: config.handshake_timeout,
-            refusals: Arc::clone(&refusals),
+            refusals: Arc::clone(&state.refusals),
             shutdown: state.shutdown.clone(),
             tasks: state.connections.clone(),
         };
@@ -202,7 +202,7 @@ impl Server {
                 per_address: None,
                 trusted_proxies: Vec::new(),
                 handshake_timeout: config.handshake_timeout,
-                refusals,
+                refusals: Arc::clone(&state.refusals),
                 shutdown: state.shutdown.clone(),
                 tasks: state.connections.clone(),
             };

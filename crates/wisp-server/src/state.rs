@@ -32,6 +32,9 @@ pub(crate) struct AppState {
     /// Connections per client address: the listener counts direct peers
     /// at accept, the upgrade counts clients behind trusted proxies.
     pub(crate) per_address: Arc<crate::listener::AddressCounts>,
+    /// Connections refused (at accept, and per forwarded client at the
+    /// upgrade): counted and logged in one place.
+    pub(crate) refusals: Arc<crate::listener::Refusals>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every live connection task, so shutdown can wait for them.
@@ -124,6 +127,7 @@ pub(crate) mod tests {
             mailbox_quota: crate::store::Quota::of(&config),
             mailbox_dirty: std::sync::atomic::AtomicBool::new(false),
             per_address: crate::listener::AddressCounts::new(config.max_connections_per_address),
+            refusals: Arc::default(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             bus: None,

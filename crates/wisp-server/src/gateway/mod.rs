@@ -88,12 +88,9 @@ pub(crate) async fn upgrade(
     }
     let forwarded_place = if crate::listener::is_trusted(peer.ip(), &state.trusted_proxies) {
         let Some(place) = state.per_address.admit(client) else {
-            metrics::counter!("wisp_connections_refused_total", "reason" => "address").increment(1);
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections from your address; try again later\n",
-            )
-                .into_response();
+            let refusal = crate::listener::Refusal::AddressShare;
+            state.refusals.count(refusal);
+            return (StatusCode::TOO_MANY_REQUESTS, refusal.text()).into_response();
         };
         Some(place)
     } else {
