@@ -46,7 +46,7 @@ pub use invitation::{
     parse_invitation_link, signed_invitation_link,
 };
 pub use message::{Content, Delivery, Opened, ReceivedMessage, client_msg_id};
-pub use pow::{PowError, solve_registration};
+pub use pow::{PowError, solve_registration, solve_registration_slice};
 pub use safety::{SafetyNumber, safety_number};
 pub use state::{LocalState, PickleError};
 pub use wisp_proto::{ClientMsgId, MessageId, UnixMillis, UserId};

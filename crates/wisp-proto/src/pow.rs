@@ -20,11 +20,24 @@ pub fn check(nonce: &[u8], ed25519_key: &[u8], difficulty: u32, solution: u64) -
 /// Expected work is `2^difficulty` hashes; callers bound difficulty (see
 /// [`crate::limits::MAX_POW_DIFFICULTY`]) and attempts so this always ends.
 pub fn solve(nonce: &[u8], ed25519_key: &[u8], difficulty: u32, max_attempts: u64) -> Option<u64> {
+    solve_from(nonce, ed25519_key, difficulty, 0, max_attempts)
+}
+
+/// Like [`solve`], trying only the candidates `start..start + attempts`:
+/// for a caller that solves in slices to report progress in between (a
+/// browser's worker).
+pub fn solve_from(
+    nonce: &[u8],
+    ed25519_key: &[u8],
+    difficulty: u32,
+    start: u64,
+    attempts: u64,
+) -> Option<u64> {
     let prefix = Sha256::new()
         .chain_update(POW_LABEL)
         .chain_update(nonce)
         .chain_update(ed25519_key);
-    (0..max_attempts).find(|candidate| {
+    (start..start.saturating_add(attempts)).find(|candidate| {
         let hash = prefix
             .clone()
             .chain_update(candidate.to_le_bytes())
@@ -81,6 +94,18 @@ mod tests {
         assert_eq!(leading_zero_bits(&[0, 0, 0b0001_0000]), 19);
         assert_eq!(leading_zero_bits(&[0x80]), 0);
         assert_eq!(leading_zero_bits(&[0, 0]), 16);
+    }
+
+    #[test]
+    fn slices_find_what_one_search_finds() {
+        let (nonce, key) = ([5u8; 32], [6u8; 32]);
+        let whole = solve(&nonce, &key, 10, 1 << 20).unwrap();
+        let sliced = (0..)
+            .step_by(100)
+            .find_map(|start| solve_from(&nonce, &key, 10, start, 100))
+            .unwrap();
+        assert_eq!(sliced, whole);
+        assert_eq!(solve_from(&nonce, &key, 10, whole + 1, 0), None);
     }
 
     #[test]
