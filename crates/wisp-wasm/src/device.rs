@@ -1,0 +1,1746 @@
+//! The browser's device, sans IO: what the native `Messenger` does over a
+//! socket and a file, as a state machine that takes server frames in and
+//! gives client frames, events and the sealed key store out. The page owns
+//! the WebSocket and IndexedDB; this owns the identity, the ratchets, the
+//! request ids and what each reply means.
+//!
+//! The one rule for the caller, from [`Step`]: store `sealed` (when there
+//! is one) *before* sending `frames`. The ratchet moved, or received
+//! messages were taken: a crash after the frames left but before the state
+//! was kept could reuse a message key, or burn a message on the server that
+//! the stored state has not seen.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use wisp_core::envelope::{EnvelopeError, EnvelopeKey, KdfParams};
+use wisp_core::{
+    Content, Delivery, E2eError, Identity, LocalState, Opened, client_msg_id,
+    solve_registration_slice,
+};
+use wisp_proto::client_frame::Body as Request;
+use wisp_proto::frames::{
+    Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
+    LoginChallengeRequest, Register, RegisterChallengeRequest, Send,
+};
+use wisp_proto::limits::{MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
+use wisp_proto::server_frame::Body as Reply;
+use wisp_proto::{
+    ClientFrame, ClientMsgId, FriendAction, InvitationToken, MessageId, PROTOCOL_VERSION,
+    UnixMillis, UserId, codec,
+};
+use zeroize::Zeroizing;
+
+use crate::event::{Event, FriendView, SecretText};
+
+/// A session is renewed at most this often per friend.
+const RENEWAL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What one call produced. Store `sealed` first, then send `frames`.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Encoded `ClientFrame`s, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// What to tell the user.
+    pub events: Vec<Event>,
+    /// The key store, re-sealed, when the state changed.
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// Why the device refused something the page asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The passphrase does not open the key store (or it was altered).
+    WrongPassphrase,
+    /// The passphrase is empty.
+    EmptyPassphrase,
+    /// The key store is not one this version reads.
+    Unreadable(String),
+    /// A text, id or timer the page passed is not acceptable.
+    Invalid(String),
+    /// The browser gave no randomness.
+    NoRandomness,
+}
+
+impl std::error::Error for DeviceError {}
+
+/// Never with a secret in it.
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::WrongPassphrase => f.write_str("wrong passphrase"),
+            Self::EmptyPassphrase => f.write_str("the passphrase must not be empty"),
+            Self::Unreadable(why) => write!(f, "the stored key store cannot be read: {why}"),
+            Self::Invalid(why) => f.write_str(why),
+            Self::NoRandomness => f.write_str("the browser gave no randomness"),
+        }
+    }
+}
+
+impl From<EnvelopeError> for DeviceError {
+    fn from(error: EnvelopeError) -> Self {
+        match error {
+            EnvelopeError::WrongPassphrase => Self::WrongPassphrase,
+            EnvelopeError::EmptyPassphrase => Self::EmptyPassphrase,
+            EnvelopeError::NoRandomness(_) => Self::NoRandomness,
+            other => Self::Unreadable(other.to_string()),
+        }
+    }
+}
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No connection.
+    Offline,
+    /// Hello sent.
+    Hello,
+    /// Registering (puzzle asked, solving, or register sent).
+    Registering,
+    /// Login asked.
+    LoggingIn,
+    /// Logged in.
+    Ready,
+    /// Refused for good on this connection (see [`Event::Fatal`]).
+    Stopped,
+}
+
+/// What a request in flight was, to read its reply.
+#[derive(Debug, Clone)]
+enum Pending {
+    Hello,
+    RegisterChallenge,
+    Register,
+    LoginChallenge,
+    Login,
+    Friend { action: FriendAction, peer: UserId },
+    ListFriends,
+    ListRequests,
+    UploadKeys,
+    ClaimKeys { peer: UserId },
+    Send { client_msg_id: ClientMsgId },
+    Ack,
+}
+
+/// A registration puzzle being solved.
+#[derive(Debug)]
+struct PowJob {
+    nonce: Vec<u8>,
+    difficulty: u32,
+    next: u64,
+}
+
+/// Something to seal for a friend once there is a session.
+struct Queued {
+    client_msg_id: ClientMsgId,
+    content: Content,
+    ttl: Duration,
+}
+
+/// Sealed and handed to the server, not yet acknowledged: sent again (same
+/// id, same bytes, stored once) after a reconnect.
+struct InFlight {
+    to: UserId,
+    ciphertext: Vec<u8>,
+    ttl: Duration,
+    /// A text of the user's (its fate is reported), or a receipt or renewal.
+    is_text: bool,
+}
+
+/// A text of ours the server holds, until a receipt or its expiry.
+#[derive(Debug)]
+struct Outgoing {
+    to: UserId,
+    expires: UnixMillis,
+}
+
+/// A friend's text handed to the page, until it is read (receipt) or expires.
+#[derive(Debug)]
+struct Unread {
+    from: UserId,
+    expires: UnixMillis,
+}
+
+/// The browser's device: identity, ratchets and the protocol state of the
+/// current connection. `Debug` shows no key and no text.
+pub struct Device {
+    state: LocalState,
+    key: EnvelopeKey,
+    phase: Phase,
+    next_request: u64,
+    pending: BTreeMap<u64, Pending>,
+    server_name: Option<String>,
+    pow: Option<PowJob>,
+    waiting_for_keys: BTreeMap<UserId, Vec<Queued>>,
+    renewals: BTreeSet<UserId>,
+    renewed: BTreeMap<UserId, UnixMillis>,
+    in_flight: BTreeMap<ClientMsgId, InFlight>,
+    outgoing: BTreeMap<ClientMsgId, Outgoing>,
+    unread: BTreeMap<ClientMsgId, Unread>,
+    friends: BTreeMap<UserId, i64>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("user_id", &self.state.identity.user_id())
+            .field("phase", &self.phase)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn user_text(id: UserId) -> String {
+    id.to_string()
+}
+
+fn msg_text(id: ClientMsgId) -> String {
+    id.to_string()
+}
+
+fn parse_user(text: &str) -> Result<UserId, DeviceError> {
+    wisp_core::parse_invitation(text).map_err(|e| DeviceError::Invalid(e.to_string()))
+}
+
+fn parse_msg_id(text: &str) -> Result<ClientMsgId, DeviceError> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.as_bytes())
+        .ok()
+        .and_then(|bytes| ClientMsgId::from_bytes(&bytes))
+        .ok_or_else(|| DeviceError::Invalid(format!("\"{text}\" is not a message id")))
+}
+
+fn action_name(action: FriendAction) -> &'static str {
+    match action {
+        FriendAction::Request => "request",
+        FriendAction::Accept => "accept",
+        FriendAction::Decline => "decline",
+        FriendAction::Cancel => "cancel",
+        FriendAction::Remove => "remove",
+        FriendAction::Block => "block",
+        FriendAction::Unblock => "unblock",
+        FriendAction::Unspecified => "unspecified",
+    }
+}
+
+/// Reads an action's name as [`action_name`] writes it.
+pub fn parse_action(name: &str) -> Result<FriendAction, DeviceError> {
+    Ok(match name {
+        "request" => FriendAction::Request,
+        "accept" => FriendAction::Accept,
+        "decline" => FriendAction::Decline,
+        "cancel" => FriendAction::Cancel,
+        "remove" => FriendAction::Remove,
+        "block" => FriendAction::Block,
+        "unblock" => FriendAction::Unblock,
+        other => {
+            return Err(DeviceError::Invalid(format!(
+                "no friend action \"{other}\""
+            )));
+        }
+    })
+}
+
+fn random_msg_id(now: UnixMillis) -> Result<ClientMsgId, DeviceError> {
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).map_err(|_| DeviceError::NoRandomness)?;
+    Ok(client_msg_id(now, random))
+}
+
+impl Device {
+    /// A new identity, sealed under `passphrase` with `kdf` (the CLI's
+    /// [`KdfParams::default`] in the browser; cheaper ones in tests). Take
+    /// [`Device::sealed`] and store it.
+    pub fn create(passphrase: &str, kdf: KdfParams) -> Result<Self, DeviceError> {
+        let key = EnvelopeKey::derive(passphrase, kdf)?;
+        Ok(Self::with(LocalState::new(Identity::generate()), key))
+    }
+
+    /// Opens a stored key store with `passphrase`.
+    pub fn unlock(passphrase: &str, sealed: &[u8]) -> Result<Self, DeviceError> {
+        let (key, pickle) = EnvelopeKey::open(passphrase, sealed)?;
+        let state =
+            LocalState::from_pickle(&pickle).map_err(|e| DeviceError::Unreadable(e.to_string()))?;
+        Ok(Self::with(state, key))
+    }
+
+    fn with(state: LocalState, key: EnvelopeKey) -> Self {
+        Self {
+            state,
+            key,
+            phase: Phase::Offline,
+            next_request: 0,
+            pending: BTreeMap::new(),
+            server_name: None,
+            pow: None,
+            waiting_for_keys: BTreeMap::new(),
+            renewals: BTreeSet::new(),
+            renewed: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+            unread: BTreeMap::new(),
+            friends: BTreeMap::new(),
+            dirty: false,
+        }
+    }
+
+    /// The state sealed under the passphrase, to store.
+    pub fn sealed(&self) -> Result<Vec<u8>, DeviceError> {
+        Ok(self.key.seal(&self.state.pickle())?)
+    }
+
+    /// This device's id.
+    pub fn user_id(&self) -> UserId {
+        self.state.identity.user_id()
+    }
+
+    /// Whether the identity is registered (with the server it names).
+    pub fn is_registered(&self) -> bool {
+        self.state.server_name.is_some()
+    }
+
+    /// Whether the connection is logged in.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// A signed invitation link for this identity, valid until `expires`.
+    pub fn invitation_link(&self, expires: UnixMillis) -> Result<String, DeviceError> {
+        let token = self
+            .state
+            .identity
+            .sign_invitation(expires)
+            .map_err(|_| DeviceError::NoRandomness)?;
+        Ok(wisp_core::signed_invitation_link(self.user_id(), &token))
+    }
+
+    /// Whether `friend` is marked verified.
+    pub fn is_verified(&self, friend: &str) -> Result<bool, DeviceError> {
+        Ok(self.state.is_verified(&parse_user(friend)?))
+    }
+
+    /// Marks `friend` verified (or not); only a friend can be marked.
+    pub fn set_verified(&mut self, friend: &str, verified: bool) -> Result<Step, DeviceError> {
+        let friend = parse_user(friend)?;
+        if verified && !self.friends.contains_key(&friend) {
+            return Err(DeviceError::Invalid(format!("{friend} is not a friend")));
+        }
+        let mut step = Step::default();
+        if self.state.set_verified(friend, verified) {
+            self.dirty = true;
+            step.events.push(self.friends_event());
+        }
+        self.finish(step)
+    }
+
+    fn request(&mut self, step: &mut Step, pending: Pending, body: Request) {
+        self.next_request += 1;
+        let request_id = self.next_request;
+        self.pending.insert(request_id, pending);
+        step.frames.push(codec::encode(&ClientFrame {
+            request_id,
+            body: Some(body),
+        }));
+    }
+
+    /// Seals the state into the step when it changed.
+    fn finish(&mut self, mut step: Step) -> Result<Step, DeviceError> {
+        if self.dirty {
+            step.sealed = Some(self.sealed()?);
+            self.dirty = false;
+        }
+        Ok(step)
+    }
+
+    /// A WebSocket to the server just opened: the hello to send.
+    pub fn connected(&mut self) -> Step {
+        self.pending.clear();
+        self.pow = None;
+        self.server_name = None;
+        self.phase = Phase::Hello;
+        let mut step = Step::default();
+        step.events.push(Event::Status { status: "hello" });
+        self.request(
+            &mut step,
+            Pending::Hello,
+            Request::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client: concat!("wisp-web/", env!("CARGO_PKG_VERSION")).into(),
+            }),
+        );
+        step
+    }
+
+    /// The WebSocket closed: requests in flight are forgotten (sends are
+    /// made again after the next login, with the same ids).
+    pub fn disconnected(&mut self) {
+        self.pending.clear();
+        self.pow = None;
+        if self.phase != Phase::Stopped {
+            self.phase = Phase::Offline;
+        }
+    }
+
+    /// Whether the server refused this session for good (no reconnect).
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// Candidates tried so far on the registration puzzle, and the expected
+    /// total (`2^difficulty`), for a progress bar.
+    pub fn pow_progress(&self) -> Option<(u64, u64)> {
+        self.pow
+            .as_ref()
+            .map(|job| (job.next, 1u64 << job.difficulty.min(63)))
+    }
+
+    /// Works on the registration puzzle for up to `attempts` candidates;
+    /// when solved, the step carries the registration.
+    pub fn work(&mut self, attempts: u64) -> Result<Step, DeviceError> {
+        let mut step = Step::default();
+        let Some(job) = self.pow.as_mut() else {
+            return Ok(step);
+        };
+        let key = self.state.identity.ed25519_key();
+        match solve_registration_slice(&job.nonce, &key, job.difficulty, job.next, attempts) {
+            Ok(None) => {
+                job.next = job.next.saturating_add(attempts);
+                Ok(step)
+            }
+            Ok(Some(solution)) => {
+                let nonce = std::mem::take(&mut job.nonce);
+                self.pow = None;
+                let server_name = self.server_name.clone().unwrap_or_default();
+                let identity = &self.state.identity;
+                let register = Register {
+                    ed25519_key: key.to_vec(),
+                    curve25519_key: identity.curve25519_key().to_vec(),
+                    signature: identity.sign_registration(&server_name, &nonce).to_vec(),
+                    pow_solution: solution,
+                    identity_signature: identity.sign_identity_key().to_vec(),
+                };
+                self.request(&mut step, Pending::Register, Request::Register(register));
+                Ok(step)
+            }
+            Err(error) => {
+                self.pow = None;
+                self.stop(&mut step, "POW_FAILED", error.to_string());
+                Ok(step)
+            }
+        }
+    }
+
+    fn stop(&mut self, step: &mut Step, code: &str, message: String) {
+        self.phase = Phase::Stopped;
+        self.pending.clear();
+        step.events.push(Event::Fatal {
+            code: code.into(),
+            message,
+        });
+    }
+
+    /// Asks for a friend operation (`request` takes an invitation link with
+    /// its token, or a bare id).
+    pub fn friend(&mut self, action: FriendAction, peer: &str) -> Result<Step, DeviceError> {
+        let invitation = wisp_core::parse_invitation_link(peer)
+            .map_err(|e| DeviceError::Invalid(e.to_string()))?;
+        if invitation.user == self.user_id() {
+            return Err(DeviceError::Invalid("that is your own id".into()));
+        }
+        let token = match action {
+            FriendAction::Request => invitation.token.as_ref().map(InvitationToken::to_bytes),
+            _ => None,
+        };
+        let mut step = Step::default();
+        self.request(
+            &mut step,
+            Pending::Friend {
+                action,
+                peer: invitation.user,
+            },
+            Request::FriendOp(FriendOp {
+                action: action as i32,
+                user_id: invitation.user.to_vec(),
+                invitation: token.map(|t| t.to_vec()).unwrap_or_default(),
+            }),
+        );
+        if matches!(action, FriendAction::Remove | FriendAction::Block)
+            && self.state.set_verified(invitation.user, false)
+        {
+            self.dirty = true;
+        }
+        self.finish(step)
+    }
+
+    /// Lists friends and requests again.
+    pub fn refresh(&mut self) -> Step {
+        let mut step = Step::default();
+        self.list(&mut step);
+        step
+    }
+
+    fn list(&mut self, step: &mut Step) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        self.request(
+            step,
+            Pending::ListFriends,
+            Request::ListFriends(ListFriends {}),
+        );
+        self.request(
+            step,
+            Pending::ListRequests,
+            Request::ListFriendRequests(ListFriendRequests {}),
+        );
+    }
+
+    /// Sends `text` to `to`, shown for `view` once read (zero: until its
+    /// ceiling), living at most `ttl` unread.
+    pub fn send_text(
+        &mut self,
+        to: &str,
+        text: &str,
+        view: Duration,
+        ttl: Duration,
+        now: UnixMillis,
+    ) -> Result<Step, DeviceError> {
+        let to = parse_user(to)?;
+        if text.trim().is_empty() {
+            return Err(DeviceError::Invalid("nothing to send".into()));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(DeviceError::Invalid(format!(
+                "a message holds at most {MAX_TEXT_BYTES} bytes, not {}",
+                text.len()
+            )));
+        }
+        if ttl.is_zero() || ttl > MAX_MESSAGE_TTL {
+            return Err(DeviceError::Invalid(format!(
+                "a message lives between 1 s and {} s",
+                MAX_MESSAGE_TTL.as_secs()
+            )));
+        }
+        if view > MAX_MESSAGE_TTL {
+            return Err(DeviceError::Invalid(
+                "a view timer is at most an hour".into(),
+            ));
+        }
+        let client_msg_id = random_msg_id(now)?;
+        let mut step = Step::default();
+        step.events.push(Event::Queued {
+            to: user_text(to),
+            client_msg_id: msg_text(client_msg_id),
+            expires_unix_ms: now.plus(ttl).0,
+        });
+        let content = Content::Text {
+            body: Zeroizing::new(text.to_owned()),
+            view_timer: (!view.is_zero()).then_some(view),
+        };
+        self.send_content(&mut step, to, client_msg_id, content, ttl, now);
+        self.finish(step)
+    }
+
+    /// Tells `client_msg_id`'s sender it was read (an end-to-end receipt);
+    /// call it when the message is shown.
+    pub fn mark_read(&mut self, client_msg_id: &str, now: UnixMillis) -> Result<Step, DeviceError> {
+        let id = parse_msg_id(client_msg_id)?;
+        let mut step = Step::default();
+        let Some(unread) = self.unread.remove(&id) else {
+            return Ok(step);
+        };
+        if unread.expires > now {
+            let ttl = unread
+                .expires
+                .since(now)
+                .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
+            let receipt_id = random_msg_id(now)?;
+            self.send_content(
+                &mut step,
+                unread.from,
+                receipt_id,
+                Content::ReadReceipt(vec![id]),
+                ttl,
+                now,
+            );
+        }
+        self.finish(step)
+    }
+
+    /// Seals `content` for `to` now if there is a session, or after
+    /// claiming one of their keys.
+    fn send_content(
+        &mut self,
+        step: &mut Step,
+        to: UserId,
+        client_msg_id: ClientMsgId,
+        content: Content,
+        ttl: Duration,
+        now: UnixMillis,
+    ) {
+        let queued = Queued {
+            client_msg_id,
+            content,
+            ttl,
+        };
+        if self.state.has_session(to) && !self.waiting_for_keys.contains_key(&to) {
+            self.seal_and_send(step, to, queued, now);
+            return;
+        }
+        let claiming = self.waiting_for_keys.contains_key(&to);
+        self.waiting_for_keys.entry(to).or_default().push(queued);
+        if !claiming {
+            self.claim(step, to);
+        }
+    }
+
+    fn claim(&mut self, step: &mut Step, peer: UserId) {
+        if self.phase == Phase::Ready {
+            self.request(
+                step,
+                Pending::ClaimKeys { peer },
+                Request::ClaimKeys(ClaimKeys {
+                    user_id: peer.to_vec(),
+                }),
+            );
+        }
+    }
+
+    fn seal_and_send(&mut self, step: &mut Step, to: UserId, queued: Queued, now: UnixMillis) {
+        let is_text = matches!(queued.content, Content::Text { .. });
+        let id = queued.client_msg_id;
+        match self.state.seal(to, id, queued.content, now, queued.ttl) {
+            Ok(ciphertext) => {
+                // The ratchet moved: sealed into this step, kept before sending.
+                self.dirty = true;
+                self.in_flight.insert(
+                    id,
+                    InFlight {
+                        to,
+                        ciphertext,
+                        ttl: queued.ttl,
+                        is_text,
+                    },
+                );
+                self.send_in_flight(step, id);
+            }
+            Err(error) => {
+                if is_text {
+                    step.events.push(Event::SendFailed {
+                        to: user_text(to),
+                        client_msg_id: msg_text(id),
+                        code: "ENCRYPT".into(),
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn send_in_flight(&mut self, step: &mut Step, client_msg_id: ClientMsgId) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let Some(flight) = self.in_flight.get(&client_msg_id) else {
+            return;
+        };
+        let send = Send {
+            to: flight.to.to_vec(),
+            client_msg_id: client_msg_id.0.to_vec(),
+            ciphertext: flight.ciphertext.clone(),
+            ttl_seconds: u32::try_from(flight.ttl.as_secs()).unwrap_or(u32::MAX),
+        };
+        self.request(step, Pending::Send { client_msg_id }, Request::Send(send));
+    }
+
+    /// Time passed: texts of ours past their ceiling without a receipt are
+    /// reported expired unread; unread texts past theirs are forgotten.
+    pub fn tick(&mut self, now: UnixMillis) -> Step {
+        let mut step = Step::default();
+        let expired: Vec<ClientMsgId> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(outgoing) = self.outgoing.remove(&id) {
+                step.events.push(Event::ExpiredUnread {
+                    to: user_text(outgoing.to),
+                    client_msg_id: msg_text(id),
+                });
+            }
+        }
+        self.unread.retain(|_, u| u.expires > now);
+        step
+    }
+
+    /// A frame from the server.
+    pub fn receive(&mut self, bytes: &[u8], now: UnixMillis) -> Result<Step, DeviceError> {
+        let mut step = Step::default();
+        let frame = match codec::decode_server_frame(bytes) {
+            Ok(frame) => frame,
+            Err(error) => {
+                step.events.push(Event::Error {
+                    context: "server",
+                    code: "BAD_FRAME".into(),
+                    message: error.to_string(),
+                });
+                return Ok(step);
+            }
+        };
+        let pending = match frame.request_id {
+            0 => None,
+            id => self.pending.remove(&id),
+        };
+        let Some(body) = frame.body else {
+            return Ok(step);
+        };
+        match (pending, body) {
+            (Some(pending), Reply::Error(error)) => self.on_error(&mut step, pending, &error),
+            (None, Reply::Error(error)) => step.events.push(Event::Error {
+                context: "server",
+                code: wisp_proto::error::code_name(error.code),
+                message: error.message,
+            }),
+            (Some(Pending::Hello), Reply::HelloOk(ok)) => self.on_hello(&mut step, ok.server_name),
+            (Some(Pending::RegisterChallenge), Reply::RegisterPuzzle(puzzle)) => {
+                step.events.push(Event::Pow {
+                    difficulty: puzzle.difficulty_bits,
+                });
+                self.pow = Some(PowJob {
+                    nonce: puzzle.nonce,
+                    difficulty: puzzle.difficulty_bits,
+                    next: 0,
+                });
+            }
+            (Some(Pending::Register), Reply::Registered(registered)) => {
+                if registered.user_id != self.user_id().to_vec() {
+                    self.stop(
+                        &mut step,
+                        "PROTOCOL",
+                        "the server derived another id from our key".into(),
+                    );
+                } else {
+                    self.state.server_name = self.server_name.clone();
+                    self.dirty = true;
+                    step.events.push(Event::Registered {
+                        user_id: user_text(self.user_id()),
+                    });
+                    self.log_in(&mut step);
+                }
+            }
+            (Some(Pending::LoginChallenge), Reply::LoginChallenge(challenge)) => {
+                let name = self.server_name.clone().unwrap_or_default();
+                let signature = self.state.identity.sign_login(&name, &challenge.nonce);
+                self.request(
+                    &mut step,
+                    Pending::Login,
+                    Request::Login(Login {
+                        signature: signature.to_vec(),
+                    }),
+                );
+            }
+            (Some(Pending::Login), Reply::LoggedIn(logged_in)) => {
+                self.on_logged_in(&mut step, logged_in.one_time_keys_remaining, now);
+            }
+            (Some(Pending::UploadKeys), Reply::KeysUploaded(_)) => {
+                self.state.keys_published();
+                self.dirty = true;
+            }
+            (Some(Pending::ListFriends), Reply::FriendList(list)) => {
+                self.friends = list
+                    .friends
+                    .iter()
+                    .filter_map(|f| Some((UserId::from_bytes(&f.user_id).ok()?, f.since_unix_ms)))
+                    .collect();
+                // Marks of ids that are no longer friends go (a friendship
+                // that ended while this device was away told it nothing).
+                let strangers: Vec<UserId> = self
+                    .state
+                    .verified()
+                    .filter(|id| !self.friends.contains_key(id))
+                    .copied()
+                    .collect();
+                for id in strangers {
+                    self.state.set_verified(id, false);
+                    self.dirty = true;
+                }
+                step.events.push(self.friends_event());
+            }
+            (Some(Pending::ListRequests), Reply::FriendRequests(requests)) => {
+                let ids = |list: &[wisp_proto::frames::PendingRequest]| {
+                    list.iter()
+                        .filter_map(|r| UserId::from_bytes(&r.user_id).ok())
+                        .map(user_text)
+                        .collect()
+                };
+                step.events.push(Event::Requests {
+                    incoming: ids(&requests.incoming),
+                    outgoing: ids(&requests.outgoing),
+                    blocked: requests
+                        .blocked
+                        .iter()
+                        .filter_map(|b| UserId::from_bytes(b).ok())
+                        .map(user_text)
+                        .collect(),
+                });
+            }
+            (Some(Pending::Friend { action, peer }), Reply::FriendOpResult(result)) => {
+                step.events.push(Event::FriendOpDone {
+                    action: action_name(action),
+                    id: user_text(peer),
+                    friends: result.friends,
+                });
+                self.list(&mut step);
+            }
+            (Some(Pending::ClaimKeys { peer }), Reply::KeyBundle(bundle)) => {
+                self.on_bundle(&mut step, peer, &bundle, now);
+            }
+            (Some(Pending::Send { client_msg_id }), Reply::SendAck(ack)) => {
+                if let Some(flight) = self.in_flight.remove(&client_msg_id)
+                    && flight.is_text
+                {
+                    let expires = UnixMillis(ack.expires_unix_ms);
+                    self.outgoing.insert(
+                        client_msg_id,
+                        Outgoing {
+                            to: flight.to,
+                            expires,
+                        },
+                    );
+                    step.events.push(Event::Sent {
+                        to: user_text(flight.to),
+                        client_msg_id: msg_text(client_msg_id),
+                        expires_unix_ms: expires.0,
+                    });
+                }
+            }
+            (Some(Pending::Ack), Reply::Acked(_)) => {}
+            (None, Reply::Deliver(deliver)) => self.on_deliver(&mut step, deliver, now),
+            (None, Reply::MailboxDrained(_)) => step.events.push(Event::MailboxDrained),
+            (None, Reply::FriendRequestReceived(r)) => {
+                if let Ok(from) = UserId::from_bytes(&r.from) {
+                    step.events.push(Event::FriendRequest {
+                        from: user_text(from),
+                    });
+                }
+                self.list(&mut step);
+            }
+            (None, Reply::FriendAccepted(a)) => {
+                if let Ok(by) = UserId::from_bytes(&a.by) {
+                    step.events
+                        .push(Event::FriendAccepted { by: user_text(by) });
+                }
+                self.list(&mut step);
+            }
+            (None, Reply::FriendRemoved(r)) => {
+                if let Ok(by) = UserId::from_bytes(&r.by) {
+                    if self.state.set_verified(by, false) {
+                        self.dirty = true;
+                    }
+                    step.events.push(Event::FriendRemoved { by: user_text(by) });
+                }
+                self.list(&mut step);
+            }
+            (None, Reply::KeysLow(low)) => self.top_up(&mut step, low.one_time_keys_remaining, now),
+            (_, other) => step.events.push(Event::Error {
+                context: "server",
+                code: "UNEXPECTED".into(),
+                message: format!("unexpected reply: {}", reply_name(&other)),
+            }),
+        }
+        self.finish(step)
+    }
+
+    fn on_hello(&mut self, step: &mut Step, server_name: String) {
+        if let Some(pinned) = self.state.server_name.as_deref()
+            && pinned != server_name
+        {
+            let message = format!(
+                "this identity is registered with \"{pinned}\", but this server is \"{server_name}\""
+            );
+            self.stop(step, "WRONG_SERVER", message);
+            return;
+        }
+        self.server_name = Some(server_name);
+        if self.is_registered() {
+            self.log_in(step);
+        } else {
+            self.phase = Phase::Registering;
+            step.events.push(Event::Status {
+                status: "registering",
+            });
+            self.request(
+                step,
+                Pending::RegisterChallenge,
+                Request::RegisterChallenge(RegisterChallengeRequest {}),
+            );
+        }
+    }
+
+    fn log_in(&mut self, step: &mut Step) {
+        self.phase = Phase::LoggingIn;
+        step.events.push(Event::Status {
+            status: "logging_in",
+        });
+        self.request(
+            step,
+            Pending::LoginChallenge,
+            Request::LoginChallenge(LoginChallengeRequest {
+                user_id: self.user_id().to_vec(),
+            }),
+        );
+    }
+
+    fn on_logged_in(&mut self, step: &mut Step, keys_remaining: u32, now: UnixMillis) {
+        self.phase = Phase::Ready;
+        step.events.push(Event::Ready {
+            user_id: user_text(self.user_id()),
+            server_name: self.server_name.clone().unwrap_or_default(),
+        });
+        self.top_up(step, keys_remaining, now);
+        self.list(step);
+        // What a lost connection cut off: the same ids and bytes again.
+        let ids: Vec<ClientMsgId> = self.in_flight.keys().copied().collect();
+        for id in ids {
+            self.send_in_flight(step, id);
+        }
+        let peers: Vec<UserId> = self.waiting_for_keys.keys().copied().collect();
+        for peer in peers {
+            self.claim(step, peer);
+        }
+    }
+
+    fn top_up(&mut self, step: &mut Step, server_has: u32, now: UnixMillis) {
+        let server_has = usize::try_from(server_has).unwrap_or(usize::MAX);
+        if let Some(upload) = self.state.prepare_key_upload(server_has, now) {
+            // The private halves are sealed into this step, kept before upload.
+            self.dirty = true;
+            self.request(step, Pending::UploadKeys, Request::UploadKeys(upload));
+        }
+    }
+
+    fn on_bundle(&mut self, step: &mut Step, peer: UserId, bundle: &KeyBundle, now: UnixMillis) {
+        let queued = self.waiting_for_keys.remove(&peer).unwrap_or_default();
+        let renewing = self.renewals.remove(&peer);
+        match self.state.start_session(peer, bundle) {
+            Ok(()) => {
+                self.dirty = true;
+                if renewing {
+                    self.renewed.insert(peer, now);
+                    if let Ok(id) = random_msg_id(now) {
+                        let renewal = Queued {
+                            client_msg_id: id,
+                            content: Content::Renewal,
+                            ttl: MAX_MESSAGE_TTL,
+                        };
+                        self.seal_and_send(step, peer, renewal, now);
+                    }
+                }
+                for item in queued {
+                    self.seal_and_send(step, peer, item, now);
+                }
+            }
+            Err(error) => {
+                let (code, message) = match &error {
+                    E2eError::ForgedKey(_) => {
+                        step.events.push(Event::ForgedKey {
+                            peer: user_text(peer),
+                        });
+                        ("FORGED_KEY", error.to_string())
+                    }
+                    _ => ("ENCRYPT", error.to_string()),
+                };
+                self.fail_queued(step, peer, queued, code, &message);
+            }
+        }
+    }
+
+    fn fail_queued(
+        &mut self,
+        step: &mut Step,
+        peer: UserId,
+        queued: Vec<Queued>,
+        code: &str,
+        message: &str,
+    ) {
+        for item in queued {
+            if matches!(item.content, Content::Text { .. }) {
+                step.events.push(Event::SendFailed {
+                    to: user_text(peer),
+                    client_msg_id: msg_text(item.client_msg_id),
+                    code: code.into(),
+                    message: message.into(),
+                });
+            }
+        }
+    }
+
+    fn on_deliver(
+        &mut self,
+        step: &mut Step,
+        deliver: wisp_proto::frames::Deliver,
+        now: UnixMillis,
+    ) {
+        let Ok(from) = UserId::from_bytes(&deliver.from) else {
+            return;
+        };
+        let delivery = Delivery {
+            message_id: MessageId(deliver.message_id),
+            from,
+            ciphertext: deliver.ciphertext,
+            sent_unix_ms: UnixMillis(deliver.sent_unix_ms),
+            expires_unix_ms: UnixMillis(deliver.expires_unix_ms),
+        };
+        match self.state.open(&delivery, now) {
+            Opened::Text(message) => {
+                self.unread.insert(
+                    message.client_msg_id,
+                    Unread {
+                        from,
+                        expires: message.expires_unix_ms,
+                    },
+                );
+                step.events.push(Event::Message {
+                    message_id: message.id.0.to_string(),
+                    client_msg_id: msg_text(message.client_msg_id),
+                    from: user_text(from),
+                    text: SecretText(message.text.clone()),
+                    sent_unix_ms: message.sent_unix_ms.0,
+                    expires_unix_ms: message.expires_unix_ms.0,
+                    view_seconds: message
+                        .view_timer
+                        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                });
+            }
+            Opened::Read { by, client_msg_ids } => {
+                for id in client_msg_ids {
+                    if self.outgoing.get(&id).is_some_and(|o| o.to == by) {
+                        self.outgoing.remove(&id);
+                        step.events.push(Event::Read {
+                            by: user_text(by),
+                            client_msg_id: msg_text(id),
+                        });
+                    }
+                }
+            }
+            Opened::Undecryptable(_) => {
+                step.events.push(Event::Undecryptable {
+                    from: user_text(from),
+                });
+                self.renew(step, from, now);
+            }
+            _ => {}
+        }
+        // Handled (the state says so): sealed into this step, kept before
+        // the server burns it.
+        self.dirty = true;
+        self.state.prune_seen(now);
+        self.request(
+            step,
+            Pending::Ack,
+            Request::Ack(Ack {
+                message_ids: vec![delivery.message_id.0],
+            }),
+        );
+    }
+
+    /// Starts a fresh session with `peer` after an undecryptable message, at
+    /// most once per [`RENEWAL_INTERVAL`].
+    fn renew(&mut self, step: &mut Step, peer: UserId, now: UnixMillis) {
+        if self
+            .renewed
+            .get(&peer)
+            .is_some_and(|at| now.since(*at) < RENEWAL_INTERVAL)
+            || self.renewals.contains(&peer)
+        {
+            return;
+        }
+        self.renewals.insert(peer);
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.waiting_for_keys.entry(peer)
+        {
+            entry.insert(Vec::new());
+            self.claim(step, peer);
+        }
+    }
+
+    fn on_error(&mut self, step: &mut Step, pending: Pending, error: &wisp_proto::frames::Error) {
+        let code = wisp_proto::error::code_name(error.code);
+        let message = error.message.clone();
+        match pending {
+            Pending::Hello
+            | Pending::RegisterChallenge
+            | Pending::Register
+            | Pending::LoginChallenge
+            | Pending::Login => {
+                let message = if code == "AUTH_FAILED" {
+                    format!(
+                        "the server refused this identity's login ({message}); it may have been deleted"
+                    )
+                } else {
+                    message
+                };
+                self.stop(step, &code, message);
+            }
+            Pending::Send { client_msg_id } => {
+                if let Some(flight) = self.in_flight.remove(&client_msg_id)
+                    && flight.is_text
+                {
+                    step.events.push(Event::SendFailed {
+                        to: user_text(flight.to),
+                        client_msg_id: msg_text(client_msg_id),
+                        code,
+                        message,
+                    });
+                }
+            }
+            Pending::ClaimKeys { peer } => {
+                self.renewals.remove(&peer);
+                let queued = self.waiting_for_keys.remove(&peer).unwrap_or_default();
+                self.fail_queued(step, peer, queued, &code, &message);
+            }
+            Pending::Friend { .. } => step.events.push(Event::Error {
+                context: "friend",
+                code,
+                message,
+            }),
+            Pending::UploadKeys => step.events.push(Event::Error {
+                context: "keys",
+                code,
+                message,
+            }),
+            Pending::ListFriends | Pending::ListRequests | Pending::Ack => {
+                step.events.push(Event::Error {
+                    context: "server",
+                    code,
+                    message,
+                });
+            }
+        }
+    }
+
+    fn friends_event(&self) -> Event {
+        Event::Friends {
+            friends: self
+                .friends
+                .iter()
+                .map(|(id, since)| FriendView {
+                    id: user_text(*id),
+                    since_unix_ms: *since,
+                    verified: self.state.is_verified(id),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn reply_name(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Error(_) => "Error",
+        Reply::HelloOk(_) => "HelloOk",
+        Reply::Pong(_) => "Pong",
+        Reply::RegisterPuzzle(_) => "RegisterPuzzle",
+        Reply::Registered(_) => "Registered",
+        Reply::LoginChallenge(_) => "LoginChallenge",
+        Reply::LoggedIn(_) => "LoggedIn",
+        Reply::FriendOpResult(_) => "FriendOpResult",
+        Reply::FriendList(_) => "FriendList",
+        Reply::FriendRequests(_) => "FriendRequests",
+        Reply::KeysUploaded(_) => "KeysUploaded",
+        Reply::KeyBundle(_) => "KeyBundle",
+        Reply::SendAck(_) => "SendAck",
+        Reply::Acked(_) => "Acked",
+        _ => "an event",
+    }
+}
+
+/// The safety number of `a` and `b` (ids or links), groups separated by
+/// spaces.
+pub fn safety_text(a: &str, b: &str) -> Result<String, DeviceError> {
+    let number = wisp_core::safety_number(parse_user(a)?, parse_user(b)?);
+    Ok(number.groups().collect::<Vec<_>>().join(" "))
+}
+
+/// `text` as a QR code: the width in the first byte, then one byte per
+/// module (1 dark, 0 light), row by row.
+pub fn qr_modules(text: &str) -> Result<Vec<u8>, DeviceError> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| DeviceError::Invalid(format!("cannot make a QR code: {e}")))?;
+    let width =
+        u8::try_from(code.width()).map_err(|_| DeviceError::Invalid("QR code too large".into()))?;
+    let mut out = Vec::with_capacity(1 + code.width() * code.width());
+    out.push(width);
+    out.extend(
+        code.to_colors()
+            .into_iter()
+            .map(|c| u8::from(c == qrcode::Color::Dark)),
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wisp_proto::frames::{
+        Deliver, Error as ErrorFrame, FriendList, HelloOk, KeysUploaded, LoggedIn, LoginChallenge,
+        RegisterPuzzle, Registered, SendAck, SignedKey,
+    };
+    use wisp_proto::{ErrorCode, ServerFrame};
+
+    /// Cheap parameters so the tests stay fast; the format is the same.
+    const TEST_KDF: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+    const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
+    const SERVER: &str = "wisp-test";
+
+    fn frames(step: &Step) -> Vec<(u64, Request)> {
+        step.frames
+            .iter()
+            .map(|bytes| {
+                let frame = codec::decode_client_frame(bytes).unwrap();
+                (frame.request_id, frame.body.unwrap())
+            })
+            .collect()
+    }
+
+    fn reply(request_id: u64, body: Reply) -> Vec<u8> {
+        codec::encode(&ServerFrame {
+            request_id,
+            body: Some(body),
+        })
+    }
+
+    /// A device driven through registration and login against a scripted
+    /// server; returns it with the keys it uploaded.
+    fn logged_in() -> (Device, wisp_proto::frames::UploadKeys) {
+        let mut device = Device::create("correct horse", TEST_KDF).unwrap();
+        let step = device.connected();
+        let [(hello, Request::Hello(_))] = frames(&step)[..] else {
+            panic!("no hello")
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: SERVER.into(),
+            max_frame_bytes: 65536,
+        };
+        let step = device
+            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
+            .unwrap();
+        let [(challenge, Request::RegisterChallenge(_))] = frames(&step)[..] else {
+            panic!("no register challenge")
+        };
+        let puzzle = RegisterPuzzle {
+            nonce: vec![7; 32],
+            difficulty_bits: 6,
+        };
+        let step = device
+            .receive(&reply(challenge, Reply::RegisterPuzzle(puzzle)), NOW)
+            .unwrap();
+        assert!(step.events.contains(&Event::Pow { difficulty: 6 }));
+        let mut register = None;
+        for _ in 0..1000 {
+            let step = device.work(16).unwrap();
+            if let Some(found) = frames(&step).pop() {
+                register = Some(found);
+                break;
+            }
+            assert!(device.pow_progress().unwrap().0 > 0);
+        }
+        let Some((register_id, Request::Register(register))) = register else {
+            panic!("not solved")
+        };
+        let key = device.state.identity.ed25519_key();
+        assert!(wisp_proto::pow::check(
+            &[7; 32],
+            &key,
+            6,
+            register.pow_solution
+        ));
+        let registered = Registered {
+            user_id: device.user_id().to_vec(),
+        };
+        let step = device
+            .receive(&reply(register_id, Reply::Registered(registered)), NOW)
+            .unwrap();
+        assert!(step.sealed.is_some(), "the pinned server name is kept");
+        let [(login_challenge, Request::LoginChallenge(_))] = frames(&step)[..] else {
+            panic!("no login challenge")
+        };
+        let step = device
+            .receive(
+                &reply(
+                    login_challenge,
+                    Reply::LoginChallenge(LoginChallenge { nonce: vec![1; 32] }),
+                ),
+                NOW,
+            )
+            .unwrap();
+        let [(login, Request::Login(_))] = frames(&step)[..] else {
+            panic!("no login")
+        };
+        let logged = LoggedIn {
+            user_id: device.user_id().to_vec(),
+            one_time_keys_remaining: 0,
+        };
+        let step = device
+            .receive(&reply(login, Reply::LoggedIn(logged)), NOW)
+            .unwrap();
+        assert!(device.is_ready());
+        assert!(
+            step.sealed.is_some(),
+            "keys are kept before they are uploaded"
+        );
+        let sent = frames(&step);
+        let upload = sent
+            .iter()
+            .find_map(|(id, body)| match body {
+                Request::UploadKeys(upload) => Some((*id, upload.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            sent.iter()
+                .any(|(_, b)| matches!(b, Request::ListFriends(_)))
+        );
+        let uploaded = KeysUploaded {
+            one_time_keys_remaining: 50,
+        };
+        device
+            .receive(&reply(upload.0, Reply::KeysUploaded(uploaded)), NOW)
+            .unwrap();
+        (device, upload.1)
+    }
+
+    fn befriend(device: &mut Device, friend: UserId) {
+        let list = FriendList {
+            friends: vec![wisp_proto::frames::Friend {
+                user_id: friend.to_vec(),
+                since_unix_ms: 1,
+            }],
+        };
+        device.pending.insert(999, Pending::ListFriends);
+        device
+            .receive(&reply(999, Reply::FriendList(list)), NOW)
+            .unwrap();
+    }
+
+    fn bundle_of(owner: &Device, upload: &wisp_proto::frames::UploadKeys) -> KeyBundle {
+        KeyBundle {
+            user_id: owner.user_id().to_vec(),
+            ed25519_key: owner.state.identity.ed25519_key().to_vec(),
+            curve25519_key: owner.state.identity.curve25519_key().to_vec(),
+            identity_signature: owner.state.identity.sign_identity_key().to_vec(),
+            one_time_key: upload.one_time_keys.first().cloned(),
+            fallback: false,
+        }
+    }
+
+    /// Sends `text` from `from` to `to` through a scripted server: the
+    /// claim (if any) and the send; returns the deliver frame for `to`.
+    fn send(
+        from: &mut Device,
+        to: &Device,
+        to_keys: &wisp_proto::frames::UploadKeys,
+        text: &str,
+        ttl: Duration,
+        next_message_id: u64,
+    ) -> (String, Vec<u8>) {
+        let step = from
+            .send_text(
+                &to.user_id().to_string(),
+                text,
+                Duration::from_secs(5),
+                ttl,
+                NOW,
+            )
+            .unwrap();
+        let Some(Event::Queued { client_msg_id, .. }) = step.events.first().cloned() else {
+            panic!("not queued")
+        };
+        let mut sent = frames(&step);
+        if let [(claim, Request::ClaimKeys(_))] = sent[..] {
+            let step = from
+                .receive(&reply(claim, Reply::KeyBundle(bundle_of(to, to_keys))), NOW)
+                .unwrap();
+            assert!(step.sealed.is_some(), "the ratchet is kept before sending");
+            sent = frames(&step);
+        } else {
+            assert!(step.sealed.is_some(), "the ratchet is kept before sending");
+        }
+        let [(send_id, Request::Send(send))] = &sent[..] else {
+            panic!("no send: {sent:?}")
+        };
+        let ack = SendAck {
+            message_id: next_message_id,
+            expires_unix_ms: NOW.plus(ttl).0,
+            duplicate: false,
+        };
+        let step = from
+            .receive(&reply(*send_id, Reply::SendAck(ack)), NOW)
+            .unwrap();
+        if text.is_empty() {
+            assert!(step.events.is_empty());
+        }
+        let deliver = Deliver {
+            message_id: next_message_id,
+            from: from.user_id().to_vec(),
+            ciphertext: send.ciphertext.clone(),
+            sent_unix_ms: NOW.0,
+            expires_unix_ms: NOW.plus(ttl).0,
+        };
+        (client_msg_id, reply(0, Reply::Deliver(deliver)))
+    }
+
+    #[test]
+    fn two_devices_chat_read_and_the_sender_hears_it() {
+        let (mut alice, alice_keys) = logged_in();
+        let (mut bob, bob_keys) = logged_in();
+        befriend(&mut alice, bob.user_id());
+        befriend(&mut bob, alice.user_id());
+        let hour = Duration::from_secs(3600);
+        let (id, deliver) = send(
+            &mut alice,
+            &bob,
+            &bob_keys,
+            "the door code is 4711",
+            hour,
+            1,
+        );
+        let step = bob.receive(&deliver, NOW).unwrap();
+        assert!(step.sealed.is_some(), "kept before the server burns it");
+        let Some(Event::Message {
+            text,
+            client_msg_id,
+            view_seconds,
+            ..
+        }) = step.events.first()
+        else {
+            panic!("no message: {:?}", step.events)
+        };
+        assert_eq!(text.0.as_str(), "the door code is 4711");
+        assert_eq!(client_msg_id, &id);
+        assert_eq!(*view_seconds, 5);
+        assert!(
+            !format!("{:?}", step.events).contains("4711"),
+            "Debug hides text"
+        );
+        assert!(
+            frames(&step)
+                .iter()
+                .any(|(_, b)| matches!(b, Request::Ack(a) if a.message_ids == [1]))
+        );
+        // A redelivery (after a reconnect) is acknowledged, never shown twice.
+        let again = bob.receive(&deliver, NOW).unwrap();
+        assert!(again.events.is_empty());
+        // Bob reads it: Alice's device gets the receipt.
+        let step = bob.mark_read(&id, NOW).unwrap();
+        let [(receipt_id, Request::Send(receipt))] = &frames(&step)[..] else {
+            panic!("no receipt")
+        };
+        let ack = SendAck {
+            message_id: 2,
+            expires_unix_ms: NOW.plus(hour).0,
+            duplicate: false,
+        };
+        let acked = bob
+            .receive(&reply(*receipt_id, Reply::SendAck(ack)), NOW)
+            .unwrap();
+        assert!(acked.events.is_empty(), "a receipt is not a text of ours");
+        let deliver = Deliver {
+            message_id: 2,
+            from: bob.user_id().to_vec(),
+            ciphertext: receipt.ciphertext.clone(),
+            sent_unix_ms: NOW.0,
+            expires_unix_ms: NOW.plus(hour).0,
+        };
+        let step = alice
+            .receive(&reply(0, Reply::Deliver(deliver)), NOW)
+            .unwrap();
+        assert_eq!(
+            step.events,
+            vec![Event::Read {
+                by: bob.user_id().to_string(),
+                client_msg_id: id
+            }]
+        );
+        // And back: Bob answers over the session Alice opened.
+        let (_, deliver) = send(&mut bob, &alice, &alice_keys, "ok", hour, 3);
+        let step = alice.receive(&deliver, NOW).unwrap();
+        assert!(
+            matches!(&step.events[..], [Event::Message { text, .. }] if text.0.as_str() == "ok")
+        );
+        let _ = alice_keys;
+    }
+
+    #[test]
+    fn a_text_never_read_expires_unread_for_its_sender() {
+        let (mut alice, _) = logged_in();
+        let (bob, bob_keys) = logged_in();
+        befriend(&mut alice, bob.user_id());
+        let ttl = Duration::from_secs(5);
+        let (id, _) = send(&mut alice, &bob, &bob_keys, "soon gone", ttl, 1);
+        assert!(alice.tick(NOW).events.is_empty());
+        assert_eq!(
+            alice.tick(NOW.plus(ttl)).events,
+            vec![Event::ExpiredUnread {
+                to: bob.user_id().to_string(),
+                client_msg_id: id
+            }]
+        );
+        assert!(alice.tick(NOW.plus(ttl * 2)).events.is_empty(), "told once");
+    }
+
+    #[test]
+    fn a_forged_key_is_a_warning_and_nothing_is_sent() {
+        let (mut alice, _) = logged_in();
+        let (bob, bob_keys) = logged_in();
+        let step = alice
+            .send_text(
+                &bob.user_id().to_string(),
+                "hi",
+                Duration::ZERO,
+                Duration::from_secs(60),
+                NOW,
+            )
+            .unwrap();
+        let [(claim, Request::ClaimKeys(_))] = frames(&step)[..] else {
+            panic!("no claim")
+        };
+        let mut forged = bundle_of(&bob, &bob_keys);
+        // The server swaps in a key of its own, signed by nobody.
+        forged.one_time_key = Some(SignedKey {
+            public_key: vec![9; 32],
+            signature: vec![0; 64],
+        });
+        let step = alice
+            .receive(&reply(claim, Reply::KeyBundle(forged)), NOW)
+            .unwrap();
+        assert!(step.frames.is_empty());
+        assert!(step.events.contains(&Event::ForgedKey {
+            peer: bob.user_id().to_string()
+        }));
+        assert!(
+            step.events
+                .iter()
+                .any(|e| matches!(e, Event::SendFailed { code, .. } if code == "FORGED_KEY"))
+        );
+    }
+
+    #[test]
+    fn sends_cut_off_by_a_drop_go_again_with_the_same_id_after_login() {
+        let (mut alice, _) = logged_in();
+        let (bob, bob_keys) = logged_in();
+        let step = alice
+            .send_text(
+                &bob.user_id().to_string(),
+                "hi",
+                Duration::ZERO,
+                Duration::from_secs(60),
+                NOW,
+            )
+            .unwrap();
+        let [(claim, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let step = alice
+            .receive(
+                &reply(claim, Reply::KeyBundle(bundle_of(&bob, &bob_keys))),
+                NOW,
+            )
+            .unwrap();
+        let [(_, Request::Send(first))] = &frames(&step)[..] else {
+            panic!()
+        };
+        alice.disconnected();
+        let step = alice.connected();
+        let [(hello, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: SERVER.into(),
+            max_frame_bytes: 65536,
+        };
+        let step = alice
+            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
+            .unwrap();
+        let [(challenge, Request::LoginChallenge(_))] = frames(&step)[..] else {
+            panic!("a registered identity logs in")
+        };
+        let step = alice
+            .receive(
+                &reply(
+                    challenge,
+                    Reply::LoginChallenge(LoginChallenge { nonce: vec![2; 32] }),
+                ),
+                NOW,
+            )
+            .unwrap();
+        let [(login, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let logged = LoggedIn {
+            user_id: alice.user_id().to_vec(),
+            one_time_keys_remaining: 50,
+        };
+        let step = alice
+            .receive(&reply(login, Reply::LoggedIn(logged)), NOW)
+            .unwrap();
+        let again: Vec<Send> = frames(&step)
+            .into_iter()
+            .filter_map(|(_, b)| match b {
+                Request::Send(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again, vec![first.clone()]);
+    }
+
+    #[test]
+    fn another_deployment_or_a_refused_login_stops_the_session() {
+        let (mut alice, _) = logged_in();
+        alice.disconnected();
+        let step = alice.connected();
+        let [(hello, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: "elsewhere".into(),
+            max_frame_bytes: 65536,
+        };
+        let step = alice
+            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
+            .unwrap();
+        assert!(step.frames.is_empty());
+        assert!(matches!(&step.events[..], [Event::Fatal { code, .. }] if code == "WRONG_SERVER"));
+        assert!(alice.is_stopped());
+
+        let (mut bob, _) = logged_in();
+        bob.disconnected();
+        let step = bob.connected();
+        let [(hello, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: SERVER.into(),
+            max_frame_bytes: 65536,
+        };
+        let step = bob.receive(&reply(hello, Reply::HelloOk(ok)), NOW).unwrap();
+        let [(challenge, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let refused = ErrorFrame {
+            code: ErrorCode::AuthFailed as i32,
+            message: "unknown id".into(),
+            retry_after_ms: 0,
+        };
+        let step = bob
+            .receive(&reply(challenge, Reply::Error(refused)), NOW)
+            .unwrap();
+        assert!(matches!(&step.events[..], [Event::Fatal { code, .. }] if code == "AUTH_FAILED"));
+        assert!(bob.is_stopped());
+    }
+
+    #[test]
+    fn the_key_store_reopens_only_with_its_passphrase_and_keeps_marks() {
+        let (mut alice, _) = logged_in();
+        let bob = Identity::generate().user_id();
+        assert!(
+            alice.set_verified(&bob.to_string(), true).is_err(),
+            "not a friend"
+        );
+        befriend(&mut alice, bob);
+        let step = alice.set_verified(&bob.to_string(), true).unwrap();
+        let sealed = step.sealed.unwrap();
+        assert!(matches!(
+            Device::unlock("wrong", &sealed),
+            Err(DeviceError::WrongPassphrase)
+        ));
+        let reopened = Device::unlock("correct horse", &sealed).unwrap();
+        assert_eq!(reopened.user_id(), alice.user_id());
+        assert!(reopened.is_registered());
+        assert!(reopened.is_verified(&bob.to_string()).unwrap());
+        // Sealed bytes carry no key in the clear.
+        let text = String::from_utf8_lossy(&sealed);
+        assert!(text.contains("wisp-keystore"));
+        assert!(!text.contains("account"));
+    }
+
+    #[test]
+    fn texts_ttls_and_ids_are_checked_before_anything_is_sealed() {
+        let (mut alice, _) = logged_in();
+        let bob = Identity::generate().user_id().to_string();
+        let minute = Duration::from_secs(60);
+        assert!(
+            alice
+                .send_text(&bob, " ", Duration::ZERO, minute, NOW)
+                .is_err()
+        );
+        assert!(
+            alice
+                .send_text(&bob, "x", Duration::ZERO, Duration::ZERO, NOW)
+                .is_err()
+        );
+        assert!(
+            alice
+                .send_text(&bob, "x", Duration::ZERO, minute * 61, NOW)
+                .is_err()
+        );
+        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(
+            alice
+                .send_text(&bob, &long, Duration::ZERO, minute, NOW)
+                .is_err()
+        );
+        assert!(
+            alice
+                .send_text("nobody", "x", Duration::ZERO, minute, NOW)
+                .is_err()
+        );
+        assert!(alice.mark_read("zz", NOW).is_err());
+        let own = alice.user_id().to_string();
+        assert!(alice.friend(FriendAction::Request, &own).is_err());
+    }
+
+    #[test]
+    fn a_friend_request_carries_the_invitation_token() {
+        let (mut alice, _) = logged_in();
+        let (bob, _) = logged_in();
+        let link = bob
+            .invitation_link(NOW.plus(Duration::from_secs(60)))
+            .unwrap();
+        let step = alice.friend(FriendAction::Request, &link).unwrap();
+        let [(_, Request::FriendOp(op))] = &frames(&step)[..] else {
+            panic!()
+        };
+        assert_eq!(op.user_id, bob.user_id().to_vec());
+        assert_eq!(op.invitation.len(), InvitationToken::LEN);
+    }
+
+    #[test]
+    fn safety_numbers_match_the_cores_and_qr_codes_are_square() {
+        let (a, b) = (
+            Identity::generate().user_id(),
+            Identity::generate().user_id(),
+        );
+        let text = safety_text(&a.to_string(), &b.to_string()).unwrap();
+        assert_eq!(text, safety_text(&b.to_string(), &a.to_string()).unwrap());
+        assert_eq!(
+            text.replace(' ', ""),
+            wisp_core::safety_number(a, b).digits()
+        );
+        assert_eq!(text.split(' ').count(), 12);
+        let modules = qr_modules("http://127.0.0.1:7700/#/add/x").unwrap();
+        let width = usize::from(modules[0]);
+        assert_eq!(modules.len(), 1 + width * width);
+        assert!(modules[1..].iter().all(|m| *m <= 1));
+    }
+}
