@@ -6,7 +6,8 @@
 # load-balancer test), redis-server (the Sentinel failover test runs its own
 # primary, replicas and Sentinels) and the PostgreSQL server binaries (the
 # restart test runs its own database), and tmux (the chat test drives two
-# `wisp chat` windows in it), and nginx (the test of the shipped nginx.conf).
+# `wisp chat` windows in it), nginx (the test of the shipped nginx.conf),
+# and chromium (the web app's browser tests).
 # Tests of
 # the cluster backend say "skipped: no PostgreSQL at ..." outside CI when a
 # service is missing, and fail with CI=true.
@@ -78,4 +79,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   fi
 fi
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 && say "nginx is installed (balancer test)"
+# Chromium, from Debian's packages, for the web app's browser tests
+# (playwright-core drives /usr/bin/chromium; no browser is ever downloaded).
+[ -x /usr/bin/chromium ] || apt_install chromium \
+  || say "could not install chromium; the browser tests will report it"
+[ -x /usr/bin/chromium ] && say "chromium is installed (browser tests)"
 exit 0
