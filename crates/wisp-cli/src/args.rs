@@ -96,6 +96,9 @@ pub enum Command {
     /// Manage your circle of friends (at most 20)
     #[command(subcommand)]
     Friend(FriendCommand),
+    /// Your account on the server
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Send an end-to-end encrypted message to a friend; exits 0 once the
     /// server has stored it
     Send {
@@ -134,6 +137,23 @@ pub enum Command {
         /// "expires_at", "sent_unix_ms", "expires_unix_ms", "view_seconds"}
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `wisp account ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Delete your account for good, on the server and on this device
+    ///
+    /// The server deletes everything it holds about you: your keys, your
+    /// friendships (each friend sees you removed them), pending requests,
+    /// blocks, and every message waiting to or from you. Then your key
+    /// store is deleted from this device. Your id can never register or
+    /// log in again. Asks you to type your id to confirm, unless --yes.
+    Delete {
+        /// Do not ask: delete at once (for scripts)
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -13,7 +13,7 @@ use wisp_client::{
 use wisp_proto::limits::{FRIEND_REQUEST_LIFETIME, INVITATION_LIFETIME, MAX_MESSAGE_TTL};
 use zeroize::Zeroizing;
 
-use crate::args::{Cli, Command, FriendCommand};
+use crate::args::{AccountCommand, Cli, Command, FriendCommand};
 use crate::output::{CliError, json_line};
 
 /// Runs one parsed command.
@@ -42,6 +42,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             verify(&home, &remote, &id, change, json).await
         }
         Command::Friend(command) => friend(&home, &remote, command).await,
+        Command::Account(AccountCommand::Delete { yes }) => {
+            delete_account(&home, &remote, yes).await
+        }
         Command::Send {
             id,
             text,
@@ -320,6 +323,44 @@ async fn register(home: &std::path::Path, server: &Remote) -> Result<(), CliErro
     Messenger::connect_with(&server.url, server.options()?, store, state).await?;
     eprintln!("registered with server \"{server_name}\"; your id:");
     println!("{id}");
+    Ok(())
+}
+
+/// `wisp account delete`: the account on the server, then the key store
+/// here. The store stays locked throughout, so no other command of this
+/// home uses the identity meanwhile.
+async fn delete_account(
+    home: &std::path::Path,
+    server: &Remote,
+    yes: bool,
+) -> Result<(), CliError> {
+    let (store, state) = open_store(home).await?;
+    let id = state.identity.user_id();
+    if !yes {
+        eprintln!(
+            "This deletes account {id} for good: your friends, requests and waiting messages \
+             on the server, and your keys on this device. The id can never be used again."
+        );
+        eprint!("Type your id to confirm: ");
+        let mut typed = String::new();
+        std::io::stdin()
+            .read_line(&mut typed)
+            .map_err(|e| CliError::failed(format!("cannot read the confirmation: {e}")))?;
+        if typed.trim() != id.to_string() {
+            return Err(CliError::failed(
+                "not deleted: what you typed is not your id (or pass --yes)",
+            ));
+        }
+    }
+    let client = logged_in(&state, server).await?;
+    client.delete_account(id).await?;
+    drop(client);
+    let path = store.path().to_owned();
+    store.delete()?;
+    eprintln!(
+        "account {id} deleted on the server; {} removed",
+        path.display()
+    );
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 use wisp_core::{Delivery, Identity, Invitation};
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
-    Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
-    LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, UploadKeys,
+    Ack, ClaimKeys, DeleteAccount, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends,
+    Login, LoginChallengeRequest, Ping, Register, RegisterChallengeRequest, Send, UploadKeys,
 };
 use wisp_proto::server_frame::Body as Reply;
 use wisp_proto::{
@@ -529,6 +529,25 @@ impl Client {
             .await?
         {
             Reply::Acked(done) => Ok(done.burned),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes the logged-in account `me` on the server, for good: its
+    /// keys, friendships (each friend is told it ended), requests, blocks
+    /// and every message waiting to or from it. The server closes the
+    /// connection afterwards, and the identity can never register or log
+    /// in again: delete the local key store too
+    /// ([`KeyStore::delete`](crate::KeyStore::delete)).
+    pub async fn delete_account(&self, me: UserId) -> Result<(), ClientError> {
+        match self
+            .connection
+            .request(Request::DeleteAccount(DeleteAccount {
+                user_id: me.to_vec(),
+            }))
+            .await?
+        {
+            Reply::AccountDeleted(_) => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

@@ -193,6 +193,24 @@ impl KeyStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Deletes the key store from the device (after its account was
+    /// deleted): the file, then the lock. What is gone is sealed under the
+    /// passphrase anyway; nothing else of the identity is kept on disk.
+    pub fn delete(self) -> Result<(), KeyStoreError> {
+        let lock = self.path.with_file_name(format!("{KEYSTORE_FILE}.lock"));
+        fs::remove_file(&self.path).map_err(|source| KeyStoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        drop(self);
+        match fs::remove_file(&lock) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                Err(KeyStoreError::Io { path: lock, source })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Takes the home's lock file, or says another process holds it.

@@ -40,6 +40,7 @@ const WAKE: u8 = 0;
 const PUSH: u8 = 1;
 const FRIENDSHIP: u8 = 2;
 const KICK: u8 = 3;
+const ACCOUNT_DELETED: u8 = 4;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// The publishing half, shared by all connections of a node.
@@ -181,6 +182,20 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Tells every node that `user`'s account was deleted: each forgets
+    /// its identity and closes its connections. On the channel every node
+    /// follows, since the account may be cached where it is not connected.
+    pub(crate) async fn account_deleted(&self, user: UserId) {
+        self.publish_on(
+            friendships_channel(&self.prefix),
+            ACCOUNT_DELETED,
+            user.as_bytes(),
+        )
+        .await;
+    }
+}
+
 /// What the subscriber task holds: the link to Redis, and what it feeds.
 struct Subscriber {
     link: RedisLink,
@@ -265,6 +280,13 @@ impl Subscriber {
         }
         if payload[8] == FRIENDSHIP {
             self.friendship_changed(&payload[9..]);
+            return;
+        }
+        if payload[8] == ACCOUNT_DELETED {
+            if let Ok(user) = UserId::from_bytes(&payload[9..]) {
+                self.cache.forget_identity(user);
+                self.hub.close_account(user);
+            }
             return;
         }
         let Some(user) = user_of(&self.prefix, message.get_channel_name()) else {

@@ -52,6 +52,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded store keeps its SQLite file.
     pub data_dir: PathBuf,
+    /// The built web app (`web/dist`) served to browsers at `/`; `None`
+    /// serves no pages, only the WebSocket and the operator endpoints.
+    pub web_root: Option<PathBuf>,
     /// The deployment's name; generated and stored on first start if unset.
     pub server_name: Option<String>,
     /// Proof-of-work bits required to register; 0 turns it off.
@@ -127,6 +130,7 @@ impl Default for Config {
             redis_prefix: "wisp".to_owned(),
             redis_replicas: 0,
             trusted_proxies: Vec::new(),
+            web_root: None,
         }
     }
 }
@@ -167,8 +171,15 @@ pub struct Args {
     #[arg(long, env = "WISP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Serve the web app built in DIR (`scripts/web-build.sh` makes
+    /// web/dist): a browser opening the listen address gets DIR/index.html,
+    /// with a strict Content-Security-Policy; the WebSocket stays at `/`.
+    /// Read once at start [default: none, no pages]
+    #[arg(long, env = "WISP_WEB_ROOT", value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
+
     /// TOML file with any of: listen, tls_cert, tls_key, metrics_listen,
-    /// data_dir, server_name, pow_difficulty, register_limit, send_limit,
+    /// data_dir, web_root, server_name, pow_difficulty, register_limit, send_limit,
     /// max_connections, max_connections_per_address, max_sessions_per_user,
     /// max_mailbox_bytes, max_outbox_bytes, log_format,
     /// postgres_url, redis_url, redis_prefix, redis_replicas, trusted_proxies
@@ -279,6 +290,7 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     max_connections_per_address: Option<usize>,
     data_dir: Option<PathBuf>,
+    web_root: Option<PathBuf>,
     server_name: Option<String>,
     pow_difficulty: Option<u32>,
     register_limit: Option<u32>,
@@ -370,6 +382,7 @@ impl Args {
                 .unwrap_or(defaults.max_connections_per_address),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
+            web_root: self.web_root.or(file.web_root),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             handshake_timeout: defaults.handshake_timeout,
             max_sessions_per_user: self

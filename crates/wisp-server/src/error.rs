@@ -85,6 +85,10 @@ impl From<CreateAccountError> for WireError {
                 ErrorCode::AlreadyRegistered,
                 "these identity keys are already registered; log in instead",
             ),
+            CreateAccountError::Deleted => Self::new(
+                ErrorCode::AlreadyRegistered,
+                "the account of these identity keys was deleted; create a new identity to register again",
+            ),
             CreateAccountError::Store(e) => e.into(),
         }
     }

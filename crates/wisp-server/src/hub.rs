@@ -57,6 +57,8 @@ struct Subscriber {
     /// Cancelled when the user logged in on more connections than allowed
     /// and this is among the oldest.
     superseded: CancellationToken,
+    /// Cancelled when the account is deleted (on any node).
+    deleted: CancellationToken,
 }
 
 /// The bus's answer to a user's arrival, for every connection that waits
@@ -174,6 +176,7 @@ impl Hub {
             hints,
             listening: listening.clone(),
             superseded: CancellationToken::new(),
+            deleted: CancellationToken::new(),
         });
         drop(users);
         Subscription {
@@ -216,6 +219,26 @@ impl Hub {
         for oldest in live.iter().take(excess) {
             metrics::counter!("wisp_sessions_superseded_total").increment(1);
             oldest.superseded.cancel();
+        }
+    }
+
+    /// Has `deleted` cancelled when `subscription`'s account is deleted.
+    pub(crate) fn watch_deletion(&self, subscription: &Subscription, deleted: &CancellationToken) {
+        if let Some(me) = self
+            .users()
+            .get_mut(&subscription.user)
+            .and_then(|subscribers| subscribers.iter_mut().find(|s| s.id == subscription.id))
+        {
+            me.deleted = deleted.clone();
+        }
+    }
+
+    /// Closes every connection of `user` here: the account was deleted.
+    pub(crate) fn close_account(&self, user: UserId) {
+        if let Some(subscribers) = self.users().get(&user) {
+            for subscriber in subscribers {
+                subscriber.deleted.cancel();
+            }
         }
     }
 

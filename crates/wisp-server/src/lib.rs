@@ -13,12 +13,14 @@
 //!   connection cap, the per-address cap and the handshake timeout, from
 //!   accept to close; the descriptor reserve.
 //! - [`tls`]: the certificate and key, checked, reloaded on SIGHUP.
+//! - [`web`]: the web app's files (`--web-root`), served from memory with
+//!   a strict Content-Security-Policy; a browser's GET on `/` gets the app.
 //! - `gateway`: the upgrade to WebSocket with the connection cap and the
 //!   client's address; the connection loop with mailbox delivery
 //!   (`connection`); the per-connection protocol state machine by phase
 //!   (`session`).
 //! - `services`: what the server does — `accounts` (proof-of-work
-//!   registration, challenge-response login), `friends` (requests, the
+//!   registration, challenge-response login, account deletion), `friends` (requests, the
 //!   20-friend circle, blocks), `keys` (one-time keys) and `messages` (send,
 //!   deliver, burn on acknowledgement, reap what expired).
 //! - [`store`]: one trait per concern and the backends: [`store::sqlite`]
@@ -49,6 +51,7 @@ mod sessions;
 mod state;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 pub use config::{Args, Config, LogFormat};
 pub use server::{Server, StartError};

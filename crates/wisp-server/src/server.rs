@@ -68,6 +68,9 @@ pub enum StartError {
     /// the key is not the certificate's.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The web app's directory (`--web-root`) could not be served.
+    #[error(transparent)]
+    WebRoot(#[from] crate::web::WebRootError),
 }
 
 /// A running server.
@@ -130,6 +133,11 @@ impl Server {
     ) -> Result<Self, StartError> {
         let metrics = crate::metrics::install();
         let tls = tls_files(config)?.map(ServerTls::new).transpose()?;
+        let web = config
+            .web_root
+            .as_deref()
+            .map(crate::web::WebRoot::load)
+            .transpose()?;
         let server_name = deployment_name(config, &stores).await?;
         let (listener, addr) = bind(config.listen).await?;
         let admin_listener = match config.metrics_listen {
@@ -162,9 +170,19 @@ impl Server {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz));
         let metrics_route = get(move || render_metrics(metrics.clone()));
-        let mut public = Router::new()
-            .route("/", get(crate::gateway::upgrade))
-            .merge(operator.clone());
+        let mut root = Router::new().route("/", get(crate::gateway::upgrade));
+        if let Some(web) = web {
+            // Only on `/` (a browser's page load there), and for paths no
+            // route takes: the operator's routes stay as they are.
+            let web = Arc::new(web);
+            root = root
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&web),
+                    crate::web::page_or_upgrade,
+                ))
+                .fallback_service(axum::routing::any(crate::web::file).with_state(web));
+        }
+        let mut public = root.merge(operator.clone());
         if admin_listener.is_none() {
             public = public.route("/metrics", metrics_route.clone());
         }

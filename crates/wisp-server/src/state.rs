@@ -73,6 +73,16 @@ impl AppState {
         }
     }
 
+    /// `user`'s account was just deleted: its identity is forgotten and
+    /// its connections closed, here and on every other node.
+    pub(crate) async fn account_deleted(&self, user: UserId) {
+        self.cache.forget_identity(user);
+        self.hub.close_account(user);
+        if let Some(bus) = &self.bus {
+            bus.account_deleted(user).await;
+        }
+    }
+
     /// Tells `user`'s connections, here and on every other node, to look in
     /// the mailbox.
     pub(crate) async fn wake(&self, user: UserId) {

@@ -25,6 +25,8 @@
 //! - [`decoders`]: what every decoder must do with any input (never
 //!   panic, read back what it writes): the fuzz targets' bodies and the
 //!   suite's replay of the committed corpus.
+//! - [`leftovers`]: where an id still appears in SQLite's files, in
+//!   PostgreSQL's rows or in Redis (after an account was deleted).
 //! - [`device`]: users: [`Device`] (a `Messenger` and the home holding its
 //!   encrypted state), [`TestUser`] (a plain `Client`), making friends, and
 //!   [`code_of`] for refusals.
@@ -55,6 +57,7 @@ pub mod decoders;
 pub mod device;
 pub mod forging;
 pub mod host;
+pub mod leftovers;
 pub mod process;
 pub mod raw;
 pub mod redis_set;

@@ -210,6 +210,11 @@ impl TestServer {
         self.server.server_name().to_owned()
     }
 
+    /// The PostgreSQL schema and Redis prefix, on the cluster backend.
+    pub fn cluster(&self) -> Option<&ClusterBackend> {
+        self.cluster.as_ref()
+    }
+
     /// A new identity, registered and logged in.
     pub async fn user(&self) -> TestUser {
         let identity = Identity::generate();

@@ -41,17 +41,31 @@ impl Env {
 
     /// Runs `wisp` as `user` (a home directory of its own).
     async fn wisp(&self, user: &str, args: &[&str]) -> Output {
+        self.wisp_typing(user, args, "").await
+    }
+
+    /// Runs `wisp` as `user`, with `typed` on its standard input.
+    async fn wisp_typing(&self, user: &str, args: &[&str], typed: &str) -> Output {
         let home = self.home(user);
         let server = self.server.url();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let typed = typed.to_owned();
         tokio::task::spawn_blocking(move || {
-            let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            use std::io::Write;
+            let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
                 .args(&args)
                 .env("WISP_HOME", &home)
                 .env("WISP_SERVER", &server)
                 .env("WISP_PASSPHRASE", PASSPHRASE)
-                .output()
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(typed.as_bytes()).unwrap();
+            drop(stdin);
+            let output = child.wait_with_output().unwrap();
             Output {
                 code: output.status.code().unwrap_or(-1),
                 stdout: String::from_utf8(output.stdout).unwrap(),
@@ -120,6 +134,66 @@ async fn two_users_register_befriend_and_list_each_other() {
     );
     assert_eq!(env.ok("bob", &["friend", "list"]).await.trim(), alice);
     assert!(env.ok("bob", &["friend", "requests"]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_delete_asks_for_the_id_then_deletes_server_side_and_here() {
+    let env = Env::start().await;
+    let alice = env.register("alice").await;
+    let bob = env.register("bob").await;
+    env.ok("alice", &["friend", "add", &bob]).await;
+    env.ok("bob", &["friend", "accept", &alice]).await;
+    env.ok("bob", &["send", &alice, "waiting for alice"]).await;
+
+    // A wrong confirmation (or none) deletes nothing.
+    for typed in ["", "not my id\n", &format!("{bob}\n")] {
+        let out = env
+            .wisp_typing("alice", &["account", "delete"], typed)
+            .await;
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("not deleted: what you typed is not your id (or pass --yes)"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        ids(&env.ok("bob", &["friend", "list", "--json"]).await),
+        vec![alice.clone()]
+    );
+
+    let out = env
+        .wisp_typing("alice", &["account", "delete"], &format!("{alice}\n"))
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Type your id to confirm"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("account {alice} deleted on the server;")),
+        "{}",
+        out.stderr
+    );
+    assert!(!KeyStore::exists_in(&env.home("alice")));
+    // Bob's circle no longer has Alice, and her message is gone.
+    assert!(
+        env.ok("bob", &["friend", "list", "--json"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(env.server.stored().await, 0);
+    // The home has no identity left: exit code 4.
+    assert_eq!(env.wisp("alice", &["id"]).await.code, 4);
+
+    // With --yes, nothing is asked.
+    let out = env.wisp("bob", &["account", "delete", "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("Type your id"), "{}", out.stderr);
+    assert!(!KeyStore::exists_in(&env.home("bob")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,12 @@ const LISTEN_WAIT: Duration = Duration::from_secs(2);
 /// How a connection is closed when its user logged in on more connections
 /// than `--max-sessions-per-user` allows and it is the oldest: policy
 /// violation (1008), with a reason a client can show.
+/// The account was deleted (on this connection or another).
+pub(crate) const ACCOUNT_DELETED: Close = Close {
+    code: close_code::NORMAL,
+    reason: "account deleted",
+};
+
 pub(crate) const SUPERSEDED: Close = Close {
     code: close_code::POLICY,
     reason: "too many sessions for this account; the oldest was closed",
@@ -119,6 +125,7 @@ where
         hints: hints_tx,
         kick: CancellationToken::new(),
         superseded: CancellationToken::new(),
+        deleted: CancellationToken::new(),
         wake: Arc::new(Notify::new()),
     };
     let wake = &link.wake;
@@ -134,6 +141,8 @@ where
     tokio::pin!(kicked);
     let superseded = link.superseded.cancelled();
     tokio::pin!(superseded);
+    let deleted = link.deleted.cancelled();
+    tokio::pin!(deleted);
 
     loop {
         tokio::select! {
@@ -149,6 +158,9 @@ where
             }
             () = &mut superseded => {
                 return Some(SUPERSEDED);
+            }
+            () = &mut deleted => {
+                return Some(ACCOUNT_DELETED);
             }
             () = &mut login_deadline, if !session.is_logged_in() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
@@ -264,6 +276,8 @@ struct HubLink {
     hints: mpsc::Sender<Arc<StoredMessage>>,
     kick: CancellationToken,
     superseded: CancellationToken,
+    /// Cancelled when the account is deleted on another connection.
+    deleted: CancellationToken,
     wake: Arc<Notify>,
 }
 
@@ -281,6 +295,7 @@ impl HubLink {
         state
             .hub
             .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
+        state.hub.watch_deletion(&subscription, &self.deleted);
         // The login is answered once pushes from other nodes reach this
         // connection (at once on a single node).
         subscription.listening(LISTEN_WAIT).await;

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use axum::extract::ws::close_code;
 use wisp_proto::client_frame::Body as In;
 use wisp_proto::frames::{
-    Acked, Friend, FriendList, FriendOpResult, FriendRequests, HelloOk, KeysUploaded, LoggedIn,
-    LoginChallenge, PendingRequest, Pong, RegisterPuzzle, Registered, SendAck,
+    AccountDeleted, Acked, Friend, FriendList, FriendOpResult, FriendRequests, HelloOk,
+    KeysUploaded, LoggedIn, LoginChallenge, PendingRequest, Pong, RegisterPuzzle, Registered,
+    SendAck,
 };
 use wisp_proto::server_frame::Body as Out;
 use wisp_proto::{
@@ -65,6 +66,8 @@ pub(crate) struct Session {
     failed_logins: u32,
     protocol_errors: u32,
     acked: Vec<u64>,
+    /// Set by a request after which the connection closes.
+    closing: Option<Close>,
 }
 
 fn reply(request_id: u64, body: Out) -> ServerFrame {
@@ -89,6 +92,7 @@ impl Session {
             failed_logins: 0,
             protocol_errors: 0,
             acked: Vec::new(),
+            closing: None,
         }
     }
 
@@ -135,7 +139,7 @@ impl Session {
         Outcome {
             reply: reply(request_id, body),
             logged_in,
-            close,
+            close: close.or_else(|| self.closing.take()),
             acked: std::mem::take(&mut self.acked),
         }
     }
@@ -272,6 +276,7 @@ impl Session {
             | In::ListFriendRequests(_)
             | In::UploadKeys(_)
             | In::ClaimKeys(_)
+            | In::DeleteAccount(_)
             | In::Send(_)
             | In::Ack(_) => Err(WireError::new(
                 ErrorCode::AuthRequired,
@@ -319,6 +324,18 @@ impl Session {
                     expires_unix_ms: accepted.expires_at.0,
                     duplicate: accepted.duplicate,
                 }))
+            }
+            In::DeleteAccount(delete) => {
+                if user_arg(&delete.user_id)? != me {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        "user_id must be the id this connection is logged in as",
+                    ));
+                }
+                accounts::delete(&self.state, me).await?;
+                self.phase = Phase::Anonymous;
+                self.closing = Some(super::connection::ACCOUNT_DELETED);
+                Ok(Out::AccountDeleted(AccountDeleted {}))
             }
             In::Ack(ack) => {
                 let burned = messages::ack(&self.state, me, &ack.message_ids).await?;

@@ -193,3 +193,64 @@ async fn check_login(
         Err(WireError::auth_failed())
     }
 }
+
+/// How long after a deletion the mailbox is swept again: past the time any
+/// node may still trust a friendship it cached before hearing of the
+/// deletion, so a message such a node let in is destroyed too.
+const SWEEP_AGAIN_AFTER: std::time::Duration =
+    crate::cache::FRIENDSHIP_TTL.saturating_add(std::time::Duration::from_secs(10));
+
+/// Deletes `me`'s account for good: everything the stores hold about it
+/// (see [`AccountStore::delete_account`](crate::store::AccountStore::delete_account)
+/// and [`MailboxStore::erase_user`](crate::store::MailboxStore::erase_user)),
+/// each former friend told `FriendRemoved`, the account's connections
+/// closed on every node. The keys can never register again.
+pub(crate) async fn delete(state: &std::sync::Arc<AppState>, me: UserId) -> Result<(), WireError> {
+    use wisp_proto::frames::FriendRemoved;
+    use wisp_proto::server_frame::Body;
+
+    let friends = state.stores.accounts.delete_account(me).await?;
+    state.account_deleted(me).await;
+    let removed = wisp_proto::ServerFrame {
+        request_id: 0,
+        body: Some(Body::FriendRemoved(FriendRemoved { by: me.to_vec() })),
+    };
+    for &friend in &friends {
+        state.friendship_changed(me, friend).await;
+        state.push(friend, &removed).await;
+    }
+    erase_mailbox(state, me).await?;
+    metrics::counter!("wisp_accounts_deleted_total").increment(1);
+    tracing::debug!(%me, friends = friends.len(), "account deleted");
+
+    // A node that trusted a cached friendship may still store a message
+    // for or from the account; it is swept once that cache has lapsed. (If
+    // this node stops first, such a message lives out its own TTL, an hour
+    // at most, unreadable: nobody can log in as the account.)
+    let later = std::sync::Arc::clone(state);
+    state.connections.spawn(async move {
+        tokio::select! {
+            () = later.shutdown.cancelled() => {}
+            () = tokio::time::sleep(SWEEP_AGAIN_AFTER) => {
+                if let Err(error) = erase_mailbox(&later, me).await {
+                    tracing::warn!(%error, "sweeping a deleted account's mailbox again failed; what is left expires with its TTL");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Erases what waits for or from `user`, then lets deleted ciphertext
+/// leave the disk (or marks the store for the reaper to do it).
+async fn erase_mailbox(state: &AppState, user: UserId) -> Result<(), crate::store::StoreError> {
+    let erased = state.stores.mailbox.erase_user(user).await?;
+    metrics::counter!("wisp_messages_dropped_total").increment(erased);
+    let finished = state.stores.mailbox.maintain().await.unwrap_or(false);
+    if !finished {
+        state
+            .mailbox_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}

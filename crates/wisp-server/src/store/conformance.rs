@@ -95,6 +95,59 @@ pub(crate) async fn mailbox_rules(
     retries_are_per_sender_and_recipient(accounts, mailbox, time).await;
     byte_quotas(accounts, mailbox, time).await;
     ids_are_per_mailbox(accounts, mailbox, time).await;
+    a_user_is_erased(accounts, mailbox, time).await;
+}
+
+/// Erasing a user (account deletion) takes its mailbox, what it sent, and
+/// the retry records either way; other conversations stay.
+async fn a_user_is_erased(
+    accounts: &dyn AccountStore,
+    mailbox: &dyn MailboxStore,
+    time: &SuiteTime,
+) {
+    let a = user(accounts, 970).await;
+    let b = user(accounts, 971).await;
+    let c = user(accounts, 972).await;
+    let now = time.now();
+    let [one, two, three] = [[0x71; 16], [0x72; 16], [0x73; 16]];
+    mailbox
+        .put_unlimited(sized(a, b, &one, 10, now))
+        .await
+        .unwrap();
+    mailbox
+        .put_unlimited(sized(b, a, &two, 10, now))
+        .await
+        .unwrap();
+    mailbox
+        .put_unlimited(sized(c, a, &two, 10, now))
+        .await
+        .unwrap();
+    let kept = mailbox
+        .put_unlimited(sized(c, b, &three, 10, now))
+        .await
+        .unwrap();
+
+    assert_eq!(mailbox.erase_user(a).await.unwrap(), 3);
+
+    let left = mailbox.fetch(b, MessageId(0), now, 10).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.id).collect::<Vec<_>>(), vec![kept.id]);
+    assert!(
+        mailbox
+            .fetch(a, MessageId(0), now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(mailbox.pending_between(a, b, now).await.unwrap(), 0);
+    // The retry records went too: the same client id is a new message.
+    let again = mailbox
+        .put_unlimited(sized(b, a, &two, 10, now))
+        .await
+        .unwrap();
+    assert!(!again.duplicate);
+    assert_eq!(mailbox.erase_user(a).await.unwrap(), 1);
+    assert_eq!(mailbox.erase_user(a).await.unwrap(), 0);
+    mailbox.drop_conversation(c, b).await.unwrap();
 }
 
 /// A message of `size` bytes from `from` to `to` with client id `n`, alive
@@ -301,6 +354,70 @@ pub(crate) async fn run_relational(
     invited_requests_pass_strangers(accounts, friends).await;
     requests_expire(accounts, friends).await;
     one_time_keys(accounts, prekeys).await;
+    accounts_are_deleted(accounts, friends, prekeys).await;
+}
+
+/// Deleting an account takes everything of it from both sides, and its
+/// keys never register again.
+async fn accounts_are_deleted(
+    accounts: &dyn AccountStore,
+    friends: &dyn FriendStore,
+    prekeys: &dyn PreKeyStore,
+) {
+    let [a, b, c, d, e, f] = [
+        user(accounts, 960).await,
+        user(accounts, 961).await,
+        user(accounts, 962).await,
+        user(accounts, 963).await,
+        user(accounts, 964).await,
+        user(accounts, 965).await,
+    ];
+    friends.request(a, b, LISTED_AT).await.unwrap();
+    friends.accept(b, a, LISTED_AT).await.unwrap();
+    friends.request(a, c, LISTED_AT).await.unwrap();
+    friends.request(d, a, LISTED_AT).await.unwrap();
+    friends.block(a, e, LISTED_AT).await.unwrap();
+    friends.block(f, a, LISTED_AT).await.unwrap();
+    prekeys
+        .add_keys(a, &[signed(1), signed(2)], Some(&signed(3)))
+        .await
+        .unwrap();
+
+    assert_eq!(accounts.delete_account(a).await.unwrap(), vec![b]);
+
+    assert!(accounts.identity(a).await.unwrap().is_none());
+    assert!(friends.friends(b).await.unwrap().is_empty());
+    assert!(!friends.are_friends(a, b).await.unwrap());
+    assert!(incoming(friends, c).await.is_empty());
+    assert!(outgoing(friends, d).await.is_empty());
+    assert!(
+        friends
+            .pending(f, LISTED_AT)
+            .await
+            .unwrap()
+            .blocked
+            .is_empty()
+    );
+    let left = friends.pending(a, LISTED_AT).await.unwrap();
+    assert_eq!(left, super::PendingRequests::default());
+    assert_eq!(prekeys.one_time_key_count(a).await.unwrap(), 0);
+    assert!(prekeys.claim(a).await.unwrap().is_none());
+    // The same keys never register again; deleting again does nothing.
+    let keys = IdentityKeys {
+        ed25519: [0; 32],
+        curve25519: [0xc; 32],
+        curve25519_signature: vec![5; 64],
+    };
+    assert!(matches!(
+        accounts.create_account(a, &keys, LISTED_AT).await,
+        Err(CreateAccountError::Deleted)
+    ));
+    assert!(accounts.delete_account(a).await.unwrap().is_empty());
+    // The others carry on: Bob's circle has room, Carol can ask Dave.
+    friends.request(b, c, LISTED_AT).await.unwrap();
+    friends.accept(c, b, LISTED_AT).await.unwrap();
+    assert_eq!(friends.friends(b).await.unwrap().len(), 1);
+    friends.remove(b, c).await.unwrap();
 }
 
 fn signed(n: u8) -> SignedKey {

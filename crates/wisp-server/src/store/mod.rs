@@ -332,12 +332,30 @@ pub trait MailboxStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<u64, StoreError>;
 
+    /// Deletes everything waiting that concerns `user` (account deletion):
+    /// its mailbox with its id counter, every message it sent that waits
+    /// in another mailbox (with the sender's byte count), and every retry
+    /// record naming it, either way. Returns how many messages went.
+    async fn erase_user(&self, user: UserId) -> Result<u64, StoreError>;
+
     /// Housekeeping after deletions, so deleted ciphertext leaves the disk
     /// (SQLite: checkpoint and truncate the WAL). Returns false when it could
     /// not finish now and should be tried again. Default: nothing to do.
     async fn maintain(&self) -> Result<bool, StoreError> {
         Ok(true)
     }
+}
+
+/// What the SQL stores keep of a deleted account: SHA-256 over a label and
+/// the id. It names no one (the id is not in it, nor derivable from it);
+/// it only answers "was this id deleted?" for someone who already knows
+/// the id, which is what refusing its keys a second registration needs.
+pub fn tombstone(user: UserId) -> [u8; 32] {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(b"wisp-deleted-account-v1");
+    digest.update(user.as_bytes());
+    digest.finalize().into()
 }
 
 /// Why an account was not created.
@@ -347,6 +365,10 @@ pub enum CreateAccountError {
     /// An account with this id (hence these keys) exists.
     #[error("already registered")]
     AlreadyRegistered,
+    /// These keys belonged to an account that was deleted: they can never
+    /// register again.
+    #[error("account deleted")]
+    Deleted,
     /// The backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -365,6 +387,14 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// The identity keys of a registered user.
     async fn identity(&self, user: UserId) -> Result<Option<IdentityKeys>, StoreError>;
+
+    /// Deletes `user`'s account for good, in one transaction: identity
+    /// keys, one-time and fallback keys, friendships (both sides), friend
+    /// requests either way, blocks it placed and blocks placed on it. What
+    /// remains is the id's [`tombstone`], so the same keys can never
+    /// register again. Returns the friends it had (none when the id was
+    /// deleted already: doing it again changes nothing).
+    async fn delete_account(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
     /// The deployment's name, signed into every login. The first caller's
     /// `proposed` name is stored and every later call returns the stored one,

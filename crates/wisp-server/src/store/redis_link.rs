@@ -457,9 +457,9 @@ impl RedisLink {
         }
     }
 
-    /// Every key matching `pattern`, from every primary (for tests and
-    /// operators' checks: it walks the whole key space).
-    #[cfg(any(test, feature = "test-support"))]
+    /// Every key matching `pattern`, from every primary. It walks the whole
+    /// key space (`SCAN`, which never blocks the server for long): for
+    /// tests, and for the rare account deletion, not for a hot path.
     pub(crate) async fn all_keys(&self, pattern: &str) -> RedisResult<Vec<String>> {
         let mut keys = Vec::new();
         let Topology::Cluster {
@@ -533,7 +533,6 @@ impl RedisLink {
 }
 
 /// Appends every key on `connection`'s server that matches `pattern`.
-#[cfg(any(test, feature = "test-support"))]
 async fn scan_into<C: ConnectionLike + Send + Sync>(
     connection: &mut C,
     pattern: &str,

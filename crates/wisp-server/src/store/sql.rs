@@ -414,23 +414,83 @@ macro_rules! relational_store {
                 keys: &$crate::store::IdentityKeys,
                 now: ::wisp_proto::UnixMillis,
             ) -> Result<(), $crate::store::CreateAccountError> {
+                let tombstone = $crate::store::tombstone(user);
+                // Not over a deleted account's tombstone (tombstones are
+                // never removed, so the check and the insert cannot race).
                 let done = ::sqlx::query(
                     "INSERT INTO accounts \
                      (user_id, ed25519_key, curve25519_key, identity_signature, created_ms) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                     SELECT $1, $2, $3, $4, $5 \
+                     WHERE NOT EXISTS (SELECT 1 FROM deleted_accounts WHERE digest = $6) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(user.as_bytes().as_slice())
                 .bind(keys.ed25519.as_slice())
                 .bind(keys.curve25519.as_slice())
                 .bind(keys.curve25519_signature.as_slice())
                 .bind(now.0)
+                .bind(tombstone.as_slice())
                 .execute(&self.$writer)
                 .await
                 .map_err($crate::store::StoreError::from)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::store::CreateAccountError::AlreadyRegistered);
+                if done.rows_affected() > 0 {
+                    return Ok(());
                 }
-                Ok(())
+                let deleted: Option<i32> =
+                    ::sqlx::query_scalar("SELECT 1 FROM deleted_accounts WHERE digest = $1")
+                        .bind(tombstone.as_slice())
+                        .fetch_optional(&self.$writer)
+                        .await
+                        .map_err($crate::store::StoreError::from)?;
+                Err(match deleted {
+                    Some(_) => $crate::store::CreateAccountError::Deleted,
+                    None => $crate::store::CreateAccountError::AlreadyRegistered,
+                })
+            }
+
+            async fn delete_account(
+                &self,
+                user: ::wisp_proto::UserId,
+            ) -> Result<Vec<::wisp_proto::UserId>, $crate::store::StoreError> {
+                let me = user.as_bytes().as_slice();
+                let mut tx = self.begin_write(&[user]).await?;
+                let friends: Vec<Vec<u8>> =
+                    ::sqlx::query_scalar("SELECT friend FROM friends WHERE owner = $1")
+                        .bind(me)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                // Each friendship is stored once per side: the friend's row
+                // by its primary key, not by a scan of every friendship.
+                for friend in &friends {
+                    ::sqlx::query("DELETE FROM friends WHERE owner = $1 AND friend = $2")
+                        .bind(friend.as_slice())
+                        .bind(me)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for sql in [
+                    "DELETE FROM friends WHERE owner = $1",
+                    "DELETE FROM friend_requests WHERE from_user = $1",
+                    "DELETE FROM friend_requests WHERE to_user = $1",
+                    "DELETE FROM blocks WHERE owner = $1",
+                    "DELETE FROM blocks WHERE blocked = $1",
+                    "DELETE FROM one_time_keys WHERE owner = $1",
+                    "DELETE FROM fallback_keys WHERE owner = $1",
+                    "DELETE FROM accounts WHERE user_id = $1",
+                ] {
+                    ::sqlx::query(sql).bind(me).execute(&mut *tx).await?;
+                }
+                ::sqlx::query(
+                    "INSERT INTO deleted_accounts (digest) VALUES ($1) ON CONFLICT DO NOTHING",
+                )
+                .bind($crate::store::tombstone(user).as_slice())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                friends
+                    .iter()
+                    .map(|friend| $crate::store::sql::user_from_row(friend))
+                    .collect()
             }
 
             async fn identity(

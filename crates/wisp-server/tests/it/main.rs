@@ -10,6 +10,31 @@ use wisp_test_support::ServerBinary;
 /// This crate's server binary, for the tests that run it as a process.
 const WISP_SERVER: ServerBinary = ServerBinary(env!("CARGO_BIN_EXE_wisp-server"));
 
+/// Runs each named `async fn(Backend)` of the module as two tests, in
+/// modules `sqlite` and `cluster`: on the embedded SQLite store, and on
+/// PostgreSQL + Redis.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+mod account_deletion;
 mod accounts;
 mod admin;
 mod at_rest;
@@ -31,3 +56,4 @@ mod sessions;
 mod slowloris;
 mod tls;
 mod trace_logs;
+mod web;

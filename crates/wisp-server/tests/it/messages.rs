@@ -575,6 +575,9 @@ impl MailboxStore for LostAcks {
     async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
         self.0.drop_conversation(a, b).await
     }
+    async fn erase_user(&self, user: UserId) -> Result<u64, StoreError> {
+        self.0.erase_user(user).await
+    }
     async fn stored_count(&self) -> Result<u64, StoreError> {
         self.0.stored_count().await
     }
@@ -742,29 +745,7 @@ async fn a_confirmation_cut_off_by_a_timeout_is_made_again(backend: Backend) {
     );
 }
 
-/// Every lifecycle test above runs on both backends: the embedded SQLite
-/// store, and PostgreSQL + Redis.
-macro_rules! on_every_backend {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Cluster).await;
-                }
-            )*
-        }
-    };
-}
-
+// Every lifecycle test above runs on both backends.
 on_every_backend!(
     a_thousand_messages_arrive_once_each_in_order_and_nothing_stays,
     an_offline_recipient_gets_its_messages_at_login_oldest_first,

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "friend_requests_to_any_id",
         include_str!("../../../migrations/postgres/0002_friend_requests_to_any_id.sql"),
     ),
+    (
+        3,
+        "deleted_accounts",
+        include_str!("../../../migrations/postgres/0003_deleted_accounts.sql"),
+    ),
 ];
 
 /// Any fixed number: the key of the advisory lock migrations hold.

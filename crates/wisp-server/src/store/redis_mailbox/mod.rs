@@ -519,6 +519,59 @@ impl MailboxStore for RedisMailbox {
         Ok(())
     }
 
+    async fn erase_user(&self, user: UserId) -> Result<u64, StoreError> {
+        // Every key naming the user: its mailbox and outbox (its hash tag),
+        // and in other mailboxes its pending set, retry records and
+        // closures; its rate limits and sessions share the prefix.
+        let me = hex(user.as_bytes());
+        let pattern = format!("{}:*{me}*", self.prefix);
+        let keys = self.redis.all_keys(&pattern).await?;
+        // Conversations with messages waiting either way are dropped
+        // first, by the script that keeps counts and outboxes right.
+        let own_pending = format!("{}:p:", self.mailbox(user));
+        let mailboxes = format!("{}:mb:{{", self.prefix);
+        let sent_pending = format!("}}:p:{me}");
+        let mut others = std::collections::BTreeSet::new();
+        for key in &keys {
+            let other = match key.strip_prefix(&own_pending) {
+                Some(sender) => Some(sender),
+                None => key
+                    .strip_prefix(&mailboxes)
+                    .and_then(|rest| rest.strip_suffix(&sent_pending)),
+            };
+            let other = other
+                .and_then(|other| data_encoding::HEXLOWER.decode(other.as_bytes()).ok())
+                .and_then(|bytes| UserId::from_bytes(&bytes).ok());
+            if let Some(other) = other {
+                others.insert(other);
+            }
+        }
+        let mut erased = 0;
+        for &other in &others {
+            erased += self.drop_conversation(user, other).await?;
+        }
+        // Then whatever is left, the closures that dropping just set
+        // included (the account is gone: nothing may be put for it again,
+        // and the service deletes what a stale node slips in later).
+        let mut leftovers: std::collections::BTreeSet<String> = keys.into_iter().collect();
+        for &other in &others {
+            leftovers.insert(format!("{}:x:{}", self.mailbox(other), me));
+            leftovers.insert(format!(
+                "{}:x:{}",
+                self.mailbox(user),
+                hex(other.as_bytes())
+            ));
+        }
+        // One key per command: keys of other mailboxes live on other
+        // slots of a Redis Cluster.
+        for key in leftovers {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(key);
+            let _: u64 = self.write(unlink).await?;
+        }
+        Ok(erased)
+    }
+
     #[cfg(any(test, feature = "test-support"))]
     async fn stored_count(&self) -> Result<u64, StoreError> {
         let keys = self

@@ -82,6 +82,9 @@ enum Deletion {
     Expired { now: UnixMillis, limit: usize },
     /// Everything waiting between two users, either way.
     Conversation { a: UserId, b: UserId },
+    /// Everything naming one user (account deletion): messages and retry
+    /// records either way, and its mailbox's id counter.
+    User(UserId),
 }
 
 enum Write {
@@ -181,6 +184,10 @@ impl GroupCommit {
 
     pub(super) async fn drop_conversation(&self, a: UserId, b: UserId) -> Result<u64, StoreError> {
         self.delete(Deletion::Conversation { a, b }).await
+    }
+
+    pub(super) async fn erase_user(&self, user: UserId) -> Result<u64, StoreError> {
+        self.delete(Deletion::User(user)).await
     }
 
     /// Commits what is queued, copies the WAL into the database, closes
@@ -428,6 +435,11 @@ impl CommitThread {
             .iter()
             .map(|delete| delete_one(&tx, &delete.what, &mut bytes))
             .collect::<rusqlite::Result<Vec<u64>>>()?;
+        for delete in &group.deletes {
+            if let Deletion::User(user) = &delete.what {
+                self.last_ids.remove(user);
+            }
+        }
         if self.last_ids.len() > MAX_REMEMBERED_SEQUENCES {
             self.last_ids.clear();
         }
@@ -661,6 +673,28 @@ fn delete_one(tx: &Connection, what: &Deletion, bytes: &mut Bytes) -> rusqlite::
                 delete.query(params![a.as_bytes().as_slice(), b.as_bytes().as_slice()])?;
             while let Some(row) = rows.next()? {
                 gone(row)?;
+            }
+        }
+        Deletion::User(user) => {
+            let user = user.as_bytes().as_slice();
+            for sql in [
+                "DELETE FROM messages WHERE recipient = ?1 \
+                 RETURNING recipient, sender, length(ciphertext)",
+                "DELETE FROM messages WHERE sender = ?1 \
+                 RETURNING recipient, sender, length(ciphertext)",
+            ] {
+                let mut delete = tx.prepare_cached(sql)?;
+                let mut rows = delete.query(params![user])?;
+                while let Some(row) = rows.next()? {
+                    gone(row)?;
+                }
+            }
+            for sql in [
+                "DELETE FROM sent_ids WHERE sender = ?1",
+                "DELETE FROM sent_ids WHERE recipient = ?1",
+                "DELETE FROM mailbox_sequences WHERE recipient = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute(params![user])?;
             }
         }
     }

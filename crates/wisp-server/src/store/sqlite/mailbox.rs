@@ -73,6 +73,10 @@ impl MailboxStore for SqliteStore {
         self.group_commit.drop_conversation(a, b).await
     }
 
+    async fn erase_user(&self, user: UserId) -> Result<u64, StoreError> {
+        self.group_commit.erase_user(user).await
+    }
+
     #[cfg(any(test, feature = "test-support"))]
     async fn pending_between(
         &self,

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mailbox_ids_per_recipient",
         include_str!("../../../migrations/sqlite/0005_mailbox_ids_per_recipient.sql"),
     ),
+    (
+        6,
+        "deleted_accounts",
+        include_str!("../../../migrations/sqlite/0006_deleted_accounts.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
