@@ -68,6 +68,7 @@ async function apply(step: Step): Promise<DeviceEvent[]> {
     }
     if (event.type === 'fatal') post({ t: 'connection', state: 'stopped', detail: event.message });
     if (event.type === 'account_deleted') enqueue(finishDeletion);
+    if (event.type === 'error' && event.context === 'account') deleting = false;
   }
   return events;
 }
@@ -216,11 +217,7 @@ async function handle(message: ToWorker): Promise<void> {
 /** Deletes the account on the server, then the key store here. */
 async function deleteAccount(): Promise<void> {
   if (!device) return;
-  const step = (device as unknown as { deleteAccount?: () => Step }).deleteAccount?.();
-  if (!step) {
-    post({ t: 'command-failed', message: 'This server does not support deleting accounts yet.' });
-    return;
-  }
+  const step = device.deleteAccount();
   deleting = true;
   await apply(step);
 }

@@ -128,7 +128,8 @@ describe('wisp in the browser', () => {
     const response = await fetch(server.origin + '/');
     expect(response.status).toBe(200);
     const csp = response.headers.get('content-security-policy') ?? '';
-    expect(csp).toContain("default-src 'self'");
+    expect(csp).toMatch(/default-src '(none|self)'/);
+    expect(csp).toContain("script-src 'self' 'wasm-unsafe-eval'");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toContain("'unsafe-inline'");
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');

@@ -184,6 +184,12 @@ impl WasmDevice {
             .map_err(js_error)
     }
 
+    /// Deletes this account on the server (then `account_deleted`).
+    #[wasm_bindgen(js_name = deleteAccount)]
+    pub fn delete_account(&mut self) -> Result<WasmStep, JsError> {
+        self.0.delete_account().map(Into::into).map_err(js_error)
+    }
+
     /// Lists friends and requests again.
     pub fn refresh(&mut self) -> WasmStep {
         self.0.refresh().into()

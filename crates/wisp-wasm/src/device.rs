@@ -20,8 +20,8 @@ use wisp_core::{
 };
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
-    Ack, ClaimKeys, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends, Login,
-    LoginChallengeRequest, Register, RegisterChallengeRequest, Send,
+    Ack, ClaimKeys, DeleteAccount, FriendOp, Hello, KeyBundle, ListFriendRequests, ListFriends,
+    Login, LoginChallengeRequest, Register, RegisterChallengeRequest, Send,
 };
 use wisp_proto::limits::{MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
 use wisp_proto::server_frame::Body as Reply;
@@ -121,6 +121,7 @@ enum Pending {
     ClaimKeys { peer: UserId },
     Send { client_msg_id: ClientMsgId },
     Ack,
+    DeleteAccount,
 }
 
 /// A registration puzzle being solved.
@@ -474,6 +475,27 @@ impl Device {
         self.finish(step)
     }
 
+    /// Deletes this account on the server for good (its keys, friendships,
+    /// requests and messages); [`Event::AccountDeleted`] says it is done,
+    /// and the server closes the connection. The caller then deletes the
+    /// stored key store.
+    pub fn delete_account(&mut self) -> Result<Step, DeviceError> {
+        if self.phase != Phase::Ready {
+            return Err(DeviceError::Invalid(
+                "not connected: the account can be deleted once online".into(),
+            ));
+        }
+        let mut step = Step::default();
+        self.request(
+            &mut step,
+            Pending::DeleteAccount,
+            Request::DeleteAccount(DeleteAccount {
+                user_id: self.user_id().to_vec(),
+            }),
+        );
+        Ok(step)
+    }
+
     /// Lists friends and requests again.
     pub fn refresh(&mut self) -> Step {
         let mut step = Step::default();
@@ -819,6 +841,15 @@ impl Device {
                 }
             }
             (Some(Pending::Ack), Reply::Acked(_)) => {}
+            (Some(Pending::DeleteAccount), Reply::AccountDeleted(_)) => {
+                // Nothing more to say to this server under this identity.
+                self.phase = Phase::Stopped;
+                self.pending.clear();
+                self.in_flight.clear();
+                self.waiting_for_keys.clear();
+                self.outgoing.clear();
+                step.events.push(Event::AccountDeleted);
+            }
             (None, Reply::Deliver(deliver)) => self.on_deliver(&mut step, deliver, now),
             (None, Reply::MailboxDrained(_)) => step.events.push(Event::MailboxDrained),
             (None, Reply::FriendRequestReceived(r)) => {
@@ -1104,6 +1135,11 @@ impl Device {
             }
             Pending::Friend { .. } => step.events.push(Event::Error {
                 context: "friend",
+                code,
+                message,
+            }),
+            Pending::DeleteAccount => step.events.push(Event::Error {
+                context: "account",
                 code,
                 message,
             }),
@@ -1708,6 +1744,25 @@ mod tests {
         assert!(alice.mark_read("zz", NOW).is_err());
         let own = alice.user_id().to_string();
         assert!(alice.friend(FriendAction::Request, &own).is_err());
+    }
+
+    #[test]
+    fn deleting_the_account_names_it_and_ends_the_session() {
+        let (mut alice, _) = logged_in();
+        let step = alice.delete_account().unwrap();
+        let [(id, Request::DeleteAccount(delete))] = &frames(&step)[..] else {
+            panic!("no delete")
+        };
+        assert_eq!(delete.user_id, alice.user_id().to_vec());
+        let done = reply(
+            *id,
+            Reply::AccountDeleted(wisp_proto::frames::AccountDeleted {}),
+        );
+        let step = alice.receive(&done, NOW).unwrap();
+        assert_eq!(step.events, vec![Event::AccountDeleted]);
+        assert!(alice.is_stopped(), "no reconnect under a deleted identity");
+        alice.disconnected();
+        assert!(alice.delete_account().is_err(), "offline");
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub enum Event {
         /// For people.
         message: String,
     },
+    /// The server deleted this account; delete the stored key store.
+    AccountDeleted,
     /// The session cannot go on (login refused, another deployment, the
     /// server speaks another protocol): do not reconnect by itself.
     Fatal {
