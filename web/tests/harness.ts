@@ -3,11 +3,10 @@
 // Chromium driven by playwright-core; the CLI for a user outside the browser.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { createServer as createNetServer, connect as netConnect } from 'node:net';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve, extname } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -46,20 +45,11 @@ async function waitFor(url: string, deadlineMs: number): Promise<void> {
   }
 }
 
-/** Whether this wisp-server serves the web app itself (`--web-root`). */
-async function serverServesWeb(): Promise<boolean> {
-  const { stdout } = await promisify(execFile)(SERVER_BIN, ['--help']);
-  return stdout.includes('--web-root');
-}
-
 export interface TestServer {
   /** http://127.0.0.1:PORT, where the app is. */
   origin: string;
   /** ws://127.0.0.1:PORT, for the CLI. */
   wsUrl: string;
-  /** True when wisp-server serves web/dist itself; false when this
-   * harness stands in front of it (a server without --web-root yet). */
-  servesWeb: boolean;
   stop(): Promise<void>;
 }
 
@@ -69,7 +59,6 @@ export async function startServer(): Promise<TestServer> {
   if (!existsSync(join(DIST, 'index.html'))) throw new Error(`${DIST} is missing: run scripts/web-build.sh`);
   const dataDir = mkdtempSync(join(tmpdir(), 'wisp-web-test-'));
   const port = await freePort();
-  const servesWeb = await serverServesWeb();
   const args = [
     '--listen', `127.0.0.1:${port}`,
     '--data-dir', dataDir,
@@ -77,8 +66,8 @@ export async function startServer(): Promise<TestServer> {
     '--register-limit', '0',
     '--send-limit', '0',
     '--max-connections-per-address', '0',
+    '--web-root', DIST,
   ];
-  if (servesWeb) args.push('--web-root', DIST);
   const child: ChildProcess = spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WISP_LOG: 'warn' } });
   let log = '';
   child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
@@ -86,62 +75,16 @@ export async function startServer(): Promise<TestServer> {
     child.kill('SIGKILL');
     throw new Error(`${String(error)}\n${log}`);
   });
-  let front: Server | undefined;
-  let origin = `http://127.0.0.1:${port}`;
-  if (!servesWeb) {
-    const frontPort = await freePort();
-    front = serveDistInFrontOf(port);
-    await new Promise<void>((r) => front?.listen(frontPort, '127.0.0.1', r));
-    origin = `http://127.0.0.1:${frontPort}`;
-  }
   return {
-    origin,
+    origin: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
-    servesWeb,
     async stop() {
-      front?.close();
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
       child.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript',
-  '.css': 'text/css',
-  '.wasm': 'application/wasm',
-  '.svg': 'image/svg+xml',
-};
-
-/** Until wisp-server serves web/dist itself: the files here, the WebSocket
- * passed through to the server, on one origin. */
-function serveDistInFrontOf(serverPort: number): Server {
-  const server = createHttpServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0] ?? '/';
-    const file = join(DIST, path === '/' ? 'index.html' : path);
-    if (!file.startsWith(DIST) || !existsSync(file)) {
-      response.writeHead(404).end();
-      return;
-    }
-    response.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    response.end(readFileSync(file));
-  });
-  server.on('upgrade', (request, socket, head) => {
-    const upstream = netConnect(serverPort, '127.0.0.1', () => {
-      const lines = [`${request.method} ${request.url} HTTP/1.1`];
-      for (let i = 0; i < request.rawHeaders.length; i += 2) lines.push(`${request.rawHeaders[i]}: ${request.rawHeaders[i + 1]}`);
-      upstream.write(lines.join('\r\n') + '\r\n\r\n');
-      upstream.write(head);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
-    });
-    upstream.on('error', () => socket.destroy());
-    socket.on('error', () => upstream.destroy());
-  });
-  return server;
 }
 
 export async function launchBrowser(): Promise<Browser> {
