@@ -26,11 +26,21 @@ fn millis(now: f64) -> UnixMillis {
 /// What one call produced (see [`device::Step`]): store `sealed` (when
 /// present) before sending the frames.
 #[wasm_bindgen(js_name = Step)]
-#[derive(Debug)]
 pub struct WasmStep {
     frames: Vec<Vec<u8>>,
+    /// May hold message text: never in `Debug`.
     events: Zeroizing<String>,
     sealed: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for WasmStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmStep")
+            .field("frames", &self.frames.len())
+            .field("events_bytes", &self.events.len())
+            .field("sealed", &self.sealed.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl From<device::Step> for WasmStep {

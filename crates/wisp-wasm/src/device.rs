@@ -136,7 +136,9 @@ struct PowJob {
 struct Queued {
     client_msg_id: ClientMsgId,
     content: Content,
-    ttl: Duration,
+    /// When it must be gone, fixed when the user wrote it: waiting for keys
+    /// or a connection never gives it more time.
+    deadline: UnixMillis,
 }
 
 /// Sealed and handed to the server, not yet acknowledged: sent again (same
@@ -144,7 +146,8 @@ struct Queued {
 struct InFlight {
     to: UserId,
     ciphertext: Vec<u8>,
-    ttl: Duration,
+    /// The sealed ceiling: a resend asks the server only for the time left.
+    deadline: UnixMillis,
     /// A text of the user's (its fate is reported), or a receipt or renewal.
     is_text: bool,
 }
@@ -262,8 +265,12 @@ impl Device {
     /// Opens a stored key store with `passphrase`.
     pub fn unlock(passphrase: &str, sealed: &[u8]) -> Result<Self, DeviceError> {
         let (key, pickle) = EnvelopeKey::open(passphrase, sealed)?;
-        let state =
-            LocalState::from_pickle(&pickle).map_err(|e| DeviceError::Unreadable(e.to_string()))?;
+        // The parser's own text may quote the decrypted state: not shown.
+        let state = LocalState::from_pickle(&pickle).map_err(|_| {
+            DeviceError::Unreadable(
+                "the key store opened but this version cannot read what it holds".into(),
+            )
+        })?;
         Ok(Self::with(state, key))
     }
 
@@ -605,7 +612,7 @@ impl Device {
         let queued = Queued {
             client_msg_id,
             content,
-            ttl,
+            deadline: now.plus(ttl),
         };
         if self.state.has_session(to) && !self.waiting_for_keys.contains_key(&to) {
             self.seal_and_send(step, to, queued, now);
@@ -633,7 +640,13 @@ impl Device {
     fn seal_and_send(&mut self, step: &mut Step, to: UserId, queued: Queued, now: UnixMillis) {
         let is_text = matches!(queued.content, Content::Text { .. });
         let id = queued.client_msg_id;
-        match self.state.seal(to, id, queued.content, now, queued.ttl) {
+        let Some(left) = time_left(queued.deadline, now) else {
+            if is_text {
+                expired_unread(step, to, id);
+            }
+            return;
+        };
+        match self.state.seal(to, id, queued.content, now, left) {
             Ok(ciphertext) => {
                 // The ratchet moved: sealed into this step, kept before sending.
                 self.dirty = true;
@@ -642,11 +655,11 @@ impl Device {
                     InFlight {
                         to,
                         ciphertext,
-                        ttl: queued.ttl,
+                        deadline: queued.deadline,
                         is_text,
                     },
                 );
-                self.send_in_flight(step, id);
+                self.send_in_flight(step, id, now);
             }
             Err(error) => {
                 if is_text {
@@ -661,18 +674,28 @@ impl Device {
         }
     }
 
-    fn send_in_flight(&mut self, step: &mut Step, client_msg_id: ClientMsgId) {
+    fn send_in_flight(&mut self, step: &mut Step, client_msg_id: ClientMsgId, now: UnixMillis) {
         if self.phase != Phase::Ready {
             return;
         }
         let Some(flight) = self.in_flight.get(&client_msg_id) else {
             return;
         };
+        // Only the time left: the server's copy is gone by the sealed
+        // ceiling too, however late it was (re)sent.
+        let Some(left) = time_left(flight.deadline, now) else {
+            if let Some(flight) = self.in_flight.remove(&client_msg_id)
+                && flight.is_text
+            {
+                expired_unread(step, flight.to, client_msg_id);
+            }
+            return;
+        };
         let send = Send {
             to: flight.to.to_vec(),
             client_msg_id: client_msg_id.0.to_vec(),
             ciphertext: flight.ciphertext.clone(),
-            ttl_seconds: u32::try_from(flight.ttl.as_secs()).unwrap_or(u32::MAX),
+            ttl_seconds: u32::try_from(left.as_secs()).unwrap_or(u32::MAX),
         };
         self.request(step, Pending::Send { client_msg_id }, Request::Send(send));
     }
@@ -689,11 +712,31 @@ impl Device {
             .collect();
         for id in expired {
             if let Some(outgoing) = self.outgoing.remove(&id) {
-                step.events.push(Event::ExpiredUnread {
-                    to: user_text(outgoing.to),
-                    client_msg_id: msg_text(id),
-                });
+                expired_unread(&mut step, outgoing.to, id);
             }
+        }
+        // Texts that never reached the server in time (no connection, no
+        // keys): gone as well, and said so.
+        let late: Vec<ClientMsgId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(flight) = self.in_flight.remove(&id)
+                && flight.is_text
+            {
+                expired_unread(&mut step, flight.to, id);
+            }
+        }
+        for (peer, queued) in &mut self.waiting_for_keys {
+            for item in queued.iter().filter(|q| q.deadline <= now) {
+                if matches!(item.content, Content::Text { .. }) {
+                    expired_unread(&mut step, *peer, item.client_msg_id);
+                }
+            }
+            queued.retain(|q| q.deadline > now);
         }
         self.unread.retain(|_, u| u.expires > now);
         step
@@ -825,7 +868,8 @@ impl Device {
                 if let Some(flight) = self.in_flight.remove(&client_msg_id)
                     && flight.is_text
                 {
-                    let expires = UnixMillis(ack.expires_unix_ms);
+                    // Never later than the ceiling sealed inside.
+                    let expires = UnixMillis(ack.expires_unix_ms.min(flight.deadline.0));
                     self.outgoing.insert(
                         client_msg_id,
                         Outgoing {
@@ -937,7 +981,7 @@ impl Device {
         // What a lost connection cut off: the same ids and bytes again.
         let ids: Vec<ClientMsgId> = self.in_flight.keys().copied().collect();
         for id in ids {
-            self.send_in_flight(step, id);
+            self.send_in_flight(step, id, now);
         }
         let peers: Vec<UserId> = self.waiting_for_keys.keys().copied().collect();
         for peer in peers {
@@ -966,7 +1010,7 @@ impl Device {
                         let renewal = Queued {
                             client_msg_id: id,
                             content: Content::Renewal,
-                            ttl: MAX_MESSAGE_TTL,
+                            deadline: now.plus(MAX_MESSAGE_TTL),
                         };
                         self.seal_and_send(step, peer, renewal, now);
                     }
@@ -1215,6 +1259,22 @@ pub fn qr_modules(text: &str) -> Result<Vec<u8>, DeviceError> {
             .map(|c| u8::from(c == qrcode::Color::Dark)),
     );
     Ok(out)
+}
+
+/// The whole seconds left until `deadline` (rounded down: the server keeps
+/// nothing past it), or `None` when less than a second is left.
+fn time_left(deadline: UnixMillis, now: UnixMillis) -> Option<Duration> {
+    let millis = u64::try_from(deadline.0.saturating_sub(now.0)).ok()?;
+    let seconds = millis / 1000;
+    (seconds > 0).then(|| Duration::from_secs(seconds).min(MAX_MESSAGE_TTL))
+}
+
+/// Our text `client_msg_id` to `to` is gone unread.
+fn expired_unread(step: &mut Step, to: UserId, client_msg_id: ClientMsgId) {
+    step.events.push(Event::ExpiredUnread {
+        to: user_text(to),
+        client_msg_id: msg_text(client_msg_id),
+    });
 }
 
 #[cfg(test)]
@@ -1568,18 +1628,62 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sends_cut_off_by_a_drop_go_again_with_the_same_id_after_login() {
+    /// Drops `device`'s connection and logs it in again at `now`: the
+    /// login's step (what it sends again, what it reports).
+    fn log_in_again(device: &mut Device, now: UnixMillis) -> Step {
+        device.disconnected();
+        let step = device.connected();
+        let [(hello, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: SERVER.into(),
+            max_frame_bytes: 65536,
+        };
+        let step = device
+            .receive(&reply(hello, Reply::HelloOk(ok)), now)
+            .unwrap();
+        let [(challenge, Request::LoginChallenge(_))] = frames(&step)[..] else {
+            panic!("a registered identity logs in")
+        };
+        let step = device
+            .receive(
+                &reply(
+                    challenge,
+                    Reply::LoginChallenge(LoginChallenge { nonce: vec![2; 32] }),
+                ),
+                now,
+            )
+            .unwrap();
+        let [(login, _)] = frames(&step)[..] else {
+            panic!()
+        };
+        let logged = LoggedIn {
+            user_id: device.user_id().to_vec(),
+            one_time_keys_remaining: 50,
+        };
+        device
+            .receive(&reply(login, Reply::LoggedIn(logged)), now)
+            .unwrap()
+    }
+
+    fn sends_of(step: &Step) -> Vec<Send> {
+        frames(step)
+            .into_iter()
+            .filter_map(|(_, b)| match b {
+                Request::Send(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Alice's text to a new Bob living `ttl`, sealed and sent at [`NOW`].
+    fn sent_to_bob(ttl: Duration) -> (Device, Send) {
         let (mut alice, _) = logged_in();
         let (bob, bob_keys) = logged_in();
         let step = alice
-            .send_text(
-                &bob.user_id().to_string(),
-                "hi",
-                Duration::ZERO,
-                Duration::from_secs(60),
-                NOW,
-            )
+            .send_text(&bob.user_id().to_string(), "hi", Duration::ZERO, ttl, NOW)
             .unwrap();
         let [(claim, _)] = frames(&step)[..] else {
             panic!()
@@ -1593,49 +1697,54 @@ mod tests {
         let [(_, Request::Send(first))] = &frames(&step)[..] else {
             panic!()
         };
-        alice.disconnected();
-        let step = alice.connected();
-        let [(hello, _)] = frames(&step)[..] else {
-            panic!()
-        };
-        let ok = HelloOk {
-            protocol_version: PROTOCOL_VERSION,
-            server_name: SERVER.into(),
-            max_frame_bytes: 65536,
-        };
-        let step = alice
-            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
-            .unwrap();
-        let [(challenge, Request::LoginChallenge(_))] = frames(&step)[..] else {
-            panic!("a registered identity logs in")
-        };
-        let step = alice
-            .receive(
-                &reply(
-                    challenge,
-                    Reply::LoginChallenge(LoginChallenge { nonce: vec![2; 32] }),
-                ),
-                NOW,
-            )
-            .unwrap();
-        let [(login, _)] = frames(&step)[..] else {
-            panic!()
-        };
-        let logged = LoggedIn {
-            user_id: alice.user_id().to_vec(),
-            one_time_keys_remaining: 50,
-        };
-        let step = alice
-            .receive(&reply(login, Reply::LoggedIn(logged)), NOW)
-            .unwrap();
-        let again: Vec<Send> = frames(&step)
-            .into_iter()
-            .filter_map(|(_, b)| match b {
-                Request::Send(s) => Some(s),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(again, vec![first.clone()]);
+        let first = first.clone();
+        (alice, first)
+    }
+
+    #[test]
+    fn sends_cut_off_by_a_drop_go_again_with_the_same_id_after_login() {
+        let (mut alice, first) = sent_to_bob(Duration::from_secs(60));
+        assert_eq!(first.ttl_seconds, 60);
+        let step = log_in_again(&mut alice, NOW);
+        assert_eq!(sends_of(&step), vec![first]);
+    }
+
+    #[test]
+    fn a_late_resend_asks_only_for_the_time_left_and_a_text_past_its_ceiling_is_gone() {
+        let (mut alice, first) = sent_to_bob(Duration::from_secs(60));
+        // 45.5 s later: the same bytes, for the 14 whole seconds left.
+        let step = log_in_again(&mut alice, NOW.plus(Duration::from_millis(45_500)));
+        let again = sends_of(&step);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].ciphertext, first.ciphertext);
+        assert_eq!(again[0].ttl_seconds, 14);
+        // Past the ceiling: nothing is sent again; the sender hears it
+        // expired unread.
+        let step = log_in_again(&mut alice, NOW.plus(Duration::from_secs(61)));
+        assert!(sends_of(&step).is_empty());
+        assert!(
+            step.events
+                .iter()
+                .any(|e| matches!(e, Event::ExpiredUnread { .. })),
+            "{:?}",
+            step.events
+        );
+        // And a tick while offline says so too, once.
+        let (mut carol, _) = sent_to_bob(Duration::from_secs(60));
+        carol.disconnected();
+        let step = carol.tick(NOW.plus(Duration::from_secs(60)));
+        let expired = step
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::ExpiredUnread { .. }))
+            .count();
+        assert_eq!(expired, 1);
+        assert!(
+            carol
+                .tick(NOW.plus(Duration::from_secs(61)))
+                .events
+                .is_empty()
+        );
     }
 
     #[test]
