@@ -105,16 +105,21 @@ export function App(props: { hasStore: boolean }): JSX.Element {
       case 'friend_op_done':
         if (event.action === 'remove' || event.action === 'block') c.forget(event.id);
         break;
-      case 'message':
-        c.received({
-          id: event.client_msg_id,
-          peer: event.from,
-          text: event.text,
-          sentAt: event.sent_unix_ms,
-          expiresAt: event.expires_unix_ms,
-          viewSeconds: event.view_seconds,
-        });
+      case 'message': {
+        const dropped = c.received(
+          {
+            id: event.client_msg_id,
+            peer: event.from,
+            text: event.text,
+            sentAt: event.sent_unix_ms,
+            expiresAt: event.expires_unix_ms,
+            viewSeconds: event.view_seconds,
+          },
+          now,
+        );
+        if (dropped > 0) notify({ kind: 'warning', text: `${event.from} sent more unread messages than this page keeps; the oldest unread went unseen.` });
         break;
+      }
       case 'sent':
         c.sent(event.client_msg_id, event.expires_unix_ms);
         break;

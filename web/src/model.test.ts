@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Conversations, SETTLED_LINGER_MS, burnsAt, countdown, isGone, outgoingLabel, type Incoming } from './model';
+import { Conversations, MAX_UNSEEN_PER_FRIEND, SETTLED_LINGER_MS, burnsAt, countdown, isGone, outgoingLabel, type Incoming } from './model';
 
 const T0 = 1_800_000_000_000;
 const ALICE = 'n4mag7x5iurlqsokoemzddqof4c64act';
@@ -11,7 +11,7 @@ function incoming(overrides: Partial<Incoming> = {}): Omit<Incoming, 'kind' | 's
 describe('received messages', () => {
   it('wait hidden, then count down their view timer from the moment shown, then burn', () => {
     const c = new Conversations();
-    c.received(incoming());
+    c.received(incoming(), T0);
     expect(c.unseen(ALICE)).toBe(1);
     // Hidden messages do not burn before their ceiling.
     c.sweep(T0 + 600_000);
@@ -28,9 +28,9 @@ describe('received messages', () => {
 
   it('never outlive their ceiling, shown or not, with or without a view timer', () => {
     const c = new Conversations();
-    c.received(incoming({ id: 'a', expiresAt: T0 + 5_000, viewSeconds: 60 }));
-    c.received(incoming({ id: 'b', expiresAt: T0 + 5_000, viewSeconds: 0 }));
-    c.received(incoming({ id: 'c', expiresAt: T0 + 5_000 }));
+    c.received(incoming({ id: 'a', expiresAt: T0 + 5_000, viewSeconds: 60 }), T0);
+    c.received(incoming({ id: 'b', expiresAt: T0 + 5_000, viewSeconds: 0 }), T0);
+    c.received(incoming({ id: 'c', expiresAt: T0 + 5_000 }), T0);
     c.showOne('a', T0 + 1_000);
     c.showOne('b', T0 + 1_000);
     const [a, b] = c.list(ALICE);
@@ -42,14 +42,14 @@ describe('received messages', () => {
 
   it('are kept once when delivered twice', () => {
     const c = new Conversations();
-    c.received(incoming());
-    c.received(incoming());
+    c.received(incoming(), T0);
+    c.received(incoming(), T0);
     expect(c.list(ALICE)).toHaveLength(1);
   });
 
   it('cannot be shown once gone', () => {
     const c = new Conversations();
-    c.received(incoming({ expiresAt: T0 + 1 }));
+    c.received(incoming({ expiresAt: T0 + 1 }), T0);
     expect(c.showOne('m1', T0 + 2)).toBe(false);
   });
 });
@@ -94,6 +94,37 @@ describe('messages of ours', () => {
   });
 });
 
+describe('what a peer cannot stretch', () => {
+  it('keeps a received message at most an hour on this clock, whatever its ceiling says', () => {
+    const c = new Conversations();
+    c.received(incoming({ expiresAt: T0 + 10 * 3_600_000, viewSeconds: 0 }), T0);
+    expect(c.sweep(T0 + 3_599_999)).toBe(false);
+    expect(c.sweep(T0 + 3_600_000)).toBe(true);
+    expect(c.list(ALICE)).toHaveLength(0);
+  });
+
+  it('keeps at most MAX_UNSEEN_PER_FRIEND unseen messages from one friend, dropping the oldest', () => {
+    const c = new Conversations();
+    let dropped = 0;
+    for (let i = 0; i < MAX_UNSEEN_PER_FRIEND + 3; i++) dropped += c.received(incoming({ id: `m${i}` }), T0);
+    expect(dropped).toBe(3);
+    expect(c.unseen(ALICE)).toBe(MAX_UNSEEN_PER_FRIEND);
+    expect(c.list(ALICE)[0]?.id).toBe('m3');
+  });
+
+  it('expires our own message at its ceiling even if the device never says so, and never extends it', () => {
+    const c = new Conversations();
+    c.queued('x', ALICE, 'hello', T0, T0 + 60_000);
+    c.sent('x', T0 + 3_600_000);
+    const [message] = c.list(ALICE);
+    expect(message?.expiresAt).toBe(T0 + 60_000);
+    c.queued('y', ALICE, 'never sent', T0, T0 + 30_000);
+    expect(c.sweep(T0 + 60_000)).toBe(true);
+    expect(c.list(ALICE).map((m) => m.kind === 'out' && m.state)).toEqual(['expired', 'expired']);
+    expect(c.list(ALICE).every((m) => m.text === '')).toBe(true);
+  });
+});
+
 describe('countdowns', () => {
   it('show minutes and seconds left, rounded up, never negative', () => {
     expect(countdown(T0 + 3_600_000, T0)).toBe('60:00');
@@ -106,7 +137,7 @@ describe('countdowns', () => {
 describe('locking', () => {
   it('forgets every text', () => {
     const c = new Conversations();
-    c.received(incoming());
+    c.received(incoming(), T0);
     c.queued('x', ALICE, 'hello', T0, T0 + 60_000);
     const kept = [...c.list(ALICE)];
     c.clear();

@@ -41,6 +41,8 @@ export const SETTLED_LINGER_MS = 60_000;
 
 /** The longest a message may live. */
 export const MAX_TTL_SECONDS = 3600;
+/** Unseen messages kept from one friend at most. */
+export const MAX_UNSEEN_PER_FRIEND = 500;
 
 /** When a shown message burns: its view timer from the moment it was
  * shown, never later than its ceiling. */
@@ -112,9 +114,24 @@ export class Conversations {
     this.byPeer.set(message.peer, list);
   }
 
-  received(message: Omit<Incoming, 'kind' | 'shownAt'>): void {
-    if (this.find(message.id)) return;
-    this.push({ ...message, kind: 'in' });
+  /** A friend's message. Its ceiling is never later than an hour from
+   * now on this device's clock, whatever the sender or the server said;
+   * past [`MAX_UNSEEN_PER_FRIEND`] unseen from one friend, the oldest
+   * unseen is dropped (a friend who floods cannot fill this page's memory).
+   * Returns how many were dropped. */
+  received(message: Omit<Incoming, 'kind' | 'shownAt'>, now: number): number {
+    if (this.find(message.id)) return 0;
+    const expiresAt = Math.min(message.expiresAt, now + MAX_TTL_SECONDS * 1000);
+    this.push({ ...message, expiresAt, kind: 'in' });
+    const list = this.byPeer.get(message.peer) ?? [];
+    let dropped = 0;
+    while (list.filter((m) => m.kind === 'in' && m.shownAt === undefined).length > MAX_UNSEEN_PER_FRIEND) {
+      const oldest = list.findIndex((m) => m.kind === 'in' && m.shownAt === undefined);
+      const [gone] = list.splice(oldest, 1);
+      if (gone) gone.text = '';
+      dropped++;
+    }
+    return dropped;
   }
 
   /** A message of ours left the composer; `id` is its client message id. */
@@ -139,7 +156,8 @@ export class Conversations {
     const message = this.find(id);
     if (message?.kind === 'out' && message.state === 'sending') {
       message.state = 'sent';
-      message.expiresAt = expiresAt;
+      // Never later than the ceiling it was written with.
+      message.expiresAt = Math.min(expiresAt, message.expiresAt);
     }
   }
 
@@ -175,6 +193,14 @@ export class Conversations {
   sweep(now: number): boolean {
     let changed = false;
     for (const [peer, messages] of this.byPeer) {
+      // Ours past their ceiling with no word from the device (offline, or
+      // never sent): expired unread here too, their text dropped.
+      for (const m of messages) {
+        if (m.kind === 'out' && (m.state === 'sending' || m.state === 'sent') && m.expiresAt <= now) {
+          this.settle(m.id, 'expired', now);
+          changed = true;
+        }
+      }
       const kept = messages.filter((m) => !isGone(m, now));
       if (kept.length !== messages.length) {
         changed = true;

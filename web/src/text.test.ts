@@ -10,6 +10,9 @@ describe('invitation links', () => {
     expect(invitationFromHash('#/settings')).toBeUndefined();
     expect(invitationFromHash('#/add/')).toBeUndefined();
     expect(invitationFromHash(`#/add/${ID} x`)).toBeUndefined();
+    // A malformed escape is no link, not a crash of the page.
+    expect(invitationFromHash('#/add/%')).toBeUndefined();
+    expect(invitationFromHash('#/add/%zz')).toBeUndefined();
   });
 
   it('turn into web links on this origin and back', () => {

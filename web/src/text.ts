@@ -38,7 +38,13 @@ export function passphraseStrength(passphrase: string): Strength {
  * link for the core to parse; undefined for any other hash. */
 export function invitationFromHash(hash: string): string | undefined {
   if (!hash.startsWith(ADD_ROUTE)) return undefined;
-  const rest = decodeURIComponent(hash.slice(ADD_ROUTE.length)).trim();
+  let rest: string;
+  try {
+    rest = decodeURIComponent(hash.slice(ADD_ROUTE.length)).trim();
+  } catch {
+    // A malformed escape (#/add/%zz): not a link of ours.
+    return undefined;
+  }
   if (rest.length === 0 || /[\s?#]/.test(rest)) return undefined;
   return INVITATION_PREFIX + rest;
 }
