@@ -24,8 +24,11 @@ step() {
 step "services (scripts/ensure-services.sh)" scripts/ensure-services.sh
 step "web build (scripts/web-build.sh)" scripts/web-build.sh
 step "cargo test --workspace --locked" nice cargo test --workspace --locked
-# The browser tests start the debug server and CLI the Rust tests built.
-step "cargo build -p wisp-server -p wisp-cli" nice cargo build --locked -p wisp-server -p wisp-cli
+# The browser tests start the debug server and CLI that cargo test built
+# for the integration tests (building them apart, with other features,
+# would compile half the dependencies again).
+step "target/debug/wisp-server and target/debug/wisp (built by cargo test)" \
+  test -x target/debug/wisp-server -a -x target/debug/wisp
 step "web unit tests (vitest)" npm --prefix web run --silent test:unit
 step "web browser tests (playwright-core + chromium)" npm --prefix web run --silent test:browser
 
