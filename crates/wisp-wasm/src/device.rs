@@ -1312,22 +1312,28 @@ mod tests {
         })
     }
 
+    /// The server's answer to the Hello that `step` (a fresh connection's)
+    /// sent, naming the deployment `server_name`; the device's next step.
+    fn hello_ok(device: &mut Device, step: &Step, server_name: &str, now: UnixMillis) -> Step {
+        let [(hello, Request::Hello(_))] = frames(step)[..] else {
+            panic!("no hello")
+        };
+        let ok = HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            server_name: server_name.into(),
+            max_frame_bytes: 65536,
+        };
+        device
+            .receive(&reply(hello, Reply::HelloOk(ok)), now)
+            .unwrap()
+    }
+
     /// A device driven through registration and login against a scripted
     /// server; returns it with the keys it uploaded.
     fn logged_in() -> (Device, wisp_proto::frames::UploadKeys) {
         let mut device = Device::create("correct horse", TEST_KDF).unwrap();
         let step = device.connected();
-        let [(hello, Request::Hello(_))] = frames(&step)[..] else {
-            panic!("no hello")
-        };
-        let ok = HelloOk {
-            protocol_version: PROTOCOL_VERSION,
-            server_name: SERVER.into(),
-            max_frame_bytes: 65536,
-        };
-        let step = device
-            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
-            .unwrap();
+        let step = hello_ok(&mut device, &step, SERVER, NOW);
         let [(challenge, Request::RegisterChallenge(_))] = frames(&step)[..] else {
             panic!("no register challenge")
         };
@@ -1633,17 +1639,7 @@ mod tests {
     fn log_in_again(device: &mut Device, now: UnixMillis) -> Step {
         device.disconnected();
         let step = device.connected();
-        let [(hello, _)] = frames(&step)[..] else {
-            panic!()
-        };
-        let ok = HelloOk {
-            protocol_version: PROTOCOL_VERSION,
-            server_name: SERVER.into(),
-            max_frame_bytes: 65536,
-        };
-        let step = device
-            .receive(&reply(hello, Reply::HelloOk(ok)), now)
-            .unwrap();
+        let step = hello_ok(device, &step, SERVER, now);
         let [(challenge, Request::LoginChallenge(_))] = frames(&step)[..] else {
             panic!("a registered identity logs in")
         };
@@ -1752,17 +1748,7 @@ mod tests {
         let (mut alice, _) = logged_in();
         alice.disconnected();
         let step = alice.connected();
-        let [(hello, _)] = frames(&step)[..] else {
-            panic!()
-        };
-        let ok = HelloOk {
-            protocol_version: PROTOCOL_VERSION,
-            server_name: "elsewhere".into(),
-            max_frame_bytes: 65536,
-        };
-        let step = alice
-            .receive(&reply(hello, Reply::HelloOk(ok)), NOW)
-            .unwrap();
+        let step = hello_ok(&mut alice, &step, "elsewhere", NOW);
         assert!(step.frames.is_empty());
         assert!(matches!(&step.events[..], [Event::Fatal { code, .. }] if code == "WRONG_SERVER"));
         assert!(alice.is_stopped());
@@ -1770,15 +1756,7 @@ mod tests {
         let (mut bob, _) = logged_in();
         bob.disconnected();
         let step = bob.connected();
-        let [(hello, _)] = frames(&step)[..] else {
-            panic!()
-        };
-        let ok = HelloOk {
-            protocol_version: PROTOCOL_VERSION,
-            server_name: SERVER.into(),
-            max_frame_bytes: 65536,
-        };
-        let step = bob.receive(&reply(hello, Reply::HelloOk(ok)), NOW).unwrap();
+        let step = hello_ok(&mut bob, &step, SERVER, NOW);
         let [(challenge, _)] = frames(&step)[..] else {
             panic!()
         };
