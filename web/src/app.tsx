@@ -220,6 +220,14 @@ export function App(props: { hasStore: boolean }): JSX.Element {
     setSafety({});
     setForged([]);
     setUserId('');
+    // Nothing of the identity stays on screen: notices name friends.
+    setNotices([]);
+    setInvitation('');
+    setQr(null);
+    setAddText('');
+    setPow(undefined);
+    setFailure(undefined);
+    setConnection({ state: 'connecting' });
     setScreen(next);
   };
 

@@ -19,6 +19,9 @@ const POW_SLICE = 1 << 13;
 let device: Device | undefined;
 let socket: WebSocket | undefined;
 let reconnectAttempts = 0;
+/** How long a connection must hold before the reconnect backoff resets. */
+const STEADY_MS = 30_000;
+let steadyTimer: ReturnType<typeof setTimeout> | undefined;
 let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
 let deleting = false;
 /** Every step runs in order: a key store write finishes before the frames
@@ -63,7 +66,13 @@ async function apply(step: Step): Promise<DeviceEvent[]> {
   for (const event of events) {
     if (event.type === 'pow') enqueue(solvePuzzle);
     if (event.type === 'ready') {
-      reconnectAttempts = 0;
+      // The backoff starts over only once a connection has held: a server
+      // that closes right after each login is not retried every 0.25 s.
+      clearTimeout(steadyTimer);
+      const ready = socket;
+      steadyTimer = setTimeout(() => {
+        if (socket === ready) reconnectAttempts = 0;
+      }, STEADY_MS);
       post({ t: 'connection', state: 'online' });
     }
     if (event.type === 'fatal') post({ t: 'connection', state: 'stopped', detail: event.message });
