@@ -203,6 +203,12 @@ impl RedisMailbox {
         format!("{}:mb:{{{}}}", self.prefix, hex(recipient.as_bytes()))
     }
 
+    /// The key that closes `recipient`'s mailbox to `sender`'s puts while
+    /// present (see [`CLOSED_FOR`]).
+    fn closure(&self, recipient: UserId, sender: UserId) -> String {
+        format!("{}:x:{}", self.mailbox(recipient), hex(sender.as_bytes()))
+    }
+
     /// `outbox.lua` on `sender`'s outbox: `action` with its arguments.
     fn outbox_script(&self, sender: &str, now: UnixMillis, action: &str) -> Cmd {
         let outbox = format!("{}:ob:{{{sender}}}", self.prefix);
@@ -509,11 +515,7 @@ impl MailboxStore for RedisMailbox {
     async fn reopen_conversation(&self, a: UserId, b: UserId) -> Result<(), StoreError> {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mut command = redis::cmd("DEL");
-            command.arg(format!(
-                "{}:x:{}",
-                self.mailbox(recipient),
-                hex(sender.as_bytes())
-            ));
+            command.arg(self.closure(recipient, sender));
             let _: u64 = self.write(command).await?;
         }
         Ok(())
@@ -555,12 +557,8 @@ impl MailboxStore for RedisMailbox {
         // and the service deletes what a stale node slips in later).
         let mut leftovers: std::collections::BTreeSet<String> = keys.into_iter().collect();
         for &other in &others {
-            leftovers.insert(format!("{}:x:{}", self.mailbox(other), me));
-            leftovers.insert(format!(
-                "{}:x:{}",
-                self.mailbox(user),
-                hex(other.as_bytes())
-            ));
+            leftovers.insert(self.closure(other, user));
+            leftovers.insert(self.closure(user, other));
         }
         // One key per command: keys of other mailboxes live on other
         // slots of a Redis Cluster.
