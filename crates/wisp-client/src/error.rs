@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wisp_proto::ErrorCode;
 
-use wisp_core::E2eError;
+use wisp_core::{E2eError, NameError};
 
 use crate::keystore::KeyStoreError;
 
@@ -76,6 +76,10 @@ pub enum ClientError {
     /// nothing was sent, and the safety number is worth comparing.
     #[error(transparent)]
     E2e(#[from] E2eError),
+    /// A petname or display name was refused (empty, too long, with
+    /// invisible characters, like an id, or a petname another friend has).
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
 /// Why a server's TLS certificate was refused; each message says what is

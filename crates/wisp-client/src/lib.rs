@@ -94,7 +94,7 @@ pub mod keystore;
 pub mod messenger;
 pub mod tls;
 
-pub use wisp_core::{e2e, envelope, identity, invitation, safety, state};
+pub use wisp_core::{e2e, envelope, identity, invitation, names, safety, state};
 
 pub use client::{Accepted, Client, Events, FriendInfo, PendingInfo, RequestInfo, ServerEvent};
 pub use error::{CertificateProblem, ClientError};
@@ -103,9 +103,9 @@ pub use messenger::{Event, Messenger, SentMessage, new_client_msg_id, now_ms};
 pub use tls::ConnectOptions;
 pub use wisp_core::{
     ClientMsgId, Content, Delivery, E2eError, Identity, Invitation, InvitationError, KdfParams,
-    LocalState, MessageId, Opened, ReceivedMessage, SafetyNumber, UnixMillis, UserId,
-    invitation_link, parse_invitation, parse_invitation_link, safety_number,
-    signed_invitation_link,
+    LocalState, MAX_NAME_CHARS, MessageId, NameError, Opened, ReceivedMessage, SafetyNumber,
+    UnixMillis, UserId, check_name, clean_received_name, invitation_link, parse_invitation,
+    parse_invitation_link, safety_number, signed_invitation_link,
 };
 pub use wisp_proto::ErrorCode;
 pub use wisp_proto::InvitationToken;

@@ -85,10 +85,21 @@ pub enum Event {
         /// Who.
         by: UserId,
     },
-    /// Someone ended the friendship (their verified mark is dropped).
+    /// Someone ended the friendship (their verified mark and display name
+    /// are dropped).
     FriendRemoved {
         /// Who.
         by: UserId,
+    },
+    /// A friend sent their display name (their own choice, cleaned: one
+    /// line, at most 64 characters); `None` when they cleared it. It is
+    /// kept in the key store ([`Messenger::friend_display_name`]); a
+    /// receipt goes back by itself.
+    DisplayName {
+        /// Who.
+        from: UserId,
+        /// The name as kept.
+        display_name: Option<String>,
     },
     /// The server refused a frame it could not tie to a request.
     ServerError {
@@ -193,6 +204,12 @@ pub struct Messenger {
     /// server had left), and sessions to renew.
     keys_low: Option<u32>,
     renewals: BTreeSet<UserId>,
+    /// Receipts owed for friends' display names, by friend: their message
+    /// ids and the latest expiry.
+    name_receipts: BTreeMap<UserId, (Vec<ClientMsgId>, UnixMillis)>,
+    /// Friends who may be due this user's display name (a friendship just
+    /// started); checked and sent by the next chores.
+    names_due: BTreeSet<UserId>,
 }
 
 /// The first wait before reconnecting; doubled each failure up to
@@ -250,43 +267,136 @@ impl Messenger {
             next_attempt: None,
             keys_low: None,
             renewals: BTreeSet::new(),
+            name_receipts: BTreeMap::new(),
+            names_due: BTreeSet::new(),
         };
         let remaining = messenger.client.keys_remaining_at_login();
         messenger.top_up_keys(remaining).await?;
-        if let Err(error) = messenger.forget_verified_strangers().await {
-            // Only a cleanup: the marks are shown for friends only anyway.
-            tracing::warn!(%error, "could not drop the verified marks of former friends");
+        if let Err(error) = messenger.sync_friendships().await {
+            // Only a cleanup and a courtesy: marks and names are shown for
+            // friends only, and the display name goes at the next connect.
+            tracing::warn!(%error, "could not sync friendship data with the server's friends");
         }
         Ok(messenger)
     }
 
-    /// Drops the verified marks of ids that are no longer friends: a
-    /// friendship that ended while this device was away told it nothing.
-    /// Costs a round trip only when something is marked.
-    async fn forget_verified_strangers(&mut self) -> Result<(), ClientError> {
-        if self.state.verified().next().is_none() {
+    /// Squares what the device keeps per friend with the server's list of
+    /// friends: drops the verified marks and display names of ids that are
+    /// no longer friends (a friendship that ended while this device was
+    /// away told it nothing), and sends this user's display name to the
+    /// friends who are due it (new friends; a change they have not
+    /// confirmed). Costs a round trip only when there is something to
+    /// check.
+    async fn sync_friendships(&mut self) -> Result<(), ClientError> {
+        let kept = self.state.friendship_data();
+        if kept.is_empty() && self.state.display_name().is_none() {
             return Ok(());
         }
-        let friends: std::collections::BTreeSet<UserId> = self
+        let friends: BTreeSet<UserId> = self
             .client
             .friends()
             .await?
             .into_iter()
             .map(|f| f.id)
             .collect();
-        let strangers: Vec<UserId> = self
-            .state
-            .verified()
-            .filter(|id| !friends.contains(id))
-            .copied()
-            .collect();
-        if strangers.is_empty() {
+        let mut changed = false;
+        for id in kept.difference(&friends) {
+            changed |= self.state.forget_friendship(*id);
+        }
+        if changed {
+            self.store.save(&self.state)?;
+        }
+        self.send_display_name(friends).await;
+        Ok(())
+    }
+
+    /// Sends this user's display name to those of `friends` who are due it
+    /// ([`LocalState::profiles_due`]); a friend it cannot reach now gets
+    /// it at a later connect.
+    async fn send_display_name(&mut self, friends: impl IntoIterator<Item = UserId>) {
+        for friend in self.state.profiles_due(friends, now_ms()) {
+            let id = new_client_msg_id();
+            let content = self.state.profile_content();
+            match self.send_sealed(friend, content, MAX_MESSAGE_TTL, id).await {
+                Ok(sent) => {
+                    self.state.profile_sent(friend, id, sent.expires_unix_ms);
+                    if let Err(error) = self.store.save(&self.state) {
+                        tracing::warn!(%error, "could not save the key store");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not send the display name to a friend");
+                }
+            }
+        }
+    }
+
+    /// This user's display name, if they chose one.
+    pub fn display_name(&self) -> Option<&str> {
+        self.state.display_name()
+    }
+
+    /// Sets (or with `None` clears) this user's display name, saves the key
+    /// store, and sends it to every friend, end-to-end encrypted (each
+    /// friend's device confirms it; one that does not within the message's
+    /// hour gets it again at a later connect). Refused, changing nothing,
+    /// when the name breaks [`wisp_core::check_name`]'s rules.
+    pub async fn set_display_name(&mut self, name: Option<&str>) -> Result<(), ClientError> {
+        let before = self.state.display_name().map(str::to_owned);
+        if !self.state.set_display_name(name)? {
             return Ok(());
         }
-        for id in strangers {
-            self.state.set_verified(id, false);
+        if let Err(error) = self.store.save(&self.state) {
+            // What is in memory stays what is on disk.
+            let _ = self.state.set_display_name(before.as_deref());
+            return Err(error.into());
         }
-        self.store.save(&self.state)?;
+        let friends = self.client.friends().await?.into_iter().map(|f| f.id);
+        self.send_display_name(friends.collect::<Vec<_>>()).await;
+        Ok(())
+    }
+
+    /// The display name `friend` sent (their own claim), if any.
+    pub fn friend_display_name(&self, friend: &UserId) -> Option<&str> {
+        self.state.friend_display_name(friend)
+    }
+
+    /// The user's own name for `id`, if they gave one.
+    pub fn petname(&self, id: &UserId) -> Option<&str> {
+        self.state.petname(id)
+    }
+
+    /// Whose petname `name` is, if anyone's.
+    pub fn find_petname(&self, name: &str) -> Option<UserId> {
+        self.state.find_petname(name)
+    }
+
+    /// Gives `id` the petname `name`, or removes it with `None`, and saves
+    /// the key store. The name stays on this device; it is refused when it
+    /// breaks [`wisp_core::check_name`]'s rules or another friend has it.
+    pub fn set_petname(&mut self, id: UserId, name: Option<&str>) -> Result<(), ClientError> {
+        let before = self.state.petname(&id).map(str::to_owned);
+        if self.state.set_petname(id, name)?
+            && let Err(error) = self.store.save(&self.state)
+        {
+            let _ = self.state.set_petname(id, before.as_deref());
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// The state this messenger keeps (names, verified marks), read-only.
+    pub fn state(&self) -> &LocalState {
+        &self.state
+    }
+
+    /// Does now what would otherwise wait for the next
+    /// [`Messenger::next_event`]: confirms what was received, and sends the
+    /// receipts and display names that are due. For one-shot front ends
+    /// before they exit.
+    pub async fn settle(&mut self) -> Result<(), ClientError> {
+        self.confirm().await?;
+        self.chores().await;
         Ok(())
     }
 
@@ -316,26 +426,39 @@ impl Messenger {
         Ok(())
     }
 
-    /// Ends the friendship with `friend` (see [`Client::remove_friend`]) and
-    /// drops their verified mark.
+    /// Ends the friendship with `friend` (see [`Client::remove_friend`]),
+    /// drops their verified mark and display name, and the petname the
+    /// user gave them.
     pub async fn remove_friend(&mut self, friend: UserId) -> Result<(), ClientError> {
         self.client.remove_friend(friend).await?;
-        self.forget_verified(friend);
+        self.state.set_petname(friend, None)?;
+        self.forget_friendship(friend);
         Ok(())
     }
 
     /// Blocks `other` (see [`Client::block`]), which ends any friendship,
-    /// and drops their verified mark.
+    /// and drops their verified mark and display name (the petname stays,
+    /// naming them in the list of blocked users).
     pub async fn block(&mut self, other: UserId) -> Result<(), ClientError> {
         self.client.block(other).await?;
-        self.forget_verified(other);
+        self.forget_friendship(other);
         Ok(())
     }
 
-    /// Drops `id`'s verified mark, if any; a failure to save is logged (the
-    /// mark is dropped at the next connect anyway).
-    fn forget_verified(&mut self, id: UserId) {
-        if let Err(error) = self.set_verified(id, false) {
+    /// Accepts `from`'s friend request (see [`Client::accept_friend`]) and
+    /// sends them this user's display name.
+    pub async fn accept_friend(&mut self, from: UserId) -> Result<(), ClientError> {
+        self.client.accept_friend(from).await?;
+        self.send_display_name([from]).await;
+        Ok(())
+    }
+
+    /// Drops what the device kept of a friendship with `id` that ended; a
+    /// failure to save is logged (it is dropped at the next connect anyway).
+    fn forget_friendship(&mut self, id: UserId) {
+        if self.state.forget_friendship(id)
+            && let Err(error) = self.store.save(&self.state)
+        {
             tracing::warn!(%error, "could not save the key store after a friendship ended");
         }
     }
@@ -626,7 +749,7 @@ impl Messenger {
                 Some(Event::Superseded { reason })
             }
             ServerEvent::FriendRemoved { by } => {
-                self.forget_verified(by);
+                self.forget_friendship(by);
                 Some(Event::FriendRemoved { by })
             }
             ServerEvent::KeysLow { remaining } => {
@@ -636,7 +759,11 @@ impl Messenger {
             }
             ServerEvent::MailboxDrained => Some(Event::MailboxDrained),
             ServerEvent::FriendRequest { from } => Some(Event::FriendRequest { from }),
-            ServerEvent::FriendAccepted { by } => Some(Event::FriendAccepted { by }),
+            ServerEvent::FriendAccepted { by } => {
+                self.names_due.insert(by);
+                self.chores().await;
+                Some(Event::FriendAccepted { by })
+            }
             ServerEvent::ServerError { message } => Some(Event::ServerError { message }),
         }
     }
@@ -704,6 +831,18 @@ impl Messenger {
                     }
                 }
             }
+            Opened::Profile {
+                from,
+                client_msg_id,
+                display_name,
+                expires_unix_ms,
+            } => {
+                let (ids, latest) = self.name_receipts.entry(from).or_default();
+                ids.push(client_msg_id);
+                *latest = (*latest).max(expires_unix_ms);
+                self.pending_events
+                    .push_back(Event::DisplayName { from, display_name });
+            }
             Opened::Undecryptable(error) => {
                 // A fresh session is set up before this is told.
                 self.renewals.insert(delivery.from);
@@ -731,6 +870,25 @@ impl Messenger {
         while let Some(&peer) = self.renewals.first() {
             self.renew_session(peer).await;
             self.renewals.remove(&peer);
+        }
+        while let Some((&friend, (ids, latest))) = self.name_receipts.first_key_value() {
+            // The receipt for a display name lives as long as its message.
+            let ttl = latest
+                .since(now_ms())
+                .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
+            let receipt = Content::ReadReceipt(ids.clone());
+            if let Err(error) = self
+                .send_sealed(friend, receipt, ttl, new_client_msg_id())
+                .await
+            {
+                // The friend's device sends the name again later.
+                tracing::warn!(%error, "could not confirm a friend's display name");
+            }
+            self.name_receipts.remove(&friend);
+        }
+        while let Some(&friend) = self.names_due.first() {
+            self.send_display_name([friend]).await;
+            self.names_due.remove(&friend);
         }
     }
 

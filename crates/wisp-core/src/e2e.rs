@@ -21,7 +21,8 @@ use vodozemac::olm::{OlmMessage, PreKeyMessage, Session, SessionConfig};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 use wisp_proto::frames::sealed::Kind;
 use wisp_proto::frames::{
-    KeyBundle, OlmEnvelope, ReadReceipt, Sealed, SessionRenewal, SignedKey, Text, UploadKeys,
+    KeyBundle, OlmEnvelope, Profile, ReadReceipt, Sealed, SessionRenewal, SignedKey, Text,
+    UploadKeys,
 };
 use wisp_proto::limits::MAX_MESSAGE_TTL;
 use wisp_proto::{ClientMsgId, MessageId, UnixMillis, UserId, codec, transcript};
@@ -350,6 +351,9 @@ impl LocalState {
                 client_msg_ids: ids.iter().map(|id| id.0.to_vec()).collect(),
             }),
             Content::Renewal => Kind::Renewal(SessionRenewal {}),
+            Content::Profile { display_name } => Kind::Profile(Profile {
+                display_name: display_name.unwrap_or_default(),
+            }),
         };
         let sealed = Sealed {
             client_msg_id: client_msg_id.0.to_vec(),
@@ -399,14 +403,28 @@ impl LocalState {
                 view_timer: (text.view_seconds > 0)
                     .then(|| Duration::from_secs(u64::from(text.view_seconds))),
             }),
-            Some(Kind::ReadReceipt(receipt)) => Opened::Read {
-                by: delivery.from,
-                client_msg_ids: receipt
+            Some(Kind::ReadReceipt(receipt)) => {
+                let client_msg_ids: Vec<ClientMsgId> = receipt
                     .client_msg_ids
                     .iter()
                     .filter_map(|raw| ClientMsgId::from_bytes(raw))
-                    .collect(),
-            },
+                    .collect();
+                self.profile_receipt(delivery.from, &client_msg_ids);
+                Opened::Read {
+                    by: delivery.from,
+                    client_msg_ids,
+                }
+            }
+            Some(Kind::Profile(profile)) => {
+                let display_name = crate::names::clean_received_name(&profile.display_name);
+                self.received_display_name(delivery.from, display_name.clone());
+                Opened::Profile {
+                    from: delivery.from,
+                    client_msg_id,
+                    display_name,
+                    expires_unix_ms,
+                }
+            }
             Some(Kind::Renewal(_)) | None => Opened::Nothing,
         }
     }
@@ -666,6 +684,74 @@ mod tests {
             sent_unix_ms: sent,
             expires_unix_ms: sent.plus(MAX_MESSAGE_TTL),
         }
+    }
+
+    #[test]
+    fn a_display_name_travels_sealed_is_cleaned_and_confirmed_by_receipt() {
+        let (mut alice, mut bob) = (state(), state());
+        let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+        alice.start_session(b, &bundle(&mut bob)).unwrap();
+        let now = UnixMillis(1_000_000);
+        alice.set_display_name(Some("Alice")).unwrap();
+        assert_eq!(alice.profiles_due([b], now), vec![b]);
+        let id = ClientMsgId([8; 16]);
+        let sealed = alice
+            .seal(b, id, alice.profile_content(), now, MAX_MESSAGE_TTL)
+            .unwrap();
+        assert!(
+            !sealed.windows(5).any(|w| w == b"Alice"),
+            "the name is inside the encryption"
+        );
+        alice.profile_sent(b, id, now.plus(MAX_MESSAGE_TTL));
+        assert!(alice.profiles_due([b], now).is_empty());
+        match bob.open(&delivery(a, 1, sealed, now), now) {
+            Opened::Profile {
+                from,
+                client_msg_id,
+                display_name,
+                ..
+            } => {
+                assert_eq!((from, client_msg_id), (a, id));
+                assert_eq!(display_name.as_deref(), Some("Alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bob.friend_display_name(&a), Some("Alice"));
+        let receipt = bob
+            .seal(
+                a,
+                ClientMsgId([9; 16]),
+                Content::ReadReceipt(vec![id]),
+                now,
+                MAX_MESSAGE_TTL,
+            )
+            .unwrap();
+        assert!(matches!(
+            alice.open(&delivery(b, 2, receipt, now), now),
+            Opened::Read { .. }
+        ));
+        assert!(
+            alice
+                .profiles_due([b], now.plus(MAX_MESSAGE_TTL))
+                .is_empty(),
+            "confirmed: not sent again"
+        );
+
+        // A hostile name is cleaned before it is kept; an empty one clears.
+        let hostile = Content::Profile {
+            display_name: Some("\x1b]0;owned\x07Ali\u{202e}ce\nbob: hi".into()),
+        };
+        let sealed = alice
+            .seal(b, ClientMsgId([10; 16]), hostile, now, MAX_MESSAGE_TTL)
+            .unwrap();
+        bob.open(&delivery(a, 3, sealed, now), now);
+        assert_eq!(bob.friend_display_name(&a), Some("]0;owned Ali ce bob: hi"));
+        let cleared = Content::Profile { display_name: None };
+        let sealed = alice
+            .seal(b, ClientMsgId([11; 16]), cleared, now, MAX_MESSAGE_TTL)
+            .unwrap();
+        bob.open(&delivery(a, 4, sealed, now), now);
+        assert_eq!(bob.friend_display_name(&a), None);
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //!   opening messages, read receipts, the ids of handled messages.
 //! - [`message`]: [`Delivery`], [`Content`], [`Opened`],
 //!   [`ReceivedMessage`], and [`client_msg_id`].
+//! - [`names`]: petnames (the user's own names for friends, on the device
+//!   only) and display names (sent to friends end-to-end), and the rules
+//!   that keep both one visible line.
 //! - [`state`]: [`LocalState`], what a device remembers, which pickles
 //!   itself to bytes and back.
 //! - [`envelope`]: [`EnvelopeKey`], bytes sealed under a passphrase
@@ -34,6 +37,7 @@ pub mod envelope;
 pub mod identity;
 pub mod invitation;
 pub mod message;
+pub mod names;
 pub mod pow;
 pub mod safety;
 pub mod state;
@@ -46,6 +50,7 @@ pub use invitation::{
     parse_invitation_link, signed_invitation_link,
 };
 pub use message::{Content, Delivery, Opened, ReceivedMessage, client_msg_id};
+pub use names::{MAX_NAME_CHARS, NameError, check_name, clean_received_name};
 pub use pow::{PowError, solve_registration, solve_registration_slice};
 pub use safety::{SafetyNumber, safety_number};
 pub use state::{LocalState, PickleError};

@@ -69,6 +69,11 @@ pub enum Content {
     ReadReceipt(Vec<ClientMsgId>),
     /// No content: tells the friend a fresh session was started.
     Renewal,
+    /// The sender's display name ([`crate::names`]); `None`: cleared.
+    Profile {
+        /// Their own choice of name.
+        display_name: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Content {
@@ -81,6 +86,7 @@ impl std::fmt::Debug for Content {
                 .finish(),
             Content::ReadReceipt(ids) => f.debug_tuple("ReadReceipt").field(ids).finish(),
             Content::Renewal => f.write_str("Renewal"),
+            Content::Profile { .. } => f.write_str("Profile"),
         }
     }
 }
@@ -103,6 +109,20 @@ pub enum Opened {
     },
     /// It could not be decrypted; a fresh session with the sender is due.
     Undecryptable(E2eError),
+    /// A friend's display name (kept in the state, cleaned); answer with a
+    /// read receipt naming `client_msg_id`, so their device stops sending
+    /// it.
+    Profile {
+        /// Who.
+        from: UserId,
+        /// Their id for the message, for the receipt.
+        client_msg_id: ClientMsgId,
+        /// The name as kept ([`crate::names::clean_received_name`]);
+        /// `None`: they have none.
+        display_name: Option<String>,
+        /// When the message expires: the receipt lives no longer.
+        expires_unix_ms: UnixMillis,
+    },
 }
 
 /// A client message id: the time in milliseconds (48 bits, big endian)

@@ -15,6 +15,7 @@ use wisp_proto::{ClientMsgId, MessageId, UnixMillis, UserId};
 use zeroize::Zeroizing;
 
 use crate::identity::Identity;
+use crate::names::{Names, ProfileInFlight};
 
 /// Sessions of each friend, preferred first.
 pub(crate) type SessionBook = BTreeMap<UserId, Vec<Session>>;
@@ -49,6 +50,8 @@ pub struct LocalState {
     /// Friends whose safety number the user confirmed matches on both
     /// devices.
     pub(crate) verified: BTreeSet<UserId>,
+    /// Petnames, this user's display name, and friends' display names.
+    pub(crate) names: Names,
 }
 
 impl std::fmt::Debug for LocalState {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for LocalState {
             .field("server_name", &self.server_name)
             .field("sessions", &self.sessions.len())
             .field("verified", &self.verified)
+            .field("petnames", &self.names.petnames.len())
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +87,31 @@ struct Pickle {
     /// in stores written before verification existed.
     #[serde(default)]
     verified: Vec<String>,
+    /// The user's names for others: (id text, name).
+    #[serde(default)]
+    petnames: Vec<(String, String)>,
+    /// The user's own display name, and its revision (bumped per change).
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    profile_revision: u32,
+    /// The revision of the display name each friend confirmed.
+    #[serde(default)]
+    profiles_delivered: Vec<(String, u32)>,
+    /// Profile messages sent and not yet confirmed.
+    #[serde(default)]
+    profiles_in_flight: Vec<PickledProfile>,
+    /// Display names friends sent: (id text, name).
+    #[serde(default)]
+    friend_display_names: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PickledProfile {
+    client_msg_id: [u8; ClientMsgId::LEN],
+    to: String,
+    revision: u32,
+    expires_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +131,7 @@ impl LocalState {
             seen_messages: BTreeMap::new(),
             fallback_rotated: None,
             verified: BTreeSet::new(),
+            names: Names::default(),
         }
     }
 
@@ -124,6 +154,22 @@ impl LocalState {
             seen: self.seen.iter().map(|(id, exp)| (id.0, exp.0)).collect(),
             fallback_rotated_ms: self.fallback_rotated.map(|at| at.0),
             verified: self.verified.iter().map(|id| id.to_string()).collect(),
+            petnames: by_id_text(&self.names.petnames),
+            display_name: self.names.display_name.clone(),
+            profile_revision: self.names.revision,
+            profiles_delivered: by_id_text(&self.names.delivered),
+            profiles_in_flight: self
+                .names
+                .in_flight
+                .iter()
+                .map(|(id, sent)| PickledProfile {
+                    client_msg_id: id.0,
+                    to: sent.to.to_string(),
+                    revision: sent.revision,
+                    expires_ms: sent.expires.0,
+                })
+                .collect(),
+            friend_display_names: by_id_text(&self.names.received),
         };
         serialize_zeroizing(&pickle)
     }
@@ -146,6 +192,27 @@ impl LocalState {
             .map(|id| id.parse())
             .collect::<Result<_, wisp_proto::ParseUserIdError>>()
             .map_err(|e| unreadable(&e))?;
+        let in_flight = pickle
+            .profiles_in_flight
+            .into_iter()
+            .map(|p| {
+                let to = p.to.parse().map_err(|e| unreadable(&e))?;
+                let sent = ProfileInFlight {
+                    to,
+                    revision: p.revision,
+                    expires: UnixMillis(p.expires_ms),
+                };
+                Ok((ClientMsgId(p.client_msg_id), sent))
+            })
+            .collect::<Result<_, PickleError>>()?;
+        let names = Names {
+            petnames: from_id_text(pickle.petnames)?,
+            display_name: pickle.display_name,
+            revision: pickle.profile_revision,
+            delivered: from_id_text(pickle.profiles_delivered)?,
+            in_flight,
+            received: from_id_text(pickle.friend_display_names)?,
+        };
         Ok(Self {
             identity: Identity::from_pickle(pickle.account),
             server_name: pickle.server_name,
@@ -158,6 +225,7 @@ impl LocalState {
             seen_messages: BTreeMap::new(),
             fallback_rotated: pickle.fallback_rotated_ms.map(UnixMillis),
             verified,
+            names,
         })
     }
 
@@ -181,6 +249,28 @@ impl LocalState {
     pub fn verified(&self) -> impl Iterator<Item = &UserId> {
         self.verified.iter()
     }
+}
+
+/// A map by user id as (id text, value) pairs, the pickle's form.
+fn by_id_text<V: Clone>(map: &BTreeMap<UserId, V>) -> Vec<(String, V)> {
+    map.iter()
+        .map(|(id, v)| (id.to_string(), v.clone()))
+        .collect()
+}
+
+/// The map [`by_id_text`] made these pairs from.
+fn from_id_text<V>(pairs: Vec<(String, V)>) -> Result<BTreeMap<UserId, V>, PickleError> {
+    pairs
+        .into_iter()
+        .map(|(id, v)| {
+            Ok((
+                id.parse().map_err(|e: wisp_proto::ParseUserIdError| {
+                    PickleError::Unreadable(e.to_string())
+                })?,
+                v,
+            ))
+        })
+        .collect()
 }
 
 /// Serializes into a buffer sized exactly beforehand, so no reallocation
@@ -220,7 +310,12 @@ mod tests {
         original.mark_seen(MessageId(42), UnixMillis::MAX);
         let bob = Identity::generate().user_id();
         original.set_verified(bob, true);
+        original.set_petname(bob, Some("Bob")).unwrap();
+        original.set_display_name(Some("Alice")).unwrap();
+        original.profile_sent(bob, ClientMsgId([3; 16]), UnixMillis::MAX);
+        original.received_display_name(bob, Some("Bobby".into()));
         let reopened = LocalState::from_pickle(&original.pickle()).unwrap();
+        assert_eq!(reopened.names, original.names);
         assert_eq!(reopened.identity.user_id(), original.identity.user_id());
         assert_eq!(reopened.server_name.as_deref(), Some("wisp-test"));
         assert!(reopened.is_seen(MessageId(42)));
