@@ -29,7 +29,16 @@ unreadable or invalid --ca-cert file); 2 bad usage; 3 server unreachable,
 its certificate refused, or connection lost; 4 key store problem (no identity,
 wrong passphrase); 5 a friend's key is forged (not signed by their identity:
 someone may be intercepting; nothing was sent; compare the safety number
-with `wisp verify ID`)."
+with `wisp verify ID`).
+
+Names: wherever a command takes an ID it also takes the name you gave that
+friend (`wisp friend add ID --name Bob`, `wisp friend rename ID Bob`); names
+stay on this device. A name marked ~ (as in `~Alice`) is the one the friend
+chose for themselves (`wisp profile name`): anyone can choose any name, and
+only the safety number (`wisp verify`) proves who they are. Text from the
+network (messages, names, server errors) is printed with control and
+text-direction characters shown escaped, and a message's further lines
+indented under its sender."
 )]
 pub struct Cli {
     /// Directory holding your encrypted identity [default: the platform data
@@ -80,7 +89,7 @@ pub enum Command {
     /// one (not even the server) stands between you; then run
     /// `wisp verify ID --mark`. Friends only; needs the server.
     Verify {
-        /// Your friend's user id (or wisp://add/ link)
+        /// Your friend's user id, name, or wisp://add/ link
         id: String,
         /// Record that the safety number matched: the friend is verified
         #[arg(long, conflicts_with = "unmark")]
@@ -89,20 +98,23 @@ pub enum Command {
         #[arg(long)]
         unmark: bool,
         /// Print one JSON object instead: {"id", "safety_number" (60 digits),
-        /// "verified"}
+        /// "verified", "name" (yours for them, or null)}
         #[arg(long)]
         json: bool,
     },
-    /// Manage your circle of friends (at most 20)
+    /// Manage your circle of friends (at most 20) and your names for them
     #[command(subcommand)]
     Friend(FriendCommand),
+    /// Your display name, the one your friends see
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Your account on the server
     #[command(subcommand)]
     Account(AccountCommand),
     /// Send an end-to-end encrypted message to a friend; exits 0 once the
     /// server has stored it
     Send {
-        /// Your friend's user id (or wisp://add/ link)
+        /// Your friend's user id, name, or wisp://add/ link
         id: String,
         /// The message
         text: String,
@@ -115,9 +127,11 @@ pub enum Command {
     },
     /// Open the full-screen chat: friends with unread counts, conversations
     /// with each message's countdowns, requests to accept or decline.
-    /// Keys: ↑/↓ pick, Enter opens or sends, Esc back, ? help, Ctrl-C quits
+    /// Keys: ↑/↓ pick, Enter opens or sends, Esc back, n names the friend,
+    /// N sets your display name, ? help, Ctrl-C quits
     Chat {
-        /// A friend whose conversation opens at start (id or wisp://add/ link)
+        /// A friend whose conversation opens at start (id, name, or
+        /// wisp://add/ link)
         id: Option<String>,
         /// Seconds the messages you send stay visible once read (0: until
         /// they expire)
@@ -134,7 +148,9 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]
         wait: u64,
         /// One JSON object per line: {"id", "from", "text", "sent_at",
-        /// "expires_at", "sent_unix_ms", "expires_unix_ms", "view_seconds"}
+        /// "expires_at", "sent_unix_ms", "expires_unix_ms", "view_seconds",
+        /// "from_name" (your name for the sender, or null),
+        /// "from_display_name" (the name they chose, or null)}
         #[arg(long)]
         json: bool,
     },
@@ -168,54 +184,97 @@ pub enum FriendCommand {
         /// id is registered: a mistyped id just stays pending until the
         /// request expires (7 days)
         id: String,
+        /// Your name for them, kept on this device only (see `rename`)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// Accept a friend request
     Accept {
-        /// Who asked
+        /// Who asked (id or name)
         id: String,
+        /// Your name for them, kept on this device only (see `rename`)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Give someone your own name for them, or with "" remove it
+    ///
+    /// The name stays on this device (in your encrypted key store); it is
+    /// never sent anywhere. It is one line of at most 64 characters, not
+    /// like an id, and unique among your names (regardless of case). Every
+    /// command that takes an id takes it too, and every list shows it.
+    Rename {
+        /// Their user id (or current name, or wisp://add/ link)
+        id: String,
+        /// The new name; "" removes it
+        name: String,
     },
     /// Decline a friend request
     Decline {
-        /// Who asked
+        /// Who asked (id or name)
         id: String,
     },
     /// Withdraw a friend request you sent
     Cancel {
-        /// Whom you asked
+        /// Whom you asked (id or name)
         id: String,
     },
-    /// End a friendship
+    /// End a friendship (your name for them goes too)
     Remove {
-        /// The friend
+        /// The friend (id or name)
         id: String,
     },
     /// Block someone: ends any friendship, drops requests both ways, and
     /// silently drops their future requests
     Block {
-        /// Whom to block
+        /// Whom to block (id or name)
         id: String,
     },
     /// Lift a block
     Unblock {
-        /// Whom to unblock
+        /// Whom to unblock (id or name)
         id: String,
     },
-    /// List your friends; those you verified (`wisp verify`) are marked
+    /// List your friends, with your names for them (or, marked ~, the
+    /// names they chose); those you verified (`wisp verify`) are marked
     /// "(verified)"
     List {
-        /// One JSON object per line: {"id", "since_unix_ms", "verified"}
+        /// One JSON object per line: {"id", "since_unix_ms", "verified",
+        /// "name" (yours for them, or null), "display_name" (theirs, or
+        /// null)}
         #[arg(long)]
         json: bool,
     },
     /// List pending friend requests, to you and from you
     Requests {
-        /// One JSON object per line: {"id", "direction": "incoming"|"outgoing", "created_unix_ms"}
+        /// One JSON object per line: {"id", "direction": "incoming"|"outgoing",
+        /// "created_unix_ms", "name" (yours for them, or null)}
         #[arg(long)]
         json: bool,
     },
     /// List the users you have blocked
     Blocked {
-        /// One JSON object per line: {"id"}
+        /// One JSON object per line: {"id", "name" (yours for them, or null)}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `wisp profile ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Choose the name your friends see, or with "" remove it
+    ///
+    /// It goes to each friend inside the end-to-end encryption (now, and
+    /// to each new friend), never readable by the server. One line of at
+    /// most 64 characters. Friends see it marked as your own choice until
+    /// they give you a name of theirs.
+    Name {
+        /// Your display name; "" removes it
+        name: String,
+    },
+    /// Show your display name
+    Show {
+        /// Print one JSON object instead: {"display_name" (or null)}
         #[arg(long)]
         json: bool,
     },

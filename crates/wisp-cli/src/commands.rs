@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use wisp_client::{
     Client, ClientError, ConnectOptions, ErrorCode, Event, Identity, Invitation, InvitationToken,
-    KdfParams, KeyStore, KeyStoreError, LocalState, Messenger, SafetyNumber, UnixMillis, UserId,
-    now_ms, parse_invitation, parse_invitation_link, signed_invitation_link,
+    KdfParams, KeyStore, KeyStoreError, LocalState, Messenger, NameError, SafetyNumber, UnixMillis,
+    UserId, check_name, now_ms, parse_invitation, parse_invitation_link, signed_invitation_link,
 };
 use wisp_proto::limits::{FRIEND_REQUEST_LIFETIME, INVITATION_LIFETIME, MAX_MESSAGE_TTL};
 use zeroize::Zeroizing;
 
-use crate::args::{AccountCommand, Cli, Command, FriendCommand};
-use crate::output::{CliError, json_line};
+use crate::args::{AccountCommand, Cli, Command, FriendCommand, ProfileCommand};
+use crate::output::{CliError, json_line, named, who};
+use crate::safe;
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             verify(&home, &remote, &id, change, json).await
         }
         Command::Friend(command) => friend(&home, &remote, command).await,
+        Command::Profile(command) => profile(&home, &remote, command).await,
         Command::Account(AccountCommand::Delete { yes }) => {
             delete_account(&home, &remote, yes).await
         }
@@ -109,14 +111,15 @@ async fn send(
     ttl: u64,
     view: u64,
 ) -> Result<(), CliError> {
-    let to = parse_id(to)?;
     let ttl = checked_ttl(ttl)?;
     let mut messenger = messenger(home, server).await?;
+    let to = resolve(messenger.state(), to)?;
     let view = (view > 0).then(|| Duration::from_secs(view));
     let sent = messenger.send_text(to, text, ttl, view).await?;
-    messenger.confirm().await?;
+    messenger.settle().await?;
     println!(
-        "sent to {to}; it burns once read and expires at {}",
+        "sent to {}; it burns once read and expires at {}",
+        who(messenger.state(), &to),
         rfc3339(sent.expires_unix_ms)
     );
     Ok(())
@@ -129,9 +132,9 @@ async fn chat(
     view: u64,
     ttl: u64,
 ) -> Result<(), CliError> {
-    let open = open.map(parse_id).transpose()?;
     let ttl = checked_ttl(ttl)?;
     let messenger = messenger(home, server).await?;
+    let open = open.map(|id| resolve(messenger.state(), id)).transpose()?;
     let view = (view > 0).then(|| Duration::from_secs(view));
     crate::chat::run(messenger, open, ttl, view).await
 }
@@ -159,7 +162,8 @@ async fn recv(
             Ok(Some(event)) => event,
             Ok(None) => return Err(CliError::from(ClientError::Closed(None))),
             Err(_) if deadline.is_some() => {
-                messenger.confirm().await?;
+                // Receipts for friends' display names go before exiting.
+                messenger.settle().await?;
                 return Ok(());
             }
             Err(_) => {
@@ -173,6 +177,7 @@ async fn recv(
                 deadline = Some(tokio::time::Instant::now() + Duration::from_secs(wait));
             }
             Event::Message(message) => {
+                let state = messenger.state();
                 if json {
                     json_line(&json!({
                         "id": message.id.0,
@@ -183,15 +188,22 @@ async fn recv(
                         "sent_unix_ms": message.sent_unix_ms.0,
                         "expires_unix_ms": message.expires_unix_ms.0,
                         "view_seconds": message.view_timer.map_or(0, |d| d.as_secs()),
+                        "from_name": state.petname(&message.from),
+                        "from_display_name": state.friend_display_name(&message.from),
                     }));
                 } else {
-                    println!("{}: {}", message.from, message.text.as_str());
+                    let prefix = format!("{}: ", who(state, &message.from));
+                    let shown = safe::wrap_block(&prefix, &message.text, safe::terminal_width());
+                    println!("{shown}");
                 }
                 messenger.mark_read(&message).await?;
             }
             Event::Undecryptable { from, reason, .. } => {
                 eprintln!(
-                    "warning: a message from {from} could not be decrypted ({reason}); a new session has been set up, ask them to send it again"
+                    "warning: a message from {} could not be decrypted ({}); a new session has \
+                     been set up, ask them to send it again",
+                    who(messenger.state(), &from),
+                    safe::line(&reason)
                 );
             }
             Event::Disconnected { reason } | Event::Superseded { reason } => {
@@ -422,25 +434,28 @@ async fn verify(
     change: Option<bool>,
     json: bool,
 ) -> Result<(), CliError> {
-    let friend = parse_id(friend)?;
-    let (number, verified) = match change {
+    let (friend, number, verified, name) = match change {
         // Changing the mark saves the store: open it, with its lock.
         Some(verified) => {
             let mut messenger = messenger(home, server).await?;
+            let friend = resolve(messenger.state(), friend)?;
             // A mark can always be taken back, friend or not.
             if verified {
                 ensure_friend(messenger.client(), friend).await?;
             }
             messenger.set_verified(friend, verified)?;
-            (messenger.safety_number(friend), verified)
+            let name = named(messenger.state(), &friend);
+            (friend, messenger.safety_number(friend), verified, name)
         }
         // Only showing it: read the store, so this works beside `wisp chat`.
         None => {
             let state = peek_store(home).await?;
+            let friend = resolve(&state, friend)?;
             let client = logged_in(&state, server).await?;
             ensure_friend(&client, friend).await?;
             let number = wisp_client::safety_number(state.identity.user_id(), friend);
-            (number, state.is_verified(&friend))
+            let name = named(&state, &friend);
+            (friend, number, state.is_verified(&friend), name)
         }
     };
     if json {
@@ -448,48 +463,57 @@ async fn verify(
             "id": friend.to_string(),
             "safety_number": number.digits(),
             "verified": verified,
+            "name": name.petname,
         }));
         return Ok(());
     }
+    let shown = name.with_id(&friend);
     match change {
-        Some(true) => println!("marked {friend} as verified"),
-        Some(false) => println!("{friend} is no longer marked as verified"),
-        None => print_safety_number(friend, &number, verified)?,
+        Some(true) => println!("marked {shown} as verified"),
+        Some(false) => println!("{shown} is no longer marked as verified"),
+        None => print_safety_number(friend, &shown, &number, verified)?,
     }
     Ok(())
 }
 
 fn print_safety_number(
     friend: UserId,
+    shown: &str,
     number: &SafetyNumber,
     verified: bool,
 ) -> Result<(), CliError> {
     let code = crate::qr::render(&number.qr_payload())?;
     let status = if verified { "verified" } else { "not verified" };
-    println!("safety number with {friend}:\n\n{number}\n\n{code}");
-    println!("{friend} is {status}");
+    println!("safety number with {shown}:\n\n{number}\n\n{code}");
+    println!("{shown} is {status}");
     println!(
-        "compare this number with {friend} in person or on a call; if it matches on both \
-         devices, run `wisp verify {friend} --mark`"
+        "compare this number with them in person or on a call (a name proves nothing; this \
+         number does); if it matches on both devices, run `wisp verify {friend} --mark`"
     );
     Ok(())
 }
 
-/// Drops `id`'s verified mark, taking the store's lock only for that (so
-/// the friend commands work beside `wisp chat` otherwise). The friend
-/// command itself succeeded, so a failure here is a warning: a mark of
-/// someone who is no longer a friend also goes at the next connect.
-async fn forget_verified(home: &std::path::Path, secret: &Zeroizing<String>, id: UserId) {
-    let forget = move |home: &std::path::Path, passphrase: &str| {
+/// Changes the key store's state with `change`, taking the store's lock
+/// only for that (so the friend commands work beside `wisp chat`
+/// otherwise), and saves it if `change` says it changed anything. Returns
+/// the store and the state, still locked, for what comes next.
+async fn update_store(
+    home: &std::path::Path,
+    secret: &Zeroizing<String>,
+    change: impl FnOnce(&mut LocalState) -> Result<bool, NameError> + Send + 'static,
+) -> Result<(KeyStore, LocalState), CliError> {
+    let update = move |home: &std::path::Path, passphrase: &str| {
         let (store, mut state) = KeyStore::open(home, passphrase)?;
-        if state.set_verified(id, false) {
-            store.save(&state)?;
+        match change(&mut state) {
+            Ok(true) => store.save(&state)?,
+            Ok(false) => {}
+            Err(error) => return Ok(Err(error)),
         }
-        Ok(())
+        Ok(Ok((store, state)))
     };
-    if let Err(error) = unlock_with(home, secret, forget).await {
-        eprintln!("warning: could not drop the verified mark of {id}: {error}");
-    }
+    unlock_with(home, secret, update)
+        .await?
+        .map_err(|e| CliError::failed(e.to_string()))
 }
 
 /// Refuses an id that is not among the server's friends of this user.
@@ -513,44 +537,181 @@ fn checked_ttl(ttl: u64) -> Result<Duration, CliError> {
     Ok(Duration::from_secs(ttl))
 }
 
-/// Every command's id argument: a bare id or an invitation link.
-fn parse_id(text: &str) -> Result<UserId, CliError> {
-    parse_invitation(text).map_err(|e| CliError::failed(e.to_string()))
+/// Every command's id argument: a bare id, an invitation link, or the name
+/// the user gave someone.
+fn resolve(state: &LocalState, text: &str) -> Result<UserId, CliError> {
+    match parse_invitation(text) {
+        Ok(id) => Ok(id),
+        Err(error) => state.find_petname(text).ok_or_else(|| {
+            CliError::failed(format!(
+                "\"{}\" is not the name of anyone in your list ({}); `wisp friend list` shows \
+                 your friends and the names you gave them",
+                safe::line(text),
+                safe::line(&error.to_string())
+            ))
+        }),
+    }
 }
 
-/// `wisp friend ...`: a change to a relationship, or one of the lists.
+/// A name the user typed for someone, checked before anything else is
+/// done: one line, not an id, and not another's name on this device.
+fn checked_petname(state: &LocalState, id: UserId, name: &str) -> Result<String, CliError> {
+    let name = check_name(name).map_err(|e| CliError::failed(e.to_string()))?;
+    match state.find_petname(&name) {
+        Some(holder) if holder != id => Err(CliError::failed(
+            NameError::Taken(holder).to_string() + &format!(" (\"{}\")", who(state, &holder)),
+        )),
+        _ => Ok(name),
+    }
+}
+
+/// `wisp friend ...`: a change to a relationship, a name, or one of the
+/// lists.
 async fn friend(
     home: &std::path::Path,
     server: &Remote,
     command: FriendCommand,
 ) -> Result<(), CliError> {
-    // Check the argument before asking for a passphrase or connecting.
-    let change = FriendChange::of(&command)?;
-    let token = match &command {
-        FriendCommand::Add { id } => {
-            parse_invitation_link(id)
-                .map_err(|e| CliError::failed(e.to_string()))?
-                .token
-        }
-        _ => None,
-    };
     // Read without locking, so these work beside `wisp chat`.
     let secret = store_passphrase(home)?;
     let state = unlock_with(home, &secret, KeyStore::peek).await?;
-    let client = logged_in(&state, server).await?;
-    if let Some((change, id)) = change {
-        let done = change.apply(&client, id, token).await?;
-        if change.drops_mark() && state.is_verified(&id) {
-            forget_verified(home, &secret, id).await;
+    let (change, id, name) = match &command {
+        FriendCommand::List { json } => {
+            let client = logged_in(&state, server).await?;
+            return list_friends(&client, &state, *json).await;
         }
-        println!("{done}");
-        return Ok(());
+        FriendCommand::Requests { json } => {
+            let client = logged_in(&state, server).await?;
+            return list_requests(&client, &state, *json).await;
+        }
+        FriendCommand::Blocked { json } => {
+            let client = logged_in(&state, server).await?;
+            return list_blocked(&client, &state, *json).await;
+        }
+        FriendCommand::Rename { id, name } => {
+            return rename(home, &secret, &state, id, name).await;
+        }
+        FriendCommand::Add { id, name } => (FriendChange::Add, id, name.as_deref()),
+        FriendCommand::Accept { id, name } => (FriendChange::Accept, id, name.as_deref()),
+        FriendCommand::Decline { id } => (FriendChange::Decline, id, None),
+        FriendCommand::Cancel { id } => (FriendChange::Cancel, id, None),
+        FriendCommand::Remove { id } => (FriendChange::Remove, id, None),
+        FriendCommand::Block { id } => (FriendChange::Block, id, None),
+        FriendCommand::Unblock { id } => (FriendChange::Unblock, id, None),
+    };
+    let token = match change {
+        FriendChange::Add => parse_invitation_link(id).ok().and_then(|link| link.token),
+        _ => None,
+    };
+    let id = resolve(&state, id)?;
+    // A name is checked before the server hears of anything.
+    let name = name
+        .map(|name| checked_petname(&state, id, name))
+        .transpose()?;
+    let client = logged_in(&state, server).await?;
+    let outcome = change.apply(&client, id, token).await?;
+    drop(client);
+    let (store, state) = match update_store(home, &secret, move |state| {
+        let mut changed = false;
+        if change.ends_friendship() {
+            changed |= state.forget_friendship(id);
+        }
+        if change.drops_name() {
+            changed |= state.set_petname(id, None)?;
+        }
+        if let Some(name) = name {
+            changed |= state.set_petname(id, Some(&name))?;
+        }
+        Ok(changed)
+    })
+    .await
+    {
+        Ok(locked) => locked,
+        Err(error) => {
+            // The change itself was made on the server.
+            println!("{}", outcome.say(&who(&state, &id)));
+            eprintln!(
+                "warning: your names and marks on this device were not updated: {error} \
+                 (`wisp chat` holds the key store: name them there with n)"
+            );
+            return Ok(());
+        }
+    };
+    println!("{}", outcome.say(&who(&state, &id)));
+    if outcome == Outcome::NowFriends && state.display_name().is_some() {
+        // Log in once more, holding the store: the connect sends the new
+        // friend this user's display name.
+        let mut messenger =
+            Messenger::connect_with(&server.url, server.options()?, store, state).await?;
+        messenger.settle().await?;
     }
+    Ok(())
+}
+
+/// `wisp friend rename`: sets or removes a petname; needs no server.
+async fn rename(
+    home: &std::path::Path,
+    secret: &Zeroizing<String>,
+    state: &LocalState,
+    id: &str,
+    name: &str,
+) -> Result<(), CliError> {
+    let id = resolve(state, id)?;
+    let name = if name.trim().is_empty() {
+        None
+    } else {
+        Some(checked_petname(state, id, name)?)
+    };
+    let shown = name.as_deref().map(safe::line);
+    update_store(home, secret, move |state| {
+        state.set_petname(id, name.as_deref())
+    })
+    .await?;
+    match shown {
+        Some(name) => println!("{id} is now \"{name}\" on this device"),
+        None => println!("{id} has no name of yours any more"),
+    }
+    Ok(())
+}
+
+/// `wisp profile ...`: the display name friends see.
+async fn profile(
+    home: &std::path::Path,
+    server: &Remote,
+    command: ProfileCommand,
+) -> Result<(), CliError> {
     match command {
-        FriendCommand::List { json } => list_friends(&client, &state, json).await,
-        FriendCommand::Requests { json } => list_requests(&client, json).await,
-        FriendCommand::Blocked { json } => list_blocked(&client, json).await,
-        _ => Err(CliError::failed("this command needs a user id")),
+        ProfileCommand::Show { json } => {
+            let state = peek_store(home).await?;
+            let name = state.display_name();
+            if json {
+                json_line(&json!({ "display_name": name }));
+            } else {
+                match name {
+                    Some(name) => println!("{}", safe::line(name)),
+                    None => eprintln!("no display name; choose one with `wisp profile name NAME`"),
+                }
+            }
+            Ok(())
+        }
+        ProfileCommand::Name { name } => {
+            let name = (!name.trim().is_empty()).then_some(name);
+            if let Some(name) = &name {
+                // Refused before asking for the passphrase.
+                check_name(name).map_err(|e| CliError::failed(e.to_string()))?;
+            }
+            let mut messenger = messenger(home, server).await?;
+            messenger.set_display_name(name.as_deref()).await?;
+            messenger.settle().await?;
+            match messenger.display_name() {
+                Some(name) => println!(
+                    "your display name is now \"{}\"; your friends get it end-to-end encrypted",
+                    safe::line(name)
+                ),
+                None => println!("you have no display name now; your friends are told"),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -566,81 +727,96 @@ enum FriendChange {
     Unblock,
 }
 
-impl FriendChange {
-    /// The change `command` asks for, with the id it names (checked);
-    /// `None` for the lists.
-    fn of(command: &FriendCommand) -> Result<Option<(Self, UserId)>, CliError> {
-        let (change, id) = match command {
-            FriendCommand::Add { id } => (Self::Add, id),
-            FriendCommand::Accept { id } => (Self::Accept, id),
-            FriendCommand::Decline { id } => (Self::Decline, id),
-            FriendCommand::Cancel { id } => (Self::Cancel, id),
-            FriendCommand::Remove { id } => (Self::Remove, id),
-            FriendCommand::Block { id } => (Self::Block, id),
-            FriendCommand::Unblock { id } => (Self::Unblock, id),
-            FriendCommand::List { .. }
-            | FriendCommand::Requests { .. }
-            | FriendCommand::Blocked { .. } => return Ok(None),
-        };
-        Ok(Some((change, parse_id(id)?)))
-    }
+/// What a [`FriendChange`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    NowFriends,
+    RequestSent,
+    Declined,
+    Withdrawn,
+    Removed,
+    Blocked,
+    Unblocked,
+}
 
-    /// Whether the friendship ends, or starts afresh: either way it keeps
-    /// no verified mark.
-    fn drops_mark(self) -> bool {
+impl Outcome {
+    /// What to tell the user, naming the other as `who`.
+    fn say(self, who: &str) -> String {
+        match self {
+            Self::NowFriends => format!("you are now friends with {who}"),
+            // The server answers alike whether or not the id is
+            // registered, so this says nothing about who holds it.
+            Self::RequestSent => format!(
+                "friend request sent to {who}; it waits for their answer for {} days",
+                FRIEND_REQUEST_LIFETIME.as_secs() / 86_400
+            ),
+            Self::Declined => format!("declined the request from {who}"),
+            Self::Withdrawn => format!("withdrew your request to {who}"),
+            Self::Removed => format!("{who} is no longer your friend"),
+            Self::Blocked => format!("blocked {who}"),
+            Self::Unblocked => format!("unblocked {who}"),
+        }
+    }
+}
+
+impl FriendChange {
+    /// Whether the friendship ends, or starts afresh: either way the device
+    /// keeps no verified mark and no display name of the old one.
+    fn ends_friendship(self) -> bool {
         matches!(self, Self::Add | Self::Accept | Self::Remove | Self::Block)
     }
 
-    /// Asks the server for the change with `id`; says what happened.
+    /// Whether the user is done with them: the name they gave goes too (a
+    /// blocked user keeps theirs, to be recognised in the list of blocks).
+    fn drops_name(self) -> bool {
+        matches!(self, Self::Decline | Self::Cancel | Self::Remove)
+    }
+
+    /// Asks the server for the change with `id`.
     async fn apply(
         self,
         client: &Client,
         id: UserId,
         token: Option<InvitationToken>,
-    ) -> Result<String, CliError> {
+    ) -> Result<Outcome, CliError> {
         Ok(match self {
             Self::Add => {
                 let invitation = Invitation { user: id, token };
                 if client.request_friend_invited(&invitation).await? {
-                    format!("you are now friends with {id}")
+                    Outcome::NowFriends
                 } else {
-                    // The server answers alike whether or not the id is
-                    // registered, so this says nothing about who holds it.
-                    format!(
-                        "friend request sent to {id}; it waits for their answer for {} days",
-                        FRIEND_REQUEST_LIFETIME.as_secs() / 86_400
-                    )
+                    Outcome::RequestSent
                 }
             }
             Self::Accept => {
                 client.accept_friend(id).await?;
-                format!("you are now friends with {id}")
+                Outcome::NowFriends
             }
             Self::Decline => {
                 client.decline_friend(id).await?;
-                format!("declined the request from {id}")
+                Outcome::Declined
             }
             Self::Cancel => {
                 client.cancel_friend_request(id).await?;
-                format!("withdrew your request to {id}")
+                Outcome::Withdrawn
             }
             Self::Remove => {
                 client.remove_friend(id).await?;
-                format!("{id} is no longer your friend")
+                Outcome::Removed
             }
             Self::Block => {
                 client.block(id).await?;
-                format!("blocked {id}")
+                Outcome::Blocked
             }
             Self::Unblock => {
                 client.unblock(id).await?;
-                format!("unblocked {id}")
+                Outcome::Unblocked
             }
         })
     }
 }
 
-/// `wisp friend list`: friends, with their verified marks.
+/// `wisp friend list`: friends, with names and verified marks.
 async fn list_friends(client: &Client, state: &LocalState, json: bool) -> Result<(), CliError> {
     for friend in client.friends().await? {
         let verified = state.is_verified(&friend.id);
@@ -649,18 +825,19 @@ async fn list_friends(client: &Client, state: &LocalState, json: bool) -> Result
                 "id": friend.id.to_string(),
                 "since_unix_ms": friend.since_unix_ms.0,
                 "verified": verified,
+                "name": state.petname(&friend.id),
+                "display_name": state.friend_display_name(&friend.id),
             }));
-        } else if verified {
-            println!("{} (verified)", friend.id);
         } else {
-            println!("{}", friend.id);
+            let mark = if verified { " (verified)" } else { "" };
+            println!("{}{mark}", named(state, &friend.id).after_id(&friend.id));
         }
     }
     Ok(())
 }
 
 /// `wisp friend requests`: pending requests, to this user and from them.
-async fn list_requests(client: &Client, json: bool) -> Result<(), CliError> {
+async fn list_requests(client: &Client, state: &LocalState, json: bool) -> Result<(), CliError> {
     let pending = client.friend_requests().await?;
     let all = pending
         .incoming
@@ -673,21 +850,25 @@ async fn list_requests(client: &Client, json: bool) -> Result<(), CliError> {
                 "id": request.id.to_string(),
                 "direction": direction,
                 "created_unix_ms": request.created_unix_ms.0,
+                "name": state.petname(&request.id),
             }));
         } else {
-            println!("{direction} {}", request.id);
+            println!(
+                "{direction} {}",
+                named(state, &request.id).after_id(&request.id)
+            );
         }
     }
     Ok(())
 }
 
 /// `wisp friend blocked`: the users this user blocked.
-async fn list_blocked(client: &Client, json: bool) -> Result<(), CliError> {
+async fn list_blocked(client: &Client, state: &LocalState, json: bool) -> Result<(), CliError> {
     for id in client.friend_requests().await?.blocked {
         if json {
-            json_line(&json!({ "id": id.to_string() }));
+            json_line(&json!({ "id": id.to_string(), "name": state.petname(&id) }));
         } else {
-            println!("{id}");
+            println!("{}", named(state, &id).after_id(&id));
         }
     }
     Ok(())

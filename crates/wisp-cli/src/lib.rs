@@ -10,7 +10,9 @@
 //! - `chat`: `wisp chat`, the full-screen terminal chat (ratatui): its
 //!   state (`chat::model`), its drawing (`chat::ui`), and the two tasks
 //!   that run it.
-//! - [`output`]: errors with exit codes, and JSON lines.
+//! - [`output`]: errors with exit codes, JSON lines, and how a person is
+//!   named (petname, their display name, or id).
+//! - [`safe`]: text from the network made safe to print in a terminal.
 //! - `qr`: QR codes drawn in the terminal by `qrcode`'s Unicode renderer
 //!   (invitations, safety numbers).
 
@@ -19,6 +21,7 @@ mod chat;
 pub mod commands;
 pub mod output;
 mod qr;
+pub mod safe;
 
 /// Parses the command line, runs the command, and returns the process exit
 /// code; errors are printed to stderr as one line.
@@ -39,7 +42,8 @@ pub fn main_entry() -> std::process::ExitCode {
     match runtime.block_on(commands::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("{}: {error}", error.label());
+            // Server and network text is part of many errors.
+            eprintln!("{}: {}", error.label(), safe::line(&error.to_string()));
             std::process::ExitCode::from(error.exit_code())
         }
     }

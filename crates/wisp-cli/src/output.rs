@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use wisp_client::{ClientError, E2eError, KeyStoreError, UserId};
+use wisp_client::{ClientError, E2eError, KeyStoreError, LocalState, UserId};
+
+use crate::safe;
 
 /// Refused by the server, or failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -98,6 +100,72 @@ impl From<KeyStoreError> for CliError {
             warning: false,
         }
     }
+}
+
+/// What the user knows to call someone: the petname they gave them, and
+/// the display name the other chose (their own claim).
+#[derive(Debug, Clone, Default)]
+pub struct Named {
+    /// The user's own name for them.
+    pub petname: Option<String>,
+    /// The name they chose, cleaned when it came.
+    pub display_name: Option<String>,
+}
+
+/// The names `state` holds for `id`.
+pub fn named(state: &LocalState, id: &UserId) -> Named {
+    Named {
+        petname: state.petname(id).map(str::to_owned),
+        display_name: state.friend_display_name(id).map(str::to_owned),
+    }
+}
+
+impl Named {
+    /// The name to show, safe to print: the petname; else `~` and the
+    /// name they chose (marked as theirs); `None` when there is neither.
+    pub fn label(&self) -> Option<String> {
+        match (&self.petname, &self.display_name) {
+            (Some(petname), _) => Some(safe::line(petname)),
+            (None, Some(theirs)) => Some(format!("~{}", safe::line(theirs))),
+            (None, None) => None,
+        }
+    }
+
+    /// The name and the whole id, e.g. `Bob (4eiouwvq…)`; the id alone
+    /// when there is no name.
+    pub fn with_id(&self, id: &UserId) -> String {
+        match self.label() {
+            Some(label) => format!("{label} ({id})"),
+            None => id.to_string(),
+        }
+    }
+
+    /// The whole id first (what scripts cut), then the name, e.g.
+    /// `4eiouwvq…  Bob`.
+    pub fn after_id(&self, id: &UserId) -> String {
+        match self.label() {
+            Some(label) => format!("{id}  {label}"),
+            None => id.to_string(),
+        }
+    }
+}
+
+/// How a one-line message names `id`: the petname alone (the user chose
+/// it, unique on this device); else the name they chose, marked `~`, with
+/// the start of the id (anyone can choose any name); else the whole id.
+pub fn who(state: &LocalState, id: &UserId) -> String {
+    let named = named(state, id);
+    match (&named.petname, named.label()) {
+        (Some(_), Some(label)) => label,
+        (None, Some(label)) => format!("{label} ({})", short_id(id)),
+        _ => id.to_string(),
+    }
+}
+
+/// The first 12 characters of an id, then `…`.
+pub fn short_id(id: &UserId) -> String {
+    let text = id.to_string();
+    format!("{}…", &text[..12])
 }
 
 /// Prints one JSON object as a line.

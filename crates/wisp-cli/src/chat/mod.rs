@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use wisp_client::{Event, Messenger, UserId, now_ms};
 
 use crate::output::CliError;
-use model::{Action, Chat, Focus, Selected, Update};
+use model::{Action, Chat, Focus, NameBook, Selected, Update};
 
 /// How often countdowns are redrawn and timers checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -125,6 +125,8 @@ fn on_input(chat: &mut Chat, input: Option<std::io::Result<TermEvent>>) -> Step 
         Some(Ok(TermEvent::Paste(text))) => {
             if chat.focus == Focus::Compose && chat.open.is_some() {
                 chat.paste(&text);
+            } else if chat.focus == Focus::Naming {
+                text.chars().for_each(|c| chat.type_name(c));
             }
             Step::Continue(Vec::new())
         }
@@ -155,7 +157,7 @@ fn on_message(chat: &mut Chat, update: Option<Update>, pending_open: &mut Option
         if chat.friend(&friend).is_some() {
             chat.open(friend);
         } else {
-            let who = model::short(&friend);
+            let who = chat.label(&friend);
             chat.say(format!("{who} is not your friend (yet)"), Instant::now());
         }
     }
@@ -180,6 +182,10 @@ fn on_update(chat: &mut Chat, update: Update) -> Vec<Action> {
         }
         Update::Verified { friend, verified } => {
             chat.set_verified(friend, verified, now);
+            Vec::new()
+        }
+        Update::Names(names) => {
+            chat.names = names;
             Vec::new()
         }
     }
@@ -236,6 +242,8 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
                 None => {}
             },
             KeyCode::Char('v') => chat.verify_selected(Instant::now()),
+            KeyCode::Char('n') => chat.start_naming(true),
+            KeyCode::Char('N') => chat.start_naming(false),
             KeyCode::Char(c @ ('a' | 'd')) => {
                 if let Some(Selected::Request(id)) = chat.selection() {
                     return vec![if c == 'a' {
@@ -256,6 +264,19 @@ fn on_key(chat: &mut Chat, key: KeyEvent) -> Vec<Action> {
                 chat.composer.pop();
             }
             KeyCode::Char(c) if !ctrl => chat.type_char(c),
+            _ => {}
+        },
+        Focus::Naming => match key.code {
+            KeyCode::Esc => {
+                chat.finish_naming(false);
+            }
+            KeyCode::Enter => return chat.finish_naming(true).into_iter().collect(),
+            KeyCode::Backspace => {
+                if let Some(naming) = &mut chat.naming {
+                    naming.text.pop();
+                }
+            }
+            KeyCode::Char(c) if !ctrl => chat.type_name(c),
             _ => {}
         },
     }
@@ -284,7 +305,12 @@ async fn drive(
                 None => break,
             },
             event = messenger.next_event() => match event {
-                Some(event) => Some(Update::Event(event)),
+                Some(event) => {
+                    if matches!(event, Event::DisplayName { .. }) {
+                        let _ = updates.send(Update::Names(names(&messenger))).await;
+                    }
+                    Some(Update::Event(event))
+                }
                 None => break,
             },
         };
@@ -328,7 +354,8 @@ async fn perform(
             .err()
             .map(|e| Update::Notice(format!("could not send a read receipt: {e}"))),
         Action::Accept(id) => {
-            let done = messenger.client().accept_friend(id).await;
+            // The new friend gets this user's display name too.
+            let done = messenger.accept_friend(id).await;
             roster(messenger, updates).await;
             done.err()
                 .map(|e| Update::Notice(format!("could not accept: {e}")))
@@ -351,6 +378,44 @@ async fn perform(
             roster(messenger, updates).await;
             None
         }
+        Action::Rename { id, name } => Some(match messenger.set_petname(id, name.as_deref()) {
+            Ok(()) => {
+                let _ = updates.send(Update::Names(names(messenger))).await;
+                Update::Notice(match name {
+                    Some(_) => "name saved on this device (never sent anywhere)".to_owned(),
+                    None => "name removed".to_owned(),
+                })
+            }
+            Err(e) => Update::Notice(format!("name not saved: {e}")),
+        }),
+        Action::SetDisplayName(name) => {
+            let done = messenger.set_display_name(name.as_deref()).await;
+            let _ = updates.send(Update::Names(names(messenger))).await;
+            Some(Update::Notice(match (done, name) {
+                (Ok(()), Some(_)) => {
+                    "your display name is saved and goes to your friends, encrypted".to_owned()
+                }
+                (Ok(()), None) => "your display name is removed; your friends are told".to_owned(),
+                (Err(e), _) => format!("display name not saved: {e}"),
+            }))
+        }
+    }
+}
+
+/// The names the messenger's key store holds, for the screen.
+fn names(messenger: &Messenger) -> NameBook {
+    let state = messenger.state();
+    NameBook {
+        petnames: state
+            .petnames()
+            .map(|(id, name)| (*id, name.to_owned()))
+            .collect(),
+        theirs: state
+            .friendship_data()
+            .into_iter()
+            .filter_map(|id| Some((id, state.friend_display_name(&id)?.to_owned())))
+            .collect(),
+        own: state.display_name().map(str::to_owned),
     }
 }
 
@@ -367,6 +432,7 @@ async fn roster(messenger: &Messenger, updates: &mpsc::Sender<Update>) {
         },
         Err(error) => Update::Notice(format!("could not load friends: {error}")),
     };
+    let _ = updates.send(Update::Names(names(messenger))).await;
     let _ = updates.send(update).await;
 }
 

@@ -4,6 +4,8 @@
 //! passed in, so the timers are tested without waiting.
 
 use std::collections::HashMap;
+
+use crate::safe;
 use std::time::{Duration, Instant};
 
 use wisp_client::{
@@ -40,6 +42,22 @@ pub(crate) enum Action {
     },
     /// Fetch the friend list and requests again.
     Refresh,
+    /// Give `id` the user's own name for them (`None`: remove it).
+    Rename {
+        id: UserId,
+        name: Option<String>,
+    },
+    /// Set (or with `None` clear) the user's display name.
+    SetDisplayName(Option<String>),
+}
+
+/// The names the chat shows: the user's own for others, the ones friends
+/// chose, and the user's display name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NameBook {
+    pub(crate) petnames: HashMap<UserId, String>,
+    pub(crate) theirs: HashMap<UserId, String>,
+    pub(crate) own: Option<String>,
 }
 
 /// What the messenger tells the chat.
@@ -60,6 +78,8 @@ pub(crate) enum Update {
         friend: UserId,
         verified: bool,
     },
+    /// The names changed (a rename, a friend's display name, ours).
+    Names(NameBook),
 }
 
 /// The connection as the status line shows it.
@@ -77,6 +97,19 @@ pub(crate) enum Focus {
     List,
     /// Typing goes into the composer; Enter sends.
     Compose,
+    /// Typing goes into a name being given; Enter saves, Esc cancels.
+    Naming,
+}
+
+/// A name being typed in the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Naming {
+    /// Whose name: a friend's or request's petname, or (`None`) the user's
+    /// own display name.
+    pub(crate) of: Option<UserId>,
+    pub(crate) text: String,
+    /// Where the keys went before.
+    back: Focus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +178,10 @@ pub(crate) struct Chat {
     pub(crate) quit_asked: bool,
     /// Lines scrolled up from the newest, in the open conversation.
     pub(crate) scroll: usize,
+    /// The names to show.
+    pub(crate) names: NameBook,
+    /// A name being typed, if any.
+    pub(crate) naming: Option<Naming>,
     conversations: HashMap<UserId, Vec<Line>>,
     next_local: u64,
     /// Seconds a message we send stays visible once read.
@@ -169,10 +206,73 @@ impl Chat {
             quit: false,
             quit_asked: false,
             scroll: 0,
+            names: NameBook::default(),
+            naming: None,
             conversations: HashMap::new(),
             next_local: 0,
             view,
         }
+    }
+
+    /// How the chat names `id`, safe to draw: the user's name for them;
+    /// else `~` and the name they chose (their own claim); else the start
+    /// of the id.
+    pub(crate) fn label(&self, id: &UserId) -> String {
+        if let Some(name) = self.names.petnames.get(id) {
+            return safe::line(name);
+        }
+        if let Some(theirs) = self.names.theirs.get(id) {
+            return format!("~{}", safe::line(theirs));
+        }
+        short(id)
+    }
+
+    /// Starts typing a name: the user's own for the entry selected in the
+    /// list (`of_selected`), or the user's display name.
+    pub(crate) fn start_naming(&mut self, of_selected: bool) {
+        let of = if of_selected {
+            match self.selection() {
+                Some(Selected::Friend(id) | Selected::Request(id)) => Some(id),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let text = match of {
+            Some(id) => self.names.petnames.get(&id).cloned(),
+            None => self.names.own.clone(),
+        };
+        self.naming = Some(Naming {
+            of,
+            text: text.unwrap_or_default(),
+            back: self.focus,
+        });
+        self.focus = Focus::Naming;
+    }
+
+    /// Types into the name being given, up to the longest name allowed.
+    pub(crate) fn type_name(&mut self, c: char) {
+        if let Some(naming) = &mut self.naming
+            && naming.text.chars().count() < wisp_client::MAX_NAME_CHARS
+            && !c.is_control()
+        {
+            naming.text.push(c);
+        }
+    }
+
+    /// Ends naming: with `save`, the action that saves the name (empty:
+    /// removes it).
+    pub(crate) fn finish_naming(&mut self, save: bool) -> Option<Action> {
+        let naming = self.naming.take()?;
+        self.focus = naming.back;
+        if !save {
+            return None;
+        }
+        let name = (!naming.text.trim().is_empty()).then_some(naming.text);
+        Some(match naming.of {
+            Some(id) => Action::Rename { id, name },
+            None => Action::SetDisplayName(name),
+        })
     }
 
     pub(crate) fn lines(&self, friend: &UserId) -> &[Line] {
@@ -200,7 +300,10 @@ impl Chat {
         self.conversations.retain(|id, _| keep.contains(id));
         if self.open.is_some_and(|id| !keep.contains(&id)) {
             self.open = None;
-            self.focus = Focus::List;
+            match &mut self.naming {
+                Some(naming) => naming.back = Focus::List,
+                None => self.focus = Focus::List,
+            }
         }
         if self
             .verifying
@@ -236,7 +339,7 @@ impl Chat {
         if let Some(entry) = self.friends.iter_mut().find(|f| f.id == friend) {
             entry.verified = verified;
         }
-        let who = short(&friend);
+        let who = self.label(&friend);
         let text = if verified {
             format!("{who} is marked verified")
         } else {
@@ -340,13 +443,16 @@ impl Chat {
                 // A friend who reinstalled comes back like this too: a new
                 // id, nothing of the old friendship, verified or not.
                 self.say(
-                    format!("{} (not verified) asks to be your friend", short(&from)),
+                    format!(
+                        "{} (not verified) asks to be your friend",
+                        self.label(&from)
+                    ),
                     now,
                 );
                 return vec![Action::Refresh];
             }
             Event::FriendAccepted { by } => {
-                self.say(format!("{} is now your friend", short(&by)), now);
+                self.say(format!("{} is now your friend", self.label(&by)), now);
                 return vec![Action::Refresh];
             }
             Event::FriendRemoved { .. } => return vec![Action::Refresh],
@@ -359,11 +465,11 @@ impl Chat {
             Event::Undecryptable { from, .. } => self.say(
                 format!(
                     "a message from {} could not be decrypted; ask them to send it again",
-                    short(&from)
+                    self.label(&from)
                 ),
                 now,
             ),
-            Event::ServerError { message } => self.say(message, now),
+            Event::ServerError { message } => self.say(safe::line(&message), now),
             // Handled inside the messenger, or nothing to show.
             _ => {}
         }
@@ -827,5 +933,44 @@ pub(super) mod tests {
         assert_eq!(countdown(Duration::from_secs(59 * 60 + 5)), "59:05");
         assert_eq!(countdown(Duration::from_secs(3600)), "1:00:00");
         assert_eq!(countdown(Duration::from_secs(9)), "0:09");
+    }
+
+    #[test]
+    fn n_names_the_selected_friend_and_capital_n_the_user() {
+        let bob = id(2);
+        let mut chat = chat_with(bob);
+        assert_eq!(chat.label(&bob), short(&bob));
+        chat.start_naming(true);
+        assert_eq!(chat.focus, Focus::Naming);
+        for c in "Bob\x1b".chars() {
+            chat.type_name(c);
+        }
+        match chat.finish_naming(true) {
+            Some(Action::Rename { id, name }) => {
+                assert_eq!((id, name.as_deref()), (bob, Some("Bob")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(chat.focus, Focus::List);
+        chat.names.petnames.insert(bob, "Bob".into());
+        assert_eq!(chat.label(&bob), "Bob");
+        // Editing starts from the current name; emptied, it removes it.
+        chat.start_naming(true);
+        assert_eq!(chat.naming.as_ref().map(|n| n.text.as_str()), Some("Bob"));
+        chat.naming.as_mut().unwrap().text.clear();
+        assert!(matches!(
+            chat.finish_naming(true),
+            Some(Action::Rename { name: None, .. })
+        ));
+        chat.start_naming(false);
+        for _ in 0..100 {
+            chat.type_name('a');
+        }
+        match chat.finish_naming(true) {
+            Some(Action::SetDisplayName(Some(name))) => assert_eq!(name.chars().count(), 64),
+            other => panic!("{other:?}"),
+        }
+        chat.start_naming(false);
+        assert!(chat.finish_naming(false).is_none(), "Esc saves nothing");
     }
 }

@@ -17,6 +17,7 @@ use unicode_width::UnicodeWidthChar;
 use wisp_client::{SafetyNumber, UserId};
 
 use super::model::{Chat, Focus, Line, LineState, Link, Selected, countdown, short};
+use crate::safe;
 
 const SIDEBAR_WIDTH: u16 = 24;
 
@@ -71,14 +72,16 @@ fn sidebar(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
             } else {
                 Style::default()
             };
-            ListItem::new(format!("{mark}{}{unread}", short(&friend.id))).style(style)
+            ListItem::new(format!("{mark}{}{unread}", chat.label(&friend.id))).style(style)
         })
         .collect();
-    items.extend(
-        chat.requests
-            .iter()
-            .map(|id| ListItem::new(format!("?{} new, asks", &short(id)[..8]))),
-    );
+    items.extend(chat.requests.iter().map(|id| {
+        let who = match chat.names.petnames.get(id) {
+            Some(_) => chat.label(id),
+            None => short(id)[..8].to_owned(),
+        };
+        ListItem::new(format!("?{who} new, asks"))
+    }));
     let title = if chat.requests.is_empty() {
         format!(" Friends {}/20 ", chat.friends.len())
     } else {
@@ -109,7 +112,7 @@ fn conversation(
 ) -> Drawn {
     let friend = match (request_in_view(chat), chat.open) {
         (Some(id), _) => {
-            frame.render_widget(request(id), area);
+            frame.render_widget(request(chat, id), area);
             return Drawn::default();
         }
         (None, None) => {
@@ -143,11 +146,15 @@ fn request_in_view(chat: &Chat) -> Option<UserId> {
 
 /// A friend request, with the whole id to check against what they gave
 /// you.
-fn request(id: UserId) -> Paragraph<'static> {
+fn request(chat: &Chat, id: UserId) -> Paragraph<'static> {
+    let named = match chat.names.petnames.get(&id) {
+        Some(_) => format!(" (your name for them: {})", chat.label(&id)),
+        None => String::new(),
+    };
     let text = format!(
-        "A friend request from\n\n{id}\n\nan identity you have not verified. Check the id \
-         against the one they gave you (someone who reinstalled Wisp comes back under \
-         a new id). a accepts, d declines."
+        "A friend request from\n\n{id}{named}\n\nan identity you have not verified. Check \
+         the id against the one they gave you (someone who reinstalled Wisp comes back \
+         under a new id). a accepts, d declines, n names them."
     );
     Paragraph::new(text)
         .wrap(Wrap { trim: true })
@@ -179,12 +186,15 @@ fn message_rows(
     let mut rows: Vec<TextLine<'static>> = Vec::new();
     let mut text_rows = Vec::new();
     for line in chat.lines(&friend) {
-        let (text, style) = message_text(line, chat.covered());
+        let (marker, text, style) = message_text(line, chat.covered());
         let first = rows.len();
+        // The message's own line breaks and the rows it wraps onto are
+        // indented under its marker: only the chat starts a row at ◂ or ▸.
+        let shown = safe::wrap_block(marker, &text, Some(width));
         rows.extend(
-            wrap(&text, width)
-                .into_iter()
-                .map(|piece| TextLine::from(Span::styled(piece, style))),
+            shown
+                .split('\n')
+                .map(|piece| TextLine::from(Span::styled(piece.to_owned(), style))),
         );
         text_rows.push(first..rows.len());
         rows.push(timer_line(line, now, now_ms));
@@ -214,9 +224,12 @@ fn shown(text_rows: &[Range<usize>], view: Range<usize>, height: usize) -> Vec<u
 /// messages are below.
 fn conversation_title(chat: &Chat, friend: UserId, max_scroll: usize) -> String {
     let verified = chat.friend(&friend).is_some_and(|f| f.verified);
+    let named = match chat.label(&friend) {
+        label if label == short(&friend) => label,
+        label => format!("{label} · {}", short(&friend)),
+    };
     let title = format!(
-        " {} {} ",
-        short(&friend),
+        " {named} {} ",
         if verified {
             "✓ verified"
         } else {
@@ -230,37 +243,20 @@ fn conversation_title(chat: &Chat, friend: UserId, max_scroll: usize) -> String 
     }
 }
 
-/// A message's text as shown (under an overlay, unread text stays hidden:
-/// it would not count as read).
-fn message_text(line: &Line, covered: bool) -> (String, Style) {
+/// A message as shown: its marker, its text (under an overlay, unread text
+/// stays hidden: it would not count as read), its style.
+fn message_text(line: &Line, covered: bool) -> (&'static str, String, Style) {
     let italic = Style::default().add_modifier(Modifier::ITALIC);
     match &line.state {
-        LineState::Unread(_) if covered => ("◂ (new message)".to_owned(), italic),
-        LineState::ExpiredUnread { .. } => ("▸ (message expired unread)".to_owned(), italic),
-        _ if line.outgoing() => (format!("▸ {}", line.text.as_str()), Style::default()),
+        LineState::Unread(_) if covered => ("◂ ", "(new message)".to_owned(), italic),
+        LineState::ExpiredUnread { .. } => ("▸ ", "(message expired unread)".to_owned(), italic),
+        _ if line.outgoing() => ("▸ ", line.text.to_string(), Style::default()),
         _ => (
-            format!("◂ {}", line.text.as_str()),
+            "◂ ",
+            line.text.to_string(),
             Style::default().add_modifier(Modifier::BOLD),
         ),
     }
-}
-
-/// `text` cut into rows of at most `width` terminal cells.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut rows = vec![String::new()];
-    let mut used = 0;
-    for c in text.chars() {
-        let cells = c.width().unwrap_or(0);
-        if used + cells > width && used > 0 {
-            rows.push(String::new());
-            used = 0;
-        }
-        if let Some(row) = rows.last_mut() {
-            row.push(c);
-        }
-        used += cells;
-    }
-    rows
 }
 
 fn timer_line(line: &Line, now: Instant, now_ms: i64) -> TextLine<'static> {
@@ -290,16 +286,32 @@ fn composer(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
         Some(view) => format!("burns {}s after read", view.as_secs()),
         None => "burns at its hour's end".to_owned(),
     };
-    let title = match (chat.open, chat.focus) {
-        (Some(_), Focus::Compose) => format!(" Message · {burns} · Enter sends · Esc list "),
-        (Some(_), Focus::List) => format!(" Message · {burns} · Tab to write "),
-        (None, _) => " Message ".to_owned(),
+    let (title, typed) = match (&chat.naming, chat.open, chat.focus) {
+        (Some(naming), _, _) => {
+            let whose = match naming.of {
+                Some(id) => format!("your name for {} (stays on this device)", short(&id)),
+                None => "your display name (your friends see it)".to_owned(),
+            };
+            (
+                format!(" {whose} · Enter saves, empty removes · Esc cancels "),
+                safe::line(&naming.text),
+            )
+        }
+        (None, Some(_), Focus::Compose) => (
+            format!(" Message · {burns} · Enter sends · Esc list "),
+            chat.composer.to_string(),
+        ),
+        (None, Some(_), _) => (
+            format!(" Message · {burns} · Tab to write "),
+            chat.composer.to_string(),
+        ),
+        (None, None, _) => (" Message ".to_owned(), String::new()),
     };
     // The end of what was typed, so the cursor stays in view.
     let width = usize::from(area.width.saturating_sub(3));
     let mut cells = 0;
     let mut tail: Vec<char> = Vec::new();
-    for c in chat.composer.chars().rev() {
+    for c in typed.chars().rev() {
         let w = c.width().unwrap_or(0);
         if cells + w > width {
             break;
@@ -311,7 +323,7 @@ fn composer(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     let paragraph =
         Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(paragraph, area);
-    if chat.focus == Focus::Compose && chat.open.is_some() {
+    if chat.focus == Focus::Naming || (chat.focus == Focus::Compose && chat.open.is_some()) {
         let x = area.x + 1 + u16::try_from(cells).unwrap_or(0);
         frame.set_cursor_position((x.min(area.right().saturating_sub(2)), area.y + 1));
     }
@@ -323,7 +335,7 @@ fn status(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
             format!("● connected ({} reconnects)", chat.reconnects)
         }
         Link::Connected => "● connected".to_owned(),
-        Link::Reconnecting(Some(reason)) => format!("○ reconnecting ({reason})"),
+        Link::Reconnecting(Some(reason)) => format!("○ reconnecting ({})", safe::line(reason)),
         Link::Reconnecting(None) => "○ reconnecting…".to_owned(),
     };
     let help = if chat.focus == Focus::Compose {
@@ -332,7 +344,7 @@ fn status(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
         "? help"
     };
     let tail = match &chat.notice {
-        Some((notice, _)) => notice.clone(),
+        Some((notice, _)) => safe::line(notice),
         None => format!("you are {} · {help} · Ctrl-C quits", short(&chat.me)),
     };
     frame.render_widget(
@@ -349,13 +361,13 @@ In the list
   Tab         back to the open conversation
   a / d       accept / decline a request
   v           safety number, to verify a friend
-  q           quit
+  n / N       your name for them / your own name
 In a conversation
   Enter       send
   PgUp PgDn   scroll
   Esc / Tab   back to the list
   F1          this help
-  Ctrl-C / Ctrl-Q  quit (twice if unread)
+  Ctrl-C, q in the list  quit (twice if unread)
 
 Messages burn once read: a received message
 vanishes when its burn timer ends; every
@@ -510,6 +522,52 @@ mod tests {
         assert!(
             chat.reveal(&draw_once(&chat).0.shown, now).is_empty(),
             "nothing is read under the help"
+        );
+    }
+
+    #[test]
+    fn a_hostile_message_shows_as_inert_text_under_its_sender() {
+        let bob = id(2);
+        let mut chat = chat_with(bob);
+        let hostile = "see you\n▸ I never said this\r◂ forged\x1b[2J\x1b]0;owned\x07 \u{202e}evil";
+        chat.on_event(
+            Event::Message(message(bob, hostile, 0, None)),
+            Instant::now(),
+        );
+        chat.open(bob);
+        let (drawn, screen) = draw_once(&chat);
+        assert_eq!(drawn.shown, vec![0]);
+        let rows: Vec<String> = screen
+            .lines()
+            .map(|row| row.chars().skip(usize::from(SIDEBAR_WIDTH) + 1).collect())
+            .collect();
+        let starts = |marker: &str| rows.iter().filter(|r| r.starts_with(marker)).count();
+        assert_eq!(starts("◂"), 1, "one message from Bob:\n{screen}");
+        assert_eq!(starts("▸"), 0, "none from us:\n{screen}");
+        assert!(screen.contains("    ▸ I never said this"), "{screen}");
+        assert!(screen.contains(r"\x1b[2J\x1b]0;owned\x07"), "{screen}");
+        assert!(screen.contains(r"\u{202e}evil"), "{screen}");
+        assert!(
+            !screen.chars().any(|c| c.is_control() && c != '\n'),
+            "{screen:?}"
+        );
+    }
+
+    #[test]
+    fn names_show_in_the_list_and_the_title_marked_when_they_are_theirs() {
+        let (bob, carol) = (id(2), id(3));
+        let mut chat = chat_with(bob);
+        chat.set_roster(vec![(bob, false), (carol, false)], vec![]);
+        chat.names.petnames.insert(bob, "Bob".into());
+        chat.names.theirs.insert(bob, "Robert".into());
+        chat.names.theirs.insert(carol, "Carol\u{202e}x".into());
+        chat.open(bob);
+        let (_, screen) = draw_once(&chat);
+        assert!(screen.contains(" Bob · "), "the title:\n{screen}");
+        assert!(!screen.contains("Robert"), "a petname wins:\n{screen}");
+        assert!(
+            screen.contains(r"~Carol\u{202e}x"),
+            "theirs, marked:\n{screen}"
         );
     }
 }
