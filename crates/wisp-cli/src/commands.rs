@@ -544,10 +544,8 @@ fn resolve(state: &LocalState, text: &str) -> Result<UserId, CliError> {
         Ok(id) => Ok(id),
         Err(error) => state.find_petname(text).ok_or_else(|| {
             CliError::failed(format!(
-                "\"{}\" is not the name of anyone in your list ({}); `wisp friend list` shows \
-                 your friends and the names you gave them",
-                safe::line(text),
-                safe::line(&error.to_string())
+                "{error}; nor is it a name you gave anyone (`wisp friend list` shows your \
+                 friends and your names for them)"
             ))
         }),
     }

@@ -168,7 +168,49 @@ pub fn short_id(id: &UserId) -> String {
     format!("{}…", &text[..12])
 }
 
-/// Prints one JSON object as a line.
+/// Prints one JSON object as a line. The values stay exact; beyond what
+/// JSON must escape (C0 controls), C1 controls, DEL and the invisible
+/// formatting characters of [`safe`] are written as `\uXXXX` escapes
+/// too, so the line is inert even on a terminal.
 pub fn json_line(value: &serde_json::Value) {
-    println!("{value}");
+    println!("{}", inert_json(&value.to_string()));
+}
+
+/// `json` with every C1 control, DEL and invisible formatting character
+/// written as a `\uXXXX` escape (all of them are in the Basic
+/// Multilingual Plane, and outside strings JSON text is ASCII).
+pub fn inert_json(json: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || wisp_client::names::is_invisible_format(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn json_lines_escape_every_character_a_terminal_acts_on_and_stay_exact() {
+        let text = "a\u{9b}2J\u{7f}\x1b[0m\u{202e}b\u{2066}\n";
+        let line = inert_json(&serde_json::json!({ "text": text }).to_string());
+        assert!(
+            line.is_ascii() || !line.chars().any(char::is_control),
+            "{line}"
+        );
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{9b}'),
+            "{line}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["text"], text);
+    }
 }

@@ -200,13 +200,28 @@ impl LocalState {
     /// bytes to send as the message's ciphertext.
     pub fn encrypt(&mut self, peer: UserId, sealed: &Sealed) -> Result<Vec<u8>, E2eError> {
         let plaintext = zeroize::Zeroizing::new(codec::encode(sealed));
+        self.encrypt_bytes(peer, &plaintext)
+    }
+
+    /// Encrypts `plaintext` as it is, for tests that play a hostile friend
+    /// sending what no client seals (bytes that are not a valid payload).
+    #[cfg(feature = "test-support")]
+    pub fn encrypt_plaintext(
+        &mut self,
+        peer: UserId,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, E2eError> {
+        self.encrypt_bytes(peer, plaintext)
+    }
+
+    fn encrypt_bytes(&mut self, peer: UserId, plaintext: &[u8]) -> Result<Vec<u8>, E2eError> {
         let session = self
             .sessions
             .get_mut(&peer)
             .and_then(|s| s.first_mut())
             .ok_or(E2eError::NoSession(peer))?;
         let message = session
-            .encrypt(plaintext.as_slice())
+            .encrypt(plaintext)
             .map_err(|e| E2eError::Encrypt(e.to_string()))?;
         let (message_type, body) = message.to_parts();
         let mut envelope = OlmEnvelope {

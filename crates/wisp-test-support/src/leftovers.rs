@@ -28,11 +28,23 @@ fn mentions(haystack: &[u8], forms: &[Vec<u8>]) -> bool {
 /// The files of the SQLite data directory (database, WAL, shared memory)
 /// that hold `user` in any form.
 pub fn in_sqlite_files(data_dir: &std::path::Path, user: UserId) -> Vec<String> {
-    let forms = id_forms(user);
+    sqlite_files_holding(data_dir, &id_forms(user))
+}
+
+/// The forms a piece of text takes in storage: its UTF-8 bytes (also
+/// PostgreSQL's `text`) and their lowercase hex (Redis keys, `bytea`).
+pub fn text_forms(text: &str) -> Vec<Vec<u8>> {
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![text.as_bytes().to_vec(), hex.into_bytes()]
+}
+
+/// The files of the SQLite data directory (database, WAL, shared memory)
+/// that hold any of `forms`.
+pub fn sqlite_files_holding(data_dir: &std::path::Path, forms: &[Vec<u8>]) -> Vec<String> {
     std::fs::read_dir(data_dir)
         .expect("data dir")
         .map(|entry| entry.expect("dir entry").path())
-        .filter(|path| mentions(&std::fs::read(path).unwrap_or_default(), &forms))
+        .filter(|path| mentions(&std::fs::read(path).unwrap_or_default(), forms))
         .map(|path| path.display().to_string())
         .collect()
 }
@@ -40,6 +52,13 @@ pub fn in_sqlite_files(data_dir: &std::path::Path, user: UserId) -> Vec<String> 
 /// The tables of the backend's PostgreSQL schema with a row that holds
 /// `user` (hex, as `bytea` prints, or base32), with how many.
 pub async fn in_postgres(cluster: &ClusterBackend, user: UserId) -> Vec<String> {
+    let hex = String::from_utf8(id_forms(user)[1].clone()).expect("hex");
+    postgres_rows_holding(cluster, &[hex, user.to_string()]).await
+}
+
+/// The tables of the backend's PostgreSQL schema with a row whose text
+/// form holds any of `needles`, with how many.
+pub async fn postgres_rows_holding(cluster: &ClusterBackend, needles: &[String]) -> Vec<String> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&cluster.pg_url)
         .await
@@ -55,17 +74,15 @@ pub async fn in_postgres(cluster: &ClusterBackend, user: UserId) -> Vec<String> 
         tables.iter().any(|t| t == "accounts"),
         "the scan sees the schema's tables: {tables:?}"
     );
-    let hex = String::from_utf8(id_forms(user)[1].clone()).expect("hex");
     let mut found = Vec::new();
     for table in tables {
         let sql = format!(
             "SELECT count(*) FROM {}.{table} AS t \
-             WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0",
+             WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS n WHERE strpos(t::text, n) > 0)",
             cluster.schema
         );
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(&hex)
-            .bind(user.to_string())
+            .bind(needles)
             .fetch_one(&mut conn)
             .await
             .expect("scan");
@@ -79,8 +96,13 @@ pub async fn in_postgres(cluster: &ClusterBackend, user: UserId) -> Vec<String> 
 /// The keys under the backend's Redis prefix whose name or value holds
 /// `user` in any form.
 pub async fn in_redis(cluster: &ClusterBackend, user: UserId) -> Vec<String> {
+    redis_keys_holding(cluster, &id_forms(user)).await
+}
+
+/// The keys under the backend's Redis prefix whose name or value holds
+/// any of `forms`.
+pub async fn redis_keys_holding(cluster: &ClusterBackend, forms: &[Vec<u8>]) -> Vec<String> {
     use redis::AsyncCommands;
-    let forms = id_forms(user);
     let client = redis::Client::open(cluster.redis_url.as_str()).expect("Redis URL");
     let mut redis = client
         .get_multiplexed_async_connection()
@@ -122,7 +144,7 @@ pub async fn in_redis(cluster: &ClusterBackend, user: UserId) -> Vec<String> {
             "list" => redis.lrange(&key, 0, -1).await.expect("lrange"),
             _ => Vec::new(),
         };
-        if mentions(key.as_bytes(), &forms) || values.iter().any(|v| mentions(v, &forms)) {
+        if mentions(key.as_bytes(), forms) || values.iter().any(|v| mentions(v, forms)) {
             found.push(key);
         }
     }

@@ -10,19 +10,19 @@ use wisp_test_support::TestServer;
 
 use crate::PASSPHRASE;
 
-struct Env {
-    server: TestServer,
+pub(crate) struct Env {
+    pub(crate) server: TestServer,
     dir: tempfile::TempDir,
 }
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Env {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start().await;
         Self { server, dir }
@@ -40,7 +40,7 @@ impl Env {
     }
 
     /// Runs `wisp` as `user` (a home directory of its own).
-    async fn wisp(&self, user: &str, args: &[&str]) -> Output {
+    pub(crate) async fn wisp(&self, user: &str, args: &[&str]) -> Output {
         self.wisp_typing(user, args, "").await
     }
 
@@ -76,19 +76,19 @@ impl Env {
         .unwrap()
     }
 
-    async fn ok(&self, user: &str, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, user: &str, args: &[&str]) -> String {
         let out = self.wisp(user, args).await;
         assert_eq!(out.code, 0, "wisp {args:?} failed: {}", out.stderr);
         out.stdout
     }
 
-    async fn register(&self, user: &str) -> String {
+    pub(crate) async fn register(&self, user: &str) -> String {
         let stdout = self.ok(user, &["register"]).await;
         stdout.lines().last().unwrap().to_owned()
     }
 }
 
-fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))

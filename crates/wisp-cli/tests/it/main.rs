@@ -8,4 +8,5 @@ const PASSPHRASE: &str = "correct horse battery staple";
 
 mod chat_tmux;
 mod cli;
+mod names;
 mod tls;

@@ -48,6 +48,7 @@ mod fuzz_replay;
 mod keys_low;
 mod load_balancer;
 mod messages;
+mod names;
 mod postgres_restart;
 mod redis_cluster;
 mod redis_failover;
