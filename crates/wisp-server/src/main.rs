@@ -36,9 +36,9 @@ async fn main() -> anyhow::Result<()> {
 /// WebSocket library prints every frame it sends, ciphertext and all), and
 /// no setting may put that in a log.
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{Layer, filter::FilterExt};
 
     let filter = EnvFilter::try_from_env("WISP_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -46,16 +46,24 @@ fn init_logging(format: LogFormat) {
     let cap = filter::Targets::new()
         .with_default(DEPENDENCY_LOG_CAP)
         .with_targets(WISP_CRATES.iter().map(|krate| (*krate, LevelFilter::TRACE)));
-    let filter = filter.and(cap);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     let layer = match format {
-        LogFormat::Text => layer.with_filter(filter).boxed(),
-        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
     };
-    tracing_subscriber::registry().with(layer).init();
+    // Both filters apply to the whole subscriber (global filtering): with
+    // them as one per-layer filter, events of Wisp's own crates below INFO
+    // were lost once the PostgreSQL driver had logged (its notices at
+    // startup), so WISP_LOG=debug showed nothing more on the cluster
+    // backend.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(cap)
+        .with(layer)
+        .init();
 }
 
 /// The most any dependency may log, whatever WISP_LOG says.
