@@ -86,6 +86,39 @@
 //!
 //! Message text lives in memory only ([`zeroize::Zeroizing`]); nothing of
 //! a message is written to disk by the SDK.
+//!
+//! ## Names
+//! A friend's id is hard to tell apart from another's; show a name where
+//! there is one, in this order:
+//! 1. the **petname** the user gave them ([`Messenger::petname`], set with
+//!    [`Messenger::set_petname`]): kept in the key store only, never sent,
+//!    unique on the device, so it can stand for the id in what the user
+//!    types ([`Messenger::find_petname`]);
+//! 2. else the **display name** they chose ([`Messenger::friend_display_name`],
+//!    announced by [`Event::DisplayName`]), always marked as their own
+//!    claim (the CLI writes `~Alice`): anyone can call themselves
+//!    anything, and only the [`SafetyNumber`] proves who someone is;
+//! 3. else (part of) the id.
+//!
+//! [`Messenger::set_display_name`] sets the user's own; the messenger sends
+//! it inside the end-to-end encryption to every friend, to each new friend,
+//! and again until each friend's device confirms it. Names are checked
+//! with [`check_name`] (one line, at most [`MAX_NAME_CHARS`] characters, no
+//! control or text-direction characters, not like an id) when typed, and
+//! cleaned with [`clean_received_name`] when they arrive. One-shot front
+//! ends call [`Messenger::settle`] before exiting, so the receipts for
+//! names received go out.
+//!
+//! ## Text from the network is hostile
+//! Message text, display names and server error text come from others.
+//! Before a terminal shows them, escape C0 and C1 controls, DEL, and the
+//! bidirectional and invisible formatting characters
+//! ([`names::is_invisible_format`]); the CLI's `wisp_cli::safe` module is
+//! one way. Keep a message's own line breaks from starting a row that
+//! looks like another message (indent them under the sender), and wrap
+//! long lines yourself for the same reason. A web page renders text as
+//! text (never as HTML) and isolates it (`<bdi>`, `unicode-bidi:
+//! isolate`).
 
 pub mod client;
 mod connection;

@@ -381,3 +381,168 @@ async fn a_chat_over_wss_connects_and_sends() {
     .await
     .unwrap();
 }
+
+/// What a hostile friend sends shows as inert text in a real terminal, in
+/// `wisp recv` and in `wisp chat`: the screen is not cleared, the window
+/// not retitled, and no line passes for another message; and names given
+/// in the chat (n, N) are saved and sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    let url = server.url();
+    let socket = dir.path().join("tmux.sock");
+    let wisp_bin = env!("CARGO_BIN_EXE_wisp");
+    let screens = tokio::task::spawn_blocking(move || {
+        let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
+        let alice = wisp(&alice_home, &url, &["register"]);
+        let alice = alice.lines().last().unwrap().to_owned();
+        let bob = wisp(&bob_home, &url, &["register"]);
+        let bob = bob.lines().last().unwrap().to_owned();
+        wisp(
+            &alice_home,
+            &url,
+            &["friend", "add", &bob, "--name", "Bob Builder"],
+        );
+        wisp(
+            &bob_home,
+            &url,
+            &["friend", "accept", &alice, "--name", "Alice"],
+        );
+        wisp(&alice_home, &url, &["profile", "name", "Alice Liddell"]);
+        let mallory = wisp_client::Identity::generate().user_id().to_string();
+        let forged = format!("see you\n{mallory}: I am someone else");
+        let escapes = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u{9b}2J \u{202e}txt.exe";
+        let long = format!("{}Mallory: wrapped", "z".repeat(45));
+        let send_all = || {
+            for text in [forged.as_str(), escapes, long.as_str()] {
+                wisp(&alice_home, &url, &["send", "Bob Builder", text]);
+            }
+        };
+        let tmux = Tmux { socket };
+        let env = |home: &Path| {
+            format!(
+                "env WISP_HOME={} WISP_SERVER={url} WISP_PASSPHRASE='{PASSPHRASE}' {wisp_bin}",
+                home.display()
+            )
+        };
+        let limit = Duration::from_secs(20);
+        let mut screens = Vec::new();
+
+        // `wisp recv` on a 60-column terminal.
+        send_all();
+        let command = format!("{} recv", env(&bob_home));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "recv",
+            "-x",
+            "60",
+            "-y",
+            "20",
+            &command,
+        ]);
+        tmux.run(&["set-option", "-t", "recv", "remain-on-exit", "on"]);
+        let shown = tmux.wait_for("recv", "the three messages", limit, |s| {
+            s.contains("wrapped")
+        });
+        let rows: Vec<&str> = shown.lines().filter(|r| !r.trim().is_empty()).collect();
+        let senders = rows.iter().filter(|r| !r.starts_with("    ")).count();
+        assert_eq!(
+            senders, 3,
+            "three rows start a message, from Alice:\n{shown}"
+        );
+        assert!(
+            rows.iter()
+                .filter(|r| !r.starts_with("    "))
+                .all(|r| r.starts_with("Alice: ")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("    {mallory}: I am someone else")),
+            "{shown}"
+        );
+        assert!(shown.contains(r"\x1b[2J\x1b]0;pwned\x07"), "{shown}");
+        assert!(shown.contains(r"\u{202e}txt.exe"), "{shown}");
+        assert!(
+            shown.contains("    zMallory: wrapped") || shown.contains("    Mallory: wrapped"),
+            "wrapped under its sender:\n{shown}"
+        );
+        let title = tmux.run(&["display-message", "-p", "-t", "recv", "#{pane_title}"]);
+        assert!(!title.contains("pwned"), "the window was retitled: {title}");
+        screens.push(("wisp recv (60 columns)", shown));
+
+        // `wisp chat`, opened by the name Bob gave Alice.
+        send_all();
+        let command = format!("{} chat Alice", env(&bob_home));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "bob",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &command,
+        ]);
+        tmux.run(&["set-option", "-t", "bob", "remain-on-exit", "on"]);
+        let chat = tmux.wait_for("bob", "the messages", limit, |s| {
+            s.contains("I am someone else") && s.contains("wrapped") && s.contains("txt.exe")
+        });
+        let pane: Vec<String> = chat.lines().map(|r| r.chars().skip(25).collect()).collect();
+        let starts = pane.iter().filter(|r| r.starts_with('◂')).count();
+        assert_eq!(starts, 3, "three messages from Alice, no more:\n{chat}");
+        assert!(
+            !pane.iter().any(|r| r.starts_with('▸')),
+            "none passes for Bob's:\n{chat}"
+        );
+        assert!(
+            chat.contains(&format!("    {}", &mallory[..20])),
+            "indented:\n{chat}"
+        );
+        assert!(chat.contains(r"\x1b[2J\x1b]0;pwned\x07"), "{chat}");
+        assert!(chat.contains(" Alice · "), "the title names her:\n{chat}");
+        let title = tmux.run(&["display-message", "-p", "-t", "bob", "#{pane_title}"]);
+        assert!(!title.contains("pwned"), "the window was retitled: {title}");
+        screens.push(("wisp chat, hostile messages", chat));
+
+        // Bob chooses his display name (N) and renames Alice (n).
+        tmux.keys("bob", &["Escape"]);
+        tmux.wait_for("bob", "the list in focus", limit, |s| {
+            s.contains("Tab to write")
+        });
+        tmux.keys("bob", &["N"]);
+        tmux.wait_for("bob", "the name field", limit, |s| {
+            s.contains("your display name")
+        });
+        tmux.text("bob", "Robert");
+        tmux.keys("bob", &["Enter"]);
+        tmux.wait_for("bob", "the name saved", limit, |s| {
+            s.contains("display name is saved")
+        });
+        tmux.keys("bob", &["n"]);
+        tmux.wait_for("bob", "the rename field", limit, |s| {
+            s.contains("your name for")
+        });
+        tmux.keys("bob", &["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+        tmux.text("bob", "Alice L.");
+        tmux.keys("bob", &["Enter"]);
+        screens.push((
+            "wisp chat, Alice renamed",
+            tmux.wait_for("bob", "the new name", limit, |s| s.contains(" Alice L.")),
+        ));
+        tmux.keys("bob", &["C-c"]);
+        wisp(&alice_home, &url, &["recv"]);
+        let friends = wisp(&alice_home, &url, &["friend", "list", "--json"]);
+        assert!(friends.contains(r#""display_name":"Robert""#), "{friends}");
+        assert!(friends.contains(r#""name":"Bob Builder""#), "{friends}");
+        screens
+    })
+    .await
+    .unwrap();
+    for (title, screen) in &screens {
+        show(title, screen);
+    }
+}

@@ -151,11 +151,19 @@ async fn names_never_reach_the_server(backend: Backend) {
         "a name in the server's store"
     );
     drop((alice, bob));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logged: Vec<String> = logs.iter().flat_map(|l| l.try_iter()).collect();
+    // The logs of the whole exchange, once the logins show in them.
+    let mut logged: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        logged.extend(logs.iter().flat_map(|l| l.try_iter()));
+        if logged.iter().any(|line| line.contains("logged in")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         logged.iter().any(|line| line.contains("logged in")),
-        "trace logs were captured"
+        "trace logs were captured: {:?}",
+        logged.iter().take(20).collect::<Vec<_>>()
     );
     for name in &names {
         assert!(
