@@ -42,13 +42,14 @@ pub fn line(text: &str) -> String {
 /// `\r` end a line (a carriage return would otherwise move back over what
 /// the CLI printed at the start of the row).
 pub fn lines(text: &str) -> Vec<String> {
-    text.split('\n')
-        .flat_map(|piece| {
-            let piece = piece.strip_suffix('\r').unwrap_or(piece);
-            piece.split('\r')
-        })
-        .map(line)
-        .collect()
+    raw_lines(text).map(line).collect()
+}
+
+fn raw_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').flat_map(|piece| {
+        let piece = piece.strip_suffix('\r').unwrap_or(piece);
+        piece.split('\r')
+    })
 }
 
 /// `text` after a `prefix` the CLI wrote (a sender): its first line on the
@@ -60,10 +61,12 @@ pub fn block(prefix: &str, text: &str) -> String {
 
 /// Like [`block`], and when `width` (the terminal's columns) is given,
 /// rows longer than it are cut here, the rest going on indented rows: the
-/// terminal's own wrapping would start them at the left edge.
+/// terminal's own wrapping would start them at the left edge. An escape
+/// shown for one character is never cut in two.
 pub fn wrap_block(prefix: &str, text: &str, width: Option<usize>) -> String {
     let mut out = String::from(prefix);
-    for (index, safe) in lines(text).iter().enumerate() {
+    let mut unit = String::new();
+    for (index, raw) in raw_lines(text).enumerate() {
         let mut used = if index == 0 {
             display_width(prefix)
         } else {
@@ -71,8 +74,10 @@ pub fn wrap_block(prefix: &str, text: &str, width: Option<usize>) -> String {
             out.push_str(CONTINUATION);
             CONTINUATION.len()
         };
-        for c in safe.chars() {
-            let cells = c.width().unwrap_or(0);
+        for c in raw.chars() {
+            unit.clear();
+            push_safe(&mut unit, c);
+            let cells = display_width(&unit);
             if let Some(width) = width
                 && used + cells > width
                 && used > CONTINUATION.len()
@@ -81,7 +86,7 @@ pub fn wrap_block(prefix: &str, text: &str, width: Option<usize>) -> String {
                 out.push_str(CONTINUATION);
                 used = CONTINUATION.len();
             }
-            out.push(c);
+            out.push_str(&unit);
             used += cells;
         }
     }
@@ -194,6 +199,9 @@ mod tests {
         // Wide characters count as two cells.
         let wide = wrap_block("", &"李".repeat(50), Some(20));
         assert!(wide.lines().all(|row| display_width(row) <= 20), "{wide}");
+        // An escape is never cut in two.
+        let escaped = wrap_block("B: ", "abcd\u{202e}efg", Some(12));
+        assert_eq!(escaped, "B: abcd\n    \\u{202e}\n    efg");
         // A huge message wraps in bounded rows, nothing lost.
         let huge = "y".repeat(10_000);
         let shown = wrap_block("B: ", &huge, Some(40));

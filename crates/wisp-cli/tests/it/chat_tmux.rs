@@ -413,7 +413,8 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         let mallory = wisp_client::Identity::generate().user_id().to_string();
         let forged = format!("see you\n{mallory}: I am someone else");
         let escapes = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u{9b}2J \u{202e}txt.exe";
-        let long = format!("{}Mallory: wrapped", "z".repeat(45));
+        // Where the terminal's own wrapping would start a row with it.
+        let long = format!("{}Mallory: wrapped", "z".repeat(60 - "Alice: ".len()));
         let send_all = || {
             for text in [forged.as_str(), escapes, long.as_str()] {
                 wisp(&alice_home, &url, &["send", "Bob Builder", text]);
@@ -466,7 +467,7 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         assert!(shown.contains(r"\x1b[2J\x1b]0;pwned\x07"), "{shown}");
         assert!(shown.contains(r"\u{202e}txt.exe"), "{shown}");
         assert!(
-            shown.contains("    zMallory: wrapped") || shown.contains("    Mallory: wrapped"),
+            shown.contains("z\n    Mallory: wrapped"),
             "wrapped under its sender:\n{shown}"
         );
         let title = tmux.run(&["display-message", "-p", "-t", "recv", "#{pane_title}"]);
@@ -489,7 +490,7 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         ]);
         tmux.run(&["set-option", "-t", "bob", "remain-on-exit", "on"]);
         let chat = tmux.wait_for("bob", "the messages", limit, |s| {
-            s.contains("I am someone else") && s.contains("wrapped") && s.contains("txt.exe")
+            s.contains("I am someone") && s.contains("wrapped") && s.contains("txt.exe")
         });
         let pane: Vec<String> = chat.lines().map(|r| r.chars().skip(25).collect()).collect();
         let starts = pane.iter().filter(|r| r.starts_with('◂')).count();
