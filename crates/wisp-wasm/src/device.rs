@@ -2343,4 +2343,63 @@ mod tests {
             Some("Carol")
         );
     }
+
+    /// Bob, who has Alice's display name "Alice" and calls her "Ally".
+    fn bob_knows_alices_name() -> (Device, Device) {
+        let (mut alice, _) = logged_in();
+        let (mut bob, bob_keys) = logged_in();
+        befriend(&mut alice, bob.user_id());
+        befriend(&mut bob, alice.user_id());
+        let step = alice.set_display_name(Some("Alice"), NOW).unwrap();
+        let delivers = relay(&mut alice, &bob, &bob_keys, &step, 1);
+        bob.receive(&delivers[0], NOW).unwrap();
+        bob.set_petname(&alice.user_id().to_string(), Some("Ally"))
+            .unwrap();
+        assert_eq!(
+            bob.state.friend_display_name(&alice.user_id()),
+            Some("Alice")
+        );
+        (alice, bob)
+    }
+
+    #[test]
+    fn what_a_friendship_kept_goes_when_it_ends_or_the_login_list_lacks_them() {
+        let carol = Identity::generate().user_id();
+        // A list after the login's leaves display names alone (one from a
+        // friendship newer than the list may have come first); the
+        // login's list without Alice drops hers, not the petname.
+        let (alice, mut bob) = bob_knows_alices_name();
+        befriend(&mut bob, carol);
+        assert_eq!(
+            bob.state.friend_display_name(&alice.user_id()),
+            Some("Alice")
+        );
+        log_in_again(&mut bob, NOW);
+        let step = befriend(&mut bob, carol);
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+        let alice_id = alice.user_id().to_string();
+        assert_eq!(bob.petname(&alice_id).unwrap().as_deref(), Some("Ally"));
+
+        // The server says the friendship ended: forgotten at once.
+        let (alice, mut bob) = bob_knows_alices_name();
+        let removed = wisp_proto::frames::FriendRemoved {
+            by: alice.user_id().to_vec(),
+        };
+        let step = bob
+            .receive(&reply(0, Reply::FriendRemoved(removed)), NOW)
+            .unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+
+        // Removing a friend drops the petname too; blocking keeps it.
+        let (alice, mut bob) = bob_knows_alices_name();
+        let alice_id = alice.user_id().to_string();
+        let step = bob.friend(FriendAction::Block, &alice_id).unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+        assert_eq!(bob.petname(&alice_id).unwrap().as_deref(), Some("Ally"));
+        bob.friend(FriendAction::Remove, &alice_id).unwrap();
+        assert_eq!(bob.petname(&alice_id).unwrap(), None);
+    }
 }
