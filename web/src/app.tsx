@@ -748,22 +748,28 @@ function Rename(props: {
   onRename: (name: string | null) => void;
 }): JSX.Element {
   const [text, setText] = useState(props.peer.petname ?? '');
+  // Waiting for the worker's answer to our request; then why it was refused.
   const [asked, setAsked] = useState(false);
+  const [error, setError] = useState<string | undefined>(undefined);
   const details = useRef<HTMLDetailsElement>(null);
-  const error = asked && props.result.peer === props.peer.id ? props.result.error : undefined;
   useEffect(() => {
     if (!asked || props.result.peer !== props.peer.id) return;
     setAsked(false);
+    setError(props.result.error);
     if (props.result.error === undefined && details.current) details.current.open = false;
   }, [props.result.seq]);
+  const ask = (name: string | null): void => {
+    setError(undefined);
+    setAsked(true);
+    props.onRename(name);
+  };
   return (
     <details class="rename" ref={details}>
       <summary>Rename</summary>
       <form
         onSubmit={(e) => {
           e.preventDefault();
-          setAsked(true);
-          props.onRename(typedName(text));
+          ask(typedName(text));
         }}
       >
         <label for="petname">Your name for them (only on this device)</label>
@@ -786,8 +792,7 @@ function Rename(props: {
             type="button"
             onClick={() => {
               setText('');
-              setAsked(true);
-              props.onRename(null);
+              ask(null);
             }}
           >
             Remove name
@@ -822,7 +827,7 @@ function Chat(props: {
         Chat with <Name peer={props.peer} />
         {props.verified ? <span class="verified"> ✓ verified</span> : <span class="unverified"> not verified</span>}
       </h2>
-      <p class="peer-id">
+      <p class="peer-id" data-testid="chat-peer-id">
         Id: <code>{props.peer.id}</code>
       </p>
       <Rename key={props.peer.id} peer={props.peer} result={props.petnameResult} onRename={props.onRename} />

@@ -62,6 +62,8 @@ function friendButton(page: Page, id: string) {
 async function openChat(page: Page, id: string): Promise<void> {
   await friendButton(page, id).click();
   await page.getByRole('heading', { name: /Chat with/ }).waitFor();
+  // This friend's conversation, not the one open before.
+  await page.getByTestId('chat-peer-id').filter({ hasText: id }).waitFor();
 }
 
 async function sendText(page: Page, text: string, viewSeconds: number, ttlSeconds: number): Promise<void> {
@@ -270,7 +272,8 @@ describe('wisp in the browser', () => {
     await setPetname(alice, 'Bobby');
     await expect.poll(() => friendButton(alice, bobId).textContent()).toContain('Bobby');
     await expect.poll(() => alice.getByTestId('chat-title').textContent()).toContain('Chat with Bobby');
-    expect(await alice.locator('details.rename').getAttribute('open')).toBeNull();
+    // Saved: the form closes.
+    await expect.poll(() => alice.locator('details.rename').getAttribute('open')).toBeNull();
     await screenshots(alice, 'petname');
     expect(dialogs).toEqual([]);
   });
@@ -299,6 +302,10 @@ describe('wisp in the browser', () => {
     await openChat(alice, carolId);
     await setPetname(alice, 'BOBBY');
     await expect.poll(() => alice.getByTestId('petname-error').textContent()).toContain('already given to');
+    // The refusal stays on screen until the next try, and the form stays open.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await alice.getByTestId('petname-error').textContent()).toContain('already given to');
+    expect(await alice.locator('details.rename').getAttribute('open')).toBe('');
     expect(await friendButton(alice, carolId).textContent()).not.toContain('BOBBY');
     await cli(home, server, ['send', aliceId, TEXT_FROM_CLI, '--ttl', '600']);
     await openChat(alice, carolId);
