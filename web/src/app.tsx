@@ -1,6 +1,8 @@
 // The page: onboarding, unlock, friends, chat, safety numbers, settings.
 // It holds no key: it talks to the device's worker (worker.ts). Every text
-// from the network is rendered by Preact as text, never as HTML.
+// from the network is rendered by Preact as text, never as HTML, and names
+// and message texts sit inside <bdi>, so a direction override in one cannot
+// reorder what is around it.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
@@ -14,8 +16,18 @@ import {
   type Message,
   type Outgoing,
 } from './model';
-import type { Connection, DeviceEvent, FriendAction, FriendView, FromWorker, ToWorker } from './protocol';
-import { invitationFromHash, normaliseInvitation, passphraseStrength, safetyRows, webLink } from './text';
+import type { Connection, DeviceEvent, FriendAction, FriendView, FromWorker, PeerView, ToWorker } from './protocol';
+import {
+  MAX_NAME_CHARS,
+  invitationFromHash,
+  nameOf,
+  normaliseInvitation,
+  passphraseStrength,
+  safetyRows,
+  typedName,
+  webLink,
+  type Named,
+} from './text';
 
 const AUTO_LOCK_MS = 5 * 60_000;
 
@@ -23,23 +35,51 @@ type Screen = 'loading' | 'onboarding' | 'unlock' | 'main';
 type Pane = { kind: 'none' } | { kind: 'chat'; peer: string } | { kind: 'safety'; peer: string } | { kind: 'settings' };
 
 interface Requests {
-  incoming: string[];
-  outgoing: string[];
-  blocked: string[];
+  incoming: PeerView[];
+  outgoing: PeerView[];
+  blocked: PeerView[];
 }
 
 interface Notice {
   kind: 'info' | 'error' | 'warning';
+  /** Who it is about, shown by name before the text. */
+  peer?: string;
   text: string;
 }
+
+/** What a name that someone gave themselves is worth. */
+const CLAIM_TITLE =
+  'The name they gave themselves: anyone can pick any name, "Alice" included. Only the safety number proves who they are.';
 
 function startWorker(): Worker {
   return new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
 }
 
-/** Short form of an id for lists; the whole id is always one click away. */
-function short(id: string): string {
-  return `${id.slice(0, 8)}…${id.slice(-4)}`;
+/** Someone's name, as text, isolated from what is around it: the user's
+ * petname; else the name they gave themselves, in quotes, marked as only
+ * their claim; else their short id. */
+function Name(props: { peer: Named }): JSX.Element {
+  const label = nameOf(props.peer);
+  switch (label.kind) {
+    case 'petname':
+      return (
+        <bdi class="name petname" data-testid="name">
+          {label.text}
+        </bdi>
+      );
+    case 'claimed':
+      return (
+        <span class="name claimed" title={CLAIM_TITLE} data-testid="name">
+          “<bdi>{label.text}</bdi>”<span class="claim-mark"> (their name)</span>
+        </span>
+      );
+    case 'id':
+      return (
+        <code class="name" data-testid="name">
+          {label.text}
+        </code>
+      );
+  }
 }
 
 export function App(props: { hasStore: boolean }): JSX.Element {
@@ -59,6 +99,9 @@ export function App(props: { hasStore: boolean }): JSX.Element {
   const [qr, setQr] = useState<Uint8Array | null>(null);
   const [connection, setConnection] = useState<{ state: Connection; detail?: string }>({ state: 'connecting' });
   const [friends, setFriends] = useState<FriendView[]>([]);
+  const [displayName, setDisplayName] = useState<string | null>(null);
+  const [displayNameError, setDisplayNameError] = useState<string | undefined>(undefined);
+  const [petnameResult, setPetnameResult] = useState<{ peer: string; error?: string; seq: number }>({ peer: '', seq: 0 });
   const [requests, setRequests] = useState<Requests>({ incoming: [], outgoing: [], blocked: [] });
   const [pane, setPane] = useState<Pane>({ kind: 'none' });
   const [notices, setNotices] = useState<Notice[]>([]);
@@ -93,14 +136,14 @@ export function App(props: { hasStore: boolean }): JSX.Element {
         setRequests({ incoming: event.incoming, outgoing: event.outgoing, blocked: event.blocked });
         break;
       case 'friend_request':
-        notify({ kind: 'info', text: `Friend request from ${event.from}` });
+        notify({ kind: 'info', peer: event.from, text: 'asks to be your friend.' });
         break;
       case 'friend_accepted':
-        notify({ kind: 'info', text: `${event.by} accepted: you are friends now.` });
+        notify({ kind: 'info', peer: event.by, text: 'accepted: you are friends now.' });
         break;
       case 'friend_removed':
         c.forget(event.by);
-        notify({ kind: 'info', text: `${event.by} ended the friendship.` });
+        notify({ kind: 'info', peer: event.by, text: 'ended the friendship.' });
         break;
       case 'friend_op_done':
         if (event.action === 'remove' || event.action === 'block') c.forget(event.id);
@@ -117,7 +160,8 @@ export function App(props: { hasStore: boolean }): JSX.Element {
           },
           now,
         );
-        if (dropped > 0) notify({ kind: 'warning', text: `${event.from} sent more unread messages than this page keeps; the oldest unread went unseen.` });
+        if (dropped > 0)
+          notify({ kind: 'warning', peer: event.from, text: 'sent more unread messages than this page keeps; the oldest unread went unseen.' });
         break;
       }
       case 'sent':
@@ -136,7 +180,7 @@ export function App(props: { hasStore: boolean }): JSX.Element {
         setForged((list) => (list.includes(event.peer) ? list : [...list, event.peer]));
         break;
       case 'undecryptable':
-        notify({ kind: 'warning', text: `A message from ${event.from} could not be decrypted; a fresh session is being set up.` });
+        notify({ kind: 'warning', peer: event.from, text: 'sent a message that could not be decrypted; a fresh session is being set up.' });
         break;
       case 'error':
         notify({ kind: 'error', text: `${event.message} (${event.code})` });
@@ -153,6 +197,7 @@ export function App(props: { hasStore: boolean }): JSX.Element {
     switch (message.t) {
       case 'unlocked':
         setUserId(message.userId);
+        setDisplayName(message.displayName);
         setInvitation(message.invitation);
         setQr(message.qr);
         setBusy(undefined);
@@ -189,6 +234,13 @@ export function App(props: { hasStore: boolean }): JSX.Element {
       case 'safety':
         setSafety((all) => ({ ...all, [message.friend]: message.groups }));
         break;
+      case 'petname-set':
+        setPetnameResult((last) => ({ peer: message.peer, error: message.error, seq: last.seq + 1 }));
+        break;
+      case 'display-name':
+        setDisplayName(message.name);
+        setDisplayNameError(message.error);
+        break;
       case 'account-deleted':
         lock('onboarding');
         notify({ kind: 'info', text: 'Your account was deleted, and the keys in this browser with it.' });
@@ -220,6 +272,9 @@ export function App(props: { hasStore: boolean }): JSX.Element {
     setSafety({});
     setForged([]);
     setUserId('');
+    setDisplayName(null);
+    setDisplayNameError(undefined);
+    setPetnameResult((last) => ({ peer: '', seq: last.seq + 1 }));
     // Nothing of the identity stays on screen: notices name friends.
     setNotices([]);
     setInvitation('');
@@ -310,6 +365,11 @@ export function App(props: { hasStore: boolean }): JSX.Element {
 
   const now = Date.now();
   const friendIds = new Set(friends.map((f) => f.id));
+  /** Whoever `id` is, with the names the lists carry. */
+  const named = (id: string): Named =>
+    friends.find((f) => f.id === id) ??
+    [...requests.incoming, ...requests.outgoing, ...requests.blocked].find((p) => p.id === id) ?? { id };
+  const rename = (peer: string, name: string | null): void => send({ t: 'petname', peer, name });
   const act = (action: FriendAction, peer: string): void => send({ t: 'friend', action, peer });
   const openChat = (peer: string): void => {
     setPane({ kind: 'chat', peer });
@@ -345,13 +405,20 @@ export function App(props: { hasStore: boolean }): JSX.Element {
       <ul class="notices" aria-live="polite">
         {notices.map((n, i) => (
           <li key={i} class={n.kind}>
+            {n.peer !== undefined ? (
+              <>
+                <Name peer={named(n.peer)} />{' '}
+              </>
+            ) : null}
             {n.text}
           </li>
         ))}
       </ul>
       {forged.map((peer) => (
         <div key={peer} class="warning" role="alert" data-testid="forged-key">
-          <strong>Warning: a key for {peer} is forged.</strong> The server handed out a key their identity did not
+          <strong>
+            Warning: a key for <Name peer={named(peer)} /> (<code>{peer}</code>) is forged.
+          </strong> The server handed out a key their identity did not
           sign, so someone may be intercepting. Nothing was sent. Compare your safety number with them in person or on
           a call.{' '}
           <button type="button" onClick={() => setPane({ kind: 'safety', peer })}>
@@ -407,7 +474,7 @@ export function App(props: { hasStore: boolean }): JSX.Element {
                       onClick={() => openChat(f.id)}
                       title={f.id}
                     >
-                      {short(f.id)}
+                      <Name peer={f} />
                       {f.verified ? <span class="verified"> ✓ verified</span> : null}
                       {unseen > 0 ? <span class="unseen"> ({unseen} new)</span> : null}
                     </button>
@@ -421,7 +488,9 @@ export function App(props: { hasStore: boolean }): JSX.Element {
         <main class="pane">
           {pane.kind === 'chat' && friendIds.has(pane.peer) ? (
             <Chat
-              peer={pane.peer}
+              peer={named(pane.peer)}
+              petnameResult={petnameResult}
+              onRename={(name) => rename(pane.peer, name)}
               verified={friends.find((f) => f.id === pane.peer)?.verified ?? false}
               messages={conversations.current.list(pane.peer)}
               now={now}
@@ -444,7 +513,7 @@ export function App(props: { hasStore: boolean }): JSX.Element {
           {pane.kind === 'safety' ? (
             <Safety
               me={userId}
-              peer={pane.peer}
+              peer={named(pane.peer)}
               groups={safety[pane.peer]}
               verified={friends.find((f) => f.id === pane.peer)?.verified ?? false}
               isFriend={friendIds.has(pane.peer)}
@@ -456,6 +525,9 @@ export function App(props: { hasStore: boolean }): JSX.Element {
           {pane.kind === 'settings' ? (
             <Settings
               userId={userId}
+              displayName={displayName}
+              displayNameError={displayNameError}
+              setDisplayName={(name) => send({ t: 'display-name', name })}
               showOnOpen={showOnOpen}
               setShowOnOpen={setShowOnOpen}
               deleteAccount={() => send({ t: 'delete-account' })}
@@ -609,6 +681,17 @@ function Invite(props: { link: string; qr: Uint8Array | null }): JSX.Element {
   );
 }
 
+/** Someone in a list where the whole id matters: their name, if the
+ * device knows one, then the id. */
+function Who(props: { peer: Named }): JSX.Element {
+  if (nameOf(props.peer).kind === 'id') return <code>{props.peer.id}</code>;
+  return (
+    <>
+      <Name peer={props.peer} /> (<code>{props.peer.id}</code>)
+    </>
+  );
+}
+
 function Pending(props: { requests: Requests; act: (action: FriendAction, peer: string) => void }): JSX.Element {
   const { incoming, outgoing, blocked } = props.requests;
   return (
@@ -616,10 +699,10 @@ function Pending(props: { requests: Requests; act: (action: FriendAction, peer: 
       <h2 id="pending">Requests</h2>
       {incoming.length + outgoing.length + blocked.length === 0 ? <p class="hint">None pending.</p> : null}
       <ul class="requests" data-testid="requests">
-        {incoming.map((id) => (
+        {incoming.map(({ id, ...names }) => (
           <li key={`in-${id}`}>
             <span>
-              From <code>{id}</code> (not verified: check the id you were given)
+              From <Who peer={{ id, ...names }} /> (not verified: check the id you were given)
             </span>
             <button type="button" onClick={() => props.act('accept', id)}>
               Accept
@@ -632,20 +715,20 @@ function Pending(props: { requests: Requests; act: (action: FriendAction, peer: 
             </button>
           </li>
         ))}
-        {outgoing.map((id) => (
+        {outgoing.map(({ id, ...names }) => (
           <li key={`out-${id}`}>
             <span>
-              To <code>{id}</code>, waiting
+              To <Who peer={{ id, ...names }} />, waiting
             </span>
             <button type="button" onClick={() => props.act('cancel', id)}>
               Cancel
             </button>
           </li>
         ))}
-        {blocked.map((id) => (
+        {blocked.map(({ id, ...names }) => (
           <li key={`blocked-${id}`}>
             <span>
-              Blocked <code>{id}</code>
+              Blocked <Who peer={{ id, ...names }} />
             </span>
             <button type="button" onClick={() => props.act('unblock', id)}>
               Unblock
@@ -657,8 +740,73 @@ function Pending(props: { requests: Requests; act: (action: FriendAction, peer: 
   );
 }
 
+/** The user's own name for a friend: set, changed or removed; kept on this
+ * device only, unique on it. */
+function Rename(props: {
+  peer: Named;
+  result: { peer: string; error?: string; seq: number };
+  onRename: (name: string | null) => void;
+}): JSX.Element {
+  const [text, setText] = useState(props.peer.petname ?? '');
+  // Waiting for the worker's answer to our request; then why it was refused.
+  const [asked, setAsked] = useState(false);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const details = useRef<HTMLDetailsElement>(null);
+  useEffect(() => {
+    if (!asked || props.result.peer !== props.peer.id) return;
+    setAsked(false);
+    setError(props.result.error);
+    if (props.result.error === undefined && details.current) details.current.open = false;
+  }, [props.result.seq]);
+  const ask = (name: string | null): void => {
+    setError(undefined);
+    setAsked(true);
+    props.onRename(name);
+  };
+  return (
+    <details class="rename" ref={details}>
+      <summary>Rename</summary>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          ask(typedName(text));
+        }}
+      >
+        <label for="petname">Your name for them (only on this device)</label>
+        <input
+          id="petname"
+          value={text}
+          maxLength={MAX_NAME_CHARS * 2}
+          autocomplete="off"
+          spellcheck={false}
+          onInput={(e) => setText(e.currentTarget.value)}
+        />
+        {error !== undefined ? (
+          <p class="error" role="alert" data-testid="petname-error">
+            {error}
+          </p>
+        ) : null}
+        <button type="submit">Save name</button>
+        {props.peer.petname ? (
+          <button
+            type="button"
+            onClick={() => {
+              setText('');
+              ask(null);
+            }}
+          >
+            Remove name
+          </button>
+        ) : null}
+      </form>
+    </details>
+  );
+}
+
 function Chat(props: {
-  peer: string;
+  peer: Named;
+  petnameResult: { peer: string; error?: string; seq: number };
+  onRename: (name: string | null) => void;
   verified: boolean;
   messages: readonly Message[];
   now: number;
@@ -675,10 +823,14 @@ function Chat(props: {
   const [ttl, setTtl] = useState(MAX_TTL_SECONDS);
   return (
     <section class="chat" aria-labelledby="chat-title">
-      <h2 id="chat-title">
-        Chat with <code>{props.peer}</code>
+      <h2 id="chat-title" data-testid="chat-title">
+        Chat with <Name peer={props.peer} />
         {props.verified ? <span class="verified"> ✓ verified</span> : <span class="unverified"> not verified</span>}
       </h2>
+      <p class="peer-id" data-testid="chat-peer-id">
+        Id: <code>{props.peer.id}</code>
+      </p>
+      <Rename key={props.peer.id} peer={props.peer} result={props.petnameResult} onRename={props.onRename} />
       <div class="chat-actions">
         <button type="button" onClick={props.onSafety}>
           Safety number
@@ -757,7 +909,7 @@ function IncomingItem(props: { message: Incoming; now: number; onShow: (id: stri
         </button>
       ) : (
         <p class="text" data-testid="incoming-text">
-          {m.text}
+          <bdi>{m.text}</bdi>
         </p>
       )}
       <p class="meta">
@@ -773,7 +925,11 @@ function OutgoingItem(props: { message: Outgoing; now: number }): JSX.Element {
   const m = props.message;
   return (
     <li class={`out ${m.state}`} data-testid="outgoing">
-      {m.text ? <p class="text">{m.text}</p> : null}
+      {m.text ? (
+        <p class="text">
+          <bdi>{m.text}</bdi>
+        </p>
+      ) : null}
       <p class="meta">
         <span data-testid="outgoing-state">{outgoingLabel(m)}</span>
         {m.state === 'sending' || m.state === 'sent' ? <span> · gone at the latest in {countdown(m.expiresAt, props.now)}</span> : null}
@@ -784,7 +940,7 @@ function OutgoingItem(props: { message: Outgoing; now: number }): JSX.Element {
 
 function Safety(props: {
   me: string;
-  peer: string;
+  peer: Named;
   groups: string | undefined;
   verified: boolean;
   isFriend: boolean;
@@ -794,18 +950,21 @@ function Safety(props: {
 }): JSX.Element {
   useEffect(() => {
     if (props.groups === undefined) props.request();
-  }, [props.peer]);
+  }, [props.peer.id]);
   return (
     <section class="safety" aria-labelledby="safety-title">
       <h2 id="safety-title">
-        Safety number with <code>{props.peer}</code>
+        Safety number with <Name peer={props.peer} />
       </h2>
+      <p class="peer-id">
+        Id: <code>{props.peer.id}</code>
+      </p>
       <pre class="digits" data-testid="safety-number" aria-label="Safety number">
         {props.groups ? safetyRows(props.groups).join('\n') : 'computing…'}
       </pre>
       <p>
-        Compare these 60 digits with {short(props.peer)} in person or on a call. If they match on both devices, nobody —
-        not even the server — stands between you.
+        Compare these 60 digits with <Name peer={props.peer} /> in person or on a call. If they match on both devices,
+        nobody — not even the server — stands between you. A name proves nothing: anyone can call themselves anything.
       </p>
       <p data-testid="verified-state">{props.verified ? '✓ Marked as verified on this device.' : 'Not verified.'}</p>
       {props.isFriend ? (
@@ -822,14 +981,65 @@ function Safety(props: {
 
 function Settings(props: {
   userId: string;
+  displayName: string | null;
+  displayNameError: string | undefined;
+  setDisplayName: (name: string | null) => void;
   showOnOpen: boolean;
   setShowOnOpen: (on: boolean) => void;
   deleteAccount: () => void;
 }): JSX.Element {
   const [confirm, setConfirm] = useState('');
+  const [name, setName] = useState(props.displayName ?? '');
   return (
     <section class="settings" aria-labelledby="settings-title">
       <h2 id="settings-title">Settings</h2>
+      <h3>Your display name</h3>
+      <p>
+        What you call yourself, sent to each friend end-to-end encrypted (the server never sees it). Your friends see
+        it marked as your own claim; a name they give you comes first.
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          props.setDisplayName(typedName(name));
+        }}
+      >
+        <label for="display-name">Your display name</label>
+        <input
+          id="display-name"
+          value={name}
+          maxLength={MAX_NAME_CHARS * 2}
+          autocomplete="nickname"
+          spellcheck={false}
+          onInput={(e) => setName(e.currentTarget.value)}
+        />
+        {props.displayNameError !== undefined ? (
+          <p class="error" role="alert" data-testid="display-name-error">
+            {props.displayNameError}
+          </p>
+        ) : null}
+        <p class="hint" data-testid="display-name-state">
+          {props.displayName !== null ? (
+            <>
+              Friends are sent: <bdi>{props.displayName}</bdi>
+            </>
+          ) : (
+            'No display name: friends see your id, or the name they gave you.'
+          )}
+        </p>
+        <button type="submit">Save display name</button>
+        {props.displayName !== null ? (
+          <button
+            type="button"
+            onClick={() => {
+              setName('');
+              props.setDisplayName(null);
+            }}
+          >
+            Clear display name
+          </button>
+        ) : null}
+      </form>
       <label class="check">
         <input type="checkbox" checked={props.showOnOpen} onChange={(e) => props.setShowOnOpen(e.currentTarget.checked)} />
         Show messages as soon as their conversation is open (otherwise, one click each)

@@ -10,6 +10,8 @@ export type ToWorker =
   | { t: 'read'; id: string }
   | { t: 'verify'; friend: string; verified: boolean }
   | { t: 'safety'; friend: string }
+  | { t: 'petname'; peer: string; name: string | null }
+  | { t: 'display-name'; name: string | null }
   | { t: 'refresh' }
   | { t: 'reconnect' }
   | { t: 'delete-account' };
@@ -19,7 +21,7 @@ export type FriendAction = 'request' | 'accept' | 'decline' | 'cancel' | 'remove
 export type Connection = 'connecting' | 'online' | 'offline' | 'superseded' | 'stopped';
 
 export type FromWorker =
-  | { t: 'unlocked'; userId: string; invitation: string; qr: Uint8Array | null; webQr: boolean }
+  | { t: 'unlocked'; userId: string; invitation: string; qr: Uint8Array | null; webQr: boolean; displayName: string | null }
   | { t: 'unlock-failed'; reason: 'wrong-passphrase' | 'in-use' | 'no-store' | 'exists' | 'other'; message: string }
   | { t: 'progress'; stage: 'deriving' | 'pow'; tried?: number; expected?: number }
   | { t: 'connection'; state: Connection; detail?: string }
@@ -27,10 +29,22 @@ export type FromWorker =
   | { t: 'queued'; tag: number; id: string; expiresAt: number }
   | { t: 'command-failed'; tag?: number; message: string }
   | { t: 'safety'; friend: string; groups: string }
+  /** A petname was set or removed, or refused (`error` says why). */
+  | { t: 'petname-set'; peer: string; error?: string }
+  /** This user's display name as kept now, and why a change was refused. */
+  | { t: 'display-name'; name: string | null; error?: string }
   | { t: 'account-deleted' };
 
-export interface FriendView {
+/** Someone with the names this device knows for them. */
+export interface PeerView {
   id: string;
+  /** The user's own name for them, kept on this device only. */
+  petname: string | null;
+  /** The name they gave themselves: only their claim. */
+  display_name: string | null;
+}
+
+export interface FriendView extends PeerView {
   since_unix_ms: number;
   verified: boolean;
 }
@@ -42,7 +56,8 @@ export type DeviceEvent =
   | { type: 'registered'; user_id: string }
   | { type: 'ready'; user_id: string; server_name: string }
   | { type: 'friends'; friends: FriendView[] }
-  | { type: 'requests'; incoming: string[]; outgoing: string[]; blocked: string[] }
+  | { type: 'requests'; incoming: PeerView[]; outgoing: PeerView[]; blocked: PeerView[] }
+  | { type: 'display_name'; from: string; display_name: string | null }
   | { type: 'friend_request'; from: string }
   | { type: 'friend_accepted'; by: string }
   | { type: 'friend_removed'; by: string }

@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { invitationFromHash, normaliseInvitation, passphraseStrength, safetyRows, webLink } from './text';
+import {
+  MAX_NAME_CHARS,
+  cleanName,
+  invitationFromHash,
+  nameOf,
+  nameText,
+  normaliseInvitation,
+  passphraseStrength,
+  safetyRows,
+  shortId,
+  typedName,
+  webLink,
+} from './text';
 
 const ID = 'n4mag7x5iurlqsokoemzddqof4c64act';
 
@@ -38,5 +50,40 @@ describe('safety numbers', () => {
   it('print in three rows of four groups', () => {
     const groups = Array.from({ length: 12 }, (_, i) => String(10000 + i)).join(' ');
     expect(safetyRows(groups)).toEqual(['10000 10001 10002 10003', '10004 10005 10006 10007', '10008 10009 10010 10011']);
+  });
+});
+
+describe('names', () => {
+  const HOSTILE = '<img src=x onerror=alert(1)>\u202Eevil\nline\u2066x\u200B\u0007';
+
+  it('are one visible line: no controls, line breaks, direction overrides or invisible characters', () => {
+    expect(cleanName(HOSTILE)).toBe('<img src=x onerror=alert(1)> evil line x');
+    expect(cleanName('  Alice \t Martin ')).toBe('Alice Martin');
+    expect(cleanName('a\u2028b\u2029c\u202Ad\u061Ce\uFEFFf')).toBe('a b c d e f');
+    expect(cleanName('\u202E\u200F\n ')).toBe('');
+    for (const c of ['\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069', '\u200E', '\u200F']) {
+      expect(cleanName(`a${c}b`)).toBe('a b');
+    }
+  });
+
+  it('are cut to 64 characters, not UTF-16 units, and keep what is visible', () => {
+    expect([...cleanName('🐉'.repeat(100))]).toHaveLength(MAX_NAME_CHARS);
+    expect(cleanName('李小龍 🐉')).toBe('李小龍 🐉');
+  });
+
+  it('call a friend by the petname first, then their own claim, then the short id', () => {
+    const id = ID;
+    expect(nameOf({ id, petname: 'Bob', display_name: 'Robert' })).toEqual({ kind: 'petname', text: 'Bob' });
+    expect(nameOf({ id, petname: null, display_name: 'Robert' })).toEqual({ kind: 'claimed', text: 'Robert' });
+    expect(nameOf({ id, petname: ' ', display_name: '\u202E' })).toEqual({ kind: 'id', text: shortId(id) });
+    expect(nameOf({ id })).toEqual({ kind: 'id', text: 'n4mag7x5…4act' });
+    expect(nameOf({ id, display_name: HOSTILE }).text).not.toMatch(/[\u202E\n]/);
+    expect(nameText({ id, display_name: 'Robert' })).toBe('“Robert” (their name)');
+    expect(nameText({ id, petname: 'Bob' })).toBe('Bob');
+  });
+
+  it('typed blank mean none', () => {
+    expect(typedName('  ')).toBeNull();
+    expect(typedName(' Bob ')).toBe('Bob');
   });
 });

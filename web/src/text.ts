@@ -1,7 +1,9 @@
 // Small pure helpers the page uses: the passphrase strength hint, reading
-// the `#/add/...` route, and turning an invitation into a web link. The
-// invitation itself is parsed by the Rust core (in the worker); here it is
-// only moved between its `wisp://add/` and `#/add/` spellings.
+// the `#/add/...` route, turning an invitation into a web link, and what to
+// call someone. The invitation itself is parsed by the Rust core (in the
+// worker); here it is only moved between its `wisp://add/` and `#/add/`
+// spellings. Names are checked and cleaned by the core too; `cleanName`
+// does it again here, so the page never relies on one layer alone.
 
 export const INVITATION_PREFIX = 'wisp://add/';
 const ADD_ROUTE = '#/add/';
@@ -70,4 +72,63 @@ export function safetyRows(groups: string): string[] {
   const rows: string[] = [];
   for (let i = 0; i < parts.length; i += 4) rows.push(parts.slice(i, i + 4).join(' '));
   return rows;
+}
+
+/** The longest name shown, in characters (the core's `MAX_NAME_CHARS`). */
+export const MAX_NAME_CHARS = 64;
+
+/** What must never reach the screen from a name: controls (line breaks
+ * included), the bidirectional embeddings, overrides, isolates and marks,
+ * zero-width and invisible formatting characters, line and paragraph
+ * separators: the core's `is_forbidden_in_name`. */
+const FORBIDDEN_IN_NAME =
+  /[\p{Cc}\u061C\u115F\u1160\u180E\u200B-\u200F\u2028\u2029\u202A-\u202E\u2060-\u206F\u3164\uFEFF\uFFF9-\uFFFB]/gu;
+
+/** A name as one visible line: each forbidden character and each run of
+ * white space becomes one space, cut to {@link MAX_NAME_CHARS} characters;
+ * empty when nothing is left. Render the result as text, inside `<bdi>`. */
+export function cleanName(text: string): string {
+  const line = text.replace(FORBIDDEN_IN_NAME, ' ').replace(/\s+/gu, ' ').trim();
+  return [...line].slice(0, MAX_NAME_CHARS).join('').trimEnd();
+}
+
+/** Short form of an id for lists; the whole id is always one click away. */
+export function shortId(id: string): string {
+  return id.length <= 14 ? id : `${id.slice(0, 8)}…${id.slice(-4)}`;
+}
+
+/** Someone, with the names this device knows for them. */
+export interface Named {
+  id: string;
+  petname?: string | null;
+  display_name?: string | null;
+}
+
+/** What to call someone: the user's own name for them (a petname) first;
+ * else the name they gave themselves, which is only their claim and must
+ * be shown marked as such; else their short id. */
+export type NameLabel =
+  | { kind: 'petname'; text: string }
+  | { kind: 'claimed'; text: string }
+  | { kind: 'id'; text: string };
+
+export function nameOf(peer: Named): NameLabel {
+  const petname = cleanName(peer.petname ?? '');
+  if (petname) return { kind: 'petname', text: petname };
+  const claimed = cleanName(peer.display_name ?? '');
+  if (claimed) return { kind: 'claimed', text: claimed };
+  return { kind: 'id', text: shortId(peer.id) };
+}
+
+/** The same as one plain string, for where markup cannot go (a tooltip,
+ * a confirmation): a claimed name in quotes, marked as theirs. */
+export function nameText(peer: Named): string {
+  const label = nameOf(peer);
+  return label.kind === 'claimed' ? `“${label.text}” (their name)` : label.text;
+}
+
+/** What the user typed as a name: `null` (remove, clear) when blank. */
+export function typedName(text: string): string | null {
+  const name = text.trim();
+  return name === '' ? null : name;
 }

@@ -144,7 +144,7 @@ async function opened(next: Device): Promise<void> {
   } catch {
     qr = null;
   }
-  post({ t: 'unlocked', userId: next.userId, invitation, qr, webQr: true });
+  post({ t: 'unlocked', userId: next.userId, invitation, qr, webQr: true, displayName: next.displayName ?? null });
   setInterval(() => enqueue(async () => { if (device) await apply(device.tick(Date.now())); }), 1000);
   connect();
 }
@@ -211,6 +211,33 @@ async function handle(message: ToWorker): Promise<void> {
     case 'safety':
       if (device) post({ t: 'safety', friend: message.friend, groups: safetyNumber(device.userId, message.friend) });
       return;
+    case 'petname': {
+      if (!device) return;
+      let step: Step;
+      try {
+        step = device.setPetname(message.peer, message.name);
+      } catch (error) {
+        post({ t: 'petname-set', peer: message.peer, error: error instanceof Error ? error.message : String(error) });
+        return;
+      }
+      await apply(step);
+      post({ t: 'petname-set', peer: message.peer });
+      return;
+    }
+    case 'display-name': {
+      if (!device) return;
+      let step: Step;
+      try {
+        step = device.setDisplayName(message.name, Date.now());
+      } catch (error) {
+        const text = error instanceof Error ? error.message : String(error);
+        post({ t: 'display-name', name: device.displayName ?? null, error: text });
+        return;
+      }
+      await apply(step);
+      post({ t: 'display-name', name: device.displayName ?? null });
+      return;
+    }
     case 'refresh':
       if (device) await apply(device.refresh());
       return;

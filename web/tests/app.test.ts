@@ -13,6 +13,9 @@ const TEXT_TO_ALICE = 'thanks, see you at eight';
 const TEXT_UNREAD = 'nobody will read this one';
 const TEXT_FROM_CLI = 'hello from the terminal';
 const TEXT_TO_CLI = 'hello from the browser';
+const MARKUP = '<img src=x onerror=alert(1)>';
+// A message may hold what a name may not: a direction override, a newline.
+const HOSTILE_TEXT = `${MARKUP}\u202Eevil\nsecond line`;
 
 let server: TestServer;
 let browser: Browser;
@@ -21,6 +24,8 @@ let bob: Page;
 let aliceId = '';
 let bobId = '';
 const errorLists: string[][] = [];
+/** alert(), confirm() or prompt() calls: markup from the network ran. */
+const dialogs: string[] = [];
 const timings: Record<string, number> = {};
 
 async function create(page: Page, passphrase: string): Promise<string> {
@@ -37,6 +42,19 @@ async function unlock(page: Page, passphrase: string): Promise<void> {
   await page.getByRole('button', { name: 'Unlock' }).click();
 }
 
+async function setDisplayName(page: Page, name: string): Promise<void> {
+  await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByLabel('Your display name').fill(name);
+  await page.getByRole('button', { name: 'Save display name' }).click();
+}
+
+async function setPetname(page: Page, name: string): Promise<void> {
+  const details = page.locator('details.rename');
+  if ((await details.getAttribute('open')) === null) await page.getByText('Rename', { exact: true }).click();
+  await page.getByLabel(/Your name for them/).fill(name);
+  await page.getByRole('button', { name: 'Save name' }).click();
+}
+
 function friendButton(page: Page, id: string) {
   return page.getByTestId('friends').locator(`button[title="${id}"]`);
 }
@@ -44,6 +62,8 @@ function friendButton(page: Page, id: string) {
 async function openChat(page: Page, id: string): Promise<void> {
   await friendButton(page, id).click();
   await page.getByRole('heading', { name: /Chat with/ }).waitFor();
+  // This friend's conversation, not the one open before.
+  await page.getByTestId('chat-peer-id').filter({ hasText: id }).waitFor();
 }
 
 async function sendText(page: Page, text: string, viewSeconds: number, ttlSeconds: number): Promise<void> {
@@ -113,6 +133,12 @@ beforeAll(async () => {
   // The pages' own lists: page errors and console errors (where Chromium
   // reports a CSP refusal), read at the end.
   errorLists.push(a.errors, b.errors);
+  for (const page of [alice, bob]) {
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+  }
 });
 
 afterAll(async () => {
@@ -201,6 +227,57 @@ describe('wisp in the browser', () => {
     await bob.getByTestId('outgoing-state').filter({ hasText: 'read · burned' }).waitFor();
   });
 
+  it('shows names: a display name marked as its owner\'s claim, a petname first, hostile ones as harmless text', async () => {
+    // Alice calls herself something: Bob sees it in his list and his
+    // conversation's title, marked as only her claim.
+    await setDisplayName(alice, 'Alice Liddell');
+    await expect.poll(() => alice.getByTestId('display-name-state').textContent()).toContain('Alice Liddell');
+    await expect.poll(() => friendButton(bob, aliceId).textContent(), { timeout: 20_000 }).toContain('“Alice Liddell” (their name)');
+    await expect.poll(() => bob.getByTestId('chat-title').textContent()).toContain('Chat with “Alice Liddell” (their name)');
+    expect(await bob.getByTestId('chat-title').locator('.claimed').getAttribute('title')).toContain('anyone can pick any name');
+    await screenshots(bob, 'display-name');
+
+    // What the rules refuse is refused, with the reason; the name stays.
+    await alice.getByLabel('Your display name').fill('Alice\u202Eevil');
+    await alice.getByRole('button', { name: 'Save display name' }).click();
+    await expect.poll(() => alice.getByTestId('display-name-error').textContent()).toContain('text-direction');
+    expect(await alice.getByTestId('display-name-state').textContent()).toContain('Alice Liddell');
+
+    // Markup the rules allow arrives as text: no element, no script.
+    await alice.getByLabel('Your display name').fill(MARKUP);
+    await alice.getByRole('button', { name: 'Save display name' }).click();
+    await expect.poll(() => friendButton(bob, aliceId).textContent(), { timeout: 20_000 }).toContain(`“${MARKUP}” (their name)`);
+    await expect.poll(() => bob.getByTestId('chat-title').textContent()).toContain(MARKUP);
+    expect(await bob.locator('img').count()).toBe(0);
+    expect(await bob.getByTestId('chat-title').innerHTML()).toContain('&lt;img src=x onerror=alert(1)&gt;');
+
+    // And so does a message with an override and a line break: inside a
+    // <bdi>, the override reorders nothing outside it.
+    await openChat(alice, bobId);
+    await sendText(alice, HOSTILE_TEXT, 30, 600);
+    const hostile = bob.getByTestId('incoming-text').filter({ hasText: 'second line' });
+    await hostile.waitFor();
+    expect(await hostile.textContent()).toBe(HOSTILE_TEXT);
+    expect(await hostile.locator('bdi').count()).toBe(1);
+    expect(await bob.locator('img').count()).toBe(0);
+    await screenshots(bob, 'hostile-names');
+
+    // Bob's own name for Alice comes first, and replaces the mark of a claim.
+    await setPetname(bob, 'Ally from work');
+    await expect.poll(() => friendButton(bob, aliceId).textContent()).toContain('Ally from work');
+    expect(await friendButton(bob, aliceId).textContent()).not.toContain('their name');
+    await expect.poll(() => bob.getByTestId('chat-title').textContent()).toContain('Chat with Ally from work');
+
+    // Alice names Bob, who has no display name.
+    await setPetname(alice, 'Bobby');
+    await expect.poll(() => friendButton(alice, bobId).textContent()).toContain('Bobby');
+    await expect.poll(() => alice.getByTestId('chat-title').textContent()).toContain('Chat with Bobby');
+    // Saved: the form closes.
+    await expect.poll(() => alice.locator('details.rename').getAttribute('open')).toBeNull();
+    await screenshots(alice, 'petname');
+    expect(dialogs).toEqual([]);
+  });
+
   it('tells the sender "expired unread" when a short-lived message is never opened', async () => {
     // Bob looks at his settings, not at the conversation: nothing is shown.
     await bob.getByRole('button', { name: 'Settings' }).click();
@@ -221,6 +298,15 @@ describe('wisp in the browser', () => {
     await expect.poll(async () => (await cli(home, server, ['friend', 'requests'])).includes(aliceId), { timeout: 20_000 }).toBe(true);
     await cli(home, server, ['friend', 'accept', aliceId]);
     await friendButton(alice, carolId).waitFor();
+    // A petname is one friend's only, whatever its case.
+    await openChat(alice, carolId);
+    await setPetname(alice, 'BOBBY');
+    await expect.poll(() => alice.getByTestId('petname-error').textContent()).toContain('already given to');
+    // The refusal stays on screen until the next try, and the form stays open.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await alice.getByTestId('petname-error').textContent()).toContain('already given to');
+    expect(await alice.locator('details.rename').getAttribute('open')).toBe('');
+    expect(await friendButton(alice, carolId).textContent()).not.toContain('BOBBY');
     await cli(home, server, ['send', aliceId, TEXT_FROM_CLI, '--ttl', '600']);
     await openChat(alice, carolId);
     await alice.getByTestId('incoming-text').filter({ hasText: TEXT_FROM_CLI }).waitFor();
@@ -322,7 +408,8 @@ describe('wisp in the browser', () => {
     expect(await bob.getByTestId('connection').textContent()).toContain('deleted');
   });
 
-  it('raised no script errors (CSP included)', () => {
+  it('raised no script errors (CSP included) and opened no dialog', () => {
+    expect(dialogs).toEqual([]);
     const errors = errorLists.flat();
     expect(errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
   });

@@ -144,6 +144,43 @@ impl WasmDevice {
             .map_err(js_error)
     }
 
+    /// This user's display name (what friends are sent), or `null`.
+    #[wasm_bindgen(getter, js_name = displayName)]
+    pub fn display_name(&self) -> Option<String> {
+        self.0.display_name().map(str::to_owned)
+    }
+
+    /// Sets this user's display name (`null` or blank clears it) and sends
+    /// it to friends, end-to-end encrypted. Refused with a message saying
+    /// why (empty, too long, invisible characters, like an id).
+    #[wasm_bindgen(js_name = setDisplayName)]
+    pub fn set_display_name(
+        &mut self,
+        name: Option<String>,
+        now: f64,
+    ) -> Result<WasmStep, JsError> {
+        self.0
+            .set_display_name(name.as_deref(), millis(now))
+            .map(Into::into)
+            .map_err(js_error)
+    }
+
+    /// The user's own name for `id`, or `null`.
+    pub fn petname(&self, id: &str) -> Result<Option<String>, JsError> {
+        self.0.petname(id).map_err(js_error)
+    }
+
+    /// Gives `id` a petname (kept on this device only; `null` or blank
+    /// removes it). Refused with a message saying why, among others when
+    /// another friend has that name already.
+    #[wasm_bindgen(js_name = setPetname)]
+    pub fn set_petname(&mut self, id: &str, name: Option<String>) -> Result<WasmStep, JsError> {
+        self.0
+            .set_petname(id, name.as_deref())
+            .map(Into::into)
+            .map_err(js_error)
+    }
+
     /// A WebSocket just opened.
     pub fn connected(&mut self) -> WasmStep {
         self.0.connected().into()

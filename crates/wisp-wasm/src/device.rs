@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use wisp_core::envelope::{EnvelopeError, EnvelopeKey, KdfParams};
 use wisp_core::{
-    Content, Delivery, E2eError, Identity, LocalState, Opened, client_msg_id,
+    Content, Delivery, E2eError, Identity, LocalState, NameError, Opened, client_msg_id,
     solve_registration_slice,
 };
 use wisp_proto::client_frame::Body as Request;
@@ -31,7 +31,7 @@ use wisp_proto::{
 };
 use zeroize::Zeroizing;
 
-use crate::event::{Event, FriendView, SecretText};
+use crate::event::{Event, FriendView, PeerView, SecretText};
 
 /// A session is renewed at most this often per friend.
 const RENEWAL_INTERVAL: Duration = Duration::from_secs(60);
@@ -59,6 +59,9 @@ pub enum DeviceError {
     Unreadable(String),
     /// A text, id or timer the page passed is not acceptable.
     Invalid(String),
+    /// A petname or display name was refused (see [`wisp_core::check_name`]),
+    /// or the petname is another friend's already.
+    Name(NameError),
     /// The browser gave no randomness.
     NoRandomness,
 }
@@ -73,6 +76,7 @@ impl std::fmt::Display for DeviceError {
             Self::EmptyPassphrase => f.write_str("the passphrase must not be empty"),
             Self::Unreadable(why) => write!(f, "the stored key store cannot be read: {why}"),
             Self::Invalid(why) => f.write_str(why),
+            Self::Name(why) => write!(f, "{why}"),
             Self::NoRandomness => f.write_str("the browser gave no randomness"),
         }
     }
@@ -148,8 +152,40 @@ struct InFlight {
     ciphertext: Vec<u8>,
     /// The sealed ceiling: a resend asks the server only for the time left.
     deadline: UnixMillis,
-    /// A text of the user's (its fate is reported), or a receipt or renewal.
-    is_text: bool,
+    /// What it is, for what its acknowledgement or failure means.
+    carries: Carries,
+}
+
+/// What a sealed message of ours carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Carries {
+    /// A text of the user's: its fate is reported.
+    Text,
+    /// This user's display name as it was sealed: recorded as sent
+    /// ([`LocalState::profile_sent`]) only if it is still the current one
+    /// when the server takes it (a newer one is on its way otherwise).
+    Profile(Option<String>),
+    /// A receipt or a renewal: nothing to report.
+    Other,
+}
+
+impl Carries {
+    fn of(content: &Content) -> Self {
+        match content {
+            Content::Text { .. } => Self::Text,
+            Content::Profile { display_name } => Self::Profile(display_name.clone()),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The last lists of requests and blocks, kept to be shown again with new
+/// petnames.
+#[derive(Debug, Default)]
+struct Requests {
+    incoming: Vec<UserId>,
+    outgoing: Vec<UserId>,
+    blocked: Vec<UserId>,
 }
 
 /// A text of ours the server holds, until a receipt or its expiry.
@@ -183,6 +219,10 @@ pub struct Device {
     outgoing: BTreeMap<ClientMsgId, Outgoing>,
     unread: BTreeMap<ClientMsgId, Unread>,
     friends: BTreeMap<UserId, i64>,
+    requests: Option<Requests>,
+    /// The first friend list after a login squares what the state keeps
+    /// per friend with it ([`LocalState::friendship_data`]).
+    prune_friendships: bool,
     dirty: bool,
 }
 
@@ -290,6 +330,8 @@ impl Device {
             outgoing: BTreeMap::new(),
             unread: BTreeMap::new(),
             friends: BTreeMap::new(),
+            requests: None,
+            prune_friendships: false,
             dirty: false,
         }
     }
@@ -474,10 +516,14 @@ impl Device {
                 invitation: token.map(|t| t.to_vec()).unwrap_or_default(),
             }),
         );
-        if matches!(action, FriendAction::Remove | FriendAction::Block)
-            && self.state.set_verified(invitation.user, false)
-        {
-            self.dirty = true;
+        // Ending a friendship forgets its mark and names, as the native
+        // Messenger does: the petname too on a removal, not on a block
+        // (it names them in the list of blocks).
+        if matches!(action, FriendAction::Remove | FriendAction::Block) {
+            self.dirty |= self.state.forget_friendship(invitation.user);
+        }
+        if action == FriendAction::Remove {
+            self.dirty |= self.state.set_petname(invitation.user, None) == Ok(true);
         }
         self.finish(step)
     }
@@ -638,7 +684,8 @@ impl Device {
     }
 
     fn seal_and_send(&mut self, step: &mut Step, to: UserId, queued: Queued, now: UnixMillis) {
-        let is_text = matches!(queued.content, Content::Text { .. });
+        let carries = Carries::of(&queued.content);
+        let is_text = carries == Carries::Text;
         let id = queued.client_msg_id;
         let Some(left) = time_left(queued.deadline, now) else {
             if is_text {
@@ -656,7 +703,7 @@ impl Device {
                         to,
                         ciphertext,
                         deadline: queued.deadline,
-                        is_text,
+                        carries,
                     },
                 );
                 self.send_in_flight(step, id, now);
@@ -685,7 +732,7 @@ impl Device {
         // ceiling too, however late it was (re)sent.
         let Some(left) = time_left(flight.deadline, now) else {
             if let Some(flight) = self.in_flight.remove(&client_msg_id)
-                && flight.is_text
+                && flight.carries == Carries::Text
             {
                 expired_unread(step, flight.to, client_msg_id);
             }
@@ -725,7 +772,7 @@ impl Device {
             .collect();
         for id in late {
             if let Some(flight) = self.in_flight.remove(&id)
-                && flight.is_text
+                && flight.carries == Carries::Text
             {
                 expired_unread(&mut step, flight.to, id);
             }
@@ -822,36 +869,40 @@ impl Device {
                     .filter_map(|f| Some((UserId::from_bytes(&f.user_id).ok()?, f.since_unix_ms)))
                     .collect();
                 // Marks of ids that are no longer friends go (a friendship
-                // that ended while this device was away told it nothing).
-                let strangers: Vec<UserId> = self
-                    .state
-                    .verified()
-                    .filter(|id| !self.friends.contains_key(id))
-                    .copied()
-                    .collect();
+                // that ended while this device was away told it nothing);
+                // after a login, whatever else is kept per friend too (their
+                // display name, which of ours they have).
+                let strangers: Vec<UserId> = if std::mem::take(&mut self.prune_friendships) {
+                    self.state.friendship_data().into_iter().collect()
+                } else {
+                    self.state.verified().copied().collect()
+                };
                 for id in strangers {
-                    self.state.set_verified(id, false);
-                    self.dirty = true;
+                    if !self.friends.contains_key(&id) && self.state.forget_friendship(id) {
+                        self.dirty = true;
+                    }
                 }
                 step.events.push(self.friends_event());
+                // New friends, or a change they have not confirmed.
+                let friends: Vec<UserId> = self.friends.keys().copied().collect();
+                self.send_display_name(&mut step, friends, now);
             }
             (Some(Pending::ListRequests), Reply::FriendRequests(requests)) => {
                 let ids = |list: &[wisp_proto::frames::PendingRequest]| {
                     list.iter()
                         .filter_map(|r| UserId::from_bytes(&r.user_id).ok())
-                        .map(user_text)
                         .collect()
                 };
-                step.events.push(Event::Requests {
+                self.requests = Some(Requests {
                     incoming: ids(&requests.incoming),
                     outgoing: ids(&requests.outgoing),
                     blocked: requests
                         .blocked
                         .iter()
                         .filter_map(|b| UserId::from_bytes(b).ok())
-                        .map(user_text)
                         .collect(),
                 });
+                step.events.extend(self.requests_event());
             }
             (Some(Pending::Friend { action, peer }), Reply::FriendOpResult(result)) => {
                 step.events.push(Event::FriendOpDone {
@@ -865,23 +916,31 @@ impl Device {
                 self.on_bundle(&mut step, peer, &bundle, now);
             }
             (Some(Pending::Send { client_msg_id }), Reply::SendAck(ack)) => {
-                if let Some(flight) = self.in_flight.remove(&client_msg_id)
-                    && flight.is_text
-                {
+                if let Some(flight) = self.in_flight.remove(&client_msg_id) {
                     // Never later than the ceiling sealed inside.
                     let expires = UnixMillis(ack.expires_unix_ms.min(flight.deadline.0));
-                    self.outgoing.insert(
-                        client_msg_id,
-                        Outgoing {
-                            to: flight.to,
-                            expires,
-                        },
-                    );
-                    step.events.push(Event::Sent {
-                        to: user_text(flight.to),
-                        client_msg_id: msg_text(client_msg_id),
-                        expires_unix_ms: expires.0,
-                    });
+                    match flight.carries {
+                        Carries::Text => {
+                            self.outgoing.insert(
+                                client_msg_id,
+                                Outgoing {
+                                    to: flight.to,
+                                    expires,
+                                },
+                            );
+                            step.events.push(Event::Sent {
+                                to: user_text(flight.to),
+                                client_msg_id: msg_text(client_msg_id),
+                                expires_unix_ms: expires.0,
+                            });
+                        }
+                        Carries::Profile(name) if name.as_deref() == self.state.display_name() => {
+                            // Due again only if no receipt comes by then.
+                            self.state.profile_sent(flight.to, client_msg_id, expires);
+                            self.dirty = true;
+                        }
+                        Carries::Profile(_) | Carries::Other => {}
+                    }
                 }
             }
             (Some(Pending::Ack), Reply::Acked(_)) => {}
@@ -913,7 +972,7 @@ impl Device {
             }
             (None, Reply::FriendRemoved(r)) => {
                 if let Ok(by) = UserId::from_bytes(&r.by) {
-                    if self.state.set_verified(by, false) {
+                    if self.state.forget_friendship(by) {
                         self.dirty = true;
                     }
                     step.events.push(Event::FriendRemoved { by: user_text(by) });
@@ -977,6 +1036,7 @@ impl Device {
             server_name: self.server_name.clone().unwrap_or_default(),
         });
         self.top_up(step, keys_remaining, now);
+        self.prune_friendships = true;
         self.list(step);
         // What a lost connection cut off: the same ids and bytes again.
         let ids: Vec<ClientMsgId> = self.in_flight.keys().copied().collect();
@@ -1102,6 +1162,27 @@ impl Device {
                     }
                 }
             }
+            Opened::Profile {
+                from,
+                client_msg_id,
+                display_name,
+                expires_unix_ms,
+            } => {
+                // The receipt stops their device sending it again; it
+                // lives as long as the message it answers.
+                let ttl = expires_unix_ms
+                    .since(now)
+                    .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
+                if let Ok(receipt_id) = random_msg_id(now) {
+                    let receipt = Content::ReadReceipt(vec![client_msg_id]);
+                    self.send_content(step, from, receipt_id, receipt, ttl, now);
+                }
+                step.events.push(Event::DisplayName {
+                    from: user_text(from),
+                    display_name,
+                });
+                step.events.push(self.friends_event());
+            }
             Opened::Undecryptable(_) => {
                 step.events.push(Event::Undecryptable {
                     from: user_text(from),
@@ -1162,7 +1243,7 @@ impl Device {
             }
             Pending::Send { client_msg_id } => {
                 if let Some(flight) = self.in_flight.remove(&client_msg_id)
-                    && flight.is_text
+                    && flight.carries == Carries::Text
                 {
                     step.events.push(Event::SendFailed {
                         to: user_text(flight.to),
@@ -1211,9 +1292,122 @@ impl Device {
                     id: user_text(*id),
                     since_unix_ms: *since,
                     verified: self.state.is_verified(id),
+                    petname: self.state.petname(id).map(str::to_owned),
+                    display_name: self.state.friend_display_name(id).map(str::to_owned),
                 })
                 .collect(),
         }
+    }
+
+    /// The requests and blocks last listed, with their names; `None`
+    /// before the first list.
+    fn requests_event(&self) -> Option<Event> {
+        let requests = self.requests.as_ref()?;
+        let views = |ids: &[UserId]| {
+            ids.iter()
+                .map(|id| PeerView {
+                    id: user_text(*id),
+                    petname: self.state.petname(id).map(str::to_owned),
+                    display_name: self.state.friend_display_name(id).map(str::to_owned),
+                })
+                .collect()
+        };
+        Some(Event::Requests {
+            incoming: views(&requests.incoming),
+            outgoing: views(&requests.outgoing),
+            blocked: views(&requests.blocked),
+        })
+    }
+
+    /// This user's display name, if they chose one.
+    pub fn display_name(&self) -> Option<&str> {
+        self.state.display_name()
+    }
+
+    /// Sets this user's display name (`None`, or only white space, clears
+    /// it), keeps it, and sends it end-to-end to every friend who is due
+    /// it; offline, the next login sends it. Refused, changing nothing,
+    /// when it breaks [`wisp_core::check_name`]'s rules.
+    pub fn set_display_name(
+        &mut self,
+        name: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Step, DeviceError> {
+        let name = name.filter(|n| !n.trim().is_empty());
+        let mut step = Step::default();
+        if self
+            .state
+            .set_display_name(name)
+            .map_err(DeviceError::Name)?
+        {
+            self.dirty = true;
+            let friends: Vec<UserId> = self.friends.keys().copied().collect();
+            self.send_display_name(&mut step, friends, now);
+        }
+        self.finish(step)
+    }
+
+    /// The user's own name for `id`, if they gave one.
+    pub fn petname(&self, id: &str) -> Result<Option<String>, DeviceError> {
+        Ok(self.state.petname(&parse_user(id)?).map(str::to_owned))
+    }
+
+    /// Gives `id` the petname `name` (kept on this device only), or removes
+    /// it with `None` or only white space; the lists are told again.
+    /// Refused when the name breaks [`wisp_core::check_name`]'s rules or
+    /// another id has it already (regardless of case).
+    pub fn set_petname(&mut self, id: &str, name: Option<&str>) -> Result<Step, DeviceError> {
+        let id = parse_user(id)?;
+        if id == self.user_id() {
+            return Err(DeviceError::Invalid("that is your own id".into()));
+        }
+        let name = name.filter(|n| !n.trim().is_empty());
+        let mut step = Step::default();
+        if self
+            .state
+            .set_petname(id, name)
+            .map_err(DeviceError::Name)?
+        {
+            self.dirty = true;
+            step.events.push(self.friends_event());
+            step.events.extend(self.requests_event());
+        }
+        self.finish(step)
+    }
+
+    /// Seals this user's display name for those of `friends` who are due it
+    /// ([`LocalState::profiles_due`]) and to whom the same one is not
+    /// already on its way; sent only while logged in (the next login's
+    /// friend list sends what is due then).
+    fn send_display_name(&mut self, step: &mut Step, friends: Vec<UserId>, now: UnixMillis) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let current = self.state.display_name().map(str::to_owned);
+        for friend in self.state.profiles_due(friends, now) {
+            if self.profile_on_its_way(friend, current.as_deref()) {
+                continue;
+            }
+            let Ok(id) = random_msg_id(now) else {
+                return;
+            };
+            let content = self.state.profile_content();
+            self.send_content(step, friend, id, content, MAX_MESSAGE_TTL, now);
+        }
+    }
+
+    /// Whether the display name `name` is sealed or waiting for keys for
+    /// `to`, not yet taken by the server.
+    fn profile_on_its_way(&self, to: UserId, name: Option<&str>) -> bool {
+        let same = |carried: &Option<String>| carried.as_deref() == name;
+        self.in_flight
+            .values()
+            .any(|f| f.to == to && matches!(&f.carries, Carries::Profile(n) if same(n)))
+            || self.waiting_for_keys.get(&to).is_some_and(|queued| {
+                queued.iter().any(|q| {
+                    matches!(&q.content, Content::Profile { display_name } if same(display_name))
+                })
+            })
     }
 }
 
@@ -1419,7 +1613,9 @@ mod tests {
         (device, upload.1)
     }
 
-    fn befriend(device: &mut Device, friend: UserId) {
+    /// The server's friend list for `device`: `friend` only. The device's
+    /// step (what it sends to friends now known).
+    fn befriend(device: &mut Device, friend: UserId) -> Step {
         let list = FriendList {
             friends: vec![wisp_proto::frames::Friend {
                 user_id: friend.to_vec(),
@@ -1429,7 +1625,7 @@ mod tests {
         device.pending.insert(999, Pending::ListFriends);
         device
             .receive(&reply(999, Reply::FriendList(list)), NOW)
-            .unwrap();
+            .unwrap()
     }
 
     fn bundle_of(owner: &Device, upload: &wisp_proto::frames::UploadKeys) -> KeyBundle {
@@ -1884,5 +2080,326 @@ mod tests {
         let width = usize::from(modules[0]);
         assert_eq!(modules.len(), 1 + width * width);
         assert!(modules[1..].iter().all(|m| *m <= 1));
+    }
+
+    /// Takes the sends of `step` from `from` to `to` through a scripted
+    /// server: the claim of `to`'s keys when asked, then each send
+    /// acknowledged; returns the deliver frames for `to`, message ids
+    /// counting from `first_message_id`.
+    fn relay(
+        from: &mut Device,
+        to: &Device,
+        to_keys: &wisp_proto::frames::UploadKeys,
+        step: &Step,
+        first_message_id: u64,
+    ) -> Vec<Vec<u8>> {
+        let mut sent = frames(step);
+        let claim = sent.iter().find_map(|(id, body)| match body {
+            Request::ClaimKeys(_) => Some(*id),
+            _ => None,
+        });
+        if let Some(claim) = claim {
+            let bundle = Reply::KeyBundle(bundle_of(to, to_keys));
+            sent.extend(frames(&from.receive(&reply(claim, bundle), NOW).unwrap()));
+        }
+        let mut delivers = Vec::new();
+        for (request_id, body) in sent {
+            let Request::Send(send) = body else { continue };
+            assert_eq!(send.to, to.user_id().to_vec());
+            let message_id = first_message_id + delivers.len() as u64;
+            let expires = NOW.plus(Duration::from_secs(u64::from(send.ttl_seconds)));
+            let ack = SendAck {
+                message_id,
+                expires_unix_ms: expires.0,
+                duplicate: false,
+            };
+            from.receive(&reply(request_id, Reply::SendAck(ack)), NOW)
+                .unwrap();
+            let deliver = Deliver {
+                message_id,
+                from: from.user_id().to_vec(),
+                ciphertext: send.ciphertext,
+                sent_unix_ms: NOW.0,
+                expires_unix_ms: expires.0,
+            };
+            delivers.push(reply(0, Reply::Deliver(deliver)));
+        }
+        delivers
+    }
+
+    fn friend_view(step: &Step, id: UserId) -> FriendView {
+        step.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Friends { friends } => friends.iter().find(|f| f.id == id.to_string()),
+                _ => None,
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no friends event with {id}: {:?}", step.events))
+    }
+
+    #[test]
+    fn a_received_display_name_is_cleaned_told_to_the_page_and_confirmed() {
+        let (mut alice, _) = logged_in();
+        let (mut bob, bob_keys) = logged_in();
+        befriend(&mut alice, bob.user_id());
+        befriend(&mut bob, alice.user_id());
+        // A sender that skips the rules (a modified client): what reaches
+        // the page is cleaned all the same.
+        alice
+            .state
+            .start_session(bob.user_id(), &bundle_of(&bob, &bob_keys))
+            .unwrap();
+        let profile_id = ClientMsgId([7; 16]);
+        let hostile = Content::Profile {
+            display_name: Some("<img src=x onerror=alert(1)>\u{202e}evil\nbob: hi".into()),
+        };
+        let ten_minutes = Duration::from_secs(600);
+        let ciphertext = alice
+            .state
+            .seal(bob.user_id(), profile_id, hostile, NOW, ten_minutes)
+            .unwrap();
+        let deliver = Deliver {
+            message_id: 5,
+            from: alice.user_id().to_vec(),
+            ciphertext,
+            sent_unix_ms: NOW.0,
+            expires_unix_ms: NOW.plus(ten_minutes).0,
+        };
+        let step = bob
+            .receive(&reply(0, Reply::Deliver(deliver)), NOW)
+            .unwrap();
+        let cleaned = "<img src=x onerror=alert(1)> evil bob: hi";
+        assert!(step.events.contains(&Event::DisplayName {
+            from: alice.user_id().to_string(),
+            display_name: Some(cleaned.into()),
+        }));
+        let view = friend_view(&step, alice.user_id());
+        assert_eq!(view.display_name.as_deref(), Some(cleaned));
+        assert_eq!(view.petname, None);
+        let json = serde_json::to_string(&step.events).unwrap();
+        assert!(
+            !json.contains('\u{202e}') && !json.contains("\\n"),
+            "{json}"
+        );
+        assert!(step.sealed.is_some(), "the name is kept before the ack");
+        // A receipt naming the profile, living as long as it does; and the
+        // delivery acknowledged.
+        let sends = sends_of(&step);
+        let [receipt] = &sends[..] else {
+            panic!("no receipt: {:?}", frames(&step))
+        };
+        assert_eq!(receipt.to, alice.user_id().to_vec());
+        assert_eq!(receipt.ttl_seconds, 600);
+        assert!(
+            frames(&step)
+                .iter()
+                .any(|(_, b)| matches!(b, Request::Ack(a) if a.message_ids == [5]))
+        );
+        let delivery = Delivery {
+            message_id: MessageId(6),
+            from: bob.user_id(),
+            ciphertext: receipt.ciphertext.clone(),
+            sent_unix_ms: NOW,
+            expires_unix_ms: NOW.plus(ten_minutes),
+        };
+        let Opened::Read { client_msg_ids, .. } = alice.state.open(&delivery, NOW) else {
+            panic!("not a receipt")
+        };
+        assert_eq!(client_msg_ids, vec![profile_id]);
+        // Kept in the key store.
+        let reopened = Device::unlock("correct horse", &bob.sealed().unwrap()).unwrap();
+        assert_eq!(
+            reopened.state.friend_display_name(&alice.user_id()),
+            Some(cleaned)
+        );
+    }
+
+    #[test]
+    fn a_display_name_goes_to_friends_due_it_and_not_again_after_the_receipt() {
+        let (mut alice, alice_keys) = logged_in();
+        let (mut bob, bob_keys) = logged_in();
+        assert!(sends_of(&befriend(&mut alice, bob.user_id())).is_empty());
+        befriend(&mut bob, alice.user_id());
+        assert!(
+            alice.set_display_name(Some("\u{202e}Alice"), NOW).is_err(),
+            "refused as typed"
+        );
+        let step = alice.set_display_name(Some("  Alice "), NOW).unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(alice.display_name(), Some("Alice"));
+        // Claiming Bob's keys; a friend list meanwhile sends nothing more.
+        assert!(frames(&befriend(&mut alice, bob.user_id())).is_empty());
+        let delivers = relay(&mut alice, &bob, &bob_keys, &step, 1);
+        assert_eq!(delivers.len(), 1, "one profile for one friend");
+        // Taken by the server, not yet confirmed: not due again.
+        assert!(sends_of(&befriend(&mut alice, bob.user_id())).is_empty());
+
+        let step = bob.receive(&delivers[0], NOW).unwrap();
+        assert!(step.events.contains(&Event::DisplayName {
+            from: alice.user_id().to_string(),
+            display_name: Some("Alice".into()),
+        }));
+        let receipts = relay(&mut bob, &alice, &alice_keys, &step, 2);
+        assert_eq!(receipts.len(), 1);
+        let step = alice.receive(&receipts[0], NOW).unwrap();
+        assert!(step.sealed.is_some(), "the confirmation is kept");
+        assert!(step.events.is_empty(), "{:?}", step.events);
+
+        // Confirmed: neither a friend list nor a later login sends it again,
+        // even past the hour the message lived.
+        assert!(sends_of(&befriend(&mut alice, bob.user_id())).is_empty());
+        let later = NOW.plus(Duration::from_secs(7200));
+        let step = log_in_again(&mut alice, later);
+        assert!(sends_of(&step).is_empty());
+        assert!(sends_of(&befriend(&mut alice, bob.user_id())).is_empty());
+
+        // A change (clearing included) is due again.
+        let step = alice.set_display_name(None, NOW).unwrap();
+        assert_eq!(alice.display_name(), None);
+        assert_eq!(sends_of(&step).len(), 1);
+        // Offline, a change waits for the login's friend list.
+        alice.disconnected();
+        let step = alice.set_display_name(Some("Ally"), NOW).unwrap();
+        assert!(step.frames.is_empty() && step.sealed.is_some());
+        let step = log_in_again(&mut alice, NOW);
+        assert!(
+            sends_of(&step).len() == 1,
+            "only the cut-off clearing goes again at login"
+        );
+        assert_eq!(sends_of(&befriend(&mut alice, bob.user_id())).len(), 1);
+    }
+
+    #[test]
+    fn petnames_are_kept_shown_unique_and_refused_with_a_reason() {
+        let (mut alice, _) = logged_in();
+        let (bob, carol) = (
+            Identity::generate().user_id(),
+            Identity::generate().user_id(),
+        );
+        befriend(&mut alice, bob);
+        let step = alice.set_petname(&bob.to_string(), Some(" Bob ")).unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(friend_view(&step, bob).petname.as_deref(), Some("Bob"));
+        // Another id cannot have it, whatever the case.
+        let clash = alice
+            .set_petname(&carol.to_string(), Some("BOB"))
+            .unwrap_err();
+        assert!(matches!(clash, DeviceError::Name(NameError::Taken(holder)) if holder == bob));
+        assert!(clash.to_string().contains("already given to"), "{clash}");
+        let forbidden = alice
+            .set_petname(&carol.to_string(), Some("evil\u{202e}txt"))
+            .unwrap_err();
+        assert!(
+            forbidden.to_string().contains("text-direction"),
+            "{forbidden}"
+        );
+        let like_id = alice
+            .set_petname(&carol.to_string(), Some(&bob.to_string()))
+            .unwrap_err();
+        assert!(matches!(like_id, DeviceError::Name(NameError::LooksLikeId)));
+        let own = alice.user_id().to_string();
+        assert!(alice.set_petname(&own, Some("me")).is_err());
+        assert!(alice.set_petname("nobody", Some("x")).is_err());
+        // Freed, it can go to someone else; blank removes, and nothing
+        // changed nothing.
+        let step = alice.set_petname(&bob.to_string(), None).unwrap();
+        assert_eq!(friend_view(&step, bob).petname, None);
+        assert!(
+            alice
+                .set_petname(&bob.to_string(), Some("  "))
+                .unwrap()
+                .sealed
+                .is_none()
+        );
+        alice.set_petname(&carol.to_string(), Some("Bob")).unwrap();
+        // Requests show it too, and a new petname lists them again.
+        alice.pending.insert(998, Pending::ListRequests);
+        let requests = wisp_proto::frames::FriendRequests {
+            incoming: vec![wisp_proto::frames::PendingRequest {
+                user_id: carol.to_vec(),
+                created_unix_ms: 1,
+            }],
+            outgoing: Vec::new(),
+            blocked: Vec::new(),
+        };
+        let step = alice
+            .receive(&reply(998, Reply::FriendRequests(requests)), NOW)
+            .unwrap();
+        let Some(Event::Requests { incoming, .. }) = step.events.first() else {
+            panic!("{:?}", step.events)
+        };
+        assert_eq!(incoming[0].petname.as_deref(), Some("Bob"));
+        let step = alice
+            .set_petname(&carol.to_string(), Some("Carol"))
+            .unwrap();
+        assert!(step.events.iter().any(|e| matches!(e,
+            Event::Requests { incoming, .. } if incoming[0].petname.as_deref() == Some("Carol"))));
+        // Kept in the key store.
+        let reopened = Device::unlock("correct horse", &step.sealed.unwrap()).unwrap();
+        assert_eq!(
+            reopened.petname(&carol.to_string()).unwrap().as_deref(),
+            Some("Carol")
+        );
+    }
+
+    /// Bob, who has Alice's display name "Alice" and calls her "Ally".
+    fn bob_knows_alices_name() -> (Device, Device) {
+        let (mut alice, _) = logged_in();
+        let (mut bob, bob_keys) = logged_in();
+        befriend(&mut alice, bob.user_id());
+        befriend(&mut bob, alice.user_id());
+        let step = alice.set_display_name(Some("Alice"), NOW).unwrap();
+        let delivers = relay(&mut alice, &bob, &bob_keys, &step, 1);
+        bob.receive(&delivers[0], NOW).unwrap();
+        bob.set_petname(&alice.user_id().to_string(), Some("Ally"))
+            .unwrap();
+        assert_eq!(
+            bob.state.friend_display_name(&alice.user_id()),
+            Some("Alice")
+        );
+        (alice, bob)
+    }
+
+    #[test]
+    fn what_a_friendship_kept_goes_when_it_ends_or_the_login_list_lacks_them() {
+        let carol = Identity::generate().user_id();
+        // A list after the login's leaves display names alone (one from a
+        // friendship newer than the list may have come first); the
+        // login's list without Alice drops hers, not the petname.
+        let (alice, mut bob) = bob_knows_alices_name();
+        befriend(&mut bob, carol);
+        assert_eq!(
+            bob.state.friend_display_name(&alice.user_id()),
+            Some("Alice")
+        );
+        log_in_again(&mut bob, NOW);
+        let step = befriend(&mut bob, carol);
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+        let alice_id = alice.user_id().to_string();
+        assert_eq!(bob.petname(&alice_id).unwrap().as_deref(), Some("Ally"));
+
+        // The server says the friendship ended: forgotten at once.
+        let (alice, mut bob) = bob_knows_alices_name();
+        let removed = wisp_proto::frames::FriendRemoved {
+            by: alice.user_id().to_vec(),
+        };
+        let step = bob
+            .receive(&reply(0, Reply::FriendRemoved(removed)), NOW)
+            .unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+
+        // Removing a friend drops the petname too; blocking keeps it.
+        let (alice, mut bob) = bob_knows_alices_name();
+        let alice_id = alice.user_id().to_string();
+        let step = bob.friend(FriendAction::Block, &alice_id).unwrap();
+        assert!(step.sealed.is_some());
+        assert_eq!(bob.state.friend_display_name(&alice.user_id()), None);
+        assert_eq!(bob.petname(&alice_id).unwrap().as_deref(), Some("Ally"));
+        bob.friend(FriendAction::Remove, &alice_id).unwrap();
+        assert_eq!(bob.petname(&alice_id).unwrap(), None);
     }
 }

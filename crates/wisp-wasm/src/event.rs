@@ -32,6 +32,23 @@ pub struct FriendView {
     pub since_unix_ms: i64,
     /// Marked verified on this device (safety number compared).
     pub verified: bool,
+    /// The user's own name for them, if they gave one (shown first).
+    pub petname: Option<String>,
+    /// The name they gave themselves (cleaned): only their claim, shown
+    /// marked as such.
+    pub display_name: Option<String>,
+}
+
+/// Someone in the lists of requests and blocks, with the names the device
+/// knows for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerView {
+    /// Their id.
+    pub id: String,
+    /// The user's own name for them, if they gave one.
+    pub petname: Option<String>,
+    /// The name they gave themselves, if they sent one while friends.
+    pub display_name: Option<String>,
 }
 
 /// Something the page should know or show.
@@ -71,11 +88,21 @@ pub enum Event {
     /// Pending requests both ways, and blocks, in full.
     Requests {
         /// Asking us.
-        incoming: Vec<String>,
+        incoming: Vec<PeerView>,
         /// Asked by us.
-        outgoing: Vec<String>,
+        outgoing: Vec<PeerView>,
         /// Blocked by us.
-        blocked: Vec<String>,
+        blocked: Vec<PeerView>,
+    },
+    /// A friend sent their display name (cleaned: one line, at most 64
+    /// characters, nothing invisible); `null` when they cleared it. Only
+    /// their claim: a `friends` event with it follows, and a receipt went
+    /// back to their device.
+    DisplayName {
+        /// Who.
+        from: String,
+        /// The name as kept; insert it as text, isolated (`<bdi>`).
+        display_name: Option<String>,
     },
     /// Someone asked to be friends.
     FriendRequest {

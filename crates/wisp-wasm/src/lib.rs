@@ -7,7 +7,9 @@
 //! - [`device`]: [`Device`], sans IO: server frames in; client frames,
 //!   [`Event`]s and the re-sealed key store out ([`Step`]). Registration
 //!   (proof-of-work in slices, for a progress bar), login, key top-ups,
-//!   friends, sealing and opening, read receipts, expiries, reconnects.
+//!   friends, sealing and opening, read receipts, expiries, reconnects,
+//!   and names: petnames kept on the device, this user's display name
+//!   sent to friends until their devices confirm it, theirs received.
 //! - [`event`]: [`Event`], what the page is told, serialised as JSON.
 //! - [`bindings`]: the `#[wasm_bindgen]` surface: `Device`, `Step`, and
 //!   helpers that need no device (safety numbers, invitation parsing, QR
