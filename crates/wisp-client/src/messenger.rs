@@ -292,21 +292,15 @@ impl Messenger {
         if kept.is_empty() && self.state.display_name().is_none() {
             return Ok(());
         }
-        let friends: BTreeSet<UserId> = self
-            .client
-            .friends()
-            .await?
-            .into_iter()
-            .map(|f| f.id)
-            .collect();
-        let mut changed = false;
-        for id in kept.difference(&friends) {
-            changed |= self.state.forget_friendship(*id);
-        }
-        if changed {
+        let friends = self.client.friends().await?;
+        if self
+            .state
+            .observe_friends(friends.iter().map(|f| (f.id, f.since_unix_ms)))
+        {
             self.store.save(&self.state)?;
         }
-        self.send_display_name(friends).await;
+        self.send_display_name(friends.into_iter().map(|f| f.id))
+            .await;
         Ok(())
     }
 
@@ -431,8 +425,10 @@ impl Messenger {
     /// user gave them.
     pub async fn remove_friend(&mut self, friend: UserId) -> Result<(), ClientError> {
         self.client.remove_friend(friend).await?;
-        self.state.set_petname(friend, None)?;
-        self.forget_friendship(friend);
+        let unnamed = self.state.set_petname(friend, None)?;
+        if self.state.forget_friendship(friend) || unnamed {
+            self.save_after_friendship_ended();
+        }
         Ok(())
     }
 
@@ -456,9 +452,15 @@ impl Messenger {
     /// Drops what the device kept of a friendship with `id` that ended; a
     /// failure to save is logged (it is dropped at the next connect anyway).
     fn forget_friendship(&mut self, id: UserId) {
-        if self.state.forget_friendship(id)
-            && let Err(error) = self.store.save(&self.state)
-        {
+        if self.state.forget_friendship(id) {
+            self.save_after_friendship_ended();
+        }
+    }
+
+    /// Saves the key store; a failure is logged (what a friendship kept is
+    /// dropped at the next connect anyway).
+    fn save_after_friendship_ended(&mut self) {
+        if let Err(error) = self.store.save(&self.state) {
             tracing::warn!(%error, "could not save the key store after a friendship ended");
         }
     }

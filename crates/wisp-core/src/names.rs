@@ -60,8 +60,11 @@ pub fn is_forbidden_in_name(c: char) -> bool {
 pub fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
-        '\u{061C}'              // Arabic letter mark
+        '\u{00AD}'              // soft hyphen
+        | '\u{034F}'            // combining grapheme joiner
+        | '\u{061C}'            // Arabic letter mark
         | '\u{115F}' | '\u{1160}' // Hangul fillers
+        | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
         | '\u{180E}'            // Mongolian vowel separator
         | '\u{200B}'..='\u{200F}' // zero-width space, joiners, LRM, RLM
         | '\u{2028}' | '\u{2029}' // line and paragraph separators
@@ -69,6 +72,8 @@ pub fn is_invisible_format(c: char) -> bool {
         | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, isolates
         | '\u{3164}'            // Hangul filler
         | '\u{FEFF}'            // zero-width no-break space
+        | '\u{FFA0}'            // halfwidth Hangul filler
+        | '\u{E0001}'           // language tag
         | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
     )
 }
@@ -134,6 +139,10 @@ pub(crate) struct Names {
     pub(crate) in_flight: BTreeMap<ClientMsgId, ProfileInFlight>,
     /// The display names friends sent (already cleaned).
     pub(crate) received: BTreeMap<UserId, String>,
+    /// When each friendship the data above belongs to began (the server's
+    /// `since`): a friendship ended and made again while the device was
+    /// away has another, and what was kept of the old one is void.
+    pub(crate) since: BTreeMap<UserId, UnixMillis>,
 }
 
 /// A profile message sent and not yet confirmed.
@@ -285,9 +294,36 @@ impl LocalState {
         let verified = self.set_verified(id, false);
         let received = self.names.received.remove(&id).is_some();
         let delivered = self.names.delivered.remove(&id).is_some();
+        self.names.since.remove(&id);
         let before = self.names.in_flight.len();
         self.names.in_flight.retain(|_, sent| sent.to != id);
         verified || received || delivered || before != self.names.in_flight.len()
+    }
+
+    /// Squares what is kept per friend with the server's list of friends
+    /// and when each friendship began: drops it for ids no longer friends,
+    /// and for friendships begun again since it was kept (the friend's
+    /// device no longer has our display name). Returns whether anything
+    /// changed. Call it with the list a device gets at login; a later list
+    /// may lag a display name that came meanwhile.
+    pub fn observe_friends(
+        &mut self,
+        friends: impl IntoIterator<Item = (UserId, UnixMillis)>,
+    ) -> bool {
+        let friends: BTreeMap<UserId, UnixMillis> = friends.into_iter().collect();
+        let mut changed = false;
+        for id in self.friendship_data() {
+            let current = friends.get(&id);
+            let renewed = current
+                .zip(self.names.since.get(&id))
+                .is_some_and(|(now, kept)| now != kept);
+            if current.is_none() || renewed {
+                changed |= self.forget_friendship(id);
+            }
+        }
+        let before = std::mem::take(&mut self.names.since);
+        self.names.since = friends;
+        changed || before != self.names.since
     }
 
     /// The ids this state keeps friendship data for (a verified mark, a
@@ -402,5 +438,29 @@ mod tests {
         assert!(state.profiles_due([bob], now).is_empty());
         assert!(state.forget_friendship(bob));
         assert_eq!(state.profiles_due([bob], now), vec![bob]);
+    }
+
+    #[test]
+    fn a_friendship_made_again_while_away_voids_what_was_kept() {
+        let mut state = LocalState::new(Identity::generate());
+        let (bob, carol) = (id(), id());
+        let now = UnixMillis(1_000);
+        state.set_display_name(Some("Alice")).unwrap();
+        for (friend, n) in [(bob, 1), (carol, 2)] {
+            state.profile_sent(friend, ClientMsgId([n; 16]), UnixMillis(9_000));
+            assert!(state.profile_receipt(friend, &[ClientMsgId([n; 16])]));
+            state.received_display_name(friend, Some(format!("friend {n}")));
+        }
+        assert!(state.observe_friends([(bob, UnixMillis(10)), (carol, UnixMillis(20))]));
+        assert!(!state.observe_friends([(bob, UnixMillis(10)), (carol, UnixMillis(20))]));
+        assert!(state.profiles_due([bob, carol], now).is_empty());
+        // Bob removed Alice and asked again while she was away; Carol stays.
+        assert!(state.observe_friends([(bob, UnixMillis(30)), (carol, UnixMillis(20))]));
+        assert_eq!(state.profiles_due([bob, carol], now), vec![bob]);
+        assert_eq!(state.friend_display_name(&bob), None);
+        assert_eq!(state.friend_display_name(&carol), Some("friend 2"));
+        // Carol is gone.
+        assert!(state.observe_friends([(bob, UnixMillis(30))]));
+        assert_eq!(state.friend_display_name(&carol), None);
     }
 }

@@ -104,6 +104,9 @@ struct Pickle {
     /// Display names friends sent: (id text, name).
     #[serde(default)]
     friend_display_names: Vec<(String, String)>,
+    /// When each friendship that data is kept for began (ms).
+    #[serde(default)]
+    friends_since: Vec<(String, i64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,6 +173,12 @@ impl LocalState {
                 })
                 .collect(),
             friend_display_names: by_id_text(&self.names.received),
+            friends_since: self
+                .names
+                .since
+                .iter()
+                .map(|(id, at)| (id.to_string(), at.0))
+                .collect(),
         };
         serialize_zeroizing(&pickle)
     }
@@ -212,6 +221,10 @@ impl LocalState {
             delivered: from_id_text(pickle.profiles_delivered)?,
             in_flight,
             received: from_id_text(pickle.friend_display_names)?,
+            since: from_id_text(pickle.friends_since)?
+                .into_iter()
+                .map(|(id, at)| (id, UnixMillis(at)))
+                .collect(),
         };
         Ok(Self {
             identity: Identity::from_pickle(pickle.account),

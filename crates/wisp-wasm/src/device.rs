@@ -872,14 +872,17 @@ impl Device {
                 // that ended while this device was away told it nothing);
                 // after a login, whatever else is kept per friend too (their
                 // display name, which of ours they have).
-                let strangers: Vec<UserId> = if std::mem::take(&mut self.prune_friendships) {
-                    self.state.friendship_data().into_iter().collect()
+                // A friendship made again while this device was away keeps
+                // nothing of the old one either.
+                if std::mem::take(&mut self.prune_friendships) {
+                    let since = self.friends.iter().map(|(id, at)| (*id, UnixMillis(*at)));
+                    self.dirty |= self.state.observe_friends(since.collect::<Vec<_>>());
                 } else {
-                    self.state.verified().copied().collect()
-                };
-                for id in strangers {
-                    if !self.friends.contains_key(&id) && self.state.forget_friendship(id) {
-                        self.dirty = true;
+                    let strangers: Vec<UserId> = self.state.verified().copied().collect();
+                    for id in strangers {
+                        if !self.friends.contains_key(&id) && self.state.forget_friendship(id) {
+                            self.dirty = true;
+                        }
                     }
                 }
                 step.events.push(self.friends_event());
