@@ -82,7 +82,7 @@ export const MAX_NAME_CHARS = 64;
  * zero-width and invisible formatting characters, line and paragraph
  * separators: the core's `is_forbidden_in_name`. */
 const FORBIDDEN_IN_NAME =
-  /[\p{Cc}\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u2028\u2029\u202A-\u202E\u2060-\u206F\u3164\uFEFF\uFFA0\uFFF9-\uFFFB\u{E0001}]/gu;
+  /[\p{Cc}\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u2028\u2029\u202A-\u202E\u2060-\u206F\u3164\uFEFF\uFFA0\uFFF9-\uFFFB\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0000}-\u{E007F}]/gu;
 
 /** A name as one visible line: each forbidden character and each run of
  * white space becomes one space, cut to {@link MAX_NAME_CHARS} characters;

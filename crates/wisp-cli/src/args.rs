@@ -208,12 +208,12 @@ pub enum FriendCommand {
         /// The new name; "" removes it
         name: String,
     },
-    /// Decline a friend request
+    /// Decline a friend request (your name for them goes too)
     Decline {
         /// Who asked (id or name)
         id: String,
     },
-    /// Withdraw a friend request you sent
+    /// Withdraw a friend request you sent (your name for them goes too)
     Cancel {
         /// Whom you asked (id or name)
         id: String,

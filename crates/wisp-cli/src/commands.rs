@@ -162,6 +162,11 @@ async fn recv(
             Ok(Some(event)) => event,
             Ok(None) => return Err(CliError::from(ClientError::Closed(None))),
             Err(_) if deadline.is_some() => {
+                // What the deadline cut off on its way out is shown first:
+                // settling acknowledges (burns) it.
+                while let Some(event) = messenger.queued_event() {
+                    show_received(&mut messenger, event, json).await?;
+                }
                 // Receipts for friends' display names go before exiting.
                 messenger.settle().await?;
                 return Ok(());
@@ -172,46 +177,57 @@ async fn recv(
                 ))));
             }
         };
-        match event {
-            Event::MailboxDrained => {
-                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(wait));
-            }
-            Event::Message(message) => {
-                let state = messenger.state();
-                if json {
-                    json_line(&json!({
-                        "id": message.id.0,
-                        "from": message.from.to_string(),
-                        "text": message.text.as_str(),
-                        "sent_at": rfc3339(message.sent_unix_ms),
-                        "expires_at": rfc3339(message.expires_unix_ms),
-                        "sent_unix_ms": message.sent_unix_ms.0,
-                        "expires_unix_ms": message.expires_unix_ms.0,
-                        "view_seconds": message.view_timer.map_or(0, |d| d.as_secs()),
-                        "from_name": state.petname(&message.from),
-                        "from_display_name": state.friend_display_name(&message.from),
-                    }));
-                } else {
-                    let prefix = format!("{}: ", who(state, &message.from));
-                    let shown = safe::wrap_block(&prefix, &message.text, safe::terminal_width());
-                    println!("{shown}");
-                }
-                messenger.mark_read(&message).await?;
-            }
-            Event::Undecryptable { from, reason, .. } => {
-                eprintln!(
-                    "warning: a message from {} could not be decrypted ({}); a new session has \
-                     been set up, ask them to send it again",
-                    who(messenger.state(), &from),
-                    safe::line(&reason)
-                );
-            }
-            Event::Disconnected { reason } | Event::Superseded { reason } => {
-                return Err(CliError::from(ClientError::Closed(reason)));
-            }
-            _ => {}
+        if show_received(&mut messenger, event, json).await? {
+            deadline = Some(tokio::time::Instant::now() + Duration::from_secs(wait));
         }
     }
+}
+
+/// Shows one event of `wisp recv` (a message is marked read); returns
+/// whether it says the mailbox is drained.
+async fn show_received(
+    messenger: &mut Messenger,
+    event: Event,
+    json: bool,
+) -> Result<bool, CliError> {
+    match event {
+        Event::MailboxDrained => return Ok(true),
+        Event::Message(message) => {
+            let state = messenger.state();
+            if json {
+                json_line(&json!({
+                    "id": message.id.0,
+                    "from": message.from.to_string(),
+                    "text": message.text.as_str(),
+                    "sent_at": rfc3339(message.sent_unix_ms),
+                    "expires_at": rfc3339(message.expires_unix_ms),
+                    "sent_unix_ms": message.sent_unix_ms.0,
+                    "expires_unix_ms": message.expires_unix_ms.0,
+                    "view_seconds": message.view_timer.map_or(0, |d| d.as_secs()),
+                    "from_name": state.petname(&message.from),
+                    "from_display_name": state.friend_display_name(&message.from),
+                }));
+            } else {
+                let prefix = format!("{}: ", who(state, &message.from));
+                let shown = safe::wrap_block(&prefix, &message.text, safe::terminal_width());
+                println!("{shown}");
+            }
+            messenger.mark_read(&message).await?;
+        }
+        Event::Undecryptable { from, reason, .. } => {
+            eprintln!(
+                "warning: a message from {} could not be decrypted ({}); a new session has \
+                 been set up, ask them to send it again",
+                who(messenger.state(), &from),
+                safe::line(&reason)
+            );
+        }
+        Event::Disconnected { reason } | Event::Superseded { reason } => {
+            return Err(CliError::from(ClientError::Closed(reason)));
+        }
+        _ => {}
+    }
+    Ok(false)
 }
 
 /// A time as RFC 3339 UTC, e.g. 2026-11-23T22:49:46.123Z.
@@ -333,7 +349,10 @@ async fn register(home: &std::path::Path, server: &Remote) -> Result<(), CliErro
     // Log in once to put one-time keys on the server, so friends can start
     // end-to-end sessions with us while we are away.
     Messenger::connect_with(&server.url, server.options()?, store, state).await?;
-    eprintln!("registered with server \"{server_name}\"; your id:");
+    eprintln!(
+        "registered with server \"{}\"; your id:",
+        safe::line(&server_name)
+    );
     println!("{id}");
     Ok(())
 }
@@ -554,6 +573,12 @@ fn resolve(state: &LocalState, text: &str) -> Result<UserId, CliError> {
 /// A name the user typed for someone, checked before anything else is
 /// done: one line, not an id, and not another's name on this device.
 fn checked_petname(state: &LocalState, id: UserId, name: &str) -> Result<String, CliError> {
+    if id == state.identity.user_id() {
+        return Err(CliError::failed(
+            "that is your own id; names are for the people you talk to (your own display name: \
+             `wisp profile name NAME`)",
+        ));
+    }
     let name = check_name(name).map_err(|e| CliError::failed(e.to_string()))?;
     match state.find_petname(&name) {
         Some(holder) if holder != id => Err(CliError::failed(
@@ -629,8 +654,9 @@ async fn friend(
             // The change itself was made on the server.
             println!("{}", outcome.say(&who(&state, &id)));
             eprintln!(
-                "warning: your names and marks on this device were not updated: {error} \
-                 (`wisp chat` holds the key store: name them there with n)"
+                "warning: your names and marks on this device were not updated: {} (if \
+                 `wisp chat` is open, name them there with n)",
+                safe::line(&error.to_string())
             );
             return Ok(());
         }

@@ -177,14 +177,16 @@ pub fn json_line(value: &serde_json::Value) {
 }
 
 /// `json` with every C1 control, DEL and invisible formatting character
-/// written as a `\uXXXX` escape (all of them are in the Basic
-/// Multilingual Plane, and outside strings JSON text is ASCII).
+/// written as a `\uXXXX` escape (a UTF-16 surrogate pair above the Basic
+/// Multilingual Plane; outside strings JSON text is ASCII).
 pub fn inert_json(json: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c.is_control() || wisp_client::names::is_invisible_format(c) {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         } else {
             out.push(c);
         }
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn json_lines_escape_every_character_a_terminal_acts_on_and_stay_exact() {
-        let text = "a\u{9b}2J\u{7f}\x1b[0m\u{202e}b\u{2066}\n";
+        let text = "a\u{9b}2J\u{7f}\x1b[0m\u{202e}b\u{2066}\n\u{e0001}\u{e0067}x";
         let line = inert_json(&serde_json::json!({ "text": text }).to_string());
         assert!(
             line.is_ascii() || !line.chars().any(char::is_control),

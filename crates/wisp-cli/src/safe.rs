@@ -22,7 +22,6 @@
 
 use std::fmt::Write;
 
-use unicode_width::UnicodeWidthChar;
 use wisp_client::names::is_invisible_format;
 
 /// How lines after a message's first are indented.
@@ -93,9 +92,17 @@ pub fn wrap_block(prefix: &str, text: &str, width: Option<usize>) -> String {
     out
 }
 
-/// Terminal cells `text` takes (already safe: no controls).
+/// Terminal cells `text` takes at most (already safe: no controls):
+/// printable ASCII one, anything else two. Terminals disagree on the width
+/// of emoji sequences, ambiguous-width and zero-width characters; counting
+/// high only wraps a little early, where counting low would let the
+/// terminal wrap by itself and start a row at its left edge.
 pub fn display_width(text: &str) -> usize {
-    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+    text.chars().map(cells).sum()
+}
+
+fn cells(c: char) -> usize {
+    if c.is_ascii() { 1 } else { 2 }
 }
 
 /// The columns of the terminal standard output is, if it is one.
@@ -196,9 +203,28 @@ mod tests {
             assert!(display_width(row) <= 80, "{row:?}");
         }
         assert!(rows[1..].iter().all(|row| row.starts_with(CONTINUATION)));
-        // Wide characters count as two cells.
+        // Wide characters count as two cells, and so does anything not
+        // ASCII (emoji sequences are two on many terminals, one here).
         let wide = wrap_block("", &"李".repeat(50), Some(20));
         assert!(wide.lines().all(|row| display_width(row) <= 20), "{wide}");
+        let hearts = wrap_block("Bob: ", &"❤\u{fe0f}".repeat(40), Some(40));
+        for row in hearts.lines() {
+            let drawn: usize = row
+                .chars()
+                .map(|c| {
+                    if c == '\u{fe0f}' {
+                        1
+                    } else {
+                        unicode_width::UnicodeWidthChar::width(c).unwrap_or(0)
+                    }
+                })
+                .sum::<usize>()
+                + row.matches('\u{fe0f}').count();
+            assert!(
+                drawn <= 40,
+                "a terminal drawing ❤️ two cells wide wraps {row:?} itself"
+            );
+        }
         // An escape is never cut in two.
         let escaped = wrap_block("B: ", "abcd\u{202e}efg", Some(12));
         assert_eq!(escaped, "B: abcd\n    \\u{202e}\n    efg");

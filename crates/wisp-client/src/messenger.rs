@@ -210,6 +210,9 @@ pub struct Messenger {
     /// Friends who may be due this user's display name (a friendship just
     /// started); checked and sent by the next chores.
     names_due: BTreeSet<UserId>,
+    /// Set by a reconnect: the next chores square friendship data with the
+    /// server's friends ([`Messenger::sync_friendships`]).
+    friends_sync_due: bool,
 }
 
 /// The first wait before reconnecting; doubled each failure up to
@@ -269,6 +272,7 @@ impl Messenger {
             renewals: BTreeSet::new(),
             name_receipts: BTreeMap::new(),
             names_due: BTreeSet::new(),
+            friends_sync_due: false,
         };
         let remaining = messenger.client.keys_remaining_at_login();
         messenger.top_up_keys(remaining).await?;
@@ -345,8 +349,16 @@ impl Messenger {
             let _ = self.state.set_display_name(before.as_deref());
             return Err(error.into());
         }
-        let friends = self.client.friends().await?.into_iter().map(|f| f.id);
-        self.send_display_name(friends.collect::<Vec<_>>()).await;
+        // Saved: what fails from here goes at a later connect.
+        match self.client.friends().await {
+            Ok(friends) => {
+                let friends: Vec<UserId> = friends.into_iter().map(|f| f.id).collect();
+                self.send_display_name(friends).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not list friends to send the display name");
+            }
+        }
         Ok(())
     }
 
@@ -382,6 +394,14 @@ impl Messenger {
     /// The state this messenger keeps (names, verified marks), read-only.
     pub fn state(&self) -> &LocalState {
         &self.state
+    }
+
+    /// An event already queued for the application, without waiting or
+    /// touching the network: what a one-shot front end shows before it
+    /// settles and exits, since [`Messenger::settle`] acknowledges every
+    /// message received, queued or not.
+    pub fn queued_event(&mut self) -> Option<Event> {
+        self.pending_events.pop_front()
     }
 
     /// Does now what would otherwise wait for the next
@@ -504,6 +524,10 @@ impl Messenger {
             // Connected all the same; the server says again when keys run low.
             tracing::warn!(%error, "could not top up one-time keys after reconnecting");
         }
+        // Friendships may have changed while the connection was down (their
+        // pushes are lost with it), and a display name may be due again:
+        // the next chores see to it.
+        self.friends_sync_due = true;
         Ok(())
     }
 
@@ -887,6 +911,12 @@ impl Messenger {
                 tracing::warn!(%error, "could not confirm a friend's display name");
             }
             self.name_receipts.remove(&friend);
+        }
+        if self.friends_sync_due {
+            if let Err(error) = self.sync_friendships().await {
+                tracing::warn!(%error, "could not sync friendship data after reconnecting");
+            }
+            self.friends_sync_due = false;
         }
         while let Some(&friend) = self.names_due.first() {
             self.send_display_name([friend]).await;

@@ -65,7 +65,7 @@ pub fn is_invisible_format(c: char) -> bool {
         | '\u{061C}'            // Arabic letter mark
         | '\u{115F}' | '\u{1160}' // Hangul fillers
         | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
-        | '\u{180E}'            // Mongolian vowel separator
+        | '\u{180B}'..='\u{180F}' // Mongolian variation selectors, vowel separator
         | '\u{200B}'..='\u{200F}' // zero-width space, joiners, LRM, RLM
         | '\u{2028}' | '\u{2029}' // line and paragraph separators
         | '\u{202A}'..='\u{202E}' // embeddings and overrides
@@ -73,7 +73,9 @@ pub fn is_invisible_format(c: char) -> bool {
         | '\u{3164}'            // Hangul filler
         | '\u{FEFF}'            // zero-width no-break space
         | '\u{FFA0}'            // halfwidth Hangul filler
-        | '\u{E0001}'           // language tag
+        | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+        | '\u{1D173}'..='\u{1D17A}' // musical formatting
+        | '\u{E0000}'..='\u{E007F}' // tags (they can smuggle invisible text)
         | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
     )
 }
@@ -226,9 +228,13 @@ impl LocalState {
         if revision == 0 {
             return Vec::new();
         }
+        let cleared = self.names.display_name.is_none();
         friends
             .into_iter()
             .filter(|friend| self.names.delivered.get(friend) != Some(&revision))
+            // No name now, and none ever went to this friend: nothing to
+            // clear on their side.
+            .filter(|friend| !cleared || self.names.delivered.contains_key(friend))
             .filter(|friend| {
                 !self.names.in_flight.values().any(|sent| {
                     sent.to == *friend && sent.revision == revision && sent.expires > now
@@ -288,8 +294,9 @@ impl LocalState {
 
     /// Forgets what belonged to a friendship with `id` that ended: their
     /// verified mark, their display name, and which of ours they have (a
-    /// new friendship sends it again). The petname stays until the user
-    /// drops it (it may label a request or a block).
+    /// new friendship sends it again). The petname is not touched: front
+    /// ends drop it when the user removes the friend or drops a request,
+    /// and keep it for a block (it labels the list of blocked users).
     pub fn forget_friendship(&mut self, id: UserId) -> bool {
         let verified = self.set_verified(id, false);
         let received = self.names.received.remove(&id).is_some();
@@ -314,11 +321,14 @@ impl LocalState {
         let mut changed = false;
         for id in self.friendship_data() {
             let current = friends.get(&id);
-            let renewed = current
-                .zip(self.names.since.get(&id))
-                .is_some_and(|(now, kept)| now != kept);
-            if current.is_none() || renewed {
-                changed |= self.forget_friendship(id);
+            match (current, self.names.since.get(&id)) {
+                (None, _) => changed |= self.forget_friendship(id),
+                (Some(now), Some(kept)) if now != kept => changed |= self.forget_friendship(id),
+                // Begun while the device was online (no start seen yet):
+                // whether it was begun again meanwhile is unknown, so the
+                // display name goes once more (the rest stays).
+                (Some(_), None) => changed |= self.names.delivered.remove(&id).is_some(),
+                (Some(_), Some(_)) => {}
             }
         }
         let before = std::mem::take(&mut self.names.since);
@@ -429,10 +439,12 @@ mod tests {
         assert!(!state.profile_receipt(carol, &[to_bob]));
         assert!(state.profile_receipt(bob, &[to_bob]));
         assert_eq!(state.profiles_due([bob, carol], now), vec![carol]);
-        // A change is due to everyone again, clearing included.
+        // A change is due to everyone who had the name, clearing included;
+        // a friend who never had one needs no clearing.
         assert_eq!(state.set_display_name(None), Ok(true));
-        assert_eq!(state.profiles_due([bob, carol], now), vec![bob, carol]);
+        assert_eq!(state.profiles_due([bob, carol], now), vec![bob]);
         // A friendship that ends forgets what the friend had.
+        assert_eq!(state.set_display_name(Some("Alice again")), Ok(true));
         state.profile_sent(bob, ClientMsgId([2; 16]), UnixMillis(9_000));
         assert!(state.profile_receipt(bob, &[ClientMsgId([2; 16])]));
         assert!(state.profiles_due([bob], now).is_empty());
@@ -446,12 +458,20 @@ mod tests {
         let (bob, carol) = (id(), id());
         let now = UnixMillis(1_000);
         state.set_display_name(Some("Alice")).unwrap();
-        for (friend, n) in [(bob, 1), (carol, 2)] {
-            state.profile_sent(friend, ClientMsgId([n; 16]), UnixMillis(9_000));
-            assert!(state.profile_receipt(friend, &[ClientMsgId([n; 16])]));
-            state.received_display_name(friend, Some(format!("friend {n}")));
-        }
+        let deliver = |state: &mut LocalState| {
+            for (friend, n) in [(bob, 1), (carol, 2)] {
+                state.profile_sent(friend, ClientMsgId([n; 16]), UnixMillis(9_000));
+                assert!(state.profile_receipt(friend, &[ClientMsgId([n; 16])]));
+                state.received_display_name(friend, Some(format!("friend {n}")));
+            }
+        };
+        deliver(&mut state);
+        // Friendships whose start this device never saw (begun while it was
+        // online): the name goes once more, nothing else is dropped.
         assert!(state.observe_friends([(bob, UnixMillis(10)), (carol, UnixMillis(20))]));
+        assert_eq!(state.profiles_due([bob, carol], now), vec![bob, carol]);
+        assert_eq!(state.friend_display_name(&bob), Some("friend 1"));
+        deliver(&mut state);
         assert!(!state.observe_friends([(bob, UnixMillis(10)), (carol, UnixMillis(20))]));
         assert!(state.profiles_due([bob, carol], now).is_empty());
         // Bob removed Alice and asked again while she was away; Carol stays.

@@ -273,7 +273,7 @@ fn timer_line(line: &Line, now: Instant, now_ms: i64) -> TextLine<'static> {
         LineState::Sent { .. } => format!("  sent · not read yet · {gone}"),
         LineState::Read { .. } => "  read · burned".to_owned(),
         LineState::ExpiredUnread { .. } => "  expired unread".to_owned(),
-        LineState::Failed { why, .. } => format!("  not sent: {why}"),
+        LineState::Failed { why, .. } => format!("  not sent: {}", safe::line(why)),
     };
     TextLine::from(Span::styled(
         text,

@@ -432,7 +432,8 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
 
         // `wisp recv` on a 60-column terminal.
         send_all();
-        let command = format!("{} recv", env(&bob_home));
+        // The pane outlives the command, which says how it ended.
+        let command = format!("{} recv; echo RECV-EXIT-$?; sleep 120", env(&bob_home));
         tmux.run(&[
             "new-session",
             "-d",
@@ -444,10 +445,15 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
             "20",
             &command,
         ]);
-        tmux.run(&["set-option", "-t", "recv", "remain-on-exit", "on"]);
-        let shown = tmux.wait_for("recv", "the three messages", limit, |s| {
-            s.contains("wrapped")
+        tmux.wait_for("recv", "wisp recv done", limit, |s| {
+            s.contains("RECV-EXIT-")
         });
+        // History included: tmux may push the first rows up while it sizes
+        // the new pane.
+        let shown = tmux.run(&["capture-pane", "-p", "-S", "-", "-t", "recv"]);
+        let (shown, exit) = shown.split_once("RECV-EXIT-").unwrap();
+        assert!(exit.starts_with('0'), "wisp recv failed: {exit}");
+        let shown = shown.to_owned();
         let rows: Vec<&str> = shown.lines().filter(|r| !r.trim().is_empty()).collect();
         let senders = rows.iter().filter(|r| !r.starts_with("    ")).count();
         assert_eq!(
