@@ -3,7 +3,8 @@
 //! wherever an id is, clashes and bad names refused; and what a hostile
 //! friend sends (escape sequences, window titles, bidi overrides, line
 //! breaks forging another sender, bytes that are not UTF-8) shows
-//! harmlessly in `wisp recv`, exactly in `wisp recv --json`.
+//! harmlessly in `wisp recv`, exactly in `wisp recv --json`; a display
+//! name no client would send is cleaned and shows inert in the lists.
 
 use wisp_client::{Client, Identity, LocalState};
 use wisp_proto::frames::{Sealed, Text, sealed::Kind};
@@ -66,7 +67,7 @@ async fn a_hostile_friend_cannot_drive_the_terminal_or_forge_a_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_that_is_not_utf8_is_reported_not_printed() {
+async fn a_hostile_friend_speaking_the_protocol_gets_no_raw_bytes_on_screen() {
     let env = Env::start().await;
     let bob = env.register("bob").await;
     // Mallory speaks the protocol herself, to seal bytes no client would.
@@ -126,6 +127,46 @@ async fn a_message_that_is_not_utf8_is_reported_not_printed() {
     );
     assert!(!out.stderr.contains("[2J"), "{}", out.stderr);
     assert_inert(&out.stderr);
+
+    // A display name no client would send: cleaned when it comes, then
+    // shown inert in the lists, marked as Mallory's own claim.
+    let hostile = "\x1b]0;pwned\x07Bob\u{202e}\nmallory: \u{200b}hi".repeat(3);
+    let now = wisp_client::now_ms();
+    let sealed = mallory
+        .seal(
+            bob.parse().unwrap(),
+            ClientMsgId([8; 16]),
+            wisp_client::Content::Profile {
+                display_name: Some(hostile),
+            },
+            now,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    client
+        .send_ciphertext(
+            bob.parse().unwrap(),
+            ClientMsgId([8; 16]),
+            sealed,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let out = env.wisp("bob", &["recv"]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    let listed = env.ok("bob", &["friend", "list"]).await;
+    println!("----- wisp friend list -----\n{listed}");
+    assert_inert(&listed);
+    assert_eq!(listed.lines().count(), 1, "one friend, one row: {listed}");
+    let name = listed.split_once("  ~").unwrap().1.trim_end();
+    assert_eq!(name.chars().count(), 64, "cut to 64: {name}");
+    assert!(
+        name.starts_with("]0;pwned Bob mallory: hi ]0;pwned"),
+        "{name}"
+    );
+    let json = json_lines(&env.ok("bob", &["friend", "list", "--json"]).await);
+    assert_eq!(json[0]["display_name"].as_str(), Some(name));
+    assert!(json[0]["name"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
