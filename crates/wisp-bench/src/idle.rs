@@ -25,6 +25,9 @@ pub struct IdleSummary {
     pub users: usize,
     /// Logins per second while connecting them.
     pub logins_per_s: f64,
+    /// 99th percentile of one login (connect, hello, challenge, signed
+    /// answer), in milliseconds, with [`LOGINS_IN_FLIGHT`] at a time.
+    pub login_p99_ms: f64,
     /// Loopback source addresses used.
     pub source_addresses: usize,
     pub server_rss_before_kib: Option<u64>,
@@ -46,10 +49,20 @@ impl IdleSummary {
             _ => "server memory not measured (give --server-pid)".to_owned(),
         };
         format!(
-            "{} idle users logged in ({:.0} logins/s, from {} source address(es))\n{memory}",
-            self.users, self.logins_per_s, self.source_addresses
+            "{} idle users logged in ({:.0} logins/s, p99 {:.2} ms per login, from {} source address(es))\n{memory}",
+            self.users, self.logins_per_s, self.login_p99_ms, self.source_addresses
         )
     }
+}
+
+/// The 99th percentile of `took`, in milliseconds (nearest rank).
+fn p99_ms(took: &mut [Duration]) -> f64 {
+    if took.is_empty() {
+        return 0.0;
+    }
+    took.sort_unstable();
+    let rank = (took.len() * 99).div_ceil(100).max(1);
+    took[rank - 1].as_secs_f64() * 1000.0
 }
 
 /// The source address for connection `i`: the system's choice for the
@@ -72,6 +85,9 @@ fn source(server: &str, i: usize) -> Option<IpAddr> {
     Some(IpAddr::from([127, 0, 0, x]))
 }
 
+/// A user logged in: the connection, and how long its login took.
+type LoggedIn = ((Client, Events), Duration);
+
 /// Logs every identity in on `server`, [`LOGINS_IN_FLIGHT`] at a time,
 /// each over a connection of its own (spread over source addresses).
 async fn log_in_all(
@@ -79,15 +95,17 @@ async fn log_in_all(
     options: &ConnectOptions,
     identities: Vec<Identity>,
     bar: &ProgressBar,
-) -> anyhow::Result<Vec<(Client, Events)>> {
+) -> anyhow::Result<Vec<LoggedIn>> {
     stream::iter(identities.into_iter().enumerate())
         .map(|(i, identity)| async move {
             let options = options.clone().from_address(source(server, i));
+            let started = Instant::now();
             let (mut client, events) = Client::connect_with(server, &options).await?;
             let name = client.server_name().to_owned();
             client.login(&identity, &name).await?;
+            let took = started.elapsed();
             bar.inc(1);
-            anyhow::Ok((client, events))
+            anyhow::Ok(((client, events), took))
         })
         .buffer_unordered(LOGINS_IN_FLIGHT)
         .try_collect()
@@ -116,7 +134,10 @@ pub async fn idle(
 
     let bar = crate::run::progress(quiet, users as u64, "logging in");
     let started = Instant::now();
-    let held = log_in_all(server, options, identities, &bar).await?;
+    let (held, mut logins): (Vec<_>, Vec<Duration>) = log_in_all(server, options, identities, &bar)
+        .await?
+        .into_iter()
+        .unzip();
     let took = started.elapsed();
     bar.finish();
     // Let the server settle (login bookkeeping, allocator) before reading.
@@ -127,6 +148,7 @@ pub async fn idle(
     Ok(IdleSummary {
         users,
         logins_per_s: users as f64 / took.as_secs_f64(),
+        login_p99_ms: p99_ms(&mut logins),
         source_addresses: users.div_ceil(PER_SOURCE_ADDRESS),
         server_rss_before_kib: before,
         server_rss_after_kib: after,
@@ -139,6 +161,15 @@ pub async fn idle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_p99_is_the_nearest_rank() {
+        let mut took: Vec<Duration> = (1..=200).map(Duration::from_millis).collect();
+        took.reverse();
+        assert_eq!(p99_ms(&mut took), 198.0);
+        assert_eq!(p99_ms(&mut [Duration::from_millis(7)]), 7.0);
+        assert_eq!(p99_ms(&mut []), 0.0);
+    }
 
     #[test]
     fn loopback_connections_spread_over_source_addresses() {

@@ -155,7 +155,7 @@ mod tests {
 
     /// The fields of a phase, as a plain run has printed them since the
     /// first `--json`.
-    const PHASE_FIELDS: [&str; 17] = [
+    const PHASE_FIELDS: [&str; 19] = [
         "users",
         "nodes",
         "target_rate",
@@ -172,6 +172,8 @@ mod tests {
         "p99_ms",
         "p999_ms",
         "max_ms",
+        "server_cpu_us_per_msg",
+        "bench_cpu_us_per_msg",
         "first_error",
     ];
 
@@ -193,6 +195,8 @@ mod tests {
             p99_ms,
             p999_ms: p99_ms,
             max_ms: p99_ms,
+            server_cpu_us_per_msg: None,
+            bench_cpu_us_per_msg: None,
             first_error: None,
             timeline: vec![Second {
                 t: 0,

@@ -99,9 +99,13 @@ struct RunArgs {
     /// for the nodes of a cluster on this machine): its resident memory
     /// and CPU are read from /proc once a second, from the end of the
     /// warm-up to the end of the run, and reported (start, peak and end
-    /// memory, mean and peak CPU; every sample in --json and --report). A
-    /// process that is not running is an error at start; one that goes
-    /// away mid-run is a warning and its sampling stops
+    /// memory, mean and peak CPU; every sample in --json and --report).
+    /// Their user+system CPU during each measured phase (or --find-max
+    /// step), divided by the messages delivered in it, is reported as
+    /// server_cpu_us_per_msg (beside bench_cpu_us_per_msg, this tool's
+    /// own, always reported). A process that is not running is an error at
+    /// start; one that goes away mid-run is a warning and its sampling
+    /// stops
     #[arg(long, value_delimiter = ',', value_name = "PID[,PID...]")]
     server_pid: Vec<u32>,
     /// No progress bars
@@ -244,6 +248,7 @@ async fn run_swarm(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(ServerSampler::new(&args.server_pid)?)
     };
     let mut swarm = Swarm::start(&args.server, &options, args.users, args.e2e, args.quiet).await?;
+    swarm.measure_cpu_of(&args.server_pid);
     let warmup = warm_up(&mut swarm, &args).await?;
     let sampling = sampler.map(ServerSampler::start);
     let duration = Duration::from_secs(args.duration);

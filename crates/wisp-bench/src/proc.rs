@@ -37,6 +37,21 @@ pub fn cpu_use(pid: u32) -> anyhow::Result<CpuUse> {
     parse_stat(&stat).with_context(|| format!("/proc/{pid}/stat is not as expected"))
 }
 
+/// User plus system CPU of `pids` together so far; a process that is gone
+/// counts nothing (its sampling already warns).
+pub fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter()
+        .filter_map(|pid| cpu_use(*pid).ok())
+        .map(|u| u.used)
+        .sum()
+}
+
+/// CPU used between two readings, in microseconds per message, over
+/// `messages` (`None` for none).
+pub fn us_per_message(before: Duration, after: Duration, messages: u64) -> Option<f64> {
+    (messages > 0).then(|| after.saturating_sub(before).as_secs_f64() * 1e6 / messages as f64)
+}
+
 /// The `VmRSS` line of a `/proc/PID/status` text, in KiB (`None` for a
 /// process without memory, such as a zombie).
 fn vm_rss_kib(status: &str) -> Option<u64> {

@@ -258,6 +258,8 @@ mod tests {
             p99_ms: 2.0,
             p999_ms: 2.0,
             max_ms: 2.0,
+            server_cpu_us_per_msg: None,
+            bench_cpu_us_per_msg: None,
             first_error: None,
             timeline: vec![
                 Second {

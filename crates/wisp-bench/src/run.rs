@@ -13,6 +13,7 @@
 //! acknowledges (burns) it, in batches as they come. At the end of a phase
 //! every acknowledged send must have been delivered exactly once and burned.
 
+use crate::proc::{cpu_of, us_per_message};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::ops::Range;
@@ -89,6 +90,9 @@ pub struct Swarm {
     next_seq: Arc<AtomicU64>,
     phase: u32,
     quiet: bool,
+    /// Server processes whose CPU each phase divides by its deliveries
+    /// (`run --server-pid`).
+    server_pids: Vec<u32>,
 }
 
 /// Latency and throughput over one second of a phase.
@@ -130,6 +134,12 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// User plus system CPU of the `--server-pid` processes during the
+    /// phase (sending and draining), per message delivered, in µs (`null`
+    /// without `--server-pid`).
+    pub server_cpu_us_per_msg: Option<f64>,
+    /// The same for this load generator (it shares the machine).
+    pub bench_cpu_us_per_msg: Option<f64>,
     /// The first send error, if any (e.g. a rate limit).
     pub first_error: Option<String>,
     /// Latency and throughput per second, for the report.
@@ -159,7 +169,8 @@ impl Summary {
             "users {} on {} node(s), target {:.0} msgs/s for {:.0} s\n\
              sent {}  acked {}  delivered {}  lost {}  duplicated {}  left stored {}  send errors {}\n\
              throughput {:.0} msgs/s\n\
-             latency send→deliver: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms{}",
+             latency send→deliver: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
+             CPU per delivered message: server {}, bench {}{}",
             self.users,
             self.nodes,
             self.target_rate,
@@ -176,6 +187,11 @@ impl Summary {
             self.p99_ms,
             self.p999_ms,
             self.max_ms,
+            micros(
+                self.server_cpu_us_per_msg,
+                "not measured (give --server-pid)"
+            ),
+            micros(self.bench_cpu_us_per_msg, "not measured"),
             self.first_error
                 .as_ref()
                 .map(|e| format!("\nfirst send error: {e}"))
@@ -468,6 +484,7 @@ impl Swarm {
             next_seq: Arc::new(AtomicU64::new(0)),
             phase: 0,
             quiet,
+            server_pids: Vec::new(),
         }
     }
 
@@ -478,6 +495,7 @@ impl Swarm {
             bail!("the rate must be above 0");
         }
         self.phase += 1;
+        let cpu_before = (cpu_of(&self.server_pids), cpu_of(&[std::process::id()]));
         let started = Instant::now();
         let counters = Arc::new(SendCounters::default());
         let senders = self.spawn_senders(rate, started + duration, &counters);
@@ -489,12 +507,19 @@ impl Swarm {
         bar.finish_and_clear();
         let acked = counters.take_acked()?;
         self.drain(&mut record, &acked).await;
+        let cpu_after = (cpu_of(&self.server_pids), cpu_of(&[std::process::id()]));
         let window = Window {
             rate,
             duration,
             sending_took,
         };
-        Ok(self.summarize(window, &acked, &counters, &record))
+        let mut summary = self.summarize(window, &acked, &counters, &record);
+        let delivered = summary.delivered;
+        if !self.server_pids.is_empty() {
+            summary.server_cpu_us_per_msg = us_per_message(cpu_before.0, cpu_after.0, delivered);
+        }
+        summary.bench_cpu_us_per_msg = us_per_message(cpu_before.1, cpu_after.1, delivered);
+        Ok(summary)
     }
 
     /// Starts every user's [`Sender`] for the current phase, their ticks
@@ -607,6 +632,8 @@ impl Swarm {
             p99_ms: ms(total.value_at_quantile(0.99)),
             p999_ms: ms(total.value_at_quantile(0.999)),
             max_ms: ms(total.max()),
+            server_cpu_us_per_msg: None,
+            bench_cpu_us_per_msg: None,
             first_error: counters.first.lock().ok().and_then(|e| e.clone()),
             timeline: record.timeline(),
             histogram: record.histogram(),
@@ -672,15 +699,23 @@ impl Swarm {
         let summary = self.phase(rate, step).await?;
         let held = summary.held(p99_limit_ms);
         eprintln!(
-            "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {} — {}",
+            "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {}, CPU/msg server {} bench {} — {}",
             rate,
             summary.msgs_per_s,
             summary.p99_ms,
             summary.lost,
+            micros(summary.server_cpu_us_per_msg, "-"),
+            micros(summary.bench_cpu_us_per_msg, "-"),
             if held { "held" } else { "not held" }
         );
         steps.push(summary);
         Ok(held)
+    }
+
+    /// Measures the CPU of these server processes in every phase from now
+    /// on ([`Summary::server_cpu_us_per_msg`]).
+    pub fn measure_cpu_of(&mut self, pids: &[u32]) {
+        self.server_pids = pids.to_vec();
     }
 
     /// Stops the receivers and closes every connection.
@@ -831,6 +866,11 @@ fn sending_bar(quiet: bool, rate: f64, duration: Duration) -> ProgressBar {
 }
 
 /// Microseconds as milliseconds.
+/// A CPU figure per message as shown, e.g. `51.3 µs`, or `missing`.
+fn micros(value: Option<f64>, missing: &str) -> String {
+    value.map_or_else(|| missing.to_owned(), |us| format!("{us:.1} µs"))
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }

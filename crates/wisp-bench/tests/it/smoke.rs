@@ -74,6 +74,9 @@ async fn the_command_warms_up_then_measures_and_accounts_for_both() {
     assert_eq!(run["warmup"]["duplicated"], 0, "{run}");
     assert!(run["acked"].as_u64().unwrap() > 50, "{run}");
     assert_eq!(run["lost"], 0, "{run}");
+    // Without --server-pid only the bench's own CPU is measured.
+    assert!(run["server_cpu_us_per_msg"].is_null(), "{run}");
+    assert!(run["bench_cpu_us_per_msg"].as_f64().is_some(), "{run}");
     assert_eq!(server.stored().await, 0);
     server.shutdown().await;
 }
@@ -113,6 +116,15 @@ async fn server_pids_are_sampled_during_the_run_and_a_wrong_one_is_refused() {
     assert!(first["cpu_percent"]["mean"].as_f64().is_some(), "{run}");
     assert!(first["samples"].as_array().unwrap().len() >= 2, "{run}");
     assert_eq!(run["lost"], 0, "{run}");
+    // The CPU of the given processes and of the bench, per message.
+    assert!(
+        run["server_cpu_us_per_msg"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    assert!(
+        run["bench_cpu_us_per_msg"].as_f64().unwrap() >= 0.0,
+        "{run}"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.contains("Server resident memory"));
 
