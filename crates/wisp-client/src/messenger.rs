@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wisp_core::{
-    Content, Delivery, LocalState, Opened, ReceivedMessage, SafetyNumber, safety_number,
+    Content, Delivery, LocalState, Opened, ReceivedMessage, SafetyNumber, receipt_ttl,
+    safety_number,
 };
 use wisp_proto::limits::{LOW_ONE_TIME_KEYS, MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
 use wisp_proto::{ClientMsgId, ErrorCode, MessageId, UnixMillis, UserId};
@@ -204,9 +205,8 @@ pub struct Messenger {
     /// server had left), and sessions to renew.
     keys_low: Option<u32>,
     renewals: BTreeSet<UserId>,
-    /// Receipts owed for friends' display names, by friend: their message
-    /// ids and the latest expiry.
-    name_receipts: BTreeMap<UserId, (Vec<ClientMsgId>, UnixMillis)>,
+    /// Receipts owed for friends' display names.
+    name_receipts: Receipts,
     /// Friends who may be due this user's display name (a friendship just
     /// started); checked and sent by the next chores.
     names_due: BTreeSet<UserId>,
@@ -686,32 +686,38 @@ impl Messenger {
     pub async fn mark_read_all(&mut self, messages: &[ReceivedMessage]) -> Result<(), ClientError> {
         self.confirm().await?;
         let now = now_ms();
-        let mut by_sender: BTreeMap<UserId, (Vec<ClientMsgId>, UnixMillis)> = BTreeMap::new();
+        let mut by_sender = Receipts::new();
         for message in messages.iter().filter(|m| m.expires_unix_ms > now) {
-            let (ids, latest) = by_sender.entry(message.from).or_default();
-            ids.push(message.client_msg_id);
-            *latest = (*latest).max(message.expires_unix_ms);
+            owe_receipt(
+                &mut by_sender,
+                message.from,
+                message.client_msg_id,
+                message.expires_unix_ms,
+            );
         }
         // Every sender gets theirs even if one fails (an ex-friend): the
         // first failure is returned at the end.
         let mut outcome = Ok(());
-        for (sender, (client_msg_ids, latest)) in by_sender {
-            // The receipt lives as long as the longest-lived message it names.
-            let ttl = latest.since(now).max(Duration::from_secs(1));
-            let content = Content::ReadReceipt(client_msg_ids);
-            let sent = self
-                .send_sealed(
-                    sender,
-                    content,
-                    ttl.min(MAX_MESSAGE_TTL),
-                    new_client_msg_id(),
-                )
-                .await;
+        for (sender, receipt) in by_sender {
+            let sent = self.send_receipt(sender, receipt).await;
             if let (Err(error), Ok(())) = (sent, &outcome) {
                 outcome = Err(error);
             }
         }
         outcome
+    }
+
+    /// Sends `sender` one receipt naming the messages in `receipt`; it lives
+    /// as long as the longest-lived of them ([`wisp_core::receipt_ttl`]).
+    async fn send_receipt(
+        &mut self,
+        sender: UserId,
+        (client_msg_ids, latest): (Vec<ClientMsgId>, UnixMillis),
+    ) -> Result<SentMessage, ClientError> {
+        let ttl = receipt_ttl(latest, now_ms());
+        let content = Content::ReadReceipt(client_msg_ids);
+        self.send_sealed(sender, content, ttl, new_client_msg_id())
+            .await
     }
 
     /// The next thing to tell the application: a message, a receipt, an
@@ -863,9 +869,12 @@ impl Messenger {
                 display_name,
                 expires_unix_ms,
             } => {
-                let (ids, latest) = self.name_receipts.entry(from).or_default();
-                ids.push(client_msg_id);
-                *latest = (*latest).max(expires_unix_ms);
+                owe_receipt(
+                    &mut self.name_receipts,
+                    from,
+                    client_msg_id,
+                    expires_unix_ms,
+                );
                 self.pending_events
                     .push_back(Event::DisplayName { from, display_name });
             }
@@ -897,16 +906,8 @@ impl Messenger {
             self.renew_session(peer).await;
             self.renewals.remove(&peer);
         }
-        while let Some((&friend, (ids, latest))) = self.name_receipts.first_key_value() {
-            // The receipt for a display name lives as long as its message.
-            let ttl = latest
-                .since(now_ms())
-                .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
-            let receipt = Content::ReadReceipt(ids.clone());
-            if let Err(error) = self
-                .send_sealed(friend, receipt, ttl, new_client_msg_id())
-                .await
-            {
+        while let Some((&friend, receipt)) = self.name_receipts.first_key_value() {
+            if let Err(error) = self.send_receipt(friend, receipt.clone()).await {
                 // The friend's device sends the name again later.
                 tracing::warn!(%error, "could not confirm a friend's display name");
             }
@@ -948,6 +949,22 @@ impl Messenger {
             tracing::warn!(%error, "could not renew the session");
         }
     }
+}
+
+/// Receipts to send, by sender: the ids they name and the latest expiry
+/// among those messages.
+type Receipts = BTreeMap<UserId, (Vec<ClientMsgId>, UnixMillis)>;
+
+/// Adds `client_msg_id` (expiring at `expires`) to what `sender` is owed.
+fn owe_receipt(
+    receipts: &mut Receipts,
+    sender: UserId,
+    client_msg_id: ClientMsgId,
+    expires: UnixMillis,
+) {
+    let (ids, latest) = receipts.entry(sender).or_default();
+    ids.push(client_msg_id);
+    *latest = (*latest).max(expires);
 }
 
 async fn login(

@@ -125,6 +125,15 @@ pub enum Opened {
     },
 }
 
+/// How long a read receipt lives: as long as the longest-lived message it
+/// names, `expires` (a receipt outliving it would tell nothing new), but at
+/// least a second and at most the hour any message may live.
+pub fn receipt_ttl(expires: UnixMillis, now: UnixMillis) -> Duration {
+    expires
+        .since(now)
+        .clamp(Duration::from_secs(1), wisp_proto::limits::MAX_MESSAGE_TTL)
+}
+
 /// A client message id: the time in milliseconds (48 bits, big endian)
 /// followed by 80 random bits from the caller, like a UUIDv7. Ids that grow
 /// with time let the server file its retry records at the end of one index
@@ -151,6 +160,21 @@ mod tests {
         // Later times sort later.
         let later = client_msg_id(UnixMillis(0x0102_0304_0507), [0; 10]);
         assert!(later > id);
+    }
+
+    #[test]
+    fn a_receipt_lives_as_long_as_its_message_within_a_second_and_an_hour() {
+        let now = UnixMillis(1_000_000);
+        assert_eq!(
+            receipt_ttl(UnixMillis(1_090_000), now),
+            Duration::from_secs(90)
+        );
+        assert_eq!(receipt_ttl(now, now), Duration::from_secs(1));
+        assert_eq!(receipt_ttl(UnixMillis(0), now), Duration::from_secs(1));
+        assert_eq!(
+            receipt_ttl(UnixMillis(i64::MAX), now),
+            wisp_proto::limits::MAX_MESSAGE_TTL
+        );
     }
 
     #[test]

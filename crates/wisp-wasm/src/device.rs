@@ -16,7 +16,7 @@ use std::time::Duration;
 use wisp_core::envelope::{EnvelopeError, EnvelopeKey, KdfParams};
 use wisp_core::{
     Content, Delivery, E2eError, Identity, LocalState, NameError, Opened, client_msg_id,
-    solve_registration_slice,
+    receipt_ttl, solve_registration_slice,
 };
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
@@ -627,10 +627,7 @@ impl Device {
             return Ok(step);
         };
         if unread.expires > now {
-            let ttl = unread
-                .expires
-                .since(now)
-                .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
+            let ttl = receipt_ttl(unread.expires, now);
             let receipt_id = random_msg_id(now)?;
             self.send_content(
                 &mut step,
@@ -1171,11 +1168,8 @@ impl Device {
                 display_name,
                 expires_unix_ms,
             } => {
-                // The receipt stops their device sending it again; it
-                // lives as long as the message it answers.
-                let ttl = expires_unix_ms
-                    .since(now)
-                    .clamp(Duration::from_secs(1), MAX_MESSAGE_TTL);
+                // The receipt stops their device sending it again.
+                let ttl = receipt_ttl(expires_unix_ms, now);
                 if let Ok(receipt_id) = random_msg_id(now) {
                     let receipt = Content::ReadReceipt(vec![client_msg_id]);
                     self.send_content(step, from, receipt_id, receipt, ttl, now);
