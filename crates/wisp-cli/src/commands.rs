@@ -573,19 +573,14 @@ fn resolve(state: &LocalState, text: &str) -> Result<UserId, CliError> {
 /// A name the user typed for someone, checked before anything else is
 /// done: one line, not an id, and not another's name on this device.
 fn checked_petname(state: &LocalState, id: UserId, name: &str) -> Result<String, CliError> {
-    if id == state.identity.user_id() {
-        return Err(CliError::failed(
-            "that is your own id; names are for the people you talk to (your own display name: \
-             `wisp profile name NAME`)",
-        ));
-    }
-    let name = check_name(name).map_err(|e| CliError::failed(e.to_string()))?;
-    match state.find_petname(&name) {
-        Some(holder) if holder != id => Err(CliError::failed(
-            NameError::Taken(holder).to_string() + &format!(" (\"{}\")", who(state, &holder)),
-        )),
-        _ => Ok(name),
-    }
+    state.check_petname(id, name).map_err(|error| {
+        let hint = match &error {
+            NameError::Taken(holder) => format!(" (\"{}\")", who(state, holder)),
+            NameError::OwnId => " (yours for your friends: `wisp profile name NAME`)".to_owned(),
+            _ => String::new(),
+        };
+        CliError::failed(format!("{error}{hint}"))
+    })
 }
 
 /// `wisp friend ...`: a change to a relationship, a name, or one of the

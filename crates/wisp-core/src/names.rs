@@ -46,6 +46,9 @@ pub enum NameError {
     /// Another friend on this device already has this name.
     #[error("the name is already given to {0}; names are unique on a device")]
     Taken(UserId),
+    /// A petname for this device's own user.
+    #[error("that is your own id; petnames are for the people you talk to")]
+    OwnId,
 }
 
 /// Whether `c` may not appear in a name: C0 and C1 controls, DEL, the
@@ -173,13 +176,24 @@ impl LocalState {
         let Some(name) = name else {
             return Ok(self.names.petnames.remove(&id).is_some());
         };
-        let name = check_name(name)?;
-        if let Some(holder) = self.find_petname(&name)
-            && holder != id
-        {
-            return Err(NameError::Taken(holder));
-        }
+        let name = self.check_petname(id, name)?;
         Ok(self.names.petnames.insert(id, name.clone()).as_ref() != Some(&name))
+    }
+
+    /// Whether `name` may become `id`'s petname, changing nothing: the
+    /// name as [`LocalState::set_petname`] would keep it, or why not (the
+    /// rules of [`check_name`], another's name already, or the user's own
+    /// id). For front ends that check before asking the server for
+    /// anything.
+    pub fn check_petname(&self, id: UserId, name: &str) -> Result<String, NameError> {
+        if id == self.identity.user_id() {
+            return Err(NameError::OwnId);
+        }
+        let name = check_name(name)?;
+        match self.find_petname(&name) {
+            Some(holder) if holder != id => Err(NameError::Taken(holder)),
+            _ => Ok(name),
+        }
     }
 
     /// Whose petname `name` is (ignoring case and surrounding space).
@@ -416,6 +430,13 @@ mod tests {
         assert_eq!(state.petname(&carol), Some("Bob"));
         assert_eq!(state.set_petname(carol, None), Ok(true));
         assert_eq!(state.find_petname("bob"), None);
+        let me = state.identity.user_id();
+        assert_eq!(state.set_petname(me, Some("Me")), Err(NameError::OwnId));
+        assert_eq!(
+            state.check_petname(carol, " Bobby "),
+            Err(NameError::Taken(bob))
+        );
+        assert_eq!(state.check_petname(bob, " Bobby "), Ok("Bobby".into()));
     }
 
     #[test]

@@ -1355,9 +1355,6 @@ impl Device {
     /// another id has it already (regardless of case).
     pub fn set_petname(&mut self, id: &str, name: Option<&str>) -> Result<Step, DeviceError> {
         let id = parse_user(id)?;
-        if id == self.user_id() {
-            return Err(DeviceError::Invalid("that is your own id".into()));
-        }
         let name = name.filter(|n| !n.trim().is_empty());
         let mut step = Step::default();
         if self

@@ -258,6 +258,9 @@ async fn two_users_name_each_other_and_see_the_names_everywhere() {
         assert!(refused.stderr.contains(why), "{name:?}: {}", refused.stderr);
         assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
     }
+    let own = env.wisp("alice", &["friend", "rename", &alice, "Me"]).await;
+    assert_eq!(own.code, 1);
+    assert!(own.stderr.contains("your own id"), "{}", own.stderr);
     let refused = env.wisp("alice", &["profile", "name", "a\x1bb"]).await;
     assert_eq!(refused.code, 1);
     env.ok("alice", &["friend", "rename", &carol, "Carol"])
