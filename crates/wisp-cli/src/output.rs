@@ -121,14 +121,9 @@ pub fn named(state: &LocalState, id: &UserId) -> Named {
 }
 
 impl Named {
-    /// The name to show, safe to print: the petname; else `~` and the
-    /// name they chose (marked as theirs); `None` when there is neither.
+    /// The name to show ([`label`]).
     pub fn label(&self) -> Option<String> {
-        match (&self.petname, &self.display_name) {
-            (Some(petname), _) => Some(safe::line(petname)),
-            (None, Some(theirs)) => Some(format!("~{}", safe::line(theirs))),
-            (None, None) => None,
-        }
+        label(self.petname.as_deref(), self.display_name.as_deref())
     }
 
     /// The name and the whole id, e.g. `Bob (4eiouwvq…)`; the id alone
@@ -147,6 +142,17 @@ impl Named {
             Some(label) => format!("{id}  {label}"),
             None => id.to_string(),
         }
+    }
+}
+
+/// The name to show for someone, safe to print: the user's `petname` for
+/// them; else `~` and the name they chose, `theirs` (marked as their own
+/// claim); `None` when there is neither. The CLI and the chat alike.
+pub fn label(petname: Option<&str>, theirs: Option<&str>) -> Option<String> {
+    match (petname, theirs) {
+        (Some(petname), _) => Some(safe::line(petname)),
+        (None, Some(theirs)) => Some(format!("~{}", safe::line(theirs))),
+        (None, None) => None,
     }
 }
 

@@ -218,13 +218,9 @@ impl Chat {
     /// else `~` and the name they chose (their own claim); else the start
     /// of the id.
     pub(crate) fn label(&self, id: &UserId) -> String {
-        if let Some(name) = self.names.petnames.get(id) {
-            return safe::line(name);
-        }
-        if let Some(theirs) = self.names.theirs.get(id) {
-            return format!("~{}", safe::line(theirs));
-        }
-        short(id)
+        let petname = self.names.petnames.get(id).map(String::as_str);
+        let theirs = self.names.theirs.get(id).map(String::as_str);
+        crate::output::label(petname, theirs).unwrap_or_else(|| short(id))
     }
 
     /// Starts typing a name: the user's own for the entry selected in the
@@ -637,10 +633,7 @@ fn gone(line: &Line, now: Instant, now_ms: i64) -> bool {
 }
 
 /// An id cut to fit a narrow column: its first 12 characters.
-pub(crate) fn short(id: &UserId) -> String {
-    let text = id.to_string();
-    format!("{}…", &text[..12])
-}
+pub(crate) use crate::output::short_id as short;
 
 /// `m:ss` (or `h:mm:ss`) left until `until_ms`.
 pub(crate) fn countdown(left: Duration) -> String {
