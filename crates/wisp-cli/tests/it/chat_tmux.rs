@@ -61,6 +61,37 @@ impl Tmux {
         }
     }
 
+    /// Starts `command` in a new session `name` of `columns`×`rows`, whose
+    /// pane stays (dead) after the command ends, to be read.
+    fn session(&self, name: &str, (columns, rows): (u16, u16), command: &str) {
+        let (columns, rows) = (columns.to_string(), rows.to_string());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &columns,
+            "-y",
+            &rows,
+            command,
+        ]);
+        self.run(&["set-option", "-t", name, "remain-on-exit", "on"]);
+    }
+
+    /// Sends `keys`, then waits for the screen [`Tmux::wait_for`] `check`s.
+    fn press(
+        &self,
+        pane: &str,
+        keys: &[&str],
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        self.keys(pane, keys);
+        self.wait_for(pane, what, limit, check)
+    }
+
     fn keys(&self, pane: &str, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", pane];
         args.extend_from_slice(keys);
@@ -129,8 +160,7 @@ async fn two_chats_in_tmux_exchange_a_message_that_burns_on_both_screens() {
                     "env WISP_HOME={} WISP_SERVER={url} WISP_PASSPHRASE='{PASSPHRASE}' {wisp_bin} chat {extra}",
                     home.display()
                 );
-                tmux.run(&["new-session", "-d", "-s", name, "-x", "80", "-y", "24", &command]);
-                tmux.run(&["set-option", "-t", name, "remain-on-exit", "on"]);
+                tmux.session(name, (80, 24), &command);
             };
             // Alice opens Bob's conversation; her messages burn 3 s after
             // Bob reads them. Bob starts on his friend list.
@@ -362,8 +392,7 @@ async fn a_chat_over_wss_connects_and_sends() {
             "env WISP_HOME={} WISP_SERVER={url} WISP_CA_CERT={ca} WISP_PASSPHRASE='{PASSPHRASE}' {wisp_bin} chat {bob}",
             alice_home.display()
         );
-        tmux.run(&["new-session", "-d", "-s", "alice", "-x", "80", "-y", "24", &command]);
-        tmux.run(&["set-option", "-t", "alice", "remain-on-exit", "on"]);
+        tmux.session("alice", (80, 24), &command);
         let limit = Duration::from_secs(20);
         let connected = tmux.wait_for("alice", "connected over wss", limit, |s| {
             s.contains("● connected") && s.contains("Enter sends")
@@ -434,17 +463,7 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         send_all();
         // The pane outlives the command, which says how it ended.
         let command = format!("{} recv; echo RECV-EXIT-$?; sleep 120", env(&bob_home));
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "recv",
-            "-x",
-            "60",
-            "-y",
-            "20",
-            &command,
-        ]);
+        tmux.session("recv", (60, 20), &command);
         tmux.wait_for("recv", "wisp recv done", limit, |s| {
             s.contains("RECV-EXIT-")
         });
@@ -483,18 +502,7 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         // `wisp chat`, opened by the name Bob gave Alice.
         send_all();
         let command = format!("{} chat Alice", env(&bob_home));
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "bob",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            &command,
-        ]);
-        tmux.run(&["set-option", "-t", "bob", "remain-on-exit", "on"]);
+        tmux.session("bob", (80, 24), &command);
         let chat = tmux.wait_for("bob", "the messages", limit, |s| {
             s.contains("I am someone") && s.contains("wrapped") && s.contains("txt.exe")
         });
@@ -516,21 +524,17 @@ async fn hostile_text_stays_inert_and_names_are_given_in_tmux() {
         screens.push(("wisp chat, hostile messages", chat));
 
         // Bob chooses his display name (N) and renames Alice (n).
-        tmux.keys("bob", &["Escape"]);
-        tmux.wait_for("bob", "the list in focus", limit, |s| {
+        tmux.press("bob", &["Escape"], "the list in focus", limit, |s| {
             s.contains("Tab to write")
         });
-        tmux.keys("bob", &["N"]);
-        tmux.wait_for("bob", "the name field", limit, |s| {
+        tmux.press("bob", &["N"], "the name field", limit, |s| {
             s.contains("your display name")
         });
         tmux.text("bob", "Robert");
-        tmux.keys("bob", &["Enter"]);
-        tmux.wait_for("bob", "the name saved", limit, |s| {
+        tmux.press("bob", &["Enter"], "the name saved", limit, |s| {
             s.contains("display name is saved")
         });
-        tmux.keys("bob", &["n"]);
-        tmux.wait_for("bob", "the rename field", limit, |s| {
+        tmux.press("bob", &["n"], "the rename field", limit, |s| {
             s.contains("your name for")
         });
         tmux.keys("bob", &["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);

@@ -6,9 +6,10 @@
 //! harmlessly in `wisp recv`, exactly in `wisp recv --json`; a display
 //! name no client would send is cleaned and shows inert in the lists.
 
-use wisp_client::{Client, Identity, LocalState};
+use wisp_client::{Client, Identity, LocalState, UserId};
 use wisp_proto::frames::{Sealed, Text, sealed::Kind};
 use wisp_proto::{ClientMsgId, codec};
+use wisp_test_support::TestUser;
 
 use crate::cli::{Env, json_lines};
 
@@ -66,29 +67,48 @@ async fn a_hostile_friend_cannot_drive_the_terminal_or_forge_a_sender() {
     );
 }
 
+const TEN_MINUTES: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A friend of Bob's who speaks the protocol with the SDK's plain client
+/// and her own state, to send what no client would.
+struct Mallory {
+    client: Client,
+    state: LocalState,
+    bob: UserId,
+}
+
+impl Mallory {
+    /// Registers Mallory, has Bob (a CLI user) accept her, and opens an
+    /// end-to-end session with him.
+    async fn befriend(env: &Env, bob: &str) -> Self {
+        let TestUser {
+            client, identity, ..
+        } = env.server.user().await;
+        let bob: UserId = bob.parse().unwrap();
+        client.request_friend(bob).await.unwrap();
+        let me = identity.user_id().to_string();
+        env.ok("bob", &["friend", "accept", &me]).await;
+        let mut state = LocalState::new(identity);
+        let bundle = client.claim_keys(bob).await.unwrap();
+        state.start_session(bob, &bundle).unwrap();
+        Self { client, state, bob }
+    }
+
+    /// Hands Bob `ciphertext` under `id`, living ten minutes.
+    async fn send(&self, id: ClientMsgId, ciphertext: Vec<u8>) {
+        self.client
+            .send_ciphertext(self.bob, id, ciphertext, TEN_MINUTES)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_friend_speaking_the_protocol_gets_no_raw_bytes_on_screen() {
     let env = Env::start().await;
     let bob = env.register("bob").await;
     // Mallory speaks the protocol herself, to seal bytes no client would.
-    let identity = Identity::generate();
-    let url = env.server.url();
-    let (client, _) = Client::connect(&url).await.unwrap();
-    client.register(&identity).await.unwrap();
-    let name = client.server_name().to_owned();
-    let (mut client, _events) = Client::connect(&url).await.unwrap();
-    client.login(&identity, &name).await.unwrap();
-    let mut mallory = LocalState::new(identity);
-    client.request_friend(bob.parse().unwrap()).await.unwrap();
-    env.ok(
-        "bob",
-        &["friend", "accept", &mallory.identity.user_id().to_string()],
-    )
-    .await;
-    let bundle = client.claim_keys(bob.parse().unwrap()).await.unwrap();
-    mallory
-        .start_session(bob.parse().unwrap(), &bundle)
-        .unwrap();
+    let mut mallory = Mallory::befriend(&env, &bob).await;
     let sealed = Sealed {
         client_msg_id: vec![7; 16],
         sent_unix_ms: wisp_client::now_ms().0,
@@ -105,17 +125,10 @@ async fn a_hostile_friend_speaking_the_protocol_gets_no_raw_bytes_on_screen() {
         .unwrap();
     plaintext[at..at + 11].copy_from_slice(b"\xff\xfe\x1b[2J\xc0\x80\x9b!!");
     let ciphertext = mallory
-        .encrypt_plaintext(bob.parse().unwrap(), &plaintext)
+        .state
+        .encrypt_plaintext(mallory.bob, &plaintext)
         .unwrap();
-    client
-        .send_ciphertext(
-            bob.parse().unwrap(),
-            ClientMsgId([7; 16]),
-            ciphertext,
-            std::time::Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
+    mallory.send(ClientMsgId([7; 16]), ciphertext).await;
 
     let out = env.wisp("bob", &["recv"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -131,27 +144,20 @@ async fn a_hostile_friend_speaking_the_protocol_gets_no_raw_bytes_on_screen() {
     // A display name no client would send: cleaned when it comes, then
     // shown inert in the lists, marked as Mallory's own claim.
     let hostile = "\x1b]0;pwned\x07Bob\u{202e}\nmallory: \u{200b}hi".repeat(3);
-    let now = wisp_client::now_ms();
+    let profile = wisp_client::Content::Profile {
+        display_name: Some(hostile),
+    };
     let sealed = mallory
+        .state
         .seal(
-            bob.parse().unwrap(),
+            mallory.bob,
             ClientMsgId([8; 16]),
-            wisp_client::Content::Profile {
-                display_name: Some(hostile),
-            },
-            now,
-            std::time::Duration::from_secs(600),
+            profile,
+            wisp_client::now_ms(),
+            TEN_MINUTES,
         )
         .unwrap();
-    client
-        .send_ciphertext(
-            bob.parse().unwrap(),
-            ClientMsgId([8; 16]),
-            sealed,
-            std::time::Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
+    mallory.send(ClientMsgId([8; 16]), sealed).await;
     let out = env.wisp("bob", &["recv"]).await;
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
     let listed = env.ok("bob", &["friend", "list"]).await;
