@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wisp_core::{
-    Content, Delivery, LocalState, Opened, ReceivedMessage, SafetyNumber, receipt_ttl,
-    safety_number,
+    AwaitingReceipt, Content, Delivery, LocalState, Opened, ReceivedMessage, SafetyNumber,
+    receipt_ttl, safety_number,
 };
 use wisp_proto::limits::{LOW_ONE_TIME_KEYS, MAX_MESSAGE_TTL, MAX_TEXT_BYTES};
 use wisp_proto::{ClientMsgId, ErrorCode, MessageId, UnixMillis, UserId};
@@ -169,12 +169,6 @@ pub struct SentMessage {
     pub expires_unix_ms: UnixMillis,
 }
 
-#[derive(Debug)]
-struct Outgoing {
-    to: UserId,
-    expires_unix_ms: UnixMillis,
-}
-
 /// A logged-in device that sends and receives end-to-end encrypted messages.
 #[derive(Debug)]
 pub struct Messenger {
@@ -185,7 +179,8 @@ pub struct Messenger {
     events: Events,
     store: KeyStore,
     state: LocalState,
-    outgoing: BTreeMap<ClientMsgId, Outgoing>,
+    /// Texts sent and not yet read.
+    outgoing: AwaitingReceipt,
     pending_events: VecDeque<Event>,
     renewed: HashMap<UserId, Instant>,
     /// Received and handed out, not yet persisted and acknowledged.
@@ -260,7 +255,7 @@ impl Messenger {
             events,
             store,
             state,
-            outgoing: BTreeMap::new(),
+            outgoing: AwaitingReceipt::default(),
             pending_events: VecDeque::new(),
             renewed: HashMap::new(),
             unconfirmed: Vec::new(),
@@ -589,13 +584,8 @@ impl Messenger {
         let sent = self
             .send_sealed(to, content, ttl, new_client_msg_id())
             .await?;
-        self.outgoing.insert(
-            sent.client_msg_id,
-            Outgoing {
-                to,
-                expires_unix_ms: sent.expires_unix_ms,
-            },
-        );
+        self.outgoing
+            .sent(sent.client_msg_id, to, sent.expires_unix_ms);
         Ok(sent)
     }
 
@@ -745,8 +735,7 @@ impl Messenger {
             if let Some(event) = self.pending_events.pop_front() {
                 return Some(event);
             }
-            let next_expiry = self.outgoing.values().map(|o| o.expires_unix_ms).min();
-            let wait = next_expiry.map(|at| at.since(now_ms()));
+            let wait = self.outgoing.next_expiry().map(|at| at.since(now_ms()));
             let event = tokio::select! {
                 event = self.events.next() => event?,
                 () = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
@@ -801,20 +790,9 @@ impl Messenger {
     }
 
     fn expire_outgoing(&mut self) {
-        let now = now_ms();
-        let expired: Vec<ClientMsgId> = self
-            .outgoing
-            .iter()
-            .filter(|(_, o)| o.expires_unix_ms <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for client_msg_id in expired {
-            if let Some(outgoing) = self.outgoing.remove(&client_msg_id) {
-                self.pending_events.push_back(Event::ExpiredUnread {
-                    to: outgoing.to,
-                    client_msg_id,
-                });
-            }
+        for (to, client_msg_id) in self.outgoing.expired(now_ms()) {
+            self.pending_events
+                .push_back(Event::ExpiredUnread { to, client_msg_id });
         }
     }
 
@@ -851,16 +829,9 @@ impl Messenger {
         match self.state.open(&delivery, now_ms()) {
             Opened::Text(message) => self.pending_events.push_back(Event::Message(message)),
             Opened::Read { by, client_msg_ids } => {
-                for client_msg_id in client_msg_ids {
-                    let ours = self
-                        .outgoing
-                        .get(&client_msg_id)
-                        .is_some_and(|o| o.to == by);
-                    if ours {
-                        self.outgoing.remove(&client_msg_id);
-                        self.pending_events
-                            .push_back(Event::Read { by, client_msg_id });
-                    }
+                for client_msg_id in self.outgoing.read(by, client_msg_ids) {
+                    self.pending_events
+                        .push_back(Event::Read { by, client_msg_id });
                 }
             }
             Opened::Profile {

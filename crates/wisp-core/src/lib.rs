@@ -49,7 +49,9 @@ pub use invitation::{
     INVITATION_PREFIX, Invitation, InvitationError, invitation_link, parse_invitation,
     parse_invitation_link, signed_invitation_link,
 };
-pub use message::{Content, Delivery, Opened, ReceivedMessage, client_msg_id, receipt_ttl};
+pub use message::{
+    AwaitingReceipt, Content, Delivery, Opened, ReceivedMessage, client_msg_id, receipt_ttl,
+};
 pub use names::{MAX_NAME_CHARS, NameError, check_name, clean_received_name};
 pub use pow::{PowError, solve_registration, solve_registration_slice};
 pub use safety::{SafetyNumber, safety_number};

@@ -125,6 +125,59 @@ pub enum Opened {
     },
 }
 
+/// The user's texts the server stored and no receipt has answered yet:
+/// each ends read (a receipt from the friend it went to) or expired unread
+/// (its ceiling passed). Kept in memory by a front end's device; its
+/// events are the front end's to tell.
+#[derive(Debug, Default, Clone)]
+pub struct AwaitingReceipt {
+    texts: std::collections::BTreeMap<ClientMsgId, (UserId, UnixMillis)>,
+}
+
+impl AwaitingReceipt {
+    /// A text to `to`, stored until `expires`.
+    pub fn sent(&mut self, client_msg_id: ClientMsgId, to: UserId, expires: UnixMillis) {
+        self.texts.insert(client_msg_id, (to, expires));
+    }
+
+    /// A receipt from `by` naming `ids`: those of ours that went to `by`,
+    /// now read (and forgotten); ids of others' or unknown are ignored.
+    pub fn read(&mut self, by: UserId, ids: Vec<ClientMsgId>) -> Vec<ClientMsgId> {
+        let mut read = Vec::new();
+        for id in ids {
+            if self.texts.get(&id).is_some_and(|(to, _)| *to == by) {
+                self.texts.remove(&id);
+                read.push(id);
+            }
+        }
+        read
+    }
+
+    /// The texts whose ceiling has passed at `now`, as (to, id), forgotten.
+    pub fn expired(&mut self, now: UnixMillis) -> Vec<(UserId, ClientMsgId)> {
+        let expired: Vec<ClientMsgId> = self
+            .texts
+            .iter()
+            .filter(|(_, (_, expires))| *expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| self.texts.remove(&id).map(|(to, _)| (to, id)))
+            .collect()
+    }
+
+    /// When the next one expires, if any.
+    pub fn next_expiry(&self) -> Option<UnixMillis> {
+        self.texts.values().map(|(_, expires)| *expires).min()
+    }
+
+    /// Forgets them all (the account is gone).
+    pub fn clear(&mut self) {
+        self.texts.clear();
+    }
+}
+
 /// How long a read receipt lives: as long as the longest-lived message it
 /// names, `expires` (a receipt outliving it would tell nothing new), but at
 /// least a second and at most the hour any message may live.
@@ -175,6 +228,35 @@ mod tests {
             receipt_ttl(UnixMillis(i64::MAX), now),
             wisp_proto::limits::MAX_MESSAGE_TTL
         );
+    }
+
+    #[test]
+    fn a_text_ends_read_by_its_recipient_or_expired_unread() {
+        let (bob, carol) = (
+            UserId::from_bytes(&[2; UserId::LEN]).unwrap(),
+            UserId::from_bytes(&[3; UserId::LEN]).unwrap(),
+        );
+        let mut texts = AwaitingReceipt::default();
+        texts.sent(ClientMsgId([1; 16]), bob, UnixMillis(100));
+        texts.sent(ClientMsgId([2; 16]), bob, UnixMillis(50));
+        texts.sent(ClientMsgId([3; 16]), carol, UnixMillis(200));
+        assert_eq!(texts.next_expiry(), Some(UnixMillis(50)));
+        // Carol cannot mark Bob's read; a stranger's id is ignored.
+        assert!(texts.read(carol, vec![ClientMsgId([1; 16])]).is_empty());
+        assert_eq!(
+            texts.read(bob, vec![ClientMsgId([1; 16]), ClientMsgId([9; 16])]),
+            vec![ClientMsgId([1; 16])]
+        );
+        assert!(
+            texts.read(bob, vec![ClientMsgId([1; 16])]).is_empty(),
+            "once"
+        );
+        assert_eq!(
+            texts.expired(UnixMillis(60)),
+            vec![(bob, ClientMsgId([2; 16]))]
+        );
+        assert!(texts.expired(UnixMillis(60)).is_empty(), "once");
+        assert_eq!(texts.next_expiry(), Some(UnixMillis(200)));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use wisp_core::envelope::{EnvelopeError, EnvelopeKey, KdfParams};
 use wisp_core::{
-    Content, Delivery, E2eError, Identity, LocalState, NameError, Opened, client_msg_id,
-    receipt_ttl, solve_registration_slice,
+    AwaitingReceipt, Content, Delivery, E2eError, Identity, LocalState, NameError, Opened,
+    client_msg_id, receipt_ttl, solve_registration_slice,
 };
 use wisp_proto::client_frame::Body as Request;
 use wisp_proto::frames::{
@@ -188,13 +188,6 @@ struct Requests {
     blocked: Vec<UserId>,
 }
 
-/// A text of ours the server holds, until a receipt or its expiry.
-#[derive(Debug)]
-struct Outgoing {
-    to: UserId,
-    expires: UnixMillis,
-}
-
 /// A friend's text handed to the page, until it is read (receipt) or expires.
 #[derive(Debug)]
 struct Unread {
@@ -216,7 +209,8 @@ pub struct Device {
     renewals: BTreeSet<UserId>,
     renewed: BTreeMap<UserId, UnixMillis>,
     in_flight: BTreeMap<ClientMsgId, InFlight>,
-    outgoing: BTreeMap<ClientMsgId, Outgoing>,
+    /// Texts sent and not yet read.
+    outgoing: AwaitingReceipt,
     unread: BTreeMap<ClientMsgId, Unread>,
     friends: BTreeMap<UserId, i64>,
     requests: Option<Requests>,
@@ -327,7 +321,7 @@ impl Device {
             renewals: BTreeSet::new(),
             renewed: BTreeMap::new(),
             in_flight: BTreeMap::new(),
-            outgoing: BTreeMap::new(),
+            outgoing: AwaitingReceipt::default(),
             unread: BTreeMap::new(),
             friends: BTreeMap::new(),
             requests: None,
@@ -748,16 +742,8 @@ impl Device {
     /// reported expired unread; unread texts past theirs are forgotten.
     pub fn tick(&mut self, now: UnixMillis) -> Step {
         let mut step = Step::default();
-        let expired: Vec<ClientMsgId> = self
-            .outgoing
-            .iter()
-            .filter(|(_, o)| o.expires <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(outgoing) = self.outgoing.remove(&id) {
-                expired_unread(&mut step, outgoing.to, id);
-            }
+        for (to, id) in self.outgoing.expired(now) {
+            expired_unread(&mut step, to, id);
         }
         // Texts that never reached the server in time (no connection, no
         // keys): gone as well, and said so.
@@ -921,13 +907,7 @@ impl Device {
                     let expires = UnixMillis(ack.expires_unix_ms.min(flight.deadline.0));
                     match flight.carries {
                         Carries::Text => {
-                            self.outgoing.insert(
-                                client_msg_id,
-                                Outgoing {
-                                    to: flight.to,
-                                    expires,
-                                },
-                            );
+                            self.outgoing.sent(client_msg_id, flight.to, expires);
                             step.events.push(Event::Sent {
                                 to: user_text(flight.to),
                                 client_msg_id: msg_text(client_msg_id),
@@ -1152,14 +1132,11 @@ impl Device {
                 });
             }
             Opened::Read { by, client_msg_ids } => {
-                for id in client_msg_ids {
-                    if self.outgoing.get(&id).is_some_and(|o| o.to == by) {
-                        self.outgoing.remove(&id);
-                        step.events.push(Event::Read {
-                            by: user_text(by),
-                            client_msg_id: msg_text(id),
-                        });
-                    }
+                for id in self.outgoing.read(by, client_msg_ids) {
+                    step.events.push(Event::Read {
+                        by: user_text(by),
+                        client_msg_id: msg_text(id),
+                    });
                 }
             }
             Opened::Profile {
