@@ -742,6 +742,37 @@ function Pending(props: { requests: Requests; act: (action: FriendAction, peer: 
 
 /** The user's own name for a friend: set, changed or removed; kept on this
  * device only, unique on it. */
+/** A name being typed: its label, the field (twice the longest name, so
+ * that a name too long reaches the check and is refused with its reason),
+ * and why the last one was refused (test id `<id>-error`). */
+function NameField(props: {
+  id: string;
+  label: string;
+  value: string;
+  onInput: (value: string) => void;
+  autocomplete: string;
+  error: string | undefined;
+}): JSX.Element {
+  return (
+    <>
+      <label for={props.id}>{props.label}</label>
+      <input
+        id={props.id}
+        value={props.value}
+        maxLength={MAX_NAME_CHARS * 2}
+        autocomplete={props.autocomplete}
+        spellcheck={false}
+        onInput={(e) => props.onInput(e.currentTarget.value)}
+      />
+      {props.error !== undefined ? (
+        <p class="error" role="alert" data-testid={`${props.id}-error`}>
+          {props.error}
+        </p>
+      ) : null}
+    </>
+  );
+}
+
 function Rename(props: {
   peer: Named;
   result: { peer: string; error?: string; seq: number };
@@ -772,20 +803,14 @@ function Rename(props: {
           ask(typedName(text));
         }}
       >
-        <label for="petname">Your name for them (only on this device)</label>
-        <input
+        <NameField
           id="petname"
+          label="Your name for them (only on this device)"
           value={text}
-          maxLength={MAX_NAME_CHARS * 2}
+          onInput={setText}
           autocomplete="off"
-          spellcheck={false}
-          onInput={(e) => setText(e.currentTarget.value)}
+          error={error}
         />
-        {error !== undefined ? (
-          <p class="error" role="alert" data-testid="petname-error">
-            {error}
-          </p>
-        ) : null}
         <button type="submit">Save name</button>
         {props.peer.petname ? (
           <button
@@ -1004,20 +1029,14 @@ function Settings(props: {
           props.setDisplayName(typedName(name));
         }}
       >
-        <label for="display-name">Your display name</label>
-        <input
+        <NameField
           id="display-name"
+          label="Your display name"
           value={name}
-          maxLength={MAX_NAME_CHARS * 2}
+          onInput={setName}
           autocomplete="nickname"
-          spellcheck={false}
-          onInput={(e) => setName(e.currentTarget.value)}
+          error={props.displayNameError}
         />
-        {props.displayNameError !== undefined ? (
-          <p class="error" role="alert" data-testid="display-name-error">
-            {props.displayNameError}
-          </p>
-        ) : null}
         <p class="hint" data-testid="display-name-state">
           {props.displayName !== null ? (
             <>
