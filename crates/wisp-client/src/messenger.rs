@@ -202,11 +202,9 @@ pub struct Messenger {
     renewals: BTreeSet<UserId>,
     /// Receipts owed for friends' display names.
     name_receipts: Receipts,
-    /// Friends who may be due this user's display name (a friendship just
-    /// started); checked and sent by the next chores.
-    names_due: BTreeSet<UserId>,
-    /// Set by a reconnect: the next chores square friendship data with the
-    /// server's friends ([`Messenger::sync_friendships`]).
+    /// Set by a reconnect or a new friendship: the next chores square
+    /// friendship data with the server's friends and send the display name
+    /// to those due it ([`Messenger::sync_friendships`]).
     friends_sync_due: bool,
 }
 
@@ -266,7 +264,6 @@ impl Messenger {
             keys_low: None,
             renewals: BTreeSet::new(),
             name_receipts: BTreeMap::new(),
-            names_due: BTreeSet::new(),
             friends_sync_due: false,
         };
         let remaining = messenger.client.keys_remaining_at_login();
@@ -781,7 +778,8 @@ impl Messenger {
             ServerEvent::MailboxDrained => Some(Event::MailboxDrained),
             ServerEvent::FriendRequest { from } => Some(Event::FriendRequest { from }),
             ServerEvent::FriendAccepted { by } => {
-                self.names_due.insert(by);
+                // The new friend is due this user's display name.
+                self.friends_sync_due = true;
                 self.chores().await;
                 Some(Event::FriendAccepted { by })
             }
@@ -886,13 +884,9 @@ impl Messenger {
         }
         if self.friends_sync_due {
             if let Err(error) = self.sync_friendships().await {
-                tracing::warn!(%error, "could not sync friendship data after reconnecting");
+                tracing::warn!(%error, "could not sync friendship data with the server's friends");
             }
             self.friends_sync_due = false;
-        }
-        while let Some(&friend) = self.names_due.first() {
-            self.send_display_name([friend]).await;
-            self.names_due.remove(&friend);
         }
     }
 

@@ -145,12 +145,33 @@ async fn names_never_reach_the_server(backend: Backend) {
         Some(names[2].as_str())
     );
     assert_eq!(alice.messenger.petname(&bob.id()), Some(names[0].as_str()));
+    // A new friend of Alice's gets her name as the friendship starts: her
+    // device hears that Carol accepted and sends it.
+    let mut carol = device_at(&url).await;
+    alice
+        .messenger
+        .client()
+        .request_friend(carol.id())
+        .await
+        .unwrap();
+    carol
+        .messenger
+        .client()
+        .accept_friend(alice.id())
+        .await
+        .unwrap();
+    while !matches!(alice.event().await, Event::FriendAccepted { .. }) {}
+    assert_eq!(
+        display_name_event(&mut carol).await.as_deref(),
+        Some(names[2].as_str())
+    );
+    carol.messenger.settle().await.unwrap();
 
     assert!(
         store.holding(&names).await.is_empty(),
         "a name in the server's store"
     );
-    drop((alice, bob));
+    drop((alice, bob, carol));
     // The logs of the whole exchange, once the logins show in them.
     let mut logged: Vec<String> = Vec::new();
     for _ in 0..50 {
