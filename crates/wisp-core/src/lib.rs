@@ -15,7 +15,8 @@
 //!   keys, bundle verification ([`E2eError::ForgedKey`]), sealing and
 //!   opening messages, read receipts, the ids of handled messages.
 //! - [`message`]: [`Delivery`], [`Content`], [`Opened`],
-//!   [`ReceivedMessage`], and [`client_msg_id`].
+//!   [`ReceivedMessage`], [`client_msg_id`], [`AwaitingReceipt`] (the
+//!   texts sent and not yet read) and [`receipt_ttl`].
 //! - [`names`]: petnames (the user's own names for friends, on the device
 //!   only) and display names (sent to friends end-to-end), and the rules
 //!   that keep both one visible line.
