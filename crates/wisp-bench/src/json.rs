@@ -155,7 +155,7 @@ mod tests {
 
     /// The fields of a phase, as a plain run has printed them since the
     /// first `--json`.
-    const PHASE_FIELDS: [&str; 19] = [
+    const PHASE_FIELDS: [&str; 20] = [
         "users",
         "nodes",
         "target_rate",
@@ -174,6 +174,7 @@ mod tests {
         "max_ms",
         "server_cpu_us_per_msg",
         "bench_cpu_us_per_msg",
+        "redis",
         "first_error",
     ];
 
@@ -197,6 +198,7 @@ mod tests {
             max_ms: p99_ms,
             server_cpu_us_per_msg: None,
             bench_cpu_us_per_msg: None,
+            redis: None,
             first_error: None,
             timeline: vec![Second {
                 t: 0,

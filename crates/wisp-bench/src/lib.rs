@@ -10,6 +10,8 @@
 //! - [`json`]: the `run --json` objects, typed (a public contract).
 //! - [`server_usage`]: the servers' memory and CPU sampled during a run
 //!   (`--server-pid`), over [`proc`], which reads them from Linux's `/proc`.
+//! - [`redis_stats`]: what the Redis servers behind a cluster did per
+//!   message (`--redis`), from `INFO commandstats` and `INFO cpu`.
 //! - [`idle`]: many idle logged-in users and the server memory each costs.
 //! - [`plan`]: the brief's traffic model, storage sizes and machines.
 //! - [`report`]: the SVG report of a run.
@@ -18,6 +20,7 @@ pub mod idle;
 pub mod json;
 pub mod plan;
 pub mod proc;
+pub mod redis_stats;
 pub mod report;
 pub mod run;
 pub mod server_usage;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use wisp_bench::json::{FindMaxReport, RunReport, Warmup};
 use wisp_bench::plan::{Machines, Model, Plan};
+use wisp_bench::redis_stats::RedisProbe;
 use wisp_bench::run::{Summary, Swarm};
 use wisp_bench::server_usage::{ServerSampler, ServerUsage};
 use wisp_client::ConnectOptions;
@@ -108,6 +109,15 @@ struct RunArgs {
     /// stops
     #[arg(long, value_delimiter = ',', value_name = "PID[,PID...]")]
     server_pid: Vec<u32>,
+    /// The Redis servers behind a cluster (redis://host:port, the primary
+    /// the nodes use first, then its replicas, comma-separated): each is
+    /// asked INFO before and after every measured phase (or --find-max
+    /// step), and the commands the primary ran (those inside scripts
+    /// included, by command) and the CPU all of them used are reported
+    /// per delivered message (`redis` in --json). An address that does not
+    /// answer is an error at start
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL...]")]
+    redis: Vec<String>,
     /// No progress bars
     #[arg(long)]
     quiet: bool,
@@ -247,8 +257,16 @@ async fn run_swarm(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(ServerSampler::new(&args.server_pid)?)
     };
+    let redis = if args.redis.is_empty() {
+        None
+    } else {
+        Some(RedisProbe::connect(&args.redis).await?)
+    };
     let mut swarm = Swarm::start(&args.server, &options, args.users, args.e2e, args.quiet).await?;
     swarm.measure_cpu_of(&args.server_pid);
+    if let Some(redis) = redis {
+        swarm.measure_redis(redis);
+    }
     let warmup = warm_up(&mut swarm, &args).await?;
     let sampling = sampler.map(ServerSampler::start);
     let duration = Duration::from_secs(args.duration);

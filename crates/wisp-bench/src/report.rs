@@ -260,6 +260,7 @@ mod tests {
             max_ms: 2.0,
             server_cpu_us_per_msg: None,
             bench_cpu_us_per_msg: None,
+            redis: None,
             first_error: None,
             timeline: vec![
                 Second {

@@ -14,6 +14,7 @@
 //! every acknowledged send must have been delivered exactly once and burned.
 
 use crate::proc::{cpu_of, us_per_message};
+use crate::redis_stats::{Reading, RedisProbe, RedisUse};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::ops::Range;
@@ -93,6 +94,8 @@ pub struct Swarm {
     /// Server processes whose CPU each phase divides by its deliveries
     /// (`run --server-pid`).
     server_pids: Vec<u32>,
+    /// The Redis servers read around each phase (`--redis`).
+    redis: Option<RedisProbe>,
 }
 
 /// Latency and throughput over one second of a phase.
@@ -140,6 +143,8 @@ pub struct Summary {
     pub server_cpu_us_per_msg: Option<f64>,
     /// The same for this load generator (it shares the machine).
     pub bench_cpu_us_per_msg: Option<f64>,
+    /// What the Redis servers did per message (`null` without `--redis`).
+    pub redis: Option<RedisUse>,
     /// The first send error, if any (e.g. a rate limit).
     pub first_error: Option<String>,
     /// Latency and throughput per second, for the report.
@@ -170,7 +175,7 @@ impl Summary {
              sent {}  acked {}  delivered {}  lost {}  duplicated {}  left stored {}  send errors {}\n\
              throughput {:.0} msgs/s\n\
              latency send→deliver: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
-             CPU per delivered message: server {}, bench {}{}",
+             CPU per delivered message: server {}, bench {}{}{}",
             self.users,
             self.nodes,
             self.target_rate,
@@ -192,6 +197,10 @@ impl Summary {
                 "not measured (give --server-pid)"
             ),
             micros(self.bench_cpu_us_per_msg, "not measured"),
+            self.redis
+                .as_ref()
+                .map(|redis| format!("\nRedis per delivered message: {}", redis.render()))
+                .unwrap_or_default(),
             self.first_error
                 .as_ref()
                 .map(|e| format!("\nfirst send error: {e}"))
@@ -485,6 +494,7 @@ impl Swarm {
             phase: 0,
             quiet,
             server_pids: Vec::new(),
+            redis: None,
         }
     }
 
@@ -495,6 +505,7 @@ impl Swarm {
             bail!("the rate must be above 0");
         }
         self.phase += 1;
+        let redis_before = self.read_redis().await;
         let cpu_before = (cpu_of(&self.server_pids), cpu_of(&[std::process::id()]));
         let started = Instant::now();
         let counters = Arc::new(SendCounters::default());
@@ -508,6 +519,7 @@ impl Swarm {
         let acked = counters.take_acked()?;
         self.drain(&mut record, &acked).await;
         let cpu_after = (cpu_of(&self.server_pids), cpu_of(&[std::process::id()]));
+        let redis_after = self.read_redis().await;
         let window = Window {
             rate,
             duration,
@@ -519,6 +531,9 @@ impl Swarm {
             summary.server_cpu_us_per_msg = us_per_message(cpu_before.0, cpu_after.0, delivered);
         }
         summary.bench_cpu_us_per_msg = us_per_message(cpu_before.1, cpu_after.1, delivered);
+        if let (Some(before), Some(after)) = (redis_before, redis_after) {
+            summary.redis = RedisUse::between(&before, &after, delivered);
+        }
         Ok(summary)
     }
 
@@ -634,6 +649,7 @@ impl Swarm {
             max_ms: ms(total.max()),
             server_cpu_us_per_msg: None,
             bench_cpu_us_per_msg: None,
+            redis: None,
             first_error: counters.first.lock().ok().and_then(|e| e.clone()),
             timeline: record.timeline(),
             histogram: record.histogram(),
@@ -699,13 +715,18 @@ impl Swarm {
         let summary = self.phase(rate, step).await?;
         let held = summary.held(p99_limit_ms);
         eprintln!(
-            "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {}, CPU/msg server {} bench {} — {}",
+            "{:>8.0} msgs/s target: {:.0} acknowledged/s, p99 {:.2} ms, lost {}, CPU/msg server {} bench {}{} — {}",
             rate,
             summary.msgs_per_s,
             summary.p99_ms,
             summary.lost,
             micros(summary.server_cpu_us_per_msg, "-"),
             micros(summary.bench_cpu_us_per_msg, "-"),
+            summary
+                .redis
+                .as_ref()
+                .map(|redis| format!(", Redis {}", redis.render()))
+                .unwrap_or_default(),
             if held { "held" } else { "not held" }
         );
         steps.push(summary);
@@ -716,6 +737,24 @@ impl Swarm {
     /// on ([`Summary::server_cpu_us_per_msg`]).
     pub fn measure_cpu_of(&mut self, pids: &[u32]) {
         self.server_pids = pids.to_vec();
+    }
+
+    /// Reads the Redis servers of every phase from now on
+    /// ([`Summary::redis`]).
+    pub fn measure_redis(&mut self, probe: RedisProbe) {
+        self.redis = Some(probe);
+    }
+
+    /// The Redis servers now, if they are measured; a failed reading is a
+    /// warning (that phase has no Redis figures), not the end of the run.
+    async fn read_redis(&self) -> Option<Reading> {
+        match self.redis.as_ref()?.read().await {
+            Ok(reading) => Some(reading),
+            Err(error) => {
+                eprintln!("warning: {error:#}; this phase has no Redis figures");
+                None
+            }
+        }
     }
 
     /// Stops the receivers and closes every connection.

@@ -268,3 +268,48 @@ async fn a_run_over_wss_trusts_the_given_ca_and_nothing_else() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     server.shutdown().await;
 }
+
+/// Against two nodes of the cluster backend (the local PostgreSQL and
+/// Redis), `--redis` reports what Redis did per message: the commands it
+/// ran and its CPU. Other tests share that Redis, so only their presence
+/// is asserted, never a figure. A Redis that does not answer is refused
+/// before anything is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_run_reports_redis_commands_and_cpu_per_message() {
+    let Some(cluster) = wisp_test_support::cluster::ClusterBackend::create().await else {
+        return;
+    };
+    let nodes = [cluster.start_node().await, cluster.start_node().await];
+    let servers = format!("{},{}", nodes[0].ws_url(), nodes[1].ws_url());
+    let run = |redis: String| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp-bench"));
+        command
+            .args(["run", "--server", &servers, "--users", "30", "--rate", "100"])
+            .args(["--duration", "1", "--warmup", "0", "--json", "--quiet"])
+            .args(["--redis", &redis]);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+
+    let output = run(cluster.redis_url.clone()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["nodes"], 2, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicated"], 0, "{report}");
+    assert_eq!(report["left_stored"], 0, "{report}");
+    let redis = &report["redis"];
+    assert!(redis["calls_per_msg"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(redis["cpu_us_per_msg"].as_f64().unwrap() >= 0.0, "{report}");
+    let commands = redis["commands_per_msg"].as_object().unwrap();
+    assert!(!commands.is_empty() && !commands.contains_key("info"), "{report}");
+
+    let refused = run("redis://127.0.0.1:1".into()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("redis://127.0.0.1:1"), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
