@@ -18,7 +18,8 @@
 # --find-max), e.g.
 #   scripts/bench-cluster.sh --replica --rate 10000 --json
 # Proof-of-work and the rate limits are turned off on the nodes (the bench
-# registers and sends as fast as it can from one address).
+# registers and sends as fast as it can from one address). To compare two
+# builds, point WISP_SERVER_BIN at a copy of the other wisp-server binary.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -103,7 +104,7 @@ for node in 1 2; do
     mkdir -p "$work/node$node"
     WISP_POW_DIFFICULTY=0 WISP_REGISTER_LIMIT=0 WISP_SEND_LIMIT=0 \
         WISP_MAX_CONNECTIONS_PER_ADDRESS=0 RUST_LOG="${RUST_LOG:-warn}" \
-        target/release/wisp-server --listen "127.0.0.1:$port" --data-dir "$work/node$node" \
+        "${WISP_SERVER_BIN:-target/release/wisp-server}" --listen "127.0.0.1:$port" --data-dir "$work/node$node" \
         --postgres-url "$postgres_url" --redis-url "$redis_url" --redis-prefix "$tag" \
         --redis-replicas "$replicas" --server-name "bench-cluster" \
         >"$work/node$node.log" 2>&1 &

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use wisp_proto::UserId;
 
 use crate::store::StoreError;
+use crate::store::lua::{Lua, LuaCall};
 use crate::store::redis_link::RedisLink;
 
 /// How long a session counts without a renewal.
@@ -28,8 +29,8 @@ pub(crate) const LEASE: Duration = Duration::from_secs(120);
 /// Renewals per batch sent to Redis in one pipeline.
 const RENEW_BATCH: usize = 500;
 
-static SCRIPT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::store::redis_mailbox::compact(include_str!("sessions.lua")));
+static SCRIPT: std::sync::LazyLock<Lua> =
+    std::sync::LazyLock::new(|| Lua::new(include_str!("sessions.lua")));
 
 /// A session over the cap, to be closed: the node holding it, and its
 /// connection there.
@@ -103,11 +104,9 @@ impl Registry {
         )
     }
 
-    fn script(&self, user: UserId, action: &str, args: &[String]) -> redis::Cmd {
-        let mut command = redis::cmd("EVAL");
+    fn script(&self, user: UserId, action: &str, args: &[String]) -> LuaCall {
+        let mut command = SCRIPT.call(1);
         command
-            .arg(SCRIPT.as_str())
-            .arg(1)
             .arg(self.key(user))
             .arg(action)
             .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX))
@@ -123,7 +122,7 @@ impl Registry {
     ) -> Result<Vec<String>, StoreError> {
         Ok(self
             .script(user, action, args)
-            .query_async(&mut self.link.clone())
+            .query(&mut self.link.clone())
             .await?)
     }
 
@@ -158,12 +157,24 @@ impl Registry {
         }
         let users: Vec<(UserId, Vec<String>)> = by_user.into_iter().collect();
         for batch in users.chunks(RENEW_BATCH) {
-            let mut pipe = redis::pipe();
-            for (user, members) in batch {
-                pipe.add_command(self.script(*user, "renew", members))
-                    .ignore();
+            // By hash, and whole once if Redis does not hold the script.
+            for whole in [false, true] {
+                let mut pipe = redis::pipe();
+                for (user, members) in batch {
+                    pipe.add_command(self.script(*user, "renew", members).command(whole))
+                        .ignore();
+                }
+                match pipe.query_async::<()>(&mut self.link.clone()).await {
+                    Err(error)
+                        if !whole
+                            && error.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
+                    done => {
+                        done?;
+                        break;
+                    }
+                }
             }
-            let () = pipe.query_async(&mut self.link.clone()).await?;
         }
         Ok(())
     }

@@ -284,7 +284,9 @@ async fn a_cluster_run_reports_redis_commands_and_cpu_per_message() {
     let run = |redis: String| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wisp-bench"));
         command
-            .args(["run", "--server", &servers, "--users", "30", "--rate", "100"])
+            .args([
+                "run", "--server", &servers, "--users", "30", "--rate", "100",
+            ])
             .args(["--duration", "1", "--warmup", "0", "--json", "--quiet"])
             .args(["--redis", &redis]);
         tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -302,7 +304,10 @@ async fn a_cluster_run_reports_redis_commands_and_cpu_per_message() {
     assert!(redis["calls_per_msg"].as_f64().unwrap() > 0.0, "{report}");
     assert!(redis["cpu_us_per_msg"].as_f64().unwrap() >= 0.0, "{report}");
     let commands = redis["commands_per_msg"].as_object().unwrap();
-    assert!(!commands.is_empty() && !commands.contains_key("info"), "{report}");
+    assert!(
+        !commands.is_empty() && !commands.contains_key("info"),
+        "{report}"
+    );
 
     let refused = run("redis://127.0.0.1:1".into()).await.unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);

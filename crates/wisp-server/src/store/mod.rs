@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use wisp_proto::{MessageId, UnixMillis, UserId};
 
 mod friend_rules;
+pub(crate) mod lua;
 pub mod postgres;
 pub mod redis_limits;
 pub mod redis_link;

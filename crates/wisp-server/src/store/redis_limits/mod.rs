@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::lua::Lua;
 use super::redis_link::RedisLink;
 use super::{LimitStore, StoreError};
 
@@ -33,10 +34,9 @@ impl std::fmt::Debug for RedisLimits {
     }
 }
 
-/// The script, without its comments (it travels whole with every `EVAL`,
-/// so a freshly promoted primary never answers `NOSCRIPT`).
-static GCRA: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| super::redis_mailbox::compact(include_str!("gcra.lua")));
+/// The rate limit's script.
+static GCRA: std::sync::LazyLock<Lua> =
+    std::sync::LazyLock::new(|| Lua::new(include_str!("gcra.lua")));
 
 impl RedisLimits {
     /// Connects to the Redis `url` names (see [`RedisLink`]), keeping every
@@ -66,13 +66,12 @@ impl LimitStore for RedisLimits {
         }
         let interval = 60_000_000 / u64::from(per_minute);
         let tolerance = interval * u64::from(per_minute - 1);
-        let wait_us: u64 = redis::cmd("EVAL")
-            .arg(GCRA.as_str())
-            .arg(1)
+        let wait_us: u64 = GCRA
+            .call(1)
             .arg(format!("{}:rl:{limit}:{{{key}}}", self.prefix))
             .arg(interval)
             .arg(tolerance)
-            .query_async(&mut self.redis.clone())
+            .query(&mut self.redis.clone())
             .await
             .map_err(StoreError::from)?;
         Ok((wait_us > 0).then(|| Duration::from_micros(wait_us)))

@@ -53,6 +53,7 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Cmd, FromRedisValue};
 use wisp_proto::{MessageId, UnixMillis, UserId};
 
+use super::lua::{self, Lua, LuaCall};
 use super::redis_link::RedisLink;
 
 use super::{Accepted, MailboxStore, NewMessage, PutError, Quota, StoreError, StoredMessage};
@@ -71,31 +72,18 @@ const CLOSED_FOR: Duration = Duration::from_secs(600);
 /// The mailbox's Lua scripts, one file each beside this one; each opens
 /// by naming its `KEYS` and `ARGV`.
 struct Scripts {
-    put: String,
-    burn: String,
-    drop: String,
-    outbox: String,
+    put: Lua,
+    burn: Lua,
+    drop: Lua,
+    outbox: Lua,
 }
 
-/// The scripts as sent: comments and indentation stripped, since every
-/// call carries its script whole (see [`eval`]).
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
-    put: compact(include_str!("put.lua")),
-    burn: compact(include_str!("burn.lua")),
-    drop: compact(include_str!("drop.lua")),
-    outbox: compact(include_str!("outbox.lua")),
+    put: Lua::new(include_str!("put.lua")),
+    burn: Lua::new(include_str!("burn.lua")),
+    drop: Lua::new(include_str!("drop.lua")),
+    outbox: Lua::new(include_str!("outbox.lua")),
 });
-
-/// `source` without its `--` comments, indentation and blank lines. (The
-/// scripts hold no `--` inside a string.)
-pub(crate) fn compact(source: &str) -> String {
-    source
-        .lines()
-        .map(|line| line.split_once("--").map_or(line, |(code, _)| code).trim())
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The Redis mailbox store. Cheap to clone; reconnects by itself and
 /// follows a Sentinel failover.
@@ -163,9 +151,19 @@ impl RedisMailbox {
         Ok(self)
     }
 
-    /// Runs a write script, then (when replicas are configured) waits, in
+    /// Runs a write script (by hash, whole if Redis does not hold it), then
+    /// (when replicas are configured) waits, in the same round trip, until
+    /// enough replicas hold the write.
+    async fn write<T: FromRedisValue>(&self, script: &LuaCall) -> Result<T, StoreError> {
+        match self.write_command(script.command(false)).await {
+            Err(error) if lua::no_script(&error) => self.write_command(script.command(true)).await,
+            done => done,
+        }
+    }
+
+    /// Runs a write command, then (when replicas are configured) waits, in
     /// the same round trip, until enough replicas hold the write.
-    async fn write<T: FromRedisValue>(&self, script: Cmd) -> Result<T, StoreError> {
+    async fn write_command<T: FromRedisValue>(&self, script: Cmd) -> Result<T, StoreError> {
         let mut redis = self.redis.clone();
         if self.replicas == 0 {
             return script
@@ -210,9 +208,9 @@ impl RedisMailbox {
     }
 
     /// `outbox.lua` on `sender`'s outbox: `action` with its arguments.
-    fn outbox_script(&self, sender: &str, now: UnixMillis, action: &str) -> Cmd {
+    fn outbox_script(&self, sender: &str, now: UnixMillis, action: &str) -> LuaCall {
         let outbox = format!("{}:ob:{{{sender}}}", self.prefix);
-        let mut script = eval(&SCRIPTS.outbox, 2);
+        let mut script = SCRIPTS.outbox.call(2);
         script
             .arg(format!("{outbox}:e"))
             .arg(format!("{outbox}:b"))
@@ -237,20 +235,12 @@ impl RedisMailbox {
                 script.arg(entry);
             }
             let _: u64 = script
-                .query_async(&mut self.redis.clone())
+                .query(&mut self.redis.clone())
                 .await
                 .map_err(StoreError::from)?;
         }
         Ok(())
     }
-}
-
-/// `EVAL` of `script` with `keys` keys to follow. The script travels whole
-/// (it is small), so no `NOSCRIPT` can arise on a freshly promoted primary.
-fn eval(script: &str, keys: usize) -> Cmd {
-    let mut command = redis::cmd("EVAL");
-    command.arg(script).arg(keys);
-    command
 }
 
 fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> {
@@ -281,7 +271,7 @@ impl RedisMailbox {
         message: NewMessage<'_>,
         quota: &Quota,
     ) -> Result<Accepted, PutError> {
-        let mut script = eval(&SCRIPTS.put, 7);
+        let mut script = SCRIPTS.put.call(7);
         script
             .arg(format!("{mb}:seq"))
             .arg(format!("{mb}:ids"))
@@ -301,7 +291,7 @@ impl RedisMailbox {
         // The script's outcome (see put.lua): 0 stored, 1 a retry of a
         // stored message, 2 the sender's quota is full, 3 closed, 4 the
         // mailbox's bytes are full.
-        let (outcome, reply): (i64, String) = self.write(script).await?;
+        let (outcome, reply): (i64, String) = self.write(&script).await?;
         match outcome {
             0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
             2 => Err(PutError::MailboxFull),
@@ -333,7 +323,7 @@ impl MailboxStore for RedisMailbox {
         // Not waited for on replicas: a reservation a failover loses only
         // loosens the quota a moment.
         let reserved: i64 = reserve
-            .query_async(&mut self.redis.clone())
+            .query(&mut self.redis.clone())
             .await
             .map_err(StoreError::from)?;
         if reserved == 0 {
@@ -466,7 +456,7 @@ impl MailboxStore for RedisMailbox {
             return Ok(0);
         }
         let mb = self.mailbox(recipient);
-        let mut script = eval(&SCRIPTS.burn, 5);
+        let mut script = SCRIPTS.burn.call(5);
         script
             .arg(format!("{mb}:ids"))
             .arg(format!("{mb}:m:"))
@@ -477,7 +467,7 @@ impl MailboxStore for RedisMailbox {
             script.arg(id.0);
         }
         // Sender and outbox entry of each message burned.
-        let burned: Vec<(String, String)> = self.write(script).await?;
+        let burned: Vec<(String, String)> = self.write(&script).await?;
         let n = burned.len() as u64;
         self.release(burned).await?;
         Ok(n)
@@ -494,7 +484,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mb = self.mailbox(recipient);
             let sender = hex(sender.as_bytes());
-            let mut script = eval(&SCRIPTS.drop, 6);
+            let mut script = SCRIPTS.drop.call(6);
             script
                 .arg(format!("{mb}:p:{sender}"))
                 .arg(format!("{mb}:ids"))
@@ -504,7 +494,7 @@ impl MailboxStore for RedisMailbox {
                 .arg(format!("{mb}:bytes"))
                 .arg(u64::try_from(CLOSED_FOR.as_millis()).unwrap_or(u64::MAX));
             // The outbox entry of each message dropped.
-            let entries: Vec<String> = self.write(script).await?;
+            let entries: Vec<String> = self.write(&script).await?;
             dropped += entries.len() as u64;
             self.release(entries.into_iter().map(|e| (sender.clone(), e)).collect())
                 .await?;
@@ -516,7 +506,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mut command = redis::cmd("DEL");
             command.arg(self.closure(recipient, sender));
-            let _: u64 = self.write(command).await?;
+            let _: u64 = self.write_command(command).await?;
         }
         Ok(())
     }
@@ -565,7 +555,7 @@ impl MailboxStore for RedisMailbox {
         for key in leftovers {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(key);
-            let _: u64 = self.write(unlink).await?;
+            let _: u64 = self.write_command(unlink).await?;
         }
         Ok(erased)
     }
@@ -670,8 +660,11 @@ pub(crate) mod tests {
                     assert!(code.starts_with("local "), "named up front: {line}");
                 }
             }
-            let sent = compact(source);
-            assert!(!sent.contains("--") && sent.contains("return"), "{sent}");
+            let sent = Lua::new(source);
+            assert!(
+                !sent.source().contains("--") && sent.source().contains("return"),
+                "{sent:?}"
+            );
         }
     }
 
