@@ -21,13 +21,17 @@
 //!
 //! A sender's outbox (the bytes it has waiting in every mailbox, for its
 //! byte quota) lives under the sender's own hash tag,
-//! `<prefix>:ob:{<sender>}`: entries scored by expiry, and their sum. It is
-//! on another slot than the mailbox, so a put first reserves room there
-//! (`outbox.lua`, atomic on its own), then stores; a put that stores nothing
-//! new releases what it reserved, and burns and drops release their
-//! messages' entries. A node that dies between the two steps leaves a
-//! reservation that lapses at the message's expiry: the quota errs on the
-//! strict side.
+//! `<prefix>:ob:{<sender>}`: entries scored by expiry, and their sum; its
+//! logic is `outbox_lib.lua`, sent ahead of the scripts that use it. On
+//! one Redis server (or a Sentinel set's primary) `put.lua` reserves the
+//! message's room there and `burn.lua` releases it, in the same script:
+//! one round trip per put and per burn. On a Redis Cluster it is on another
+//! slot than the mailbox, so a put first reserves room there (`outbox.lua`,
+//! atomic on its own), then stores; a put that stores nothing new releases
+//! what it reserved, and burns and drops release their messages' entries. A
+//! node that dies between the two steps leaves a reservation that lapses at
+//! the message's expiry: the quota errs on the strict side. (Drops, which
+//! are rare, release with `outbox.lua` on either.)
 //!
 //! A fetch never returns an expired message: Redis does not serve expired
 //! keys, and expiry times are checked again.
@@ -78,11 +82,15 @@ struct Scripts {
     outbox: Lua,
 }
 
+/// The outbox's functions (`outbox_lib.lua`), which `put.lua`,
+/// `burn.lua` and `outbox.lua` are sent after.
+const OUTBOX_LIB: &str = include_str!("outbox_lib.lua");
+
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
-    put: Lua::new(include_str!("put.lua")),
-    burn: Lua::new(include_str!("burn.lua")),
+    put: Lua::new(&[OUTBOX_LIB, include_str!("put.lua")].concat()),
+    burn: Lua::new(&[OUTBOX_LIB, include_str!("burn.lua")].concat()),
     drop: Lua::new(include_str!("drop.lua")),
-    outbox: Lua::new(include_str!("outbox.lua")),
+    outbox: Lua::new(&[OUTBOX_LIB, include_str!("outbox.lua")].concat()),
 });
 
 /// The Redis mailbox store. Cheap to clone; reconnects by itself and
@@ -207,9 +215,22 @@ impl RedisMailbox {
         format!("{}:x:{}", self.mailbox(recipient), hex(sender.as_bytes()))
     }
 
+    /// The keys of `sender`'s outbox (with its hash tag) start with this.
+    fn outbox(&self, sender: &str) -> String {
+        format!("{}:ob:{{{sender}}}", self.prefix)
+    }
+
+    /// Whether the outbox is kept by the mailbox's own scripts (one Redis
+    /// server, or a Sentinel set's primary: every key on one server), not
+    /// by `outbox.lua` in a round trip of its own (a Redis Cluster, where
+    /// the outbox lives on another slot).
+    fn outbox_inline(&self) -> bool {
+        !self.redis.is_cluster()
+    }
+
     /// `outbox.lua` on `sender`'s outbox: `action` with its arguments.
     fn outbox_script(&self, sender: &str, now: UnixMillis, action: &str) -> LuaCall {
-        let outbox = format!("{}:ob:{{{sender}}}", self.prefix);
+        let outbox = self.outbox(sender);
         let mut script = SCRIPTS.outbox.call(2);
         script
             .arg(format!("{outbox}:e"))
@@ -262,7 +283,9 @@ fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> 
 }
 
 impl RedisMailbox {
-    /// `put.lua`: the message into its mailbox, with the mailbox's checks.
+    /// `put.lua`: the message into its mailbox, with the mailbox's checks,
+    /// and (`outbox_inline`) its room in the sender's outbox reserved in
+    /// the same script.
     async fn store(
         &self,
         mb: &str,
@@ -270,8 +293,9 @@ impl RedisMailbox {
         entry: &str,
         message: NewMessage<'_>,
         quota: &Quota,
+        outbox_inline: bool,
     ) -> Result<Accepted, PutError> {
-        let mut script = SCRIPTS.put.call(7);
+        let mut script = SCRIPTS.put.call(if outbox_inline { 9 } else { 7 });
         script
             .arg(format!("{mb}:seq"))
             .arg(format!("{mb}:ids"))
@@ -279,7 +303,12 @@ impl RedisMailbox {
             .arg(format!("{mb}:p:{sender}"))
             .arg(format!("{mb}:x:{sender}"))
             .arg(format!("{mb}:sz"))
-            .arg(format!("{mb}:bytes"))
+            .arg(format!("{mb}:bytes"));
+        if outbox_inline {
+            let outbox = self.outbox(sender);
+            script.arg(format!("{outbox}:e")).arg(format!("{outbox}:b"));
+        }
+        script
             .arg(sender)
             .arg(message.ciphertext)
             .arg(message.sent_at.0)
@@ -287,16 +316,18 @@ impl RedisMailbox {
             .arg(format!("{mb}:m:"))
             .arg(quota.per_conversation)
             .arg(quota.mailbox_bytes)
-            .arg(entry);
+            .arg(entry)
+            .arg(quota.outbox_bytes);
         // The script's outcome (see put.lua): 0 stored, 1 a retry of a
         // stored message, 2 the sender's quota is full, 3 closed, 4 the
-        // mailbox's bytes are full.
+        // mailbox's bytes are full, 5 the sender's outbox is full.
         let (outcome, reply): (i64, String) = self.write(&script).await?;
         match outcome {
             0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
             2 => Err(PutError::MailboxFull),
             3 => Err(PutError::Closed),
             4 => Err(PutError::MailboxBytes),
+            5 => Err(PutError::OutboxBytes),
             other => Err(StoreError::Corrupt(format!("put.lua answered {other}")).into()),
         }
     }
@@ -307,13 +338,16 @@ impl MailboxStore for RedisMailbox {
     async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError> {
         let mb = self.mailbox(message.recipient);
         let sender = hex(message.sender.as_bytes());
-        // The outbox first: room for this message, or a refusal.
         let entry = format!(
             "{}:{}:{}",
             hex(message.recipient.as_bytes()),
             hex(message.client_msg_id),
             message.ciphertext.len()
         );
+        if self.outbox_inline() {
+            return self.store(&mb, &sender, &entry, message, quota, true).await;
+        }
+        // The outbox first: room for this message, or a refusal.
         let mut reserve = self.outbox_script(&sender, message.sent_at, "reserve");
         reserve
             .arg(&entry)
@@ -339,7 +373,9 @@ impl MailboxStore for RedisMailbox {
                 None => Err(PutError::OutboxBytes),
             };
         }
-        let stored = self.store(&mb, &sender, &entry, message, quota).await;
+        let stored = self
+            .store(&mb, &sender, &entry, message, quota, false)
+            .await;
         let keep = match &stored {
             Ok(accepted) => !accepted.duplicate || reserved == 1,
             // The write may have landed: keep the reservation (it lapses
@@ -463,10 +499,20 @@ impl MailboxStore for RedisMailbox {
             .arg(format!("{mb}:p:"))
             .arg(format!("{mb}:sz"))
             .arg(format!("{mb}:bytes"));
+        // The outboxes' key prefix, for the script to release the burned
+        // messages' entries itself (on one Redis server).
+        let outboxes = if self.outbox_inline() {
+            format!("{}:ob:", self.prefix)
+        } else {
+            String::new()
+        };
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        script.arg(outboxes).arg(now.0);
         for id in ids {
             script.arg(id.0);
         }
-        // Sender and outbox entry of each message burned.
+        // Sender and outbox entry of each message burned (the entry '' if
+        // the script released it).
         let burned: Vec<(String, String)> = self.write(&script).await?;
         let n = burned.len() as u64;
         self.release(burned).await?;
@@ -653,6 +699,7 @@ pub(crate) mod tests {
             include_str!("burn.lua"),
             include_str!("drop.lua"),
             include_str!("outbox.lua"),
+            include_str!("outbox_lib.lua"),
         ] {
             for line in source.lines() {
                 let code = line.split_once("--").map_or(line, |(code, _)| code);

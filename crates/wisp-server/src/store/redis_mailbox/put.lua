@@ -1,5 +1,8 @@
--- Stores one message in a recipient's mailbox, or recognises a retry.
--- Every key shares the recipient's hash tag, so the script runs on one slot.
+-- Stores one message in a recipient's mailbox, or recognises a retry (sent
+-- after outbox_lib.lua). Every mailbox key shares the recipient's hash tag,
+-- so on a Redis Cluster the script runs on one slot; on one Redis server it
+-- is also given the sender's outbox (KEYS[8] and KEYS[9]) and reserves the
+-- message's room there itself.
 local sequence = KEYS[1]     -- string: the mailbox's last message id
 local waiting = KEYS[2]      -- sorted set: waiting message ids, scored by id
 local retry_record = KEYS[3] -- string "<id>:<expires_ms>": this client message id's first put
@@ -15,10 +18,14 @@ local message_prefix = ARGV[5] -- "<mailbox>:m:", the message hash's key without
 local max_pending = tonumber(ARGV[6]) -- how many of the sender's messages may wait
 local max_bytes = tonumber(ARGV[7])   -- how many bytes may wait in the mailbox
 local outbox_member = ARGV[8] -- the message's entry in the sender's outbox
+local outbox_cap = tonumber(ARGV[9]) -- with KEYS[8], the outbox's cap in bytes
+local outbox_entries = KEYS[8] -- optional: the sender's outbox entries (see outbox_lib.lua)
+local outbox_total = KEYS[9]   -- optional: their sum
 
 -- Replies: {0, "<id>:<expires_ms>"} stored; {1, same} a retry of a stored
 -- message; {2, ''} the sender's quota is full; {3, ''} the conversation is
--- closed; {4, ''} the mailbox's bytes are full.
+-- closed; {4, ''} the mailbox's bytes are full; {5, ''} the sender's
+-- outbox is full (with the outbox keys only).
 local first = redis.call('GET', retry_record)
 if first then return {1, first} end
 if redis.call('EXISTS', closed) == 1 then return {3, ''} end
@@ -37,6 +44,12 @@ local size = string.len(ciphertext)
 if bytes + size > max_bytes then
   redis.call('SET', stored_bytes, string.format('%d', bytes))
   return {4, ''}
+end
+-- The last check, so a refusal above reserves nothing.
+if outbox_entries then
+  local reserved = outbox_reserve(outbox_entries, outbox_total, sent_ms, outbox_member,
+    expires_ms, outbox_cap)
+  if reserved == 0 then return {5, ''} end
 end
 -- Ids count up per mailbox from at least the server's time in seconds
 -- times 2^20, so after a failover that lost the newest unreplicated puts
