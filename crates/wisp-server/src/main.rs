@@ -43,6 +43,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("WISP_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_crate_cap = log_crate_cap(filter.max_level_hint());
     let cap = filter::Targets::new()
         .with_default(DEPENDENCY_LOG_CAP)
         .with_targets(WISP_CRATES.iter().map(|krate| (*krate, LevelFilter::TRACE)));
@@ -64,6 +65,28 @@ fn init_logging(format: LogFormat) {
         .with(cap)
         .with(layer)
         .init();
+    // Dependencies that log through the `log` crate (the WebSocket and
+    // Redis libraries, sqlx) are forwarded to the subscriber for every
+    // record their level lets through `log`'s own check, and the
+    // forwarding asks the subscriber each time: with `log` open to every
+    // level, the WebSocket library's per-frame trace records cost 2 % of
+    // the server's CPU only to be dropped. No dependency may log past
+    // [`DEPENDENCY_LOG_CAP`], so `log` stops there (or lower) itself.
+    log::set_max_level(log_crate_cap);
+}
+
+/// The most the `log` crate passes on: what WISP_LOG asks for at most
+/// (`hint`), never more than [`DEPENDENCY_LOG_CAP`].
+fn log_crate_cap(hint: Option<LevelFilter>) -> log::LevelFilter {
+    let level = hint.map_or(DEPENDENCY_LOG_CAP, |hint| hint.min(DEPENDENCY_LOG_CAP));
+    match level {
+        LevelFilter::OFF => log::LevelFilter::Off,
+        LevelFilter::ERROR => log::LevelFilter::Error,
+        LevelFilter::WARN => log::LevelFilter::Warn,
+        LevelFilter::INFO => log::LevelFilter::Info,
+        LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
 }
 
 /// The most any dependency may log, whatever WISP_LOG says.
@@ -119,5 +142,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_crate_passes_on_no_more_than_a_dependency_may_log() {
+        assert_eq!(
+            log_crate_cap(Some(LevelFilter::WARN)),
+            log::LevelFilter::Warn
+        );
+        assert_eq!(log_crate_cap(Some(LevelFilter::OFF)), log::LevelFilter::Off);
+        // WISP_LOG=trace opens Wisp's own crates, not the dependencies'.
+        assert_eq!(
+            log_crate_cap(Some(LevelFilter::TRACE)),
+            log::LevelFilter::Info
+        );
+        assert_eq!(log_crate_cap(None), log::LevelFilter::Info);
     }
 }
