@@ -33,8 +33,8 @@ use wisp_proto::{ServerFrame, UserId, decode_server_frame, encode};
 use crate::cache::Cache;
 use crate::hub::{Hub, Presence};
 use crate::sessions::{Evicted, Lease, Registry};
-use crate::store::StoreError;
 use crate::store::redis_link::RedisLink;
+use crate::store::{StoreError, Wake};
 
 const WAKE: u8 = 0;
 const PUSH: u8 = 1;
@@ -118,11 +118,17 @@ impl Bus {
             .await;
     }
 
-    async fn publish_on(&self, channel: String, kind: u8, body: &[u8]) {
+    /// What this node publishes: its id, the kind, the body.
+    fn payload(&self, kind: u8, body: &[u8]) -> Vec<u8> {
         let mut payload = Vec::with_capacity(9 + body.len());
         payload.extend_from_slice(&self.node.to_be_bytes());
         payload.push(kind);
         payload.extend_from_slice(body);
+        payload
+    }
+
+    async fn publish_on(&self, channel: String, kind: u8, body: &[u8]) {
+        let payload = self.payload(kind, body);
         let sent: Result<i64, _> = self.publisher.clone().publish(channel, payload).await;
         if let Err(error) = sent {
             // The mailbox holds the message; the recipient gets it at its
@@ -135,6 +141,16 @@ impl Bus {
     /// Tells other nodes `user`'s mailbox may hold something new.
     pub(crate) async fn wake(&self, user: UserId) {
         self.publish(user, WAKE, &[]).await;
+    }
+
+    /// The wake-up [`Bus::wake`] publishes, for a mailbox store to publish
+    /// in the round trip of the put it is about
+    /// ([`MailboxStore::put_and_wake`](crate::store::MailboxStore::put_and_wake)).
+    pub(crate) fn wake_for(&self, user: UserId) -> Wake {
+        Wake {
+            channel: channel(&self.prefix, user),
+            payload: self.payload(WAKE, &[]),
+        }
     }
 
     /// Hands `frame` to `user`'s connections on other nodes.

@@ -93,12 +93,28 @@ impl AppState {
     }
 
     /// A message was just stored for `user`: handed to the user's
-    /// connections here directly, and other nodes are told to look.
-    pub(crate) async fn offer(&self, user: UserId, message: &Arc<crate::store::StoredMessage>) {
+    /// connections here directly, and other nodes are told to look (unless
+    /// the store already told them: `others_woken`).
+    pub(crate) async fn offer(
+        &self,
+        user: UserId,
+        message: &Arc<crate::store::StoredMessage>,
+        others_woken: bool,
+    ) {
         self.hub.offer(user, message);
-        if let Some(bus) = &self.bus {
+        if !others_woken && let Some(bus) = &self.bus {
             bus.wake(user).await;
         }
+    }
+
+    /// The wake-up for `user` the mailbox store publishes with a put, if
+    /// there are other nodes and the store publishes wake-ups.
+    pub(crate) fn wake_with_put(&self, user: UserId) -> Option<crate::store::Wake> {
+        let bus = self.bus.as_ref()?;
+        self.stores
+            .mailbox
+            .publishes_wakes()
+            .then(|| bus.wake_for(user))
     }
 
     /// Pushes `frame` to `user`'s connections, here and on every other node.

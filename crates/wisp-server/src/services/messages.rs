@@ -38,12 +38,20 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
         return Err(not_friends());
     }
     let now = state.clock.now_ms();
-    let accepted = store(state, me, to, &send, now, ttl).await?;
+    // Other nodes are woken in the put's own round trip where the store
+    // can (Redis), by the bus afterwards where not.
+    let wake = state.wake_with_put(to);
+    let accepted = store(state, me, to, &send, now, ttl, wake.as_ref()).await?;
+    let others_woken = wake.is_some();
     if accepted.duplicate {
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
         // The first attempt may have stored it without telling anyone (it
         // failed after the store); a fetch finds it in its place.
-        state.wake(to).await;
+        if others_woken {
+            state.hub.wake(to);
+        } else {
+            state.wake(to).await;
+        }
     } else {
         still_friends(state, me, to).await?;
         metrics::counter!("wisp_messages_sent_total").increment(1);
@@ -57,7 +65,7 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
             sent_at: now,
             expires_at: accepted.expires_at,
         });
-        state.offer(to, &stored).await;
+        state.offer(to, &stored, others_woken).await;
     }
     Ok(accepted)
 }
@@ -121,7 +129,8 @@ fn validate(send: &Send) -> Result<Valid, WireError> {
     Ok(Valid { to, ttl })
 }
 
-/// Stores the message durably, sent at `now` and living `ttl`.
+/// Stores the message durably, sent at `now` and living `ttl`, and
+/// publishes `wake` with it if given (see `AppState::wake_with_put`).
 async fn store(
     state: &AppState,
     me: UserId,
@@ -129,6 +138,7 @@ async fn store(
     send: &Send,
     now: UnixMillis,
     ttl: Duration,
+    wake: Option<&crate::store::Wake>,
 ) -> Result<Accepted, WireError> {
     let message = NewMessage {
         sender: me,
@@ -139,7 +149,11 @@ async fn store(
         expires_at: now.plus(ttl),
     };
     let quota = state.mailbox_quota;
-    let stored = state.stores.mailbox.put(message, &quota).await;
+    let stored = state
+        .stores
+        .mailbox
+        .put_and_wake(message, &quota, wake)
+        .await;
     match stored {
         Ok(accepted) => Ok(accepted),
         Err(PutError::MailboxFull) => Err(refused(

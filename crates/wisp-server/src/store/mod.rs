@@ -183,6 +183,16 @@ pub struct NewMessage<'a> {
     pub expires_at: UnixMillis,
 }
 
+/// A cross-node wake-up for a recipient: what the bus publishes, and
+/// where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    /// The recipient's pub/sub channel.
+    pub channel: String,
+    /// The bus's message on it.
+    pub payload: Vec<u8>,
+}
+
 /// The outcome of storing a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -282,6 +292,28 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// retry check: a retry is always answered). Returns only once the
     /// message would survive a crash.
     async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError>;
+
+    /// Whether [`MailboxStore::put_and_wake`] publishes its wake-up itself
+    /// (a Redis mailbox: in the put's own round trip); a store that does
+    /// not leaves it to the caller.
+    fn publishes_wakes(&self) -> bool {
+        false
+    }
+
+    /// [`MailboxStore::put`], and, where the store
+    /// [publishes wakes](MailboxStore::publishes_wakes), the cross-node
+    /// wake-up `wake` (a pub/sub channel and payload) published after it in
+    /// the same round trip (also when the put is refused or a retry: a
+    /// wake-up is only a hint to look).
+    async fn put_and_wake(
+        &self,
+        message: NewMessage<'_>,
+        quota: &Quota,
+        wake: Option<&Wake>,
+    ) -> Result<Accepted, PutError> {
+        let _ = wake;
+        self.put(message, quota).await
+    }
 
     /// Up to `limit` of `recipient`'s messages with ids after `after`,
     /// oldest first, leaving out any that expired by `now`.

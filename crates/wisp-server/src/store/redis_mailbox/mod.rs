@@ -60,7 +60,7 @@ use wisp_proto::{MessageId, UnixMillis, UserId};
 use super::lua::{self, Lua, LuaCall};
 use super::redis_link::RedisLink;
 
-use super::{Accepted, MailboxStore, NewMessage, PutError, Quota, StoreError, StoredMessage};
+use super::{Accepted, MailboxStore, NewMessage, PutError, Quota, StoreError, StoredMessage, Wake};
 
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
@@ -161,32 +161,53 @@ impl RedisMailbox {
 
     /// Runs a write script (by hash, whole if Redis does not hold it), then
     /// (when replicas are configured) waits, in the same round trip, until
-    /// enough replicas hold the write.
-    async fn write<T: FromRedisValue>(&self, script: &LuaCall) -> Result<T, StoreError> {
-        match self.write_command(script.command(false)).await {
-            Err(error) if lua::no_script(&error) => self.write_command(script.command(true)).await,
+    /// enough replicas hold the write, then publishes `wake` if given.
+    async fn write<T: FromRedisValue>(
+        &self,
+        script: &LuaCall,
+        wake: Option<&Wake>,
+    ) -> Result<T, StoreError> {
+        match self.write_command(script.command(false), wake).await {
+            Err(error) if lua::no_script(&error) => {
+                self.write_command(script.command(true), wake).await
+            }
             done => done,
         }
     }
 
     /// Runs a write command, then (when replicas are configured) waits, in
-    /// the same round trip, until enough replicas hold the write.
-    async fn write_command<T: FromRedisValue>(&self, script: Cmd) -> Result<T, StoreError> {
+    /// the same round trip, until enough replicas hold the write, then
+    /// publishes `wake` if given (a wake-up after a write that did not take
+    /// is only a needless look).
+    async fn write_command<T: FromRedisValue>(
+        &self,
+        command: Cmd,
+        wake: Option<&Wake>,
+    ) -> Result<T, StoreError> {
         let mut redis = self.redis.clone();
-        if self.replicas == 0 {
-            return script
+        if self.replicas == 0 && wake.is_none() {
+            return command
                 .query_async(&mut redis)
                 .await
                 .map_err(StoreError::from);
         }
         let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
-        let (value, reached): (T, u32) = redis::pipe()
-            .add_command(script)
-            .cmd("WAIT")
-            .arg(self.replicas)
-            .arg(wait_ms)
-            .query_async(&mut redis)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(command);
+        if self.replicas > 0 {
+            pipe.cmd("WAIT").arg(self.replicas).arg(wait_ms);
+        }
+        if let Some(wake) = wake {
+            pipe.cmd("PUBLISH")
+                .arg(&wake.channel)
+                .arg(&wake.payload)
+                .ignore();
+        }
+        if self.replicas == 0 {
+            let (value,): (T,) = pipe.query_async(&mut redis).await?;
+            return Ok(value);
+        }
+        let (value, reached): (T, u32) = pipe.query_async(&mut redis).await?;
         self.replicated(reached, wait_ms)?;
         Ok(value)
     }
@@ -284,8 +305,9 @@ fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> 
 
 impl RedisMailbox {
     /// `put.lua`: the message into its mailbox, with the mailbox's checks,
-    /// and (`outbox_inline`) its room in the sender's outbox reserved in
-    /// the same script.
+    /// and (on one Redis server, see [`RedisMailbox::outbox_inline`]) its
+    /// room in the sender's outbox reserved in the same script; then
+    /// `wake` published, in the same round trip.
     async fn store(
         &self,
         mb: &str,
@@ -293,8 +315,9 @@ impl RedisMailbox {
         entry: &str,
         message: NewMessage<'_>,
         quota: &Quota,
-        outbox_inline: bool,
+        wake: Option<&Wake>,
     ) -> Result<Accepted, PutError> {
+        let outbox_inline = self.outbox_inline();
         let mut script = SCRIPTS.put.call(if outbox_inline { 9 } else { 7 });
         script
             .arg(format!("{mb}:seq"))
@@ -321,7 +344,7 @@ impl RedisMailbox {
         // The script's outcome (see put.lua): 0 stored, 1 a retry of a
         // stored message, 2 the sender's quota is full, 3 closed, 4 the
         // mailbox's bytes are full, 5 the sender's outbox is full.
-        let (outcome, reply): (i64, String) = self.write(&script).await?;
+        let (outcome, reply): (i64, String) = self.write(&script, wake).await?;
         match outcome {
             0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
             2 => Err(PutError::MailboxFull),
@@ -336,6 +359,22 @@ impl RedisMailbox {
 #[async_trait]
 impl MailboxStore for RedisMailbox {
     async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError> {
+        self.put_and_wake(message, quota, None).await
+    }
+
+    /// On one Redis server or a Sentinel primary (as the outbox, see
+    /// [`RedisMailbox::outbox_inline`]); a Redis Cluster routes a keyless
+    /// `PUBLISH` apart from the put, so the bus publishes there.
+    fn publishes_wakes(&self) -> bool {
+        self.outbox_inline()
+    }
+
+    async fn put_and_wake(
+        &self,
+        message: NewMessage<'_>,
+        quota: &Quota,
+        wake: Option<&Wake>,
+    ) -> Result<Accepted, PutError> {
         let mb = self.mailbox(message.recipient);
         let sender = hex(message.sender.as_bytes());
         let entry = format!(
@@ -345,7 +384,7 @@ impl MailboxStore for RedisMailbox {
             message.ciphertext.len()
         );
         if self.outbox_inline() {
-            return self.store(&mb, &sender, &entry, message, quota, true).await;
+            return self.store(&mb, &sender, &entry, message, quota, wake).await;
         }
         // The outbox first: room for this message, or a refusal.
         let mut reserve = self.outbox_script(&sender, message.sent_at, "reserve");
@@ -373,9 +412,7 @@ impl MailboxStore for RedisMailbox {
                 None => Err(PutError::OutboxBytes),
             };
         }
-        let stored = self
-            .store(&mb, &sender, &entry, message, quota, false)
-            .await;
+        let stored = self.store(&mb, &sender, &entry, message, quota, None).await;
         let keep = match &stored {
             Ok(accepted) => !accepted.duplicate || reserved == 1,
             // The write may have landed: keep the reservation (it lapses
@@ -513,7 +550,7 @@ impl MailboxStore for RedisMailbox {
         }
         // Sender and outbox entry of each message burned (the entry '' if
         // the script released it).
-        let burned: Vec<(String, String)> = self.write(&script).await?;
+        let burned: Vec<(String, String)> = self.write(&script, None).await?;
         let n = burned.len() as u64;
         self.release(burned).await?;
         Ok(n)
@@ -540,7 +577,7 @@ impl MailboxStore for RedisMailbox {
                 .arg(format!("{mb}:bytes"))
                 .arg(u64::try_from(CLOSED_FOR.as_millis()).unwrap_or(u64::MAX));
             // The outbox entry of each message dropped.
-            let entries: Vec<String> = self.write(&script).await?;
+            let entries: Vec<String> = self.write(&script, None).await?;
             dropped += entries.len() as u64;
             self.release(entries.into_iter().map(|e| (sender.clone(), e)).collect())
                 .await?;
@@ -552,7 +589,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mut command = redis::cmd("DEL");
             command.arg(self.closure(recipient, sender));
-            let _: u64 = self.write_command(command).await?;
+            let _: u64 = self.write_command(command, None).await?;
         }
         Ok(())
     }
@@ -601,7 +638,7 @@ impl MailboxStore for RedisMailbox {
         for key in leftovers {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(key);
-            let _: u64 = self.write_command(unlink).await?;
+            let _: u64 = self.write_command(unlink, None).await?;
         }
         Ok(erased)
     }
@@ -662,6 +699,59 @@ pub(crate) mod tests {
         }
         eprintln!("skipped: no Redis at {url} ({why})");
         None
+    }
+
+    /// A put given a wake-up publishes it in its own round trip, after
+    /// the message is stored (one Redis server: the local one).
+    #[tokio::test]
+    async fn a_put_publishes_its_wake_up_with_it() {
+        use futures_util::StreamExt;
+        let Some(store) = open().await else { return };
+        assert!(store.publishes_wakes());
+        let channel = format!("{}:user:test", store.prefix);
+        let mut listener = store
+            .redis
+            .pubsub_client(0)
+            .await
+            .unwrap()
+            .get_async_pubsub()
+            .await
+            .unwrap();
+        listener.subscribe(&channel).await.unwrap();
+        let (sender, recipient) = (
+            UserId::from_ed25519(&[1; 32]),
+            UserId::from_ed25519(&[2; 32]),
+        );
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let wake = Wake {
+            channel: channel.clone(),
+            payload: b"wake".to_vec(),
+        };
+        let accepted = store
+            .put_and_wake(
+                NewMessage {
+                    sender,
+                    recipient,
+                    client_msg_id: &[9; 16],
+                    ciphertext: b"opaque",
+                    sent_at: now,
+                    expires_at: now.plus(Duration::from_secs(60)),
+                },
+                &Quota::messages(10),
+                Some(&wake),
+            )
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), listener.on_message().next())
+            .await
+            .expect("the wake-up within 5 s")
+            .unwrap();
+        assert_eq!(heard.get_channel_name(), channel);
+        assert_eq!(heard.get_payload_bytes(), b"wake");
+        let waiting = store.fetch(recipient, MessageId(0), now, 10).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].id, accepted.id);
+        cleanup(&store).await;
     }
 
     pub(crate) async fn cleanup(store: &RedisMailbox) {
