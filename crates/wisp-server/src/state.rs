@@ -15,6 +15,11 @@ use crate::store::{IdentityKeys, StoreError, Stores};
 use wisp_proto::UserId;
 
 /// Shared by all connections of one server.
+///
+/// The acts below that reach other nodes box the bus's part: its Redis
+/// futures are large, and every connection's future would otherwise hold
+/// room for them, cluster or not (a single node has no bus and allocates
+/// nothing).
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) stores: Stores,
@@ -69,7 +74,7 @@ impl AppState {
     pub(crate) async fn friendship_changed(&self, a: UserId, b: UserId) {
         self.cache.forget_friendship(a, b);
         if let Some(bus) = &self.bus {
-            bus.friendship_changed(a, b).await;
+            Box::pin(bus.friendship_changed(a, b)).await;
         }
     }
 
@@ -79,7 +84,7 @@ impl AppState {
         self.cache.forget_identity(user);
         self.hub.close_account(user);
         if let Some(bus) = &self.bus {
-            bus.account_deleted(user).await;
+            Box::pin(bus.account_deleted(user)).await;
         }
     }
 
@@ -88,7 +93,7 @@ impl AppState {
     pub(crate) async fn wake(&self, user: UserId) {
         self.hub.wake(user);
         if let Some(bus) = &self.bus {
-            bus.wake(user).await;
+            Box::pin(bus.wake(user)).await;
         }
     }
 
@@ -103,7 +108,7 @@ impl AppState {
     ) {
         self.hub.offer(user, message);
         if !others_woken && let Some(bus) = &self.bus {
-            bus.wake(user).await;
+            Box::pin(bus.wake(user)).await;
         }
     }
 
@@ -121,7 +126,7 @@ impl AppState {
     pub(crate) async fn push(&self, user: UserId, frame: &wisp_proto::ServerFrame) {
         self.hub.push(user, frame);
         if let Some(bus) = &self.bus {
-            bus.push(user, frame).await;
+            Box::pin(bus.push(user, frame)).await;
         }
     }
 }

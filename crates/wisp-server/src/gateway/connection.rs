@@ -252,7 +252,9 @@ where
     S: Sink<Message> + Unpin,
 {
     if let Some(user) = outcome.logged_in {
-        let (subscribed, fresh) = link.log_in(state, user).await;
+        // Once a connection: boxed, so idle connections do not hold room
+        // for it (see `Session::logged_in`).
+        let (subscribed, fresh) = Box::pin(link.log_in(state, user)).await;
         *subscription = Some(subscribed);
         *delivery = Some(fresh);
     }

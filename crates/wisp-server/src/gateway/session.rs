@@ -191,7 +191,9 @@ impl Session {
         };
         match self.phase {
             Phase::AwaitingHello => self.before_hello(body),
-            Phase::Anonymous => self.before_login(body).await,
+            // Registering and logging in happen once a connection: boxed,
+            // like the rare requests once logged in (see `logged_in`).
+            Phase::Anonymous => Box::pin(self.before_login(body)).await,
             Phase::LoggedIn(me) => self.logged_in(me, body).await,
         }
     }
@@ -286,6 +288,11 @@ impl Session {
     }
 
     /// Logged in as `me`: friends, keys and messages.
+    ///
+    /// A future is as large as the largest one it may await, and the
+    /// connection holds this one for as long as it lives: the rare requests
+    /// (friends, keys, the account) are boxed, so that an idle connection
+    /// is only as large as sending and acknowledging need.
     async fn logged_in(&mut self, me: UserId, body: In) -> Result<Out, WireError> {
         match body {
             In::Hello(_) => Err(hello_again()),
@@ -301,21 +308,22 @@ impl Session {
                     WireError::new(ErrorCode::InvalidArgument, "unknown friend action")
                 })?;
                 let other = user_arg(&op.user_id)?;
-                let friends =
-                    friends::apply(&self.state, me, action, other, &op.invitation).await?;
+                let applying = friends::apply(&self.state, me, action, other, &op.invitation);
+                let friends = Box::pin(applying).await?;
                 Ok(Out::FriendOpResult(FriendOpResult { friends }))
             }
-            In::ListFriends(_) => self.friend_list(me).await,
-            In::ListFriendRequests(_) => self.friend_requests(me).await,
+            In::ListFriends(_) => Box::pin(self.friend_list(me)).await,
+            In::ListFriendRequests(_) => Box::pin(self.friend_requests(me)).await,
             In::UploadKeys(upload) => {
-                let remaining = keys::upload(&self.state, me, upload).await?;
+                let remaining = Box::pin(keys::upload(&self.state, me, upload)).await?;
                 Ok(Out::KeysUploaded(KeysUploaded {
                     one_time_keys_remaining: remaining,
                 }))
             }
             In::ClaimKeys(claim) => {
                 let other = user_arg(&claim.user_id)?;
-                Ok(Out::KeyBundle(keys::claim(&self.state, me, other).await?))
+                let bundle = Box::pin(keys::claim(&self.state, me, other)).await?;
+                Ok(Out::KeyBundle(bundle))
             }
             In::Send(send) => {
                 let accepted = messages::send(&self.state, me, send).await?;
@@ -332,7 +340,7 @@ impl Session {
                         "user_id must be the id this connection is logged in as",
                     ));
                 }
-                accounts::delete(&self.state, me).await?;
+                Box::pin(accounts::delete(&self.state, me)).await?;
                 self.phase = Phase::Anonymous;
                 self.closing = Some(super::connection::ACCOUNT_DELETED);
                 Ok(Out::AccountDeleted(AccountDeleted {}))
