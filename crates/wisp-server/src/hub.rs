@@ -8,20 +8,101 @@
 //! bounded outbound queue, and a connection whose queue is full is told to
 //! close (it reconnects and fetches what it missed from the store). A hint
 //! that does not fit becomes a wake-up.
+//!
+//! A connection's queues and its wake-up live in one [`Inbox`], small and
+//! allocated once: most connections are idle most of the time, and two
+//! channels per connection cost 1.6 KiB before anything is queued.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::FutureExt;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use wisp_proto::limits::DELIVERY_WINDOW;
 use wisp_proto::{ServerFrame, UserId};
 
 use crate::store::StoredMessage;
 
 /// Frames a connection may have queued before it counts as too slow.
 pub(crate) const OUTBOUND_QUEUE: usize = 256;
+
+/// A queue emptied with more room than this gives it back (after a burst),
+/// so an idle connection holds no queue at all.
+const KEPT_QUEUE_ROOM: usize = 8;
+
+/// What the hub hands one logged-in connection: frames pushed to it, at
+/// most [`OUTBOUND_QUEUE`]; messages just stored for its user (hints), at
+/// most [`DELIVERY_WINDOW`]; and wake-ups to look in the mailbox. Each
+/// queue takes memory only while something waits in it.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    frames: Mutex<VecDeque<Box<ServerFrame>>>,
+    frame_queued: Notify,
+    hints: Mutex<VecDeque<Arc<StoredMessage>>>,
+    hint_queued: Notify,
+    /// Notified when the user's mailbox may hold something new; wake-ups
+    /// coalesce.
+    pub(crate) wake: Notify,
+}
+
+fn lock<T>(queue: &Mutex<VecDeque<T>>) -> MutexGuard<'_, VecDeque<T>> {
+    // Every change is one push or pop: a panic cannot leave a queue torn.
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Queues `item` unless `limit` items wait already.
+fn queue<T>(queue: &Mutex<VecDeque<T>>, queued: &Notify, limit: usize, item: T) -> bool {
+    {
+        let mut items = lock(queue);
+        if items.len() >= limit {
+            return false;
+        }
+        items.push_back(item);
+    }
+    queued.notify_one();
+    true
+}
+
+/// The oldest item in `queue`, waiting for one if it is empty.
+async fn next<T>(queue: &Mutex<VecDeque<T>>, queued: &Notify) -> T {
+    loop {
+        {
+            let mut items = lock(queue);
+            if let Some(item) = items.pop_front() {
+                if items.is_empty() && items.capacity() > KEPT_QUEUE_ROOM {
+                    *items = VecDeque::new();
+                }
+                return item;
+            }
+        }
+        // A queueing since the look above left a permit: this returns at
+        // once, and the loop looks again.
+        queued.notified().await;
+    }
+}
+
+impl Inbox {
+    /// The next frame pushed to the connection. Cancel-safe: a frame is
+    /// taken only when this returns.
+    pub(crate) async fn next_frame(&self) -> Box<ServerFrame> {
+        next(&self.frames, &self.frame_queued).await
+    }
+
+    /// The next message handed over as it was stored. Cancel-safe.
+    pub(crate) async fn next_hint(&self) -> Arc<StoredMessage> {
+        next(&self.hints, &self.hint_queued).await
+    }
+
+    /// Resolves when the mailbox may hold something new.
+    pub(crate) fn woken(&self) -> Notified<'_> {
+        self.wake.notified()
+    }
+}
 
 /// A user's first connection arrived on this node, or its last one left:
 /// what the hub tells whoever listens across nodes (the bus), which
@@ -41,16 +122,12 @@ pub(crate) enum Presence {
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    /// Boxed, so the queue's first block (allocated with the channel) is
-    /// pointers rather than whole frames: idle connections stay small.
-    outbound: mpsc::Sender<Box<ServerFrame>>,
+    /// Its queues and wake-up. Hints (messages just stored for the user,
+    /// handed over directly) may be refused: the connection still fetches
+    /// when woken, so a hint that does not fit is replaced by a wake-up and
+    /// nothing is lost.
+    inbox: Arc<Inbox>,
     kick: CancellationToken,
-    /// Set when the user's mailbox may hold something new; wakes coalesce.
-    wake: Arc<Notify>,
-    /// Messages just stored for the user, handed over directly (a hint:
-    /// the connection still fetches when woken, so a hint that does not
-    /// fit is replaced by a wake-up and nothing is lost).
-    hints: Option<mpsc::Sender<Arc<StoredMessage>>>,
     /// Resolves once the cross-node bus listens for the user; shared by
     /// all of the user's connections here (None on a node without a bus).
     listening: Option<Listening>,
@@ -138,21 +215,18 @@ impl Hub {
     pub(crate) fn wake_all(&self) {
         for subscribers in self.users().values() {
             for subscriber in subscribers {
-                subscriber.wake.notify_one();
+                subscriber.inbox.wake.notify_one();
             }
         }
     }
 
-    /// Registers a logged-in connection. `kick` is cancelled if the
-    /// connection falls too far behind; `wake` is notified when its mailbox
-    /// may hold something new.
+    /// Registers a logged-in connection, reached through `inbox`. `kick` is
+    /// cancelled if the connection falls too far behind.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         user: UserId,
-        outbound: mpsc::Sender<Box<ServerFrame>>,
+        inbox: Arc<Inbox>,
         kick: CancellationToken,
-        wake: Arc<Notify>,
-        hints: Option<mpsc::Sender<Arc<StoredMessage>>>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
@@ -168,12 +242,13 @@ impl Hub {
                 rx.shared()
             }),
         };
+        // Most users are on one connection: room for one, not Vec's
+        // first four.
+        connections.reserve_exact(1);
         connections.push(Subscriber {
             id,
-            outbound,
+            inbox,
             kick,
-            wake,
-            hints,
             listening: listening.clone(),
             superseded: CancellationToken::new(),
             deleted: CancellationToken::new(),
@@ -264,13 +339,17 @@ impl Hub {
         };
         let mut delivered = 0;
         for subscriber in subscribers {
-            match subscriber.outbound.try_send(Box::new(frame.clone())) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::counter!("wisp_slow_connections_closed_total").increment(1);
-                    subscriber.kick.cancel();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            let inbox = &subscriber.inbox;
+            if queue(
+                &inbox.frames,
+                &inbox.frame_queued,
+                OUTBOUND_QUEUE,
+                Box::new(frame.clone()),
+            ) {
+                delivered += 1;
+            } else {
+                metrics::counter!("wisp_slow_connections_closed_total").increment(1);
+                subscriber.kick.cancel();
             }
         }
         delivered
@@ -281,23 +360,21 @@ impl Hub {
     pub(crate) fn wake(&self, user: UserId) {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
-                subscriber.wake.notify_one();
+                subscriber.inbox.wake.notify_one();
             }
         }
     }
 
     /// Hands a message just stored for `user` to each of its connections
-    /// here; a connection whose hint queue is full (or that takes none) is
-    /// woken to fetch instead.
+    /// here; a connection whose hint queue is full is woken to fetch
+    /// instead.
     pub(crate) fn offer(&self, user: UserId, message: &Arc<StoredMessage>) {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
-                let handed = subscriber
-                    .hints
-                    .as_ref()
-                    .is_some_and(|hints| hints.try_send(Arc::clone(message)).is_ok());
-                if !handed {
-                    subscriber.wake.notify_one();
+                let inbox = &subscriber.inbox;
+                let hint = Arc::clone(message);
+                if !queue(&inbox.hints, &inbox.hint_queued, DELIVERY_WINDOW, hint) {
+                    inbox.wake.notify_one();
                 }
             }
         }
@@ -342,13 +419,12 @@ mod tests {
     async fn pushes_reach_every_connection_and_stop_after_drop() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[1; 32]);
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let s1 = hub.subscribe(user, tx1, CancellationToken::new(), Arc::default(), None);
-        let s2 = hub.subscribe(user, tx2, CancellationToken::new(), Arc::default(), None);
+        let (inbox1, inbox2) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        let s1 = hub.subscribe(user, Arc::clone(&inbox1), CancellationToken::new());
+        let s2 = hub.subscribe(user, Arc::clone(&inbox2), CancellationToken::new());
         assert_eq!(hub.push(user, &pong()), 2);
-        assert!(rx1.recv().await.is_some());
-        assert!(rx2.recv().await.is_some());
+        assert_eq!(*inbox1.next_frame().await, pong());
+        assert_eq!(*inbox2.next_frame().await, pong());
         drop(s1);
         assert_eq!(hub.push(user, &pong()), 1);
         drop(s2);
@@ -367,14 +443,7 @@ mod tests {
         let (presence_tx, mut presence) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::with_presence(presence_tx));
         let user = UserId::from_ed25519(&[3; 32]);
-        let (tx, _rx) = mpsc::channel(1);
-        let mut first = hub.subscribe(
-            user,
-            tx.clone(),
-            CancellationToken::new(),
-            Arc::default(),
-            None,
-        );
+        let mut first = hub.subscribe(user, Arc::default(), CancellationToken::new());
         let Some(Presence::Arrived {
             user: arrived,
             listening,
@@ -384,13 +453,7 @@ mod tests {
         };
         assert_eq!(arrived, user);
         // A second connection before the bus answered waits as well.
-        let mut early = hub.subscribe(
-            user,
-            tx.clone(),
-            CancellationToken::new(),
-            Arc::default(),
-            None,
-        );
+        let mut early = hub.subscribe(user, Arc::default(), CancellationToken::new());
         assert!(presence.try_recv().is_err(), "the bus is told once");
         {
             let mut wait = std::pin::pin!(early.listening(Duration::from_secs(60)));
@@ -404,13 +467,7 @@ mod tests {
                 .await
                 .expect("ends once the bus listens");
         }
-        let mut second = hub.subscribe(
-            user,
-            tx.clone(),
-            CancellationToken::new(),
-            Arc::default(),
-            None,
-        );
+        let mut second = hub.subscribe(user, Arc::default(), CancellationToken::new());
         assert!(presence.try_recv().is_err(), "the bus listens already");
         assert!(
             second
@@ -420,8 +477,7 @@ mod tests {
         );
 
         let other = UserId::from_ed25519(&[4; 32]);
-        let mut unanswered =
-            hub.subscribe(other, tx, CancellationToken::new(), Arc::default(), None);
+        let mut unanswered = hub.subscribe(other, Arc::default(), CancellationToken::new());
         let started = tokio::time::Instant::now();
         unanswered.listening(Duration::from_millis(50)).await;
         assert!(started.elapsed() >= Duration::from_millis(50));
@@ -433,16 +489,7 @@ mod tests {
     async fn the_oldest_sessions_beyond_the_cap_are_superseded() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[5; 32]);
-        let (tx, _rx) = mpsc::channel(1);
-        let subscribe = || {
-            hub.subscribe(
-                user,
-                tx.clone(),
-                CancellationToken::new(),
-                Arc::default(),
-                None,
-            )
-        };
+        let subscribe = || hub.subscribe(user, Arc::default(), CancellationToken::new());
         let mut sessions = Vec::new();
         let mut tokens = Vec::new();
         for _ in 0..4 {
@@ -467,12 +514,78 @@ mod tests {
     async fn a_full_queue_kicks_the_connection_instead_of_dropping() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[2; 32]);
-        let (tx, _rx) = mpsc::channel(1);
         let kick = CancellationToken::new();
-        let _s = hub.subscribe(user, tx, kick.clone(), Arc::default(), None);
-        assert_eq!(hub.push(user, &pong()), 1);
+        let inbox = Arc::new(Inbox::default());
+        let _s = hub.subscribe(user, Arc::clone(&inbox), kick.clone());
+        for _ in 0..OUTBOUND_QUEUE {
+            assert_eq!(hub.push(user, &pong()), 1);
+        }
         assert!(!kick.is_cancelled());
         assert_eq!(hub.push(user, &pong()), 0);
         assert!(kick.is_cancelled());
+        // What was queued is still there, in order, for the closing
+        // connection to drop with it.
+        assert_eq!(*inbox.next_frame().await, pong());
+    }
+
+    fn stored(id: u64) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            id: wisp_proto::MessageId(id),
+            sender: UserId::from_ed25519(&[7; 32]),
+            ciphertext: vec![1],
+            sent_at: wisp_proto::UnixMillis(0),
+            expires_at: wisp_proto::UnixMillis(1),
+        })
+    }
+
+    /// Hints come out in the order they were offered; one that does not
+    /// fit (the window is full) is a wake-up instead, never a silent drop.
+    #[tokio::test]
+    async fn hints_that_do_not_fit_become_a_wake_up() {
+        let hub = Arc::new(Hub::default());
+        let user = UserId::from_ed25519(&[6; 32]);
+        let inbox = Arc::new(Inbox::default());
+        let _s = hub.subscribe(user, Arc::clone(&inbox), CancellationToken::new());
+        let woken = |inbox: &Inbox| inbox.woken().now_or_never().is_some();
+        for id in 1..=DELIVERY_WINDOW as u64 {
+            hub.offer(user, &stored(id));
+        }
+        assert!(!woken(&inbox), "every hint fit");
+        hub.offer(user, &stored(u64::MAX));
+        assert!(
+            woken(&inbox),
+            "the hint that did not fit woke the connection"
+        );
+        for id in 1..=DELIVERY_WINDOW as u64 {
+            assert_eq!(inbox.next_hint().await.id.0, id);
+        }
+        assert!(inbox.next_hint().now_or_never().is_none(), "nothing more");
+    }
+
+    /// A queue is waited on without losing what arrives meanwhile, and it
+    /// gives its room back once a burst is over: an idle connection holds
+    /// no queue.
+    #[tokio::test]
+    async fn a_waiting_connection_gets_what_is_queued_and_idle_queues_hold_nothing() {
+        let hub = Arc::new(Hub::default());
+        let user = UserId::from_ed25519(&[8; 32]);
+        let inbox = Arc::new(Inbox::default());
+        let _s = hub.subscribe(user, Arc::clone(&inbox), CancellationToken::new());
+        let waiting = tokio::spawn({
+            let inbox = Arc::clone(&inbox);
+            async move { inbox.next_hint().await.id.0 }
+        });
+        tokio::task::yield_now().await;
+        hub.offer(user, &stored(1));
+        assert_eq!(waiting.await.unwrap(), 1);
+
+        for _ in 0..100 {
+            hub.push(user, &pong());
+        }
+        assert!(lock(&inbox.frames).capacity() >= 100);
+        for _ in 0..100 {
+            inbox.next_frame().await;
+        }
+        assert_eq!(lock(&inbox.frames).capacity(), 0);
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wisp_proto::frames::{Deliver, MailboxDrained};
 use wisp_proto::limits::DELIVERY_WINDOW;
@@ -36,7 +36,7 @@ use wisp_proto::{MessageId, UserId};
 use wisp_proto::{ServerFrame, encode};
 
 use super::session::{Close, Outcome, Session};
-use crate::hub::{OUTBOUND_QUEUE, Subscription};
+use crate::hub::{Inbox, Subscription};
 use crate::services::messages;
 use crate::state::AppState;
 use crate::store::StoredMessage;
@@ -118,17 +118,14 @@ async fn run<S>(socket: &mut S, state: &Arc<AppState>, peer: IpAddr) -> Option<C
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send,
 {
-    let (outbound_tx, mut outbound) = mpsc::channel::<Box<ServerFrame>>(OUTBOUND_QUEUE);
-    let (hints_tx, mut hints) = mpsc::channel::<Arc<StoredMessage>>(DELIVERY_WINDOW);
     let link = HubLink {
-        outbound: outbound_tx,
-        hints: hints_tx,
+        inbox: Arc::default(),
         kick: CancellationToken::new(),
         superseded: CancellationToken::new(),
         deleted: CancellationToken::new(),
-        wake: Arc::new(Notify::new()),
     };
-    let wake = &link.wake;
+    let inbox = &*link.inbox;
+    let wake = &inbox.wake;
     let mut session = Session::new(Arc::clone(state), peer);
     let mut subscription: Option<Subscription> = None;
     let mut delivery: Option<Delivery> = None;
@@ -165,12 +162,12 @@ where
             () = &mut login_deadline, if !session.is_logged_in() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
             }
-            Some(frame) = outbound.recv() => {
+            frame = inbox.next_frame() => {
                 if send(socket, &frame).await.is_err() {
                     return None;
                 }
             }
-            () = wake.notified(), if delivery.is_some() => {
+            () = inbox.woken(), if delivery.is_some() => {
                 if let Some(delivery) = delivery.as_mut()
                     && deliver(socket, state, delivery, wake).await.is_err()
                 {
@@ -179,7 +176,7 @@ where
             }
             // After wake-ups: a pending fetch goes first, so a hint never
             // overtakes an earlier message that is waiting to be fetched.
-            Some(message) = hints.recv(), if delivery.is_some() => {
+            message = inbox.next_hint(), if delivery.is_some() => {
                 if let Some(delivery) = delivery.as_mut()
                     && deliver_hint(socket, state, delivery, message, wake).await.is_err()
                 {
@@ -259,7 +256,7 @@ where
         *delivery = Some(fresh);
     }
     if let Some(delivery) = delivery.as_mut() {
-        delivery.acknowledged(&outcome.acked, &link.wake);
+        delivery.acknowledged(&outcome.acked, &link.inbox.wake);
     }
     if send(socket, &outcome.reply).await.is_err() {
         return ControlFlow::Break(None);
@@ -270,30 +267,25 @@ where
     }
 }
 
-/// Where the hub reaches a connection: its outbound queue, its hint queue,
-/// the tokens that kick it (too slow) or close it (superseded by newer
-/// sessions of its user), and its wake-up.
+/// Where the hub reaches a connection: its inbox (pushed frames, hints,
+/// wake-ups), and the tokens that kick it (too slow) or close it
+/// (superseded by newer sessions of its user).
 struct HubLink {
-    outbound: mpsc::Sender<Box<ServerFrame>>,
-    hints: mpsc::Sender<Arc<StoredMessage>>,
+    inbox: Arc<Inbox>,
     kick: CancellationToken,
     superseded: CancellationToken,
     /// Cancelled when the account is deleted on another connection.
     deleted: CancellationToken,
-    wake: Arc<Notify>,
 }
 
 impl HubLink {
     /// Joins the hub as `user` (dropping the subscription leaves it) and
     /// starts delivery from the beginning of the mailbox.
     async fn log_in(&self, state: &AppState, user: UserId) -> (Subscription, Delivery) {
-        let mut subscription = state.hub.subscribe(
-            user,
-            self.outbound.clone(),
-            self.kick.clone(),
-            Arc::clone(&self.wake),
-            Some(self.hints.clone()),
-        );
+        let mut subscription =
+            state
+                .hub
+                .subscribe(user, Arc::clone(&self.inbox), self.kick.clone());
         state
             .hub
             .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
@@ -326,7 +318,7 @@ impl HubLink {
         };
         // Subscribed first, then woken: a message stored from now on wakes
         // us again, one stored before is fetched now.
-        self.wake.notify_one();
+        self.inbox.wake.notify_one();
         (subscription, delivery)
     }
 }
@@ -497,6 +489,7 @@ mod tests {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
+    use tokio::sync::mpsc;
     use wisp_proto::frames::Hello;
     use wisp_proto::{ClientFrame, PROTOCOL_VERSION, client_frame, decode_server_frame};
 
