@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::FutureExt;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 use wisp_proto::limits::DELIVERY_WINDOW;
 use wisp_proto::{ServerFrame, UserId};
 
@@ -33,10 +32,23 @@ pub(crate) const OUTBOUND_QUEUE: usize = 256;
 /// so an idle connection holds no queue at all.
 const KEPT_QUEUE_ROOM: usize = 8;
 
+/// Why the hub closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Its outbound queue was full: it fell too far behind.
+    TooSlow,
+    /// Its user logged in on more connections than allowed, and it is
+    /// among the oldest (on this node or another).
+    Superseded,
+    /// Its account was deleted (on any node).
+    AccountDeleted,
+}
+
 /// What the hub hands one logged-in connection: frames pushed to it, at
 /// most [`OUTBOUND_QUEUE`]; messages just stored for its user (hints), at
-/// most [`DELIVERY_WINDOW`]; and wake-ups to look in the mailbox. Each
-/// queue takes memory only while something waits in it.
+/// most [`DELIVERY_WINDOW`]; wake-ups to look in the mailbox; and, once,
+/// the word to close ([`Ending`]). Each queue takes memory only while
+/// something waits in it.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     frames: Mutex<VecDeque<Box<ServerFrame>>>,
@@ -46,11 +58,16 @@ pub(crate) struct Inbox {
     /// Notified when the user's mailbox may hold something new; wake-ups
     /// coalesce.
     pub(crate) wake: Notify,
+    /// Set once: the first reason given is the one the connection closes
+    /// with.
+    ending: Mutex<Option<Ending>>,
+    ended: Notify,
 }
 
-fn lock<T>(queue: &Mutex<VecDeque<T>>) -> MutexGuard<'_, VecDeque<T>> {
-    // Every change is one push or pop: a panic cannot leave a queue torn.
-    queue
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change is one push, pop or assignment: a panic cannot leave
+    // what it guards torn.
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -102,6 +119,31 @@ impl Inbox {
     pub(crate) fn woken(&self) -> Notified<'_> {
         self.wake.notified()
     }
+
+    /// Tells the connection to close for `why`, unless it was told already.
+    fn end(&self, why: Ending) {
+        let mut ending = lock(&self.ending);
+        if ending.is_none() {
+            *ending = Some(why);
+            drop(ending);
+            self.ended.notify_one();
+        }
+    }
+
+    /// Whether the connection was told to close.
+    fn is_ending(&self) -> bool {
+        lock(&self.ending).is_some()
+    }
+
+    /// Resolves once the connection is told to close, with why.
+    pub(crate) async fn ended(&self) -> Ending {
+        loop {
+            if let Some(why) = *lock(&self.ending) {
+                return why;
+            }
+            self.ended.notified().await;
+        }
+    }
 }
 
 /// A user's first connection arrived on this node, or its last one left:
@@ -122,20 +164,14 @@ pub(crate) enum Presence {
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    /// Its queues and wake-up. Hints (messages just stored for the user,
-    /// handed over directly) may be refused: the connection still fetches
-    /// when woken, so a hint that does not fit is replaced by a wake-up and
-    /// nothing is lost.
+    /// Its queues, wake-up and ending. Hints (messages just stored for the
+    /// user, handed over directly) may be refused: the connection still
+    /// fetches when woken, so a hint that does not fit is replaced by a
+    /// wake-up and nothing is lost.
     inbox: Arc<Inbox>,
-    kick: CancellationToken,
     /// Resolves once the cross-node bus listens for the user; shared by
     /// all of the user's connections here (None on a node without a bus).
     listening: Option<Listening>,
-    /// Cancelled when the user logged in on more connections than allowed
-    /// and this is among the oldest.
-    superseded: CancellationToken,
-    /// Cancelled when the account is deleted (on any node).
-    deleted: CancellationToken,
 }
 
 /// The bus's answer to a user's arrival, for every connection that waits
@@ -220,14 +256,9 @@ impl Hub {
         }
     }
 
-    /// Registers a logged-in connection, reached through `inbox`. `kick` is
-    /// cancelled if the connection falls too far behind.
-    pub(crate) fn subscribe(
-        self: &Arc<Self>,
-        user: UserId,
-        inbox: Arc<Inbox>,
-        kick: CancellationToken,
-    ) -> Subscription {
+    /// Registers a logged-in connection, reached (and told to close)
+    /// through `inbox`.
+    pub(crate) fn subscribe(self: &Arc<Self>, user: UserId, inbox: Arc<Inbox>) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users();
         let connections = users.entry(user).or_default();
@@ -248,10 +279,7 @@ impl Hub {
         connections.push(Subscriber {
             id,
             inbox,
-            kick,
             listening: listening.clone(),
-            superseded: CancellationToken::new(),
-            deleted: CancellationToken::new(),
         });
         drop(users);
         Subscription {
@@ -264,47 +292,23 @@ impl Hub {
     }
 
     /// Keeps at most `cap` of the user's connections here, counting the
-    /// one `subscription` just added (which `superseded` will tell if it is
-    /// ever among the oldest): the oldest beyond the cap (connections are
-    /// kept in login order) are told to close, and leave the hub as they
-    /// do.
-    pub(crate) fn cap_sessions(
-        &self,
-        subscription: &Subscription,
-        superseded: &CancellationToken,
-        cap: usize,
-    ) {
-        let mut users = self.users();
-        let Some(subscribers) = users.get_mut(&subscription.user) else {
+    /// one `subscription` just added: the oldest beyond the cap
+    /// (connections are kept in login order) are told to close, and leave
+    /// the hub as they do.
+    pub(crate) fn cap_sessions(&self, subscription: &Subscription, cap: usize) {
+        let users = self.users();
+        let Some(subscribers) = users.get(&subscription.user) else {
             return;
         };
-        if let Some(me) = subscribers.iter_mut().find(|s| s.id == subscription.id) {
-            // A newer connection may have capped before this one got here.
-            if me.superseded.is_cancelled() {
-                superseded.cancel();
-            }
-            me.superseded = superseded.clone();
-        }
         // Already told to close: they no longer count.
         let live: Vec<&Subscriber> = subscribers
             .iter()
-            .filter(|s| !s.superseded.is_cancelled())
+            .filter(|s| !s.inbox.is_ending())
             .collect();
         let excess = live.len().saturating_sub(cap.max(1));
         for oldest in live.iter().take(excess) {
             metrics::counter!("wisp_sessions_superseded_total").increment(1);
-            oldest.superseded.cancel();
-        }
-    }
-
-    /// Has `deleted` cancelled when `subscription`'s account is deleted.
-    pub(crate) fn watch_deletion(&self, subscription: &Subscription, deleted: &CancellationToken) {
-        if let Some(me) = self
-            .users()
-            .get_mut(&subscription.user)
-            .and_then(|subscribers| subscribers.iter_mut().find(|s| s.id == subscription.id))
-        {
-            me.deleted = deleted.clone();
+            oldest.inbox.end(Ending::Superseded);
         }
     }
 
@@ -312,7 +316,7 @@ impl Hub {
     pub(crate) fn close_account(&self, user: UserId) {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
-                subscriber.deleted.cancel();
+                subscriber.inbox.end(Ending::AccountDeleted);
             }
         }
     }
@@ -326,7 +330,7 @@ impl Hub {
             .and_then(|subscribers| subscribers.iter().find(|s| s.id == id))
         {
             metrics::counter!("wisp_sessions_superseded_total").increment(1);
-            subscriber.superseded.cancel();
+            subscriber.inbox.end(Ending::Superseded);
         }
     }
 
@@ -349,7 +353,7 @@ impl Hub {
                 delivered += 1;
             } else {
                 metrics::counter!("wisp_slow_connections_closed_total").increment(1);
-                subscriber.kick.cancel();
+                inbox.end(Ending::TooSlow);
             }
         }
         delivered
@@ -420,8 +424,8 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[1; 32]);
         let (inbox1, inbox2) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
-        let s1 = hub.subscribe(user, Arc::clone(&inbox1), CancellationToken::new());
-        let s2 = hub.subscribe(user, Arc::clone(&inbox2), CancellationToken::new());
+        let s1 = hub.subscribe(user, Arc::clone(&inbox1));
+        let s2 = hub.subscribe(user, Arc::clone(&inbox2));
         assert_eq!(hub.push(user, &pong()), 2);
         assert_eq!(*inbox1.next_frame().await, pong());
         assert_eq!(*inbox2.next_frame().await, pong());
@@ -443,7 +447,7 @@ mod tests {
         let (presence_tx, mut presence) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::with_presence(presence_tx));
         let user = UserId::from_ed25519(&[3; 32]);
-        let mut first = hub.subscribe(user, Arc::default(), CancellationToken::new());
+        let mut first = hub.subscribe(user, Arc::default());
         let Some(Presence::Arrived {
             user: arrived,
             listening,
@@ -453,7 +457,7 @@ mod tests {
         };
         assert_eq!(arrived, user);
         // A second connection before the bus answered waits as well.
-        let mut early = hub.subscribe(user, Arc::default(), CancellationToken::new());
+        let mut early = hub.subscribe(user, Arc::default());
         assert!(presence.try_recv().is_err(), "the bus is told once");
         {
             let mut wait = std::pin::pin!(early.listening(Duration::from_secs(60)));
@@ -467,7 +471,7 @@ mod tests {
                 .await
                 .expect("ends once the bus listens");
         }
-        let mut second = hub.subscribe(user, Arc::default(), CancellationToken::new());
+        let mut second = hub.subscribe(user, Arc::default());
         assert!(presence.try_recv().is_err(), "the bus listens already");
         assert!(
             second
@@ -477,7 +481,7 @@ mod tests {
         );
 
         let other = UserId::from_ed25519(&[4; 32]);
-        let mut unanswered = hub.subscribe(other, Arc::default(), CancellationToken::new());
+        let mut unanswered = hub.subscribe(other, Arc::default());
         let started = tokio::time::Instant::now();
         unanswered.listening(Duration::from_millis(50)).await;
         assert!(started.elapsed() >= Duration::from_millis(50));
@@ -489,40 +493,46 @@ mod tests {
     async fn the_oldest_sessions_beyond_the_cap_are_superseded() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[5; 32]);
-        let subscribe = || hub.subscribe(user, Arc::default(), CancellationToken::new());
         let mut sessions = Vec::new();
-        let mut tokens = Vec::new();
+        let mut inboxes = Vec::new();
         for _ in 0..4 {
-            let session = subscribe();
-            let token = CancellationToken::new();
-            hub.cap_sessions(&session, &token, 2);
-            tokens.push(token);
+            let inbox = Arc::new(Inbox::default());
+            let session = hub.subscribe(user, Arc::clone(&inbox));
+            hub.cap_sessions(&session, 2);
+            inboxes.push(inbox);
             sessions.push(session);
         }
-        let superseded: Vec<bool> = tokens.iter().map(CancellationToken::is_cancelled).collect();
-        assert_eq!(superseded, [true, true, false, false]);
+        let ended = |inbox: &Inbox| inbox.ended().now_or_never();
+        let endings: Vec<Option<Ending>> = inboxes.iter().map(|inbox| ended(inbox)).collect();
+        let superseded = Some(Ending::Superseded);
+        assert_eq!(endings, [superseded, superseded, None, None]);
         // One leaves: nobody else is closed for it.
         drop(sessions.remove(3));
-        let fifth = subscribe();
-        let token = CancellationToken::new();
-        hub.cap_sessions(&fifth, &token, 2);
-        assert!(!token.is_cancelled());
-        assert!(!tokens[2].is_cancelled());
+        let fifth = Arc::new(Inbox::default());
+        let session = hub.subscribe(user, Arc::clone(&fifth));
+        hub.cap_sessions(&session, 2);
+        assert_eq!(ended(&fifth), None);
+        assert_eq!(ended(&inboxes[2]), None);
+        // A deleted account closes what is left, each with that reason;
+        // one already told to close keeps its first reason.
+        hub.close_account(user);
+        assert_eq!(ended(&fifth), Some(Ending::AccountDeleted));
+        assert_eq!(ended(&inboxes[2]), Some(Ending::AccountDeleted));
+        assert_eq!(ended(&inboxes[0]), superseded);
     }
 
     #[tokio::test]
     async fn a_full_queue_kicks_the_connection_instead_of_dropping() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[2; 32]);
-        let kick = CancellationToken::new();
         let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox), kick.clone());
+        let _s = hub.subscribe(user, Arc::clone(&inbox));
         for _ in 0..OUTBOUND_QUEUE {
             assert_eq!(hub.push(user, &pong()), 1);
         }
-        assert!(!kick.is_cancelled());
+        assert!(!inbox.is_ending());
         assert_eq!(hub.push(user, &pong()), 0);
-        assert!(kick.is_cancelled());
+        assert_eq!(inbox.ended().await, Ending::TooSlow);
         // What was queued is still there, in order, for the closing
         // connection to drop with it.
         assert_eq!(*inbox.next_frame().await, pong());
@@ -545,7 +555,7 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[6; 32]);
         let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox), CancellationToken::new());
+        let _s = hub.subscribe(user, Arc::clone(&inbox));
         let woken = |inbox: &Inbox| inbox.woken().now_or_never().is_some();
         for id in 1..=DELIVERY_WINDOW as u64 {
             hub.offer(user, &stored(id));
@@ -570,7 +580,7 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[8; 32]);
         let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox), CancellationToken::new());
+        let _s = hub.subscribe(user, Arc::clone(&inbox));
         let waiting = tokio::spawn({
             let inbox = Arc::clone(&inbox);
             async move { inbox.next_hint().await.id.0 }

@@ -28,7 +28,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use wisp_proto::frames::{Deliver, MailboxDrained};
 use wisp_proto::limits::DELIVERY_WINDOW;
 use wisp_proto::server_frame::Body;
@@ -36,7 +35,7 @@ use wisp_proto::{MessageId, UserId};
 use wisp_proto::{ServerFrame, encode};
 
 use super::session::{Close, Outcome, Session};
-use crate::hub::{Inbox, Subscription};
+use crate::hub::{Ending, Inbox, Subscription};
 use crate::services::messages;
 use crate::state::AppState;
 use crate::store::StoredMessage;
@@ -120,9 +119,6 @@ where
 {
     let link = HubLink {
         inbox: Arc::default(),
-        kick: CancellationToken::new(),
-        superseded: CancellationToken::new(),
-        deleted: CancellationToken::new(),
     };
     let inbox = &*link.inbox;
     let wake = &inbox.wake;
@@ -134,12 +130,8 @@ where
     // Made once, not on every turn of the loop (each registers a waiter).
     let shutdown = state.shutdown.cancelled();
     tokio::pin!(shutdown);
-    let kicked = link.kick.cancelled();
-    tokio::pin!(kicked);
-    let superseded = link.superseded.cancelled();
-    tokio::pin!(superseded);
-    let deleted = link.deleted.cancelled();
-    tokio::pin!(deleted);
+    let ended = inbox.ended();
+    tokio::pin!(ended);
 
     loop {
         tokio::select! {
@@ -147,17 +139,15 @@ where
             () = &mut shutdown => {
                 return Some(Close { code: close_code::AWAY, reason: "server shutting down" });
             }
-            () = &mut kicked => {
-                return Some(Close {
-                    code: close_code::AGAIN,
-                    reason: "connection fell too far behind; reconnect",
+            ending = &mut ended => {
+                return Some(match ending {
+                    Ending::TooSlow => Close {
+                        code: close_code::AGAIN,
+                        reason: "connection fell too far behind; reconnect",
+                    },
+                    Ending::Superseded => SUPERSEDED,
+                    Ending::AccountDeleted => ACCOUNT_DELETED,
                 });
-            }
-            () = &mut superseded => {
-                return Some(SUPERSEDED);
-            }
-            () = &mut deleted => {
-                return Some(ACCOUNT_DELETED);
             }
             () = &mut login_deadline, if !session.is_logged_in() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
@@ -268,28 +258,20 @@ where
 }
 
 /// Where the hub reaches a connection: its inbox (pushed frames, hints,
-/// wake-ups), and the tokens that kick it (too slow) or close it
-/// (superseded by newer sessions of its user).
+/// wake-ups, and the word to close: too slow, superseded by newer sessions
+/// of its user, or its account deleted).
 struct HubLink {
     inbox: Arc<Inbox>,
-    kick: CancellationToken,
-    superseded: CancellationToken,
-    /// Cancelled when the account is deleted on another connection.
-    deleted: CancellationToken,
 }
 
 impl HubLink {
     /// Joins the hub as `user` (dropping the subscription leaves it) and
     /// starts delivery from the beginning of the mailbox.
     async fn log_in(&self, state: &AppState, user: UserId) -> (Subscription, Delivery) {
-        let mut subscription =
-            state
-                .hub
-                .subscribe(user, Arc::clone(&self.inbox), self.kick.clone());
+        let mut subscription = state.hub.subscribe(user, Arc::clone(&self.inbox));
         state
             .hub
-            .cap_sessions(&subscription, &self.superseded, state.max_sessions_per_user);
-        state.hub.watch_deletion(&subscription, &self.deleted);
+            .cap_sessions(&subscription, state.max_sessions_per_user);
         // The login is answered once pushes from other nodes reach this
         // connection (at once on a single node).
         subscription.listening(LISTEN_WAIT).await;
