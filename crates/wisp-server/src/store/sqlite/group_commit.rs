@@ -649,7 +649,7 @@ fn delete_one(tx: &Connection, what: &Deletion, bytes: &mut Bytes) -> rusqlite::
             let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
             let mut delete = tx.prepare_cached(
                 "DELETE FROM messages WHERE rowid IN \
-                 (SELECT rowid FROM messages WHERE expires_ms <= ?1 LIMIT ?2) \
+                 (SELECT rowid FROM messages WHERE expires_ms <= ?1 LIMIT CAST(?2 AS INTEGER)) \
                  RETURNING recipient, sender, length(ciphertext)",
             )?;
             let mut rows = delete.query(params![now.0, limit])?;
@@ -659,7 +659,7 @@ fn delete_one(tx: &Connection, what: &Deletion, bytes: &mut Bytes) -> rusqlite::
             tx.prepare_cached(
                 "DELETE FROM sent_ids WHERE (client_msg_id, sender, recipient) IN \
                  (SELECT client_msg_id, sender, recipient FROM sent_ids \
-                  WHERE expires_ms <= ?1 LIMIT ?2)",
+                  WHERE expires_ms <= ?1 LIMIT CAST(?2 AS INTEGER))",
             )?
             .execute(params![now.0, limit])?;
         }
@@ -757,6 +757,34 @@ mod tests {
         );
         assert_eq!(x.unwrap() + y.unwrap() + z.unwrap(), 1);
         assert_eq!(store.stored_count().await.unwrap(), 0);
+        store.close().await;
+    }
+
+    /// A mailbox page is fetched by one prepared statement, whatever page
+    /// size is bound; with a bare `LIMIT ?` SQLite prepares it again on
+    /// every binding (which the second half shows, so this can fail).
+    #[tokio::test]
+    async fn fetching_pages_of_any_size_prepares_the_statement_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let db = rusqlite::Connection::open(store.path()).unwrap();
+        let reprepared = |sql: &str| {
+            let mut statement = db.prepare(sql).unwrap();
+            for limit in [256_i64, 255, 17, 256] {
+                statement
+                    .raw_bind_parameter(1, [2_u8; 20].as_slice())
+                    .unwrap();
+                statement.raw_bind_parameter(2, 0_i64).unwrap();
+                statement.raw_bind_parameter(3, NOW.0).unwrap();
+                statement.raw_bind_parameter(4, limit).unwrap();
+                let mut rows = statement.raw_query();
+                while rows.next().unwrap().is_some() {}
+            }
+            statement.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        assert_eq!(reprepared(super::super::mailbox::FETCH), 0);
+        let bare = super::super::mailbox::FETCH.replace("LIMIT CAST(? AS INTEGER)", "LIMIT ?");
+        assert!(reprepared(&bare) >= 3, "a bare LIMIT ? is prepared again");
         store.close().await;
     }
 

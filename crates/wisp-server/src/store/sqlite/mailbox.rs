@@ -22,6 +22,12 @@ pub(super) fn id_to_row(id: MessageId) -> i64 {
     i64::try_from(id.0).unwrap_or(i64::MAX)
 }
 
+/// A page of a mailbox. `LIMIT CAST(? AS INTEGER)`, not `LIMIT ?`: SQLite
+/// plans a bare parameter in `LIMIT` with the value bound to it, so the
+/// statement is prepared again every time it is bound (every delivery).
+pub(super) const FETCH: &str = "SELECT id, sender, ciphertext, sent_ms, expires_ms FROM messages \
+     WHERE recipient = ? AND id > ? AND expires_ms > ? ORDER BY id LIMIT CAST(? AS INTEGER)";
+
 #[async_trait]
 impl MailboxStore for SqliteStore {
     async fn put(&self, message: NewMessage<'_>, quota: &Quota) -> Result<Accepted, PutError> {
@@ -35,16 +41,13 @@ impl MailboxStore for SqliteStore {
         now: UnixMillis,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT id, sender, ciphertext, sent_ms, expires_ms FROM messages \
-             WHERE recipient = ? AND id > ? AND expires_ms > ? ORDER BY id LIMIT ?",
-        )
-        .bind(recipient.as_bytes().as_slice())
-        .bind(id_to_row(after))
-        .bind(now.0)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.readers)
-        .await?;
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64, i64)> = sqlx::query_as(FETCH)
+            .bind(recipient.as_bytes().as_slice())
+            .bind(id_to_row(after))
+            .bind(now.0)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?;
         rows.into_iter()
             .map(|(id, sender, ciphertext, sent_at, expires_at)| {
                 Ok(StoredMessage {
