@@ -3,8 +3,8 @@
 //! Every key of one recipient shares the hash tag `{<recipient>}`, so a
 //! mailbox lives on one Redis Cluster slot and each write to it (put, burn,
 //! drop) is one atomic Lua script: `put.lua`, `burn.lua` and `drop.lua`
-//! beside this file, each opening by naming its `KEYS` and `ARGV`. Fetches
-//! are plain reads. Per recipient:
+//! beside this file, each opening by naming its `KEYS` and `ARGV`, and so
+//! is a fetch (`fetch.lua`). Per recipient:
 //! - `…:seq`: the id counter, per mailbox (ids only grow, so delivery
 //!   cursors never skip, and say nothing of other mailboxes);
 //! - `…:sz` and `…:bytes`: each waiting message's size, scored by expiry,
@@ -33,8 +33,9 @@
 //! the message's expiry: the quota errs on the strict side. (Drops, which
 //! are rare, release with `outbox.lua` on either.)
 //!
-//! A fetch never returns an expired message: Redis does not serve expired
-//! keys, and expiry times are checked again.
+//! A fetch is one script too (`fetch.lua`: the page of ids and their
+//! messages in one round trip). It never returns an expired message: Redis
+//! does not serve expired keys, and expiry times are checked again.
 //!
 //! With replicas configured ([`RedisMailbox::with_replicas`]), every write
 //! (put, burn, drop) is followed, in the same round trip, by `WAIT`: a put is
@@ -80,6 +81,7 @@ struct Scripts {
     burn: Lua,
     drop: Lua,
     outbox: Lua,
+    fetch: Lua,
 }
 
 /// The outbox's functions (`outbox_lib.lua`), which `put.lua`,
@@ -91,6 +93,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     burn: Lua::new(&[OUTBOX_LIB, include_str!("burn.lua")].concat()),
     drop: Lua::new(include_str!("drop.lua")),
     outbox: Lua::new(&[OUTBOX_LIB, include_str!("outbox.lua")].concat()),
+    fetch: Lua::new(include_str!("fetch.lua")),
 });
 
 /// The Redis mailbox store. Cheap to clone; reconnects by itself and
@@ -434,92 +437,61 @@ impl MailboxStore for RedisMailbox {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let mb = self.mailbox(recipient);
-        let mut redis = self.redis.clone();
-        let ids: Vec<u64> = redis
-            .zrangebyscore_limit(
-                format!("{mb}:ids"),
-                format!("({}", after.0),
-                "+inf",
-                0,
-                isize::try_from(limit).unwrap_or(isize::MAX),
-            )
-            .await?;
-        if ids.is_empty() {
-            // (An empty pipeline would wait for replies that never come.)
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(format!("{mb}:m:{id}"))
-                .arg(&["s", "c", "t", "e"]);
-        }
-        type Row = (Option<String>, Option<Vec<u8>>, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = if self.replicas == 0 {
-            pipe.query_async(&mut redis)
-                .await
-                .map_err(StoreError::from)?
+        // A put is acknowledged only once replicated, but it is readable on
+        // the primary before that: delivered from there and then lost in a
+        // failover, its sender's retry would store it a second time under
+        // another id. So with replicas nothing read here is handed out
+        // before they hold it: the script writes a fence after its reads,
+        // which lies after every put they saw in the replication stream,
+        // and `WAIT` (see `write`) for it covers them all.
+        let fence_ms = if self.replicas == 0 {
+            0
         } else {
-            // A put is acknowledged only once replicated, but it is
-            // readable on the primary before that: delivered from there and
-            // then lost in a failover, its sender's retry would store it a
-            // second time under another id. So nothing read here is handed
-            // out before the replicas hold it: a write after the reads (the
-            // fence) lies after every put they saw in the replication
-            // stream, and `WAIT` for it covers them all.
-            let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
-            pipe.cmd("SET")
-                .arg(format!("{mb}:fence"))
-                .arg(ids.len())
-                .arg("PX")
-                .arg(wait_ms)
-                .ignore()
-                .cmd("WAIT")
-                .arg(self.replicas)
-                .arg(wait_ms);
-            let mut values: Vec<redis::Value> = pipe
-                .query_async(&mut redis)
-                .await
-                .map_err(StoreError::from)?;
-            let reached: u32 = values
-                .pop()
-                .map(|value| redis::from_redis_value(value).map_err(redis::RedisError::from))
-                .transpose()?
-                .unwrap_or(0);
-            let rows: Vec<Row> = values
-                .into_iter()
-                .map(|value| redis::from_redis_value(value).map_err(redis::RedisError::from))
-                .collect::<Result<_, _>>()?;
-            self.replicated(reached, wait_ms)?;
-            rows
+            u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX)
         };
-        let mut messages = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for (id, row) in ids.into_iter().zip(rows) {
-            match row {
-                (Some(sender), Some(ciphertext), Some(sent_at), Some(expires_at))
-                    if expires_at > now.0 =>
-                {
-                    let sender = data_encoding::HEXLOWER
-                        .decode(sender.as_bytes())
-                        .ok()
-                        .and_then(|bytes| UserId::from_bytes(&bytes).ok())
-                        .ok_or_else(|| StoreError::Corrupt(format!("sender {sender}")))?;
-                    messages.push(StoredMessage {
-                        id: MessageId(id),
-                        sender,
-                        ciphertext,
-                        sent_at: UnixMillis(sent_at),
-                        expires_at: UnixMillis(expires_at),
-                    });
-                }
-                (None, ..) => gone.push(id),
-                _ => {}
+        let mut script = SCRIPTS.fetch.call(3);
+        script
+            .arg(format!("{mb}:ids"))
+            .arg(format!("{mb}:m:"))
+            .arg(format!("{mb}:fence"))
+            .arg(after.0)
+            .arg(limit)
+            .arg(fence_ms);
+        let page: Vec<Vec<u8>> = self.write(&script, None).await?;
+        let text = |bytes: &[u8]| -> Result<String, StoreError> {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| StoreError::Corrupt("a mailbox field is not text".into()))
+        };
+        let number = |bytes: &[u8]| -> Result<i64, StoreError> {
+            let text = text(bytes)?;
+            text.parse()
+                .map_err(|_| StoreError::Corrupt(format!("number {text}")))
+        };
+        let mut messages = Vec::with_capacity(page.len() / 5);
+        for fields in page.chunks_exact(5) {
+            let [id, sender, ciphertext, sent_at, expires_at] = fields else {
+                continue;
+            };
+            let expires_at = number(expires_at)?;
+            if expires_at <= now.0 {
+                continue;
             }
-        }
-        if !gone.is_empty() {
-            // Expired by Redis: forget the ids too.
-            let _: () = redis.zrem(format!("{mb}:ids"), gone).await?;
+            let sender = text(sender)?;
+            let sender = data_encoding::HEXLOWER
+                .decode(sender.as_bytes())
+                .ok()
+                .and_then(|bytes| UserId::from_bytes(&bytes).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("sender {sender}")))?;
+            messages.push(StoredMessage {
+                id: MessageId(
+                    u64::try_from(number(id)?)
+                        .map_err(|_| StoreError::Corrupt("negative message id".into()))?,
+                ),
+                sender,
+                ciphertext: ciphertext.clone(),
+                sent_at: UnixMillis(number(sent_at)?),
+                expires_at: UnixMillis(expires_at),
+            });
         }
         Ok(messages)
     }
@@ -790,6 +762,7 @@ pub(crate) mod tests {
             include_str!("drop.lua"),
             include_str!("outbox.lua"),
             include_str!("outbox_lib.lua"),
+            include_str!("fetch.lua"),
         ] {
             for line in source.lines() {
                 let code = line.split_once("--").map_or(line, |(code, _)| code);
