@@ -142,6 +142,17 @@ mod tests {
         );
     }
 
+    /// Whether `redis` holds `lua` in its script cache.
+    async fn cached(redis: &mut redis::aio::MultiplexedConnection, lua: &Lua) -> bool {
+        let known: Vec<bool> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&lua.sha1)
+            .query_async(redis)
+            .await
+            .unwrap();
+        known == [true]
+    }
+
     /// Against the local Redis: a script it has never seen (flushed from
     /// its cache) still runs, and is then known by its hash.
     #[tokio::test]
@@ -160,24 +171,12 @@ mod tests {
         // A script of this test's own, so flushing nothing else matters.
         let unique = format!("return {{KEYS[1], ARGV[1], '{}'}}", rand::random::<u64>());
         let lua: &'static Lua = Box::leak(Box::new(Lua::new(&unique)));
-        let known: Vec<bool> = redis::cmd("SCRIPT")
-            .arg("EXISTS")
-            .arg(&lua.sha1)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        assert_eq!(known, [false]);
+        assert!(!cached(&mut redis, lua).await);
         let mut call = lua.call(1);
         call.arg("key").arg("value");
         let (key, value, _): (String, String, String) = call.query(&mut redis).await.unwrap();
         assert_eq!((key.as_str(), value.as_str()), ("key", "value"));
-        let known: Vec<bool> = redis::cmd("SCRIPT")
-            .arg("EXISTS")
-            .arg(&lua.sha1)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        assert_eq!(known, [true], "cached by the EVAL");
+        assert!(cached(&mut redis, lua).await, "cached by the EVAL");
         let again: (String, String, String) = call.query(&mut redis).await.unwrap();
         assert_eq!(again.1, "value");
     }
