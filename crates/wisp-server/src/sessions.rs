@@ -120,10 +120,7 @@ impl Registry {
         action: &str,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .script(user, action, args)
-            .query(&mut self.link.clone())
-            .await?)
+        Ok(self.script(user, action, args).query(&self.link).await?)
     }
 
     /// Registers connection `connection` of `user` here, and removes the
@@ -157,24 +154,19 @@ impl Registry {
         }
         let users: Vec<(UserId, Vec<String>)> = by_user.into_iter().collect();
         for batch in users.chunks(RENEW_BATCH) {
-            // By hash, and whole once if Redis does not hold the script.
-            for whole in [false, true] {
+            let calls: Vec<LuaCall> = batch
+                .iter()
+                .map(|(user, members)| self.script(*user, "renew", members))
+                .collect();
+            crate::store::lua::by_hash(|whole| {
                 let mut pipe = redis::pipe();
-                for (user, members) in batch {
-                    pipe.add_command(self.script(*user, "renew", members).command(whole))
-                        .ignore();
+                for call in &calls {
+                    pipe.add_command(call.command(whole).into_owned()).ignore();
                 }
-                match pipe.query_async::<()>(&mut self.link.clone()).await {
-                    Err(error)
-                        if !whole
-                            && error.kind()
-                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
-                    done => {
-                        done?;
-                        break;
-                    }
-                }
-            }
+                let mut link = self.link.clone();
+                async move { pipe.query_async::<()>(&mut link).await }
+            })
+            .await?;
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 //! whole (`EVAL`), which also caches it there. Repeating is safe: a
 //! `NOSCRIPT` call ran nothing.
 
+use std::borrow::Cow;
+
 use redis::{Arg, Cmd, ErrorKind, FromRedisValue, RedisError, ToRedisArgs};
 
 use super::StoreError;
@@ -29,11 +31,9 @@ impl Lua {
     /// A call of this script with `keys` keys (given first, then the
     /// arguments, with [`LuaCall::arg`]).
     pub(crate) fn call(&'static self, keys: usize) -> LuaCall {
-        LuaCall {
-            lua: self,
-            keys,
-            args: Cmd::new(),
-        }
+        let mut hashed = redis::cmd("EVALSHA");
+        hashed.arg(&self.sha1).arg(keys);
+        LuaCall { lua: self, hashed }
     }
 
     /// The script as sent with `EVAL`.
@@ -54,65 +54,89 @@ fn compact(source: &str) -> String {
         .join("\n")
 }
 
-/// One call of a [`Lua`] script: its keys and arguments.
+/// One call of a [`Lua`] script: its keys and arguments, built once as
+/// the `EVALSHA` that is sent (the `EVAL` only when Redis lacks the script).
 #[derive(Clone)]
 pub(crate) struct LuaCall {
     lua: &'static Lua,
-    keys: usize,
-    /// Keys, then arguments, as a command without a name.
-    args: Cmd,
+    /// `EVALSHA <sha1> <keys> <keys…> <arguments…>`.
+    hashed: Cmd,
 }
 
 impl LuaCall {
     /// Adds a key (the first `keys` of them) or an argument.
     pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
-        self.args.arg(arg);
+        self.hashed.arg(arg);
         self
     }
 
-    /// The command: by hash, or with the script whole (`whole`).
-    pub(crate) fn command(&self, whole: bool) -> Cmd {
-        let mut command = if whole {
-            let mut eval = redis::cmd("EVAL");
-            eval.arg(&self.lua.source);
-            eval
-        } else {
-            let mut evalsha = redis::cmd("EVALSHA");
-            evalsha.arg(&self.lua.sha1);
-            evalsha
-        };
-        command.arg(self.keys);
-        for arg in self.args.args_iter() {
+    /// The command: by hash, or with the script whole (`whole`, copying
+    /// the keys and arguments behind it).
+    pub(crate) fn command(&self, whole: bool) -> Cow<'_, Cmd> {
+        if !whole {
+            return Cow::Borrowed(&self.hashed);
+        }
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&self.lua.source);
+        // After the command's name and the hash.
+        for arg in self.hashed.args_iter().skip(2) {
             if let Arg::Simple(bytes) = arg {
-                command.arg(bytes);
+                eval.arg(bytes);
             }
         }
-        command
+        Cow::Owned(eval)
     }
 
     /// Runs the call on `redis`: by hash, and whole if Redis does not hold
     /// the script.
-    pub(crate) async fn query<T, C>(&self, redis: &mut C) -> Result<T, RedisError>
+    pub(crate) async fn query<T, C>(&self, redis: &C) -> Result<T, RedisError>
     where
         T: FromRedisValue,
-        C: redis::aio::ConnectionLike + Send,
+        C: redis::aio::ConnectionLike + Clone + Send,
     {
-        match self.command(false).query_async(redis).await {
-            Err(error) if error.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.command(true).query_async(redis).await
-            }
-            done => done,
+        by_hash(|whole| {
+            let command = self.command(whole);
+            let mut redis = redis.clone();
+            async move { command.query_async(&mut redis).await }
+        })
+        .await
+    }
+}
+
+/// An error that may be Redis answering `NOSCRIPT`.
+pub(crate) trait ScriptMissing {
+    /// Whether it is.
+    fn script_missing(&self) -> bool;
+}
+
+impl ScriptMissing for RedisError {
+    fn script_missing(&self) -> bool {
+        self.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript)
+    }
+}
+
+impl ScriptMissing for StoreError {
+    fn script_missing(&self) -> bool {
+        match self {
+            StoreError::Redis(source) => source
+                .downcast_ref::<RedisError>()
+                .is_some_and(ScriptMissing::script_missing),
+            _ => false,
         }
     }
 }
 
-/// Whether `error` is Redis answering `NOSCRIPT`.
-pub(crate) fn no_script(error: &StoreError) -> bool {
-    match error {
-        StoreError::Redis(source) => source
-            .downcast_ref::<RedisError>()
-            .is_some_and(|e| e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript)),
-        _ => false,
+/// Runs `attempt` with the scripts by hash (`false`), and once more with
+/// them whole (`true`) if Redis answered `NOSCRIPT`: the one fallback every
+/// caller shares, whether it sends one call or a pipeline of them.
+pub(crate) async fn by_hash<T, E, Fut>(mut attempt: impl FnMut(bool) -> Fut) -> Result<T, E>
+where
+    E: ScriptMissing,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match attempt(false).await {
+        Err(error) if error.script_missing() => attempt(true).await,
+        done => done,
     }
 }
 
@@ -174,10 +198,10 @@ mod tests {
         assert!(!cached(&mut redis, lua).await);
         let mut call = lua.call(1);
         call.arg("key").arg("value");
-        let (key, value, _): (String, String, String) = call.query(&mut redis).await.unwrap();
+        let (key, value, _): (String, String, String) = call.query(&redis).await.unwrap();
         assert_eq!((key.as_str(), value.as_str()), ("key", "value"));
         assert!(cached(&mut redis, lua).await, "cached by the EVAL");
-        let again: (String, String, String) = call.query(&mut redis).await.unwrap();
+        let again: (String, String, String) = call.query(&redis).await.unwrap();
         assert_eq!(again.1, "value");
     }
 }

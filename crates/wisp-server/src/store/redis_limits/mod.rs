@@ -71,7 +71,7 @@ impl LimitStore for RedisLimits {
             .arg(format!("{}:rl:{limit}:{{{key}}}", self.prefix))
             .arg(interval)
             .arg(tolerance)
-            .query(&mut self.redis.clone())
+            .query(&self.redis)
             .await
             .map_err(StoreError::from)?;
         Ok((wait_us > 0).then(|| Duration::from_micros(wait_us)))

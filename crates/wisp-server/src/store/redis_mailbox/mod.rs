@@ -52,6 +52,7 @@
 //! microsecond floor of earlier versions, so ids keep growing across the
 //! upgrade.)
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,6 +70,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// How long a write waits for its replicas.
 const REPLICATION_WAIT: Duration = Duration::from_secs(1);
+
+/// [`REPLICATION_WAIT`] as Redis takes it.
+fn replication_wait_ms() -> u64 {
+    u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// How long a dropped conversation stays closed to puts unless reopened:
 /// well beyond how long a node trusts a cached friendship.
@@ -170,12 +176,7 @@ impl RedisMailbox {
         script: &LuaCall,
         wake: Option<&Wake>,
     ) -> Result<T, StoreError> {
-        match self.write_command(script.command(false), wake).await {
-            Err(error) if lua::no_script(&error) => {
-                self.write_command(script.command(true), wake).await
-            }
-            done => done,
-        }
+        lua::by_hash(|whole| self.write_command(script.command(whole), wake)).await
     }
 
     /// Runs a write command, then (when replicas are configured) waits, in
@@ -184,7 +185,7 @@ impl RedisMailbox {
     /// is only a needless look).
     async fn write_command<T: FromRedisValue>(
         &self,
-        command: Cmd,
+        command: Cow<'_, Cmd>,
         wake: Option<&Wake>,
     ) -> Result<T, StoreError> {
         let mut redis = self.redis.clone();
@@ -194,9 +195,9 @@ impl RedisMailbox {
                 .await
                 .map_err(StoreError::from);
         }
-        let wait_ms = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
+        let wait_ms = replication_wait_ms();
         let mut pipe = redis::pipe();
-        pipe.add_command(command);
+        pipe.add_command(command.into_owned());
         if self.replicas > 0 {
             pipe.cmd("WAIT").arg(self.replicas).arg(wait_ms);
         }
@@ -279,13 +280,16 @@ impl RedisMailbox {
             for entry in entries {
                 script.arg(entry);
             }
-            let _: u64 = script
-                .query(&mut self.redis.clone())
-                .await
-                .map_err(StoreError::from)?;
+            let _: u64 = script.query(&self.redis).await.map_err(StoreError::from)?;
         }
         Ok(())
     }
+}
+
+/// A mailbox field that holds text (a hex id, a number).
+fn field_text(bytes: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| StoreError::Corrupt("a mailbox field is not text".into()))
 }
 
 fn parse_accepted(reply: &str, duplicate: bool) -> Result<Accepted, StoreError> {
@@ -398,10 +402,7 @@ impl MailboxStore for RedisMailbox {
         // 2 reserved now, 1 held already (a retry), 0 full (see outbox.lua).
         // Not waited for on replicas: a reservation a failover loses only
         // loosens the quota a moment.
-        let reserved: i64 = reserve
-            .query(&mut self.redis.clone())
-            .await
-            .map_err(StoreError::from)?;
+        let reserved: i64 = reserve.query(&self.redis).await.map_err(StoreError::from)?;
         if reserved == 0 {
             // A retry of a stored message is still answered as such.
             let retry: Option<String> = self
@@ -447,7 +448,7 @@ impl MailboxStore for RedisMailbox {
         let fence_ms = if self.replicas == 0 {
             0
         } else {
-            u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX)
+            replication_wait_ms()
         };
         let mut script = SCRIPTS.fetch.call(3);
         script
@@ -458,25 +459,26 @@ impl MailboxStore for RedisMailbox {
             .arg(limit)
             .arg(fence_ms);
         let page: Vec<Vec<u8>> = self.write(&script, None).await?;
-        let text = |bytes: &[u8]| -> Result<String, StoreError> {
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| StoreError::Corrupt("a mailbox field is not text".into()))
-        };
         let number = |bytes: &[u8]| -> Result<i64, StoreError> {
-            let text = text(bytes)?;
+            let text = field_text(bytes)?;
             text.parse()
                 .map_err(|_| StoreError::Corrupt(format!("number {text}")))
         };
         let mut messages = Vec::with_capacity(page.len() / 5);
-        for fields in page.chunks_exact(5) {
-            let [id, sender, ciphertext, sent_at, expires_at] = fields else {
-                continue;
-            };
-            let expires_at = number(expires_at)?;
+        // Five fields a message; the ciphertext is moved, not copied.
+        let mut fields = page.into_iter();
+        while let (Some(id), Some(sender), Some(ciphertext), Some(sent_at), Some(expires_at)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) {
+            let expires_at = number(&expires_at)?;
             if expires_at <= now.0 {
                 continue;
             }
-            let sender = text(sender)?;
+            let sender = field_text(&sender)?;
             let sender = data_encoding::HEXLOWER
                 .decode(sender.as_bytes())
                 .ok()
@@ -484,12 +486,12 @@ impl MailboxStore for RedisMailbox {
                 .ok_or_else(|| StoreError::Corrupt(format!("sender {sender}")))?;
             messages.push(StoredMessage {
                 id: MessageId(
-                    u64::try_from(number(id)?)
+                    u64::try_from(number(&id)?)
                         .map_err(|_| StoreError::Corrupt("negative message id".into()))?,
                 ),
                 sender,
-                ciphertext: ciphertext.clone(),
-                sent_at: UnixMillis(number(sent_at)?),
+                ciphertext,
+                sent_at: UnixMillis(number(&sent_at)?),
                 expires_at: UnixMillis(expires_at),
             });
         }
@@ -561,7 +563,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mut command = redis::cmd("DEL");
             command.arg(self.closure(recipient, sender));
-            let _: u64 = self.write_command(command, None).await?;
+            let _: u64 = self.write_command(Cow::Owned(command), None).await?;
         }
         Ok(())
     }
@@ -610,7 +612,7 @@ impl MailboxStore for RedisMailbox {
         for key in leftovers {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(key);
-            let _: u64 = self.write_command(unlink, None).await?;
+            let _: u64 = self.write_command(Cow::Owned(unlink), None).await?;
         }
         Ok(erased)
     }
