@@ -29,7 +29,7 @@ use crate::store::StoredMessage;
 pub(crate) const OUTBOUND_QUEUE: usize = 256;
 
 /// A queue emptied with more room than this gives it back (after a burst),
-/// so an idle connection holds no queue at all.
+/// so an idle connection keeps at most this much room per queue.
 const KEPT_QUEUE_ROOM: usize = 8;
 
 /// Why the hub closes a connection.
@@ -47,8 +47,9 @@ pub(crate) enum Ending {
 /// What the hub hands one logged-in connection: frames pushed to it, at
 /// most [`OUTBOUND_QUEUE`]; messages just stored for its user (hints), at
 /// most [`DELIVERY_WINDOW`]; wake-ups to look in the mailbox; and, once,
-/// the word to close ([`Ending`]). Each queue takes memory only while
-/// something waits in it.
+/// the word to close ([`Ending`]). A queue allocates nothing until
+/// something is queued, and gives back room above [`KEPT_QUEUE_ROOM`] once
+/// emptied.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     frames: Mutex<VecDeque<Box<ServerFrame>>>,
@@ -72,14 +73,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Queues `item` unless `limit` items wait already.
-fn queue<T>(queue: &Mutex<VecDeque<T>>, queued: &Notify, limit: usize, item: T) -> bool {
+/// Queues the item `make` makes unless `limit` items wait already (then
+/// nothing is made).
+fn queue<T>(
+    queue: &Mutex<VecDeque<T>>,
+    queued: &Notify,
+    limit: usize,
+    make: impl FnOnce() -> T,
+) -> bool {
     {
         let mut items = lock(queue);
         if items.len() >= limit {
             return false;
         }
-        items.push_back(item);
+        items.push_back(make());
     }
     queued.notify_one();
     true
@@ -120,14 +127,17 @@ impl Inbox {
         self.wake.notified()
     }
 
-    /// Tells the connection to close for `why`, unless it was told already.
-    fn end(&self, why: Ending) {
+    /// Tells the connection to close for `why`, unless it was told already;
+    /// says whether this was the telling (what is counted).
+    fn end(&self, why: Ending) -> bool {
         let mut ending = lock(&self.ending);
-        if ending.is_none() {
-            *ending = Some(why);
-            drop(ending);
-            self.ended.notify_one();
+        if ending.is_some() {
+            return false;
         }
+        *ending = Some(why);
+        drop(ending);
+        self.ended.notify_one();
+        true
     }
 
     /// Whether the connection was told to close.
@@ -228,10 +238,8 @@ impl Subscription {
 }
 
 impl Hub {
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<Subscriber>>> {
-        self.users
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn users(&self) -> MutexGuard<'_, HashMap<UserId, Vec<Subscriber>>> {
+        lock(&self.users)
     }
 
     /// A hub that reports presence changes to `presence`.
@@ -307,8 +315,9 @@ impl Hub {
             .collect();
         let excess = live.len().saturating_sub(cap.max(1));
         for oldest in live.iter().take(excess) {
-            metrics::counter!("wisp_sessions_superseded_total").increment(1);
-            oldest.inbox.end(Ending::Superseded);
+            if oldest.inbox.end(Ending::Superseded) {
+                metrics::counter!("wisp_sessions_superseded_total").increment(1);
+            }
         }
     }
 
@@ -316,7 +325,7 @@ impl Hub {
     pub(crate) fn close_account(&self, user: UserId) {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
-                subscriber.inbox.end(Ending::AccountDeleted);
+                let _ = subscriber.inbox.end(Ending::AccountDeleted);
             }
         }
     }
@@ -328,9 +337,9 @@ impl Hub {
             .users()
             .get(&user)
             .and_then(|subscribers| subscribers.iter().find(|s| s.id == id))
+            && subscriber.inbox.end(Ending::Superseded)
         {
             metrics::counter!("wisp_sessions_superseded_total").increment(1);
-            subscriber.inbox.end(Ending::Superseded);
         }
     }
 
@@ -344,16 +353,12 @@ impl Hub {
         let mut delivered = 0;
         for subscriber in subscribers {
             let inbox = &subscriber.inbox;
-            if queue(
-                &inbox.frames,
-                &inbox.frame_queued,
-                OUTBOUND_QUEUE,
-                Box::new(frame.clone()),
-            ) {
+            if queue(&inbox.frames, &inbox.frame_queued, OUTBOUND_QUEUE, || {
+                Box::new(frame.clone())
+            }) {
                 delivered += 1;
-            } else {
+            } else if inbox.end(Ending::TooSlow) {
                 metrics::counter!("wisp_slow_connections_closed_total").increment(1);
-                inbox.end(Ending::TooSlow);
             }
         }
         delivered
@@ -376,8 +381,9 @@ impl Hub {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
                 let inbox = &subscriber.inbox;
-                let hint = Arc::clone(message);
-                if !queue(&inbox.hints, &inbox.hint_queued, DELIVERY_WINDOW, hint) {
+                if !queue(&inbox.hints, &inbox.hint_queued, DELIVERY_WINDOW, || {
+                    Arc::clone(message)
+                }) {
                     inbox.wake.notify_one();
                 }
             }
