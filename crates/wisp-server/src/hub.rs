@@ -418,6 +418,13 @@ mod tests {
     use wisp_proto::frames::Pong;
     use wisp_proto::server_frame::Body;
 
+    /// `future`'s output, or a failure (not a hang) after 5 s.
+    async fn soon<F: std::future::Future>(future: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(5), future)
+            .await
+            .expect("within 5 s")
+    }
+
     fn pong() -> ServerFrame {
         ServerFrame {
             request_id: 0,
@@ -433,8 +440,8 @@ mod tests {
         let s1 = hub.subscribe(user, Arc::clone(&inbox1));
         let s2 = hub.subscribe(user, Arc::clone(&inbox2));
         assert_eq!(hub.push(user, &pong()), 2);
-        assert_eq!(*inbox1.next_frame().await, pong());
-        assert_eq!(*inbox2.next_frame().await, pong());
+        assert_eq!(*soon(inbox1.next_frame()).await, pong());
+        assert_eq!(*soon(inbox2.next_frame()).await, pong());
         drop(s1);
         assert_eq!(hub.push(user, &pong()), 1);
         drop(s2);
@@ -538,10 +545,10 @@ mod tests {
         }
         assert!(!inbox.is_ending());
         assert_eq!(hub.push(user, &pong()), 0);
-        assert_eq!(inbox.ended().await, Ending::TooSlow);
-        // What was queued is still there, in order, for the closing
-        // connection to drop with it.
-        assert_eq!(*inbox.next_frame().await, pong());
+        assert_eq!(soon(inbox.ended()).await, Ending::TooSlow);
+        // What was queued is still there, for the closing connection to
+        // drop with it.
+        assert_eq!(*soon(inbox.next_frame()).await, pong());
     }
 
     fn stored(id: u64) -> Arc<StoredMessage> {
@@ -573,34 +580,32 @@ mod tests {
             "the hint that did not fit woke the connection"
         );
         for id in 1..=DELIVERY_WINDOW as u64 {
-            assert_eq!(inbox.next_hint().await.id.0, id);
+            assert_eq!(soon(inbox.next_hint()).await.id.0, id);
         }
         assert!(inbox.next_hint().now_or_never().is_none(), "nothing more");
     }
 
     /// A queue is waited on without losing what arrives meanwhile, and it
-    /// gives its room back once a burst is over: an idle connection holds
-    /// no queue.
+    /// gives its room back once a burst is over.
     #[tokio::test]
     async fn a_waiting_connection_gets_what_is_queued_and_idle_queues_hold_nothing() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[8; 32]);
         let inbox = Arc::new(Inbox::default());
         let _s = hub.subscribe(user, Arc::clone(&inbox));
-        let waiting = tokio::spawn({
-            let inbox = Arc::clone(&inbox);
-            async move { inbox.next_hint().await.id.0 }
-        });
-        tokio::task::yield_now().await;
+        // Waiting (polled once, pending) before the hint arrives.
+        let waiting = inbox.next_hint();
+        tokio::pin!(waiting);
+        assert!(futures_util::poll!(waiting.as_mut()).is_pending());
         hub.offer(user, &stored(1));
-        assert_eq!(waiting.await.unwrap(), 1);
+        assert_eq!(soon(waiting).await.id.0, 1);
 
         for _ in 0..100 {
             hub.push(user, &pong());
         }
         assert!(lock(&inbox.frames).capacity() >= 100);
         for _ in 0..100 {
-            inbox.next_frame().await;
+            soon(inbox.next_frame()).await;
         }
         assert_eq!(lock(&inbox.frames).capacity(), 0);
     }
