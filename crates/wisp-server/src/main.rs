@@ -38,12 +38,11 @@ async fn main() -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = EnvFilter::try_from_env("WISP_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let log_crate_cap = log_crate_cap(filter.max_level_hint());
+    let log_crate_hint = filter.max_level_hint();
     let cap = filter::Targets::new()
         .with_default(DEPENDENCY_LOG_CAP)
         .with_targets(WISP_CRATES.iter().map(|krate| (*krate, LevelFilter::TRACE)));
@@ -60,33 +59,32 @@ fn init_logging(format: LogFormat) {
     // were lost once the PostgreSQL driver had logged (its notices at
     // startup), so WISP_LOG=debug showed nothing more on the cluster
     // backend.
-    tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(cap)
-        .with(layer)
+        .with(layer);
+    // Set here rather than by `init()`, whose bridge for dependencies that
+    // log through the `log` crate (the WebSocket and Redis libraries, sqlx)
+    // would let every level through, from the subscriber's hint: Wisp's
+    // own crates may trace. Each record let through is forwarded and the
+    // subscriber asked about it: the WebSocket library's per-frame trace
+    // records cost 2 % of the server's CPU only to be dropped. No
+    // dependency may log past [`DEPENDENCY_LOG_CAP`], so the bridge stops
+    // there (or lower) itself.
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        return;
+    }
+    let _ = tracing_log::LogTracer::builder()
+        .with_max_level(log_crate_cap(log_crate_hint))
         .init();
-    // Dependencies that log through the `log` crate (the WebSocket and
-    // Redis libraries, sqlx) are forwarded to the subscriber for every
-    // record their level lets through `log`'s own check, and the
-    // forwarding asks the subscriber each time: with `log` open to every
-    // level, the WebSocket library's per-frame trace records cost 2 % of
-    // the server's CPU only to be dropped. No dependency may log past
-    // [`DEPENDENCY_LOG_CAP`], so `log` stops there (or lower) itself.
-    log::set_max_level(log_crate_cap);
 }
 
 /// The most the `log` crate passes on: what WISP_LOG asks for at most
 /// (`hint`), never more than [`DEPENDENCY_LOG_CAP`].
-fn log_crate_cap(hint: Option<LevelFilter>) -> log::LevelFilter {
-    let level = hint.map_or(DEPENDENCY_LOG_CAP, |hint| hint.min(DEPENDENCY_LOG_CAP));
-    match level {
-        LevelFilter::OFF => log::LevelFilter::Off,
-        LevelFilter::ERROR => log::LevelFilter::Error,
-        LevelFilter::WARN => log::LevelFilter::Warn,
-        LevelFilter::INFO => log::LevelFilter::Info,
-        LevelFilter::DEBUG => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    }
+fn log_crate_cap(hint: Option<LevelFilter>) -> tracing_log::log::LevelFilter {
+    use tracing_log::AsLog;
+    hint.map_or(DEPENDENCY_LOG_CAP, |hint| hint.min(DEPENDENCY_LOG_CAP))
+        .as_log()
 }
 
 /// The most any dependency may log, whatever WISP_LOG says.
@@ -153,14 +151,17 @@ mod tests {
     fn the_log_crate_passes_on_no_more_than_a_dependency_may_log() {
         assert_eq!(
             log_crate_cap(Some(LevelFilter::WARN)),
-            log::LevelFilter::Warn
+            tracing_log::log::LevelFilter::Warn
         );
-        assert_eq!(log_crate_cap(Some(LevelFilter::OFF)), log::LevelFilter::Off);
+        assert_eq!(
+            log_crate_cap(Some(LevelFilter::OFF)),
+            tracing_log::log::LevelFilter::Off
+        );
         // WISP_LOG=trace opens Wisp's own crates, not the dependencies'.
         assert_eq!(
             log_crate_cap(Some(LevelFilter::TRACE)),
-            log::LevelFilter::Info
+            tracing_log::log::LevelFilter::Info
         );
-        assert_eq!(log_crate_cap(None), log::LevelFilter::Info);
+        assert_eq!(log_crate_cap(None), tracing_log::log::LevelFilter::Info);
     }
 }
