@@ -292,11 +292,6 @@ impl CommitThread {
             db.pragma_update(None, name, value)?;
         }
         db.set_prepared_statement_cache_capacity(32);
-        // SQLite's default 2 MiB here, not the readers' 32: every commit
-        // walks this connection's whole page cache (pcache1TruncateUnsafe
-        // was 3% of the server's CPU at 16,000 msgs/s with 32 MiB, and went
-        // from the profile with 2). The pages it writes are few and hot.
-        db.pragma_update(None, "cache_size", "-2000")?;
         // SQLite's default, said outright: small, frequent checkpoints. Every
         // 10,000 pages made each one a stall of tens of ms (p99.9 at 2,000
         // msgs/s 24 ms against 7 ms).
