@@ -22,6 +22,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,8 +126,8 @@ where
     let mut session = Session::new(Arc::clone(state), peer);
     let mut subscription: Option<Subscription> = None;
     let mut delivery: Option<Delivery> = None;
-    let login_deadline = tokio::time::sleep(LOGIN_DEADLINE);
-    tokio::pin!(login_deadline);
+    // Boxed and dropped at login: a logged-in connection holds no timer.
+    let mut login_deadline = Some(Box::pin(tokio::time::sleep(LOGIN_DEADLINE)));
     // Made once, not on every turn of the loop (each registers a waiter).
     let shutdown = state.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -149,7 +150,7 @@ where
                     Ending::AccountDeleted => ACCOUNT_DELETED,
                 });
             }
-            () = &mut login_deadline, if !session.is_logged_in() => {
+            () = expiry(&mut login_deadline), if login_deadline.is_some() => {
                 return Some(Close { code: close_code::POLICY, reason: "log in sooner" });
             }
             frame = inbox.next_frame() => {
@@ -205,8 +206,19 @@ where
                 if let ControlFlow::Break(close) = answered.await {
                     return close;
                 }
+                if session.is_logged_in() {
+                    login_deadline = None;
+                }
             }
         }
+    }
+}
+
+/// Resolves when `deadline` passes; never, without one.
+async fn expiry(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -527,6 +539,32 @@ mod tests {
             Some(Message::Binary(bytes)) => decode_server_frame(&bytes).unwrap(),
             other => panic!("expected a binary frame, got {other:?}"),
         }
+    }
+
+    /// A connection that never logs in is closed at the deadline, with a
+    /// reason, and the loop ends.
+    #[tokio::test]
+    async fn a_connection_that_never_logs_in_is_closed_at_the_deadline() {
+        let (_dir, state) = crate::state::tests::state().await;
+        let (_to_server, incoming) = mpsc::unbounded_channel();
+        let (outgoing, mut from_server) = mpsc::unbounded_channel();
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        let serving = tokio::spawn(serve(
+            Duplex { incoming, outgoing },
+            Arc::clone(&state),
+            "127.0.0.1".parse().unwrap(),
+        ));
+        let closed = tokio::time::timeout(2 * LOGIN_DEADLINE, from_server.recv()).await;
+        match closed.expect("no close frame by twice the deadline") {
+            Some(Message::Close(Some(close))) => {
+                assert_eq!(close.code, close_code::POLICY);
+                assert_eq!(close.reason, "log in sooner");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        assert!(started.elapsed() >= LOGIN_DEADLINE);
+        serving.await.unwrap();
     }
 
     /// Every idle connection holds its loop for as long as it lives, so
