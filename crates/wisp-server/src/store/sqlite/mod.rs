@@ -45,14 +45,14 @@ const CONNECTION_PRAGMAS: [(&str, &str); 5] = [
     // of writes is created, written and unlinked.
     ("temp_store", "MEMORY"),
     // SQLite's default 2 MiB of pages per connection, said outright. Each
-    // connection's cache is private (five copies of the same pages: the
-    // operating system's page cache already holds the file once), and in
-    // WAL mode a connection drops all of it whenever it starts reading
-    // after another connection wrote: under a message load, every group
-    // commit empties the readers' caches, so a larger one buys nothing,
-    // and when nothing is written it only grows. With 32 MiB, the four
-    // readers filled with copies of the accounts table as users logged
-    // in: 1.1 KiB of the server's memory per idle user at 15,000. On the
+    // connection's cache is private (six connections, six copies of the
+    // same pages; the operating system's page cache holds the file once),
+    // and in WAL mode a connection drops all of it whenever it starts
+    // reading after another connection wrote: under a message load, every
+    // group commit empties the readers' caches, so a larger one buys
+    // nothing, and when nothing is written it only grows. With 32 MiB, the
+    // readers filled with copies of the accounts table as users logged in
+    // (0.27 KiB of the server's memory per idle user at 15,000). On the
     // group commit's connection a larger cache also cost CPU (every commit
     // walks the whole cache: pcache1TruncateUnsafe was 3 % of the server
     // at 16,000 msgs/s with 32 MiB).
