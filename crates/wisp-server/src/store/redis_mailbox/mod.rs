@@ -836,6 +836,57 @@ pub(crate) mod tests {
         cleanup(&mailbox).await;
     }
 
+    /// A sender's outbox gives back the room of a message that expired
+    /// unread: the put that comes after the expiry finds it and drops it
+    /// (Redis's own expiry only removes the message, not the outbox entry).
+    /// The conformance suite cannot reach past the expiry here: it runs on
+    /// Redis's real clock.
+    #[tokio::test]
+    async fn an_expired_message_gives_its_outbox_room_back() {
+        let Some((mailbox, [a, b, c])) = mailbox_and_users().await else {
+            return;
+        };
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let quota = Quota {
+            per_conversation: 10,
+            mailbox_bytes: 10_000,
+            outbox_bytes: 600,
+        };
+        let ciphertext = [7u8; 600];
+        let put = |recipient, n: u8, size: usize, sent_at: UnixMillis| {
+            let mailbox = mailbox.clone();
+            async move {
+                mailbox
+                    .put(
+                        NewMessage {
+                            sender: a,
+                            recipient,
+                            client_msg_id: &[n; 16],
+                            ciphertext: &ciphertext[..size],
+                            sent_at,
+                            expires_at: sent_at.plus(Duration::from_secs(60)),
+                        },
+                        &quota,
+                    )
+                    .await
+            }
+        };
+        put(b, 1, 600, now).await.unwrap();
+        // Full while the first waits, to any recipient.
+        assert!(matches!(
+            put(c, 2, 1, now).await,
+            Err(PutError::OutboxBytes)
+        ));
+        // Past its expiry, its room is free again: all of it.
+        let later = now.plus(Duration::from_secs(61));
+        put(c, 3, 600, later).await.unwrap();
+        assert!(matches!(
+            put(c, 4, 1, later).await,
+            Err(PutError::OutboxBytes)
+        ));
+        cleanup(&mailbox).await;
+    }
+
     #[tokio::test]
     async fn waiting_for_more_replicas_than_exist_refuses_to_acknowledge() {
         let Some((mailbox, [a, b, _])) = mailbox_and_users().await else {

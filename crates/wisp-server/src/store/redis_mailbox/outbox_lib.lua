@@ -8,13 +8,15 @@ local function outbox_size(entry)
   return tonumber(string.match(entry, ':(%d+)$'))
 end
 
--- The outbox's bytes at `now_ms`, what expired by then dropped.
+-- The outbox's bytes at `now_ms`, what expired by then dropped (removed
+-- only when there is any: most calls find nothing expired).
 local function outbox_open(entries, total, now_ms)
   local bytes = tonumber(redis.call('GET', total) or '0')
-  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', entries, '-inf', now_ms)) do
+  local expired = redis.call('ZRANGEBYSCORE', entries, '-inf', now_ms)
+  for _, entry in ipairs(expired) do
     bytes = bytes - outbox_size(entry)
   end
-  redis.call('ZREMRANGEBYSCORE', entries, '-inf', now_ms)
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', entries, '-inf', now_ms) end
   if bytes < 0 then bytes = 0 end
   return bytes
 end
