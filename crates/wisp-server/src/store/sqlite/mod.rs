@@ -87,16 +87,14 @@ impl SqliteStore {
         for (name, value) in CONNECTION_PRAGMAS {
             options = options.pragma(name, value);
         }
-        let writer = SqlitePoolOptions::new()
+        let writer = pool_options()
             .max_connections(1)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         migrations::run(&writer).await?;
-        let readers = SqlitePoolOptions::new()
+        let readers = pool_options()
             .max_connections(READ_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
@@ -119,6 +117,17 @@ impl SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// What both pools share. sqlx pings a pooled connection before every
+/// use by default, to find connections a network dropped: a SQLite
+/// connection is a file handle on a thread of sqlx's, so the ping found
+/// nothing and cost a round trip to that thread per query (half the hand-
+/// offs of a read; a login makes three).
+fn pool_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(30))
 }
 
 /// Creates the data directory readable by its owner only: it holds the
