@@ -36,6 +36,20 @@ impl Lua {
         LuaCall { lua: self, hashed }
     }
 
+    /// The `EVAL` of `hashed`, an `EVALSHA` of this script: the script
+    /// whole, then the keys and arguments behind the hash (copied).
+    pub(crate) fn whole(&self, hashed: &Cmd) -> Cmd {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&self.source);
+        // After the command's name and the hash.
+        for arg in hashed.args_iter().skip(2) {
+            if let Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
+    }
+
     /// The script as sent with `EVAL`.
     #[cfg(test)]
     pub(crate) fn source(&self) -> &str {
@@ -73,18 +87,17 @@ impl LuaCall {
     /// The command: by hash, or with the script whole (`whole`, copying
     /// the keys and arguments behind it).
     pub(crate) fn command(&self, whole: bool) -> Cow<'_, Cmd> {
-        if !whole {
-            return Cow::Borrowed(&self.hashed);
+        if whole {
+            Cow::Owned(self.lua.whole(&self.hashed))
+        } else {
+            Cow::Borrowed(&self.hashed)
         }
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(&self.lua.source);
-        // After the command's name and the hash.
-        for arg in self.hashed.args_iter().skip(2) {
-            if let Arg::Simple(bytes) = arg {
-                eval.arg(bytes);
-            }
-        }
-        Cow::Owned(eval)
+    }
+
+    /// The script and its `EVALSHA`, for a caller that moves the command
+    /// into a pipeline (see [`Lua::whole`] for the fallback).
+    pub(crate) fn into_parts(self) -> (&'static Lua, Cmd) {
+        (self.lua, self.hashed)
     }
 
     /// Runs the call on `redis`: by hash, and whole if Redis does not hold
@@ -141,7 +154,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     static ECHO: std::sync::LazyLock<Lua> =
@@ -167,7 +180,7 @@ mod tests {
     }
 
     /// Whether `redis` holds `lua` in its script cache.
-    async fn cached(redis: &mut redis::aio::MultiplexedConnection, lua: &Lua) -> bool {
+    pub(crate) async fn cached(redis: &mut redis::aio::MultiplexedConnection, lua: &Lua) -> bool {
         let known: Vec<bool> = redis::cmd("SCRIPT")
             .arg("EXISTS")
             .arg(&lua.sha1)

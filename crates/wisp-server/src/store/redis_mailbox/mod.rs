@@ -52,7 +52,6 @@
 //! microsecond floor of earlier versions, so ids keep growing across the
 //! upgrade.)
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -170,36 +169,58 @@ impl RedisMailbox {
 
     /// Runs a write script (by hash, whole if Redis does not hold it), then
     /// (when replicas are configured) waits, in the same round trip, until
-    /// enough replicas hold the write, then publishes `wake` if given.
+    /// enough replicas hold the write, then publishes `wake` if given (a
+    /// wake-up after a write that did not take is only a needless look).
     async fn write<T: FromRedisValue>(
         &self,
-        script: &LuaCall,
+        script: LuaCall,
         wake: Option<&Wake>,
     ) -> Result<T, StoreError> {
-        lua::by_hash(|whole| self.write_command(script.command(whole), wake)).await
+        if self.replicas == 0 && wake.is_none() {
+            return script.query(&self.redis).await.map_err(StoreError::from);
+        }
+        // The `EVALSHA` (the ciphertext among its arguments) moves into
+        // the pipeline; only an `EVAL` after `NOSCRIPT` copies it.
+        let (lua, hashed) = script.into_parts();
+        let by_hash = self.followed(hashed, wake);
+        let by_hash = &by_hash;
+        lua::by_hash(|whole| async move {
+            if !whole {
+                return self.run(by_hash).await;
+            }
+            let Some(hashed) = by_hash.cmd_iter().next() else {
+                return Err(StoreError::from(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a write pipeline without its script",
+                ))));
+            };
+            self.run(&self.followed(lua.whole(hashed), wake)).await
+        })
+        .await
     }
 
-    /// Runs a write command, then (when replicas are configured) waits, in
-    /// the same round trip, until enough replicas hold the write, then
-    /// publishes `wake` if given (a wake-up after a write that did not take
-    /// is only a needless look).
-    async fn write_command<T: FromRedisValue>(
-        &self,
-        command: Cow<'_, Cmd>,
-        wake: Option<&Wake>,
-    ) -> Result<T, StoreError> {
-        let mut redis = self.redis.clone();
-        if self.replicas == 0 && wake.is_none() {
+    /// Runs a write command that is not a script (by the same rules as
+    /// [`RedisMailbox::write`], without a wake-up).
+    async fn write_command<T: FromRedisValue>(&self, command: Cmd) -> Result<T, StoreError> {
+        if self.replicas == 0 {
+            let mut redis = self.redis.clone();
             return command
                 .query_async(&mut redis)
                 .await
                 .map_err(StoreError::from);
         }
-        let wait_ms = replication_wait_ms();
+        self.run(&self.followed(command, None)).await
+    }
+
+    /// `command`, then `WAIT` for the replicas (when configured), then the
+    /// `PUBLISH` of `wake` (if given): one round trip.
+    fn followed(&self, command: Cmd, wake: Option<&Wake>) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        pipe.add_command(command.into_owned());
+        pipe.add_command(command);
         if self.replicas > 0 {
-            pipe.cmd("WAIT").arg(self.replicas).arg(wait_ms);
+            pipe.cmd("WAIT")
+                .arg(self.replicas)
+                .arg(replication_wait_ms());
         }
         if let Some(wake) = wake {
             pipe.cmd("PUBLISH")
@@ -207,12 +228,19 @@ impl RedisMailbox {
                 .arg(&wake.payload)
                 .ignore();
         }
+        pipe
+    }
+
+    /// Runs a pipeline [`RedisMailbox::followed`] made: the command's
+    /// reply, once the replicas (if any) hold it.
+    async fn run<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        let mut redis = self.redis.clone();
         if self.replicas == 0 {
             let (value,): (T,) = pipe.query_async(&mut redis).await?;
             return Ok(value);
         }
         let (value, reached): (T, u32) = pipe.query_async(&mut redis).await?;
-        self.replicated(reached, wait_ms)?;
+        self.replicated(reached, replication_wait_ms())?;
         Ok(value)
     }
 
@@ -351,7 +379,7 @@ impl RedisMailbox {
         // The script's outcome (see put.lua): 0 stored, 1 a retry of a
         // stored message, 2 the sender's quota is full, 3 closed, 4 the
         // mailbox's bytes are full, 5 the sender's outbox is full.
-        let (outcome, reply): (i64, String) = self.write(&script, wake).await?;
+        let (outcome, reply): (i64, String) = self.write(script, wake).await?;
         match outcome {
             0 | 1 => Ok(parse_accepted(&reply, outcome == 1)?),
             2 => Err(PutError::MailboxFull),
@@ -458,7 +486,7 @@ impl MailboxStore for RedisMailbox {
             .arg(after.0)
             .arg(limit)
             .arg(fence_ms);
-        let page: Vec<Vec<u8>> = self.write(&script, None).await?;
+        let page: Vec<Vec<u8>> = self.write(script, None).await?;
         let number = |bytes: &[u8]| -> Result<i64, StoreError> {
             let text = field_text(bytes)?;
             text.parse()
@@ -524,7 +552,7 @@ impl MailboxStore for RedisMailbox {
         }
         // Sender and outbox entry of each message burned (the entry '' if
         // the script released it).
-        let burned: Vec<(String, String)> = self.write(&script, None).await?;
+        let burned: Vec<(String, String)> = self.write(script, None).await?;
         let n = burned.len() as u64;
         self.release(burned).await?;
         Ok(n)
@@ -551,7 +579,7 @@ impl MailboxStore for RedisMailbox {
                 .arg(format!("{mb}:bytes"))
                 .arg(u64::try_from(CLOSED_FOR.as_millis()).unwrap_or(u64::MAX));
             // The outbox entry of each message dropped.
-            let entries: Vec<String> = self.write(&script, None).await?;
+            let entries: Vec<String> = self.write(script, None).await?;
             dropped += entries.len() as u64;
             self.release(entries.into_iter().map(|e| (sender.clone(), e)).collect())
                 .await?;
@@ -563,7 +591,7 @@ impl MailboxStore for RedisMailbox {
         for (recipient, sender) in [(a, b), (b, a)] {
             let mut command = redis::cmd("DEL");
             command.arg(self.closure(recipient, sender));
-            let _: u64 = self.write_command(Cow::Owned(command), None).await?;
+            let _: u64 = self.write_command(command).await?;
         }
         Ok(())
     }
@@ -612,7 +640,7 @@ impl MailboxStore for RedisMailbox {
         for key in leftovers {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(key);
-            let _: u64 = self.write_command(Cow::Owned(unlink), None).await?;
+            let _: u64 = self.write_command(unlink).await?;
         }
         Ok(erased)
     }
@@ -726,6 +754,90 @@ pub(crate) mod tests {
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].id, accepted.id);
         cleanup(&store).await;
+    }
+
+    /// A Redis that holds none of the scripts (restarted, or a promoted
+    /// replica) gets a put whole once, in the same pipeline as its wake-up:
+    /// the put lands, the wake-up is heard, and the script is known from
+    /// then on. A Redis of the test's own, started empty.
+    #[tokio::test]
+    async fn a_redis_without_the_put_script_is_sent_it_whole_with_the_wake_up() {
+        use futures_util::StreamExt;
+        let Some(binary) = wisp_test_support::redis_set::redis_server() else {
+            eprintln!("skipped: no redis-server");
+            return;
+        };
+        let port = wisp_test_support::free_port();
+        let _redis = wisp_test_support::Process::start(
+            &binary,
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        );
+        wisp_test_support::redis_set::wait_until("redis-server to answer", || {
+            wisp_test_support::redis_set::query::<String>(port, &mut redis::cmd("PING")).is_ok()
+        });
+        let url = format!("redis://127.0.0.1:{port}");
+        let store = RedisMailbox::connect_with_prefix(&url, "wisp-test")
+            .await
+            .unwrap();
+        let mut scripts = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        assert!(!crate::store::lua::tests::cached(&mut scripts, &SCRIPTS.put).await);
+        let channel = "wisp-test:user:test".to_owned();
+        let mut listener = store
+            .redis
+            .pubsub_client(0)
+            .await
+            .unwrap()
+            .get_async_pubsub()
+            .await
+            .unwrap();
+        listener.subscribe(&channel).await.unwrap();
+        let (sender, recipient) = (
+            UserId::from_ed25519(&[1; 32]),
+            UserId::from_ed25519(&[2; 32]),
+        );
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let wake = Wake {
+            channel: channel.clone(),
+            payload: b"wake".to_vec(),
+        };
+        let message = NewMessage {
+            sender,
+            recipient,
+            client_msg_id: &[9; 16],
+            ciphertext: b"opaque",
+            sent_at: now,
+            expires_at: now.plus(Duration::from_secs(60)),
+        };
+        let accepted = store
+            .put_and_wake(message, &Quota::messages(10), Some(&wake))
+            .await
+            .unwrap();
+        assert!(!accepted.duplicate);
+        assert!(
+            crate::store::lua::tests::cached(&mut scripts, &SCRIPTS.put).await,
+            "sent whole, and cached by it"
+        );
+        let heard = tokio::time::timeout(Duration::from_secs(5), listener.on_message().next())
+            .await
+            .expect("the wake-up within 5 s")
+            .unwrap();
+        assert_eq!(heard.get_payload_bytes(), b"wake");
+        let waiting = store.fetch(recipient, MessageId(0), now, 10).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].id, accepted.id);
     }
 
     pub(crate) async fn cleanup(store: &RedisMailbox) {
