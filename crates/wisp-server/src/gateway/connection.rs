@@ -118,10 +118,8 @@ async fn run<S>(socket: &mut S, state: &Arc<AppState>, peer: IpAddr) -> Option<C
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send,
 {
-    let link = HubLink {
-        inbox: Arc::default(),
-    };
-    let inbox = &*link.inbox;
+    // Where the hub reaches this connection once it logs in.
+    let inbox: Arc<Inbox> = Arc::default();
     let wake = &inbox.wake;
     let mut session = Session::new(Arc::clone(state), peer);
     let mut subscription: Option<Subscription> = None;
@@ -201,7 +199,7 @@ where
                         Some(bytes) => session.handle(&bytes).await,
                         None => session.handle_text(),
                     };
-                    answer(socket, state, &link, outcome, &mut subscription, &mut delivery).await
+                    answer(socket, state, &inbox, outcome, &mut subscription, &mut delivery).await
                 });
                 if let ControlFlow::Break(close) = answered.await {
                     return close;
@@ -252,7 +250,7 @@ fn transport_close(error: axum::Error) -> Option<Close> {
 async fn answer<S>(
     socket: &mut S,
     state: &AppState,
-    link: &HubLink,
+    inbox: &Arc<Inbox>,
     outcome: Outcome,
     subscription: &mut Option<Subscription>,
     delivery: &mut Option<Delivery>,
@@ -263,12 +261,12 @@ where
     if let Some(user) = outcome.logged_in {
         // Once a connection: boxed, so idle connections do not hold room
         // for it (see `Session::logged_in`).
-        let (subscribed, fresh) = Box::pin(link.log_in(state, user)).await;
+        let (subscribed, fresh) = Box::pin(log_in(state, inbox, user)).await;
         *subscription = Some(subscribed);
         *delivery = Some(fresh);
     }
     if let Some(delivery) = delivery.as_mut() {
-        delivery.acknowledged(&outcome.acked, &link.inbox.wake);
+        delivery.acknowledged(&outcome.acked, &inbox.wake);
     }
     if send(socket, &outcome.reply).await.is_err() {
         return ControlFlow::Break(None);
@@ -279,52 +277,45 @@ where
     }
 }
 
-/// Where the hub reaches a connection: its inbox (pushed frames, hints,
+/// Joins the hub as `user`, reached through `inbox` (pushed frames, hints,
 /// wake-ups, and the word to close: too slow, superseded by newer sessions
-/// of its user, or its account deleted).
-struct HubLink {
-    inbox: Arc<Inbox>,
-}
-
-impl HubLink {
-    /// Joins the hub as `user` (dropping the subscription leaves it) and
-    /// starts delivery from the beginning of the mailbox.
-    async fn log_in(&self, state: &AppState, user: UserId) -> (Subscription, Delivery) {
-        let mut subscription = state.hub.subscribe(user, Arc::clone(&self.inbox));
-        state
-            .hub
-            .cap_sessions(&subscription, state.max_sessions_per_user);
-        // The login is answered once pushes from other nodes reach this
-        // connection (at once on a single node).
-        subscription.listening(LISTEN_WAIT).await;
-        // Registered across nodes once this node listens for the account,
-        // so a kick another node publishes for this session from then on
-        // is heard.
-        if let Some(bus) = &state.bus
-            && let Some(lease) = bus
-                .session_started(
-                    &state.hub,
-                    user,
-                    subscription.id(),
-                    state.max_sessions_per_user,
-                )
-                .await
-        {
-            subscription.hold(lease);
-        }
-        let delivery = Delivery {
-            user,
-            cursor: MessageId(0),
-            drained_announced: false,
-            in_flight: HashSet::new(),
-            behind: true,
-            hints_since_fetch: 0,
-        };
-        // Subscribed first, then woken: a message stored from now on wakes
-        // us again, one stored before is fetched now.
-        self.inbox.wake.notify_one();
-        (subscription, delivery)
+/// of its user, or its account deleted); dropping the subscription leaves
+/// it. Starts delivery from the beginning of the mailbox.
+async fn log_in(state: &AppState, inbox: &Arc<Inbox>, user: UserId) -> (Subscription, Delivery) {
+    let mut subscription = state.hub.subscribe(user, Arc::clone(inbox));
+    state
+        .hub
+        .cap_sessions(&subscription, state.max_sessions_per_user);
+    // The login is answered once pushes from other nodes reach this
+    // connection (at once on a single node).
+    subscription.listening(LISTEN_WAIT).await;
+    // Registered across nodes once this node listens for the account,
+    // so a kick another node publishes for this session from then on
+    // is heard.
+    if let Some(bus) = &state.bus
+        && let Some(lease) = bus
+            .session_started(
+                &state.hub,
+                user,
+                subscription.id(),
+                state.max_sessions_per_user,
+            )
+            .await
+    {
+        subscription.hold(lease);
     }
+    let delivery = Delivery {
+        user,
+        cursor: MessageId(0),
+        drained_announced: false,
+        in_flight: HashSet::new(),
+        behind: true,
+        hints_since_fetch: 0,
+    };
+    // Subscribed first, then woken: a message stored from now on wakes
+    // us again, one stored before is fetched now.
+    inbox.wake.notify_one();
+    (subscription, delivery)
 }
 
 impl Delivery {
