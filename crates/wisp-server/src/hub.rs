@@ -52,10 +52,8 @@ pub(crate) enum Ending {
 /// emptied.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    frames: Mutex<VecDeque<Box<ServerFrame>>>,
-    frame_queued: Notify,
-    hints: Mutex<VecDeque<Arc<StoredMessage>>>,
-    hint_queued: Notify,
+    frames: Queue<Box<ServerFrame>>,
+    hints: Queue<Arc<StoredMessage>>,
     /// Notified when the user's mailbox may hold something new; wake-ups
     /// coalesce.
     pub(crate) wake: Notify,
@@ -73,40 +71,54 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Queues the item `make` makes unless `limit` items wait already (then
-/// nothing is made).
-fn queue<T>(
-    queue: &Mutex<VecDeque<T>>,
-    queued: &Notify,
-    limit: usize,
-    make: impl FnOnce() -> T,
-) -> bool {
-    {
-        let mut items = lock(queue);
-        if items.len() >= limit {
-            return false;
-        }
-        items.push_back(make());
-    }
-    queued.notify_one();
-    true
+/// One of an [`Inbox`]'s queues, and the waiter it wakes.
+#[derive(Debug)]
+struct Queue<T> {
+    items: Mutex<VecDeque<T>>,
+    queued: Notify,
 }
 
-/// The oldest item in `queue`, waiting for one if it is empty.
-async fn next<T>(queue: &Mutex<VecDeque<T>>, queued: &Notify) -> T {
-    loop {
-        {
-            let mut items = lock(queue);
-            if let Some(item) = items.pop_front() {
-                if items.is_empty() && items.capacity() > KEPT_QUEUE_ROOM {
-                    *items = VecDeque::new();
-                }
-                return item;
-            }
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self {
+            items: Mutex::default(),
+            queued: Notify::new(),
         }
-        // A queueing since the look above left a permit: this returns at
-        // once, and the loop looks again.
-        queued.notified().await;
+    }
+}
+
+impl<T> Queue<T> {
+    /// Queues the item `make` makes unless `limit` items wait already (then
+    /// nothing is made).
+    fn push(&self, limit: usize, make: impl FnOnce() -> T) -> bool {
+        {
+            let mut items = lock(&self.items);
+            if items.len() >= limit {
+                return false;
+            }
+            items.push_back(make());
+        }
+        self.queued.notify_one();
+        true
+    }
+
+    /// The oldest item, waiting for one if there is none. Cancel-safe: an
+    /// item is taken only when this returns.
+    async fn next(&self) -> T {
+        loop {
+            {
+                let mut items = lock(&self.items);
+                if let Some(item) = items.pop_front() {
+                    if items.is_empty() && items.capacity() > KEPT_QUEUE_ROOM {
+                        *items = VecDeque::new();
+                    }
+                    return item;
+                }
+            }
+            // A queueing since the look above left a permit: this returns
+            // at once, and the loop looks again.
+            self.queued.notified().await;
+        }
     }
 }
 
@@ -114,12 +126,12 @@ impl Inbox {
     /// The next frame pushed to the connection. Cancel-safe: a frame is
     /// taken only when this returns.
     pub(crate) async fn next_frame(&self) -> Box<ServerFrame> {
-        next(&self.frames, &self.frame_queued).await
+        self.frames.next().await
     }
 
     /// The next message handed over as it was stored. Cancel-safe.
     pub(crate) async fn next_hint(&self) -> Arc<StoredMessage> {
-        next(&self.hints, &self.hint_queued).await
+        self.hints.next().await
     }
 
     /// Resolves when the mailbox may hold something new.
@@ -353,9 +365,10 @@ impl Hub {
         let mut delivered = 0;
         for subscriber in subscribers {
             let inbox = &subscriber.inbox;
-            if queue(&inbox.frames, &inbox.frame_queued, OUTBOUND_QUEUE, || {
-                Box::new(frame.clone())
-            }) {
+            if inbox
+                .frames
+                .push(OUTBOUND_QUEUE, || Box::new(frame.clone()))
+            {
                 delivered += 1;
             } else if inbox.end(Ending::TooSlow) {
                 metrics::counter!("wisp_slow_connections_closed_total").increment(1);
@@ -381,9 +394,7 @@ impl Hub {
         if let Some(subscribers) = self.users().get(&user) {
             for subscriber in subscribers {
                 let inbox = &subscriber.inbox;
-                if !queue(&inbox.hints, &inbox.hint_queued, DELIVERY_WINDOW, || {
-                    Arc::clone(message)
-                }) {
+                if !inbox.hints.push(DELIVERY_WINDOW, || Arc::clone(message)) {
                     inbox.wake.notify_one();
                 }
             }
@@ -425,6 +436,13 @@ mod tests {
             .expect("within 5 s")
     }
 
+    /// A connection of `user` on `hub`: its inbox, and its place in the hub.
+    fn connect(hub: &Arc<Hub>, user: UserId) -> (Arc<Inbox>, Subscription) {
+        let inbox = Arc::new(Inbox::default());
+        let subscription = hub.subscribe(user, Arc::clone(&inbox));
+        (inbox, subscription)
+    }
+
     fn pong() -> ServerFrame {
         ServerFrame {
             request_id: 0,
@@ -436,9 +454,8 @@ mod tests {
     async fn pushes_reach_every_connection_and_stop_after_drop() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[1; 32]);
-        let (inbox1, inbox2) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
-        let s1 = hub.subscribe(user, Arc::clone(&inbox1));
-        let s2 = hub.subscribe(user, Arc::clone(&inbox2));
+        let (inbox1, s1) = connect(&hub, user);
+        let (inbox2, s2) = connect(&hub, user);
         assert_eq!(hub.push(user, &pong()), 2);
         assert_eq!(*soon(inbox1.next_frame()).await, pong());
         assert_eq!(*soon(inbox2.next_frame()).await, pong());
@@ -509,8 +526,7 @@ mod tests {
         let mut sessions = Vec::new();
         let mut inboxes = Vec::new();
         for _ in 0..4 {
-            let inbox = Arc::new(Inbox::default());
-            let session = hub.subscribe(user, Arc::clone(&inbox));
+            let (inbox, session) = connect(&hub, user);
             hub.cap_sessions(&session, 2);
             inboxes.push(inbox);
             sessions.push(session);
@@ -521,8 +537,7 @@ mod tests {
         assert_eq!(endings, [superseded, superseded, None, None]);
         // One leaves: nobody else is closed for it.
         drop(sessions.remove(3));
-        let fifth = Arc::new(Inbox::default());
-        let session = hub.subscribe(user, Arc::clone(&fifth));
+        let (fifth, session) = connect(&hub, user);
         hub.cap_sessions(&session, 2);
         assert_eq!(ended(&fifth), None);
         assert_eq!(ended(&inboxes[2]), None);
@@ -538,8 +553,7 @@ mod tests {
     async fn a_full_queue_kicks_the_connection_instead_of_dropping() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[2; 32]);
-        let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox));
+        let (inbox, _s) = connect(&hub, user);
         for _ in 0..OUTBOUND_QUEUE {
             assert_eq!(hub.push(user, &pong()), 1);
         }
@@ -567,8 +581,7 @@ mod tests {
     async fn hints_that_do_not_fit_become_a_wake_up() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[6; 32]);
-        let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox));
+        let (inbox, _s) = connect(&hub, user);
         let woken = |inbox: &Inbox| inbox.woken().now_or_never().is_some();
         for id in 1..=DELIVERY_WINDOW as u64 {
             hub.offer(user, &stored(id));
@@ -591,8 +604,7 @@ mod tests {
     async fn a_waiting_connection_gets_what_is_queued_and_idle_queues_hold_nothing() {
         let hub = Arc::new(Hub::default());
         let user = UserId::from_ed25519(&[8; 32]);
-        let inbox = Arc::new(Inbox::default());
-        let _s = hub.subscribe(user, Arc::clone(&inbox));
+        let (inbox, _s) = connect(&hub, user);
         // Waiting (polled once, pending) before the hint arrives.
         let waiting = inbox.next_hint();
         tokio::pin!(waiting);
@@ -603,10 +615,10 @@ mod tests {
         for _ in 0..100 {
             hub.push(user, &pong());
         }
-        assert!(lock(&inbox.frames).capacity() >= 100);
+        assert!(lock(&inbox.frames.items).capacity() >= 100);
         for _ in 0..100 {
             soon(inbox.next_frame()).await;
         }
-        assert_eq!(lock(&inbox.frames).capacity(), 0);
+        assert_eq!(lock(&inbox.frames.items).capacity(), 0);
     }
 }
