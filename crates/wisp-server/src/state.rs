@@ -91,8 +91,15 @@ impl AppState {
     /// Tells `user`'s connections, here and on every other node, to look in
     /// the mailbox.
     pub(crate) async fn wake(&self, user: UserId) {
+        self.wake_after_put(user, false).await;
+    }
+
+    /// As [`AppState::wake`], after a put: other nodes are left out when
+    /// the mailbox store woke them with the put (`others_woken`, see
+    /// [`AppState::wake_with_put`]).
+    pub(crate) async fn wake_after_put(&self, user: UserId, others_woken: bool) {
         self.hub.wake(user);
-        if let Some(bus) = &self.bus {
+        if !others_woken && let Some(bus) = &self.bus {
             Box::pin(bus.wake(user)).await;
         }
     }

@@ -47,11 +47,7 @@ pub(crate) async fn send(state: &AppState, me: UserId, send: Send) -> Result<Acc
         metrics::counter!("wisp_messages_duplicate_total").increment(1);
         // The first attempt may have stored it without telling anyone (it
         // failed after the store); a fetch finds it in its place.
-        if others_woken {
-            state.hub.wake(to);
-        } else {
-            state.wake(to).await;
-        }
+        state.wake_after_put(to, others_woken).await;
     } else {
         still_friends(state, me, to).await?;
         metrics::counter!("wisp_messages_sent_total").increment(1);
