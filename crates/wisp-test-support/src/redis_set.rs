@@ -60,6 +60,35 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 /// A primary, two replicas and three Sentinels (quorum two).
+/// One plain Redis on a free loopback port, started empty (no scripts
+/// cached, nothing persisted); stopped when dropped.
+#[derive(Debug)]
+pub struct SingleRedis {
+    pub port: u16,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl SingleRedis {
+    pub fn start(binary: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let process = data_node(binary, port, &dir.path().join("redis"), &[]);
+        wait_until("redis-server to answer", || {
+            query::<String>(port, &mut redis::cmd("PING")).is_ok()
+        });
+        Self {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
 #[derive(Debug)]
 pub struct SentinelSet {
     pub data_ports: Vec<u16>,

@@ -703,14 +703,10 @@ pub(crate) mod tests {
         None
     }
 
-    /// A put given a wake-up publishes it in its own round trip, after
-    /// the message is stored (one Redis server: the local one).
-    #[tokio::test]
-    async fn a_put_publishes_its_wake_up_with_it() {
+    /// Puts a message for a recipient with a wake-up on `channel`: the put
+    /// lands, the wake-up is heard, and the message is fetchable.
+    async fn put_lands_and_its_wake_up_is_heard(store: &RedisMailbox, channel: String) {
         use futures_util::StreamExt;
-        let Some(store) = open().await else { return };
-        assert!(store.publishes_wakes());
-        let channel = format!("{}:user:test", store.prefix);
         let mut listener = store
             .redis
             .pubsub_client(0)
@@ -744,6 +740,7 @@ pub(crate) mod tests {
             )
             .await
             .unwrap();
+        assert!(!accepted.duplicate);
         let heard = tokio::time::timeout(Duration::from_secs(5), listener.on_message().next())
             .await
             .expect("the wake-up within 5 s")
@@ -753,6 +750,15 @@ pub(crate) mod tests {
         let waiting = store.fetch(recipient, MessageId(0), now, 10).await.unwrap();
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].id, accepted.id);
+    }
+
+    /// A put given a wake-up publishes it in its own round trip, after
+    /// the message is stored (one Redis server: the local one).
+    #[tokio::test]
+    async fn a_put_publishes_its_wake_up_with_it() {
+        let Some(store) = open().await else { return };
+        assert!(store.publishes_wakes());
+        put_lands_and_its_wake_up_is_heard(&store, format!("{}:user:test", store.prefix)).await;
         cleanup(&store).await;
     }
 
@@ -762,82 +768,25 @@ pub(crate) mod tests {
     /// then on. A Redis of the test's own, started empty.
     #[tokio::test]
     async fn a_redis_without_the_put_script_is_sent_it_whole_with_the_wake_up() {
-        use futures_util::StreamExt;
         let Some(binary) = wisp_test_support::redis_set::redis_server() else {
             eprintln!("skipped: no redis-server");
             return;
         };
-        let port = wisp_test_support::free_port();
-        let _redis = wisp_test_support::Process::start(
-            &binary,
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        );
-        wisp_test_support::redis_set::wait_until("redis-server to answer", || {
-            wisp_test_support::redis_set::query::<String>(port, &mut redis::cmd("PING")).is_ok()
-        });
-        let url = format!("redis://127.0.0.1:{port}");
-        let store = RedisMailbox::connect_with_prefix(&url, "wisp-test")
+        let redis = wisp_test_support::redis_set::SingleRedis::start(&binary);
+        let store = RedisMailbox::connect_with_prefix(&redis.url(), "wisp-test")
             .await
             .unwrap();
-        let mut scripts = redis::Client::open(url.as_str())
+        let mut scripts = redis::Client::open(redis.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
         assert!(!crate::store::lua::tests::cached(&mut scripts, &SCRIPTS.put).await);
-        let channel = "wisp-test:user:test".to_owned();
-        let mut listener = store
-            .redis
-            .pubsub_client(0)
-            .await
-            .unwrap()
-            .get_async_pubsub()
-            .await
-            .unwrap();
-        listener.subscribe(&channel).await.unwrap();
-        let (sender, recipient) = (
-            UserId::from_ed25519(&[1; 32]),
-            UserId::from_ed25519(&[2; 32]),
-        );
-        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-        let wake = Wake {
-            channel: channel.clone(),
-            payload: b"wake".to_vec(),
-        };
-        let message = NewMessage {
-            sender,
-            recipient,
-            client_msg_id: &[9; 16],
-            ciphertext: b"opaque",
-            sent_at: now,
-            expires_at: now.plus(Duration::from_secs(60)),
-        };
-        let accepted = store
-            .put_and_wake(message, &Quota::messages(10), Some(&wake))
-            .await
-            .unwrap();
-        assert!(!accepted.duplicate);
+        put_lands_and_its_wake_up_is_heard(&store, "wisp-test:user:test".to_owned()).await;
         assert!(
             crate::store::lua::tests::cached(&mut scripts, &SCRIPTS.put).await,
             "sent whole, and cached by it"
         );
-        let heard = tokio::time::timeout(Duration::from_secs(5), listener.on_message().next())
-            .await
-            .expect("the wake-up within 5 s")
-            .unwrap();
-        assert_eq!(heard.get_payload_bytes(), b"wake");
-        let waiting = store.fetch(recipient, MessageId(0), now, 10).await.unwrap();
-        assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].id, accepted.id);
     }
 
     pub(crate) async fn cleanup(store: &RedisMailbox) {
